@@ -1,0 +1,28 @@
+// A backend: one virtual per coarse (whole-sequence) op. Missing ops throw
+// "[op] not implemented on <backend>".
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "saltatory/ops/lif_stack.hpp"
+
+namespace saltatory {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  /// Inputs are validated by the op layer before dispatch.
+  virtual std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
+                                                          const std::vector<LayerParams>& params,
+                                                          const SpikeView& input);
+  virtual void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,
+                                  const std::vector<LayerGrads>& grads, float* grad_input);
+};
+
+/// The backend that runs `device`; throws Error if this build or machine cannot.
+Backend& backend_for(Device device);
+
+}  // namespace saltatory

@@ -1,0 +1,54 @@
+// Sparse gathers and scatters over input-major weights W [N_in, N_out] (row i = input neuron i).
+//   forward gather:        I[:]     += sum_k W[ids_k, :]             k < n_spk
+//   weight-grad scatter:   dW[i, :] += gI[:]                         (one row per input spike)
+//   input-grad gather-dot: gS[k]     = W[ids_k, :] . gI[:]           k < n_tot
+//   state-grad:            gV[ids_k] += gS[k] * sigma'(V[ids_k] - theta1)   k < n_tot
+//   sparse-to-dense:       D[ids_k] = 1 (k < n_spk);  its gradient gS[k] = gD[ids_k]
+#pragma once
+
+#include "saltatory/kernels/common.hpp"
+#include "saltatory/kernels/surrogate.hpp"
+
+namespace saltatory::kernels {
+
+/// out[c] += W[id, c] for each listed id, c in [0, n_cols); `row_stride` is N_out of W.
+SALTATORY_HD void gather_rows(float* __restrict out, const float* __restrict w, int64_t row_stride,
+                              const int32_t* ids, int n, int n_cols) {
+  for (int k = 0; k < n; ++k) {
+    const float* __restrict row = w + static_cast<int64_t>(ids[k]) * row_stride;
+    for (int c = 0; c < n_cols; ++c) out[c] += row[c];
+  }
+}
+
+/// dst[c] += src[c], c in [0, n): one scattered weight-gradient row.
+SALTATORY_HD void add_row(float* __restrict dst, const float* __restrict src, int n) {
+  for (int c = 0; c < n; ++c) dst[c] += src[c];
+}
+
+/// Dot product of one weight row with the current gradient.
+SALTATORY_HD float dot_row(const float* __restrict row, const float* __restrict g, int n) {
+  float acc = 0.0f;
+  for (int c = 0; c < n; ++c) acc += row[c] * g[c];
+  return acc;
+}
+
+/// gV[ids_k] += gS[k] * sigma'(V[ids_k] - theta1) for k < n_tot.
+SALTATORY_HD void accumulate_state_grad(float* gv, const float* v, const int32_t* ids, const float* gs,
+                                        int n_tot, float theta1, Surrogate kind, float beta) {
+  for (int k = 0; k < n_tot; ++k) {
+    const int32_t j = ids[k];
+    gv[j] += gs[k] * surrogate_grad(kind, v[j] - theta1, beta);
+  }
+}
+
+/// dense[ids_k] = value for k < n: writes (value 1) or clears (value 0) a list's footprint.
+SALTATORY_HD void scatter_value(float* dense, const int32_t* ids, int n, float value) {
+  for (int k = 0; k < n; ++k) dense[ids[k]] = value;
+}
+
+/// gs[k] = g_dense[ids_k] for k < n: the gradient of sparse-to-dense.
+SALTATORY_HD void gather_values(float* gs, const float* g_dense, const int32_t* ids, int n) {
+  for (int k = 0; k < n; ++k) gs[k] = g_dense[ids[k]];
+}
+
+}  // namespace saltatory::kernels

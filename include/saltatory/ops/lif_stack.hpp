@@ -1,0 +1,98 @@
+// Whole-sequence forward and backward through a stack of LIF layers (optionally ending in a
+// leaky-integrator readout). Shapes: input spikes [T, B, K_0] over N_0 neurons; layer l has input-
+// major weights W [N_in, N_out], optional recurrent W_rec [N_out, N_out] fed by its own spikes of
+// t-1, optional bias [N_out], per-neuron alpha [N_out].
+//   I[t] = bias + sum_{k < n_spk(S_in[t'])} W[ids_k, :] + sum_{k < n_spk(S[t-1])} W_rec[ids_k, :]
+//   t' = t (same_step coupling, and always for layer 0) or t - 1 (delayed coupling)
+//   V[t] = alpha V[t-1] (1 - r[t]) + g (1 - alpha) I[t];   S[t] = select(V[t], theta1, theta2, K)
+// Readout: V[t] = alpha V[t-1] + g (1 - alpha) I[t], output is V [T, B, N_out].
+// Backward is BPTT with surrogate gradients on listed entries only (METHOD.md section 5).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "saltatory/core/device.hpp"
+#include "saltatory/core/spikes.hpp"
+#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/surrogate.hpp"
+
+namespace saltatory {
+
+using kernels::ResetGrad;
+using kernels::ResetMode;
+using kernels::Surrogate;
+
+/// Layer types of a stack.
+enum class LayerKind { lif, recurrent_lif, readout };
+/// Whether layer l consumes layer l-1's spikes of the same step or of the previous step.
+enum class Coupling { same_step, delayed };
+
+/// Static description of one layer.
+struct LayerConfig {
+  LayerKind kind = LayerKind::lif;
+  int n_in = 0;
+  int n_out = 0;
+  int capacity = 0;  ///< list capacity K (spiking layers; ignored by readout)
+  float theta1 = 1.0f;  ///< spike threshold
+  float theta2 = 0.9f;  ///< gradient-candidate threshold (<= theta1), changeable between calls
+  float gain = 10.0f;   ///< input gain g
+  Surrogate surrogate = Surrogate::super_spike;
+  float beta = 10.0f;  ///< surrogate slope
+  ResetMode reset = ResetMode::state;
+  ResetGrad reset_grad = ResetGrad::pass;
+  bool bias = false;
+};
+
+/// The whole stack and how to run it.
+struct StackConfig {
+  std::vector<LayerConfig> layers;
+  Coupling coupling = Coupling::same_step;
+  Mode mode = Mode::sparse;
+  OverflowPolicy overflow = OverflowPolicy::lowest_ids;
+  uint64_t seed = 0;  ///< for the random overflow policy
+  Device device = Device::cpu;
+};
+
+/// Parameters of one layer (borrowed; must outlive the context and stay unchanged until backward).
+struct LayerParams {
+  const float* weight = nullptr;      ///< [n_in, n_out]
+  const float* weight_rec = nullptr;  ///< [n_out, n_out], recurrent layers only
+  const float* bias = nullptr;        ///< [n_out] when config.bias
+  const float* alpha = nullptr;       ///< [n_out]
+};
+
+/// Gradient buffers of one layer; backward adds into them. Null skips that gradient.
+struct LayerGrads {
+  float* weight = nullptr;
+  float* weight_rec = nullptr;
+  float* bias = nullptr;
+};
+
+/// What forward produced; backend subclasses keep what backward needs. Opaque to Python.
+class StackContext {
+ public:
+  virtual ~StackContext() = default;
+  StackConfig config;
+  int T = 0, B = 0;
+  int input_capacity = 0;            ///< K of the input lists
+  std::vector<SpikeTensor> spikes;   ///< per spiking layer (dense mode: capacity N, never overflows)
+  std::vector<float> readout;        ///< [T, B, N_out] of the readout layer, if any
+  std::vector<int64_t> dropped;      ///< spikes dropped by capacity, per spiking layer
+  bool backward_done = false;
+};
+
+/// Runs the stack forward over all T steps. Validates shapes, parameters and input spikes.
+std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
+                                                const std::vector<LayerParams>& params,
+                                                const SpikeView& input);
+
+/// BPTT through the whole sequence. `grad_outputs[l]` is dL/d(output of layer l): per list entry
+/// [T, B, K_l] for a spiking layer, [T, B, N_out] for the readout; null means zero. Gradients are
+/// added into `grads`; `grad_input` (optional) receives dL/d(entries of the input) [T, B, K_0].
+/// A context can be consumed once.
+void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,
+                        const std::vector<LayerGrads>& grads, float* grad_input = nullptr);
+
+}  // namespace saltatory

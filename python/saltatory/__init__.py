@@ -1,0 +1,32 @@
+"""Saltatory: sparse BPTT for spiking neural networks.
+
+Spikes are fixed-capacity lists of neuron ids; a second, lower threshold marks the neurons that
+carry surrogate gradients; forward and backward are gathers and scatters whose cost follows
+activity (Finkbeiner et al., AAAI 2024).
+"""
+
+from . import _core
+from . import data, losses, optim
+from .nn import LIF, Parameter, Readout, RecurrentLIF, Sequential
+from .spikes import SpikeTensor
+
+__version__ = _core.build_info()["version"]
+
+
+def available_devices() -> list[str]:
+    """Devices this build can run on this machine ("cpu" always)."""
+    return list(_core.available_devices())
+
+
+def build_info() -> dict:
+    """Version, compiler, enabled backends and default CPU thread count."""
+    return dict(_core.build_info())
+
+
+def set_num_threads(n: int) -> None:
+    """Caps CPU worker threads (0 restores the default). Results do not depend on it."""
+    _core.set_num_threads(int(n))
+
+
+__all__ = ["SpikeTensor", "LIF", "RecurrentLIF", "Readout", "Sequential", "Parameter", "losses",
+           "optim", "data", "available_devices", "build_info", "set_num_threads"]

@@ -1,0 +1,42 @@
+"""Losses with their gradients, averaged over the batch.
+
+spike_count_cross_entropy: c[b, j] = spikes of neuron j over T; L = mean_b CE(softmax(c[b]), y_b);
+    the gradient goes to every listed entry (spikes and candidates), [T, B, K].
+membrane_cross_entropy: L = mean_b sum_t CE(softmax(V[t, b]), y_b); gradient [T, B, C].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from .spikes import SpikeTensor
+
+
+def _labels(labels, op: str) -> np.ndarray:
+    y = np.asarray(labels)
+    if not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"[{op}] labels must be integers, got dtype {y.dtype}")
+    return np.ascontiguousarray(y, dtype=np.int32)
+
+
+def spike_count_cross_entropy(spikes: SpikeTensor, labels) -> tuple[float, np.ndarray]:
+    """Returns (loss, dL/d entries [T, B, K])."""
+    if not isinstance(spikes, SpikeTensor):
+        raise TypeError(f"[spike_count_cross_entropy] expected a SpikeTensor, got {type(spikes).__name__}")
+    return _core.spike_count_cross_entropy(spikes, _labels(labels, "spike_count_cross_entropy"))
+
+
+def membrane_cross_entropy(membrane, labels) -> tuple[float, np.ndarray]:
+    """Returns (loss, dL/dV [T, B, C]) for readout membranes [T, B, C]."""
+    v = np.asarray(membrane)
+    if v.dtype != np.float32:
+        raise TypeError(f"[membrane_cross_entropy] membrane must be float32, got dtype {v.dtype}")
+    return _core.membrane_cross_entropy(np.ascontiguousarray(v), _labels(labels, "membrane_cross_entropy"))
+
+
+def predict(output) -> np.ndarray:
+    """Class predictions [B]: argmax of spike counts (SpikeTensor) or of time-summed membranes."""
+    if isinstance(output, SpikeTensor):
+        return output.counts().argmax(axis=1)
+    return np.asarray(output).sum(axis=0).argmax(axis=1)

@@ -1,0 +1,68 @@
+// Shared array conversions of the Python bindings: checked, zero-copy views of numpy arrays, and
+// numpy arrays that own (or borrow from a keep-alive owner) C++ buffers.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "saltatory/core/spikes.hpp"
+
+namespace saltatory::python {
+
+namespace py = pybind11;
+
+/// Checks dtype (TypeError), C-contiguity, ndim and the sizes that are given (ValueError;
+/// -1 accepts any size). Returns the array unchanged: the caller reads its memory in place.
+template <class T>
+py::array checked(const py::handle& obj, const char* op, const char* name, std::vector<py::ssize_t> shape,
+                  bool writable = false) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string("[") + op + "] " + name + " must be a numpy array, got " +
+                         std::string(py::str(obj.get_type().attr("__name__"))));
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string("[") + op + "] " + name + " must have dtype " +
+                         std::string(py::str(py::dtype::of<T>())) + ", got " +
+                         std::string(py::str(arr.dtype())));
+  if (!(arr.flags() & py::array::c_style))
+    throw py::value_error(std::string("[") + op + "] " + name + " must be C-contiguous");
+  if (writable && !arr.writeable())
+    throw py::value_error(std::string("[") + op + "] " + name + " must be writable");
+  if (arr.ndim() != static_cast<py::ssize_t>(shape.size()))
+    throw py::value_error(std::string("[") + op + "] " + name + " must have " +
+                          std::to_string(shape.size()) + " dimensions, got " +
+                          std::to_string(arr.ndim()));
+  for (size_t i = 0; i < shape.size(); ++i)
+    if (shape[i] >= 0 && arr.shape(i) != shape[i])
+      throw py::value_error(std::string("[") + op + "] " + name + " has size " +
+                            std::to_string(arr.shape(i)) + " in dimension " + std::to_string(i) +
+                            ", expected " + std::to_string(shape[i]));
+  return arr;
+}
+
+/// A SpikeView of a Python SpikeTensor (attributes ids, n_spk, n_tot, n_neurons), without copying.
+SpikeView spike_view(const py::handle& spikes, const char* op);
+
+/// A numpy array over `data`, kept alive by `owner`.
+template <class T>
+py::array_t<T> borrowed(const T* data, std::vector<py::ssize_t> shape, const py::handle& owner) {
+  return py::array_t<T>(shape, data, owner);
+}
+
+/// A numpy array that takes ownership of `values` (no copy).
+template <class T>
+py::array_t<T> owned(std::vector<T>&& values, std::vector<py::ssize_t> shape) {
+  auto* heap = new std::vector<T>(std::move(values));
+  py::capsule free_when_done(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>(shape, heap->data(), free_when_done);
+}
+
+void init_spikes(py::module_& m);
+void init_ops(py::module_& m);
+void init_optim(py::module_& m);
+
+}  // namespace saltatory::python

@@ -1,0 +1,157 @@
+// Dense mode: the baseline the method is measured against. Spikes are dense 0/1 matrices and every
+// product is an Eigen GEMM over all neurons, whatever the activity; lists have capacity N.
+//   forward:  I = X W + bias  (X [T*B, N_in] 0/1, t' rows);  per step I[t] += S[t-1] W_rec
+//   backward: gV = alpha m gV + gS_dense sigma'(V - theta1) H(V - theta2)   (masked surrogate)
+//             gI = g (1 - alpha) gV;  dW += X^T gI;  dW_rec += S_prev^T gI;  dbias += sum gI
+//             gX = gI W^T (gathered to the input entries);  gS_dense[t-1] += gI[t] W_rec^T
+// Matrices are row-major: X, I, gI [T*B, N]; W [N_in, N_out].
+#include <Eigen/Core>
+#include <algorithm>
+#include <numeric>
+
+#include "backends/cpu/cpu_backend.hpp"
+#include "backends/cpu/parallel.hpp"
+#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/sparse.hpp"
+#include "saltatory/kernels/surrogate.hpp"
+
+namespace saltatory::cpu {
+
+namespace {
+
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstMap = Eigen::Map<const Matrix>;
+using Map = Eigen::Map<Matrix>;
+
+/// C[m, n] += op(A) op(B) with op(A) [m, k] and op(B) [k, n], partitioned over C's rows.
+/// `a_transposed`: A is stored [k, m]; `b_transposed`: B is stored [n, k].
+void gemm_add(const float* a, bool a_transposed, const float* b, bool b_transposed, float* c,
+              int64_t m, int64_t k, int64_t n) {
+  const ConstMap A(a, a_transposed ? k : m, a_transposed ? m : k);
+  const ConstMap Bm(b, b_transposed ? n : k, b_transposed ? k : n);
+  for_each_row_block(m, [&](int64_t r0, int64_t r1) {
+    Map C(c + r0 * n, r1 - r0, n);
+    if (a_transposed && b_transposed)
+      C.noalias() += A.middleCols(r0, r1 - r0).transpose() * Bm.transpose();
+    else if (a_transposed)
+      C.noalias() += A.middleCols(r0, r1 - r0).transpose() * Bm;
+    else if (b_transposed)
+      C.noalias() += A.middleRows(r0, r1 - r0) * Bm.transpose();
+    else
+      C.noalias() += A.middleRows(r0, r1 - r0) * Bm;
+  });
+}
+
+/// Dense 0/1 rows [T*B, N] of `spikes`, where row (t, b) holds step t - delay (zero before 0).
+std::vector<float> dense_rows(const SpikeView& spikes, int T, int delay) {
+  std::vector<float> x(static_cast<size_t>(T) * spikes.B * spikes.N, 0.0f);
+  for (int t = delay; t < T; ++t)
+    for (int b = 0; b < spikes.B; ++b)
+      kernels::scatter_value(x.data() + (static_cast<int64_t>(t) * spikes.B + b) * spikes.N,
+                             spikes.list(t - delay, b), spikes.spikes(t - delay, b), 1.0f);
+  return x;
+}
+
+}  // namespace
+
+int64_t dense_forward(const LayerRun& run) {
+  const LayerConfig& c = run.config;
+  const LayerParams& p = run.params;
+  const int n = c.n_out, T = run.T, B = run.B;
+  const int64_t rows = static_cast<int64_t>(T) * B;
+  std::vector<float> current(rows * n, 0.0f);
+  if (p.bias != nullptr)
+    for (int64_t r = 0; r < rows; ++r) std::copy_n(p.bias, n, current.begin() + r * n);
+  const std::vector<float> x = dense_rows(run.input, T, run.input_delay);
+  gemm_add(x.data(), false, p.weight, false, current.data(), rows, c.n_in, n);
+
+  const bool recurrent = c.kind == LayerKind::recurrent_lif;
+  std::vector<float> previous(recurrent ? static_cast<size_t>(B) * n : 0, 0.0f);
+  std::vector<float> flags(static_cast<size_t>(B) * n, 0.0f);
+  std::vector<uint64_t> priority(static_cast<size_t>(B) * n);
+  std::vector<int64_t> dropped(B, 0);
+  for (int t = 0; t < T; ++t) {
+    float* current_t = current.data() + static_cast<int64_t>(t) * B * n;
+    if (recurrent && t > 0) {
+      std::fill(previous.begin(), previous.end(), 0.0f);
+      for (int b = 0; b < B; ++b)
+        kernels::scatter_value(previous.data() + static_cast<int64_t>(b) * n,
+                               run.output->list(t - 1, b), run.output->n_spk(t - 1, b), 1.0f);
+      gemm_add(previous.data(), false, p.weight_rec, false, current_t, B, n, n);
+    }
+    tbb::parallel_for(0, B, [&](int b) {
+      dropped[b] += update_and_select(run, t, b, current_t + static_cast<int64_t>(b) * n,
+                                      flags.data() + static_cast<int64_t>(b) * n,
+                                      priority.data() + static_cast<int64_t>(b) * n);
+    });
+  }
+  return std::accumulate(dropped.begin(), dropped.end(), int64_t{0});
+}
+
+void dense_backward(const LayerRun& run, const float* grad_output, const LayerGrads& grads,
+                    float* grad_input) {
+  const LayerConfig& c = run.config;
+  const LayerParams& p = run.params;
+  const int n = c.n_out, T = run.T, B = run.B;
+  const int64_t rows = static_cast<int64_t>(T) * B;
+  const bool readout = c.kind == LayerKind::readout;
+  const bool recurrent = c.kind == LayerKind::recurrent_lif;
+  const int k_out = readout ? n : run.output->K();
+  std::vector<float> grad_current(rows * n, 0.0f), gv(static_cast<size_t>(B) * n, 0.0f);
+  std::vector<float> grad_spikes(static_cast<size_t>(B) * n), flags(static_cast<size_t>(B) * n, 0.0f);
+
+  for (int t = T - 1; t >= 0; --t) {
+    float* gi_t = grad_current.data() + static_cast<int64_t>(t) * B * n;
+    std::fill(grad_spikes.begin(), grad_spikes.end(), 0.0f);
+    if (recurrent && t < T - 1)  // gS[t] += gI[t+1] W_rec^T
+      gemm_add(gi_t + static_cast<int64_t>(B) * n, false, p.weight_rec, true, grad_spikes.data(),
+               B, n, n);
+    tbb::parallel_for(0, B, [&](int b) {
+      const int64_t list = static_cast<int64_t>(t) * B + b;
+      float* g = gv.data() + static_cast<int64_t>(b) * n;
+      float* gs = grad_spikes.data() + static_cast<int64_t>(b) * n;
+      if (t < T - 1) carry_membrane_grad(run, t, b, g, flags.data() + static_cast<int64_t>(b) * n);
+      if (readout) {
+        kernels::add_row(g, grad_output + list * k_out, n);
+      } else {
+        const int32_t* ids = run.output->list(t, b);
+        const float* g_entries = grad_output + list * k_out;
+        for (int k = 0; k < run.output->n_tot(t, b); ++k) gs[ids[k]] += g_entries[k];
+        const float* v = run.membrane + list * n;
+        for (int j = 0; j < n; ++j)
+          if (v[j] > c.theta2)
+            g[j] += gs[j] * kernels::surrogate_grad(c.surrogate, v[j] - c.theta1, c.beta);
+      }
+      float* gi = gi_t + static_cast<int64_t>(b) * n;
+      for (int j = 0; j < n; ++j) gi[j] = kernels::current_grad(g[j], p.alpha[j], c.gain);
+    });
+  }
+
+  const std::vector<float> x = dense_rows(run.input, T, run.input_delay);
+  if (grads.weight != nullptr)
+    gemm_add(x.data(), true, grad_current.data(), false, grads.weight, c.n_in, rows, n);
+  if (grads.weight_rec != nullptr && recurrent) {
+    const std::vector<float> own_previous = dense_rows(run.output->view(), T, 1);
+    gemm_add(own_previous.data(), true, grad_current.data(), false, grads.weight_rec, n, rows, n);
+  }
+  if (grads.bias != nullptr && c.bias)
+    for_each_column_block(n, [&](int c0, int c1) {
+      for (int64_t r = 0; r < rows; ++r)
+        kernels::add_row(grads.bias + c0, grad_current.data() + r * n + c0, c1 - c0);
+    });
+  if (grad_input != nullptr) {
+    std::vector<float> grad_x(rows * c.n_in, 0.0f);
+    gemm_add(grad_current.data(), false, p.weight, true, grad_x.data(), rows, n, c.n_in);
+    const int k_in = run.input.K;
+    for (int t = run.input_delay; t < T; ++t)
+      for (int b = 0; b < B; ++b) {
+        const int t_in = t - run.input_delay;
+        const int32_t* ids = run.input.list(t_in, b);
+        float* g_in = grad_input + (static_cast<int64_t>(t_in) * B + b) * k_in;
+        const float* gx = grad_x.data() + (static_cast<int64_t>(t) * B + b) * c.n_in;
+        for (int k = 0; k < run.input.total(t_in, b); ++k) g_in[k] += gx[ids[k]];
+      }
+  }
+}
+
+}  // namespace saltatory::cpu

@@ -1,0 +1,120 @@
+// Sparse mode: the method. Per layer, with lists S_in (input) and S (own):
+//   forward, per b in parallel, t = 0..T-1:
+//     I = bias + sum_{k<n_spk(S_in[t'])} W[ids_k, :] + sum_{k<n_spk(S[t-1])} W_rec[ids_k, :]
+//     V[t] = lif_step(V[t-1], r[t], I);  S[t] = select(V[t], theta1, theta2, K)
+//   backward phase A, per b in parallel, t = T-1..0:
+//     gV = alpha m gV + sum_{k<n_tot(S[t])} (gS[t,k] + gRec[k]) sigma'(V[t, ids_k] - theta1)
+//     gI[t] = g (1 - alpha) gV
+//     gS_in[t', k] += W[ids_k, :] . gI[t]       k < n_tot(S_in[t'])
+//     gRec[k]       = W_rec[ids_k, :] . gI[t]   k < n_tot(S[t-1])   (feeds step t-1)
+//   backward phase B, per column block in parallel (fixed order over t, b, k; no atomics):
+//     dW[ids_k, cols] += gI[t, b, cols];  dW_rec likewise;  dbias[cols] += gI[t, b, cols]
+// W is input-major [N_in, N_out]; membranes and gI are [T, B, N_out]; entry grads [T, B, K].
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "backends/cpu/cpu_backend.hpp"
+#include "backends/cpu/parallel.hpp"
+#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/sparse.hpp"
+
+namespace saltatory::cpu {
+
+int64_t sparse_forward(const LayerRun& run) {
+  const LayerConfig& c = run.config;
+  const LayerParams& p = run.params;
+  const int n = c.n_out;
+  const int capacity = run.output != nullptr ? run.output->K() : 0;
+  std::vector<int64_t> dropped(run.B, 0);
+  tbb::parallel_for(0, run.B, [&](int b) {
+    std::vector<float> current(n), flags(n, 0.0f);
+    std::vector<uint64_t> priority(capacity);
+    for (int t = 0; t < run.T; ++t) {
+      if (p.bias != nullptr)
+        std::copy_n(p.bias, n, current.begin());
+      else
+        std::fill(current.begin(), current.end(), 0.0f);
+      const int t_in = t - run.input_delay;
+      if (t_in >= 0)
+        kernels::gather_rows(current.data(), p.weight, n, run.input.list(t_in, b),
+                             run.input.spikes(t_in, b), n);
+      if (c.kind == LayerKind::recurrent_lif && t > 0)
+        kernels::gather_rows(current.data(), p.weight_rec, n, run.output->list(t - 1, b),
+                             run.output->n_spk(t - 1, b), n);
+      dropped[b] += update_and_select(run, t, b, current.data(), flags.data(), priority.data());
+    }
+  });
+  return std::accumulate(dropped.begin(), dropped.end(), int64_t{0});
+}
+
+void sparse_backward(const LayerRun& run, const float* grad_output, const LayerGrads& grads,
+                     float* grad_input) {
+  const LayerConfig& c = run.config;
+  const LayerParams& p = run.params;
+  const int n = c.n_out, T = run.T, B = run.B;
+  const bool readout = c.kind == LayerKind::readout;
+  const bool recurrent = c.kind == LayerKind::recurrent_lif;
+  const int k_out = readout ? n : run.output->K();
+  const int k_in = run.input.K;
+  std::vector<float> grad_current(static_cast<size_t>(T) * B * n);
+
+  tbb::parallel_for(0, B, [&](int b) {  // phase A: the time recursion, independent per sample
+    std::vector<float> gv(n, 0.0f), flags(n, 0.0f), grad_rec(recurrent ? k_out : 0, 0.0f);
+    for (int t = T - 1; t >= 0; --t) {
+      const int64_t list = static_cast<int64_t>(t) * B + b;
+      if (t < T - 1) carry_membrane_grad(run, t, b, gv.data(), flags.data());
+      const float* g_out = grad_output + list * k_out;
+      if (readout) {
+        kernels::add_row(gv.data(), g_out, n);
+      } else {
+        const float* v = run.membrane + list * n;
+        const int32_t* ids = run.output->list(t, b);
+        const int n_tot = run.output->n_tot(t, b);
+        kernels::accumulate_state_grad(gv.data(), v, ids, g_out, n_tot, c.theta1, c.surrogate,
+                                       c.beta);
+        if (recurrent && t < T - 1)
+          kernels::accumulate_state_grad(gv.data(), v, ids, grad_rec.data(), n_tot, c.theta1,
+                                         c.surrogate, c.beta);
+      }
+      float* gi = grad_current.data() + list * n;
+      for (int j = 0; j < n; ++j) gi[j] = kernels::current_grad(gv[j], p.alpha[j], c.gain);
+      const int t_in = t - run.input_delay;
+      if (grad_input != nullptr && t_in >= 0) {
+        const int32_t* ids = run.input.list(t_in, b);
+        float* g_in = grad_input + (static_cast<int64_t>(t_in) * B + b) * k_in;
+        for (int k = 0; k < run.input.total(t_in, b); ++k)
+          g_in[k] += kernels::dot_row(p.weight + static_cast<int64_t>(ids[k]) * n, gi, n);
+      }
+      if (recurrent && t > 0) {
+        const int32_t* ids = run.output->list(t - 1, b);
+        for (int k = 0; k < run.output->n_tot(t - 1, b); ++k)
+          grad_rec[k] = kernels::dot_row(p.weight_rec + static_cast<int64_t>(ids[k]) * n, gi, n);
+      }
+    }
+  });
+
+  for_each_column_block(n, [&](int c0, int c1) {  // phase B: scatter weight gradients
+    const int width = c1 - c0;
+    for (int t = 0; t < T; ++t) {
+      const int t_in = t - run.input_delay;
+      for (int b = 0; b < B; ++b) {
+        const float* gi = grad_current.data() + (static_cast<int64_t>(t) * B + b) * n + c0;
+        if (grads.weight != nullptr && t_in >= 0) {
+          const int32_t* ids = run.input.list(t_in, b);
+          for (int k = 0; k < run.input.spikes(t_in, b); ++k)
+            kernels::add_row(grads.weight + static_cast<int64_t>(ids[k]) * n + c0, gi, width);
+        }
+        if (grads.weight_rec != nullptr && recurrent && t > 0) {
+          const int32_t* ids = run.output->list(t - 1, b);
+          for (int k = 0; k < run.output->n_spk(t - 1, b); ++k)
+            kernels::add_row(grads.weight_rec + static_cast<int64_t>(ids[k]) * n + c0, gi, width);
+        }
+        if (grads.bias != nullptr && c.bias) kernels::add_row(grads.bias + c0, gi, width);
+      }
+    }
+  });
+}
+
+}  // namespace saltatory::cpu

@@ -1,0 +1,61 @@
+// Device names, availability and build facts.
+#include "saltatory/core/device.hpp"
+
+#include <tbb/global_control.h>
+#include <tbb/info.h>
+
+#include <memory>
+
+#include "saltatory/core/error.hpp"
+#include "backends/optional.hpp"
+
+namespace saltatory {
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::cpu;
+  if (name == "cuda") return Device::cuda;
+  if (name == "ipu-model") return Device::ipu_model;
+  if (name == "ipu") return Device::ipu;
+  throw Error("device", "unknown device '" + name + "' (expected cpu, cuda, ipu-model or ipu)");
+}
+
+std::string device_name(Device device) {
+  switch (device) {
+    case Device::cuda: return "cuda";
+    case Device::ipu_model: return "ipu-model";
+    case Device::ipu: return "ipu";
+    case Device::cpu:
+    default: return "cpu";
+  }
+}
+
+std::vector<std::string> available_devices() {
+  std::vector<std::string> devices{"cpu"};
+  if (cuda_device_present()) devices.push_back("cuda");
+  if (ipu_model_built()) devices.push_back("ipu-model");
+  if (ipu_device_present()) devices.push_back("ipu");
+  return devices;
+}
+
+BuildInfo build_info() {
+  BuildInfo info;
+  info.version = SALTATORY_VERSION;
+#if defined(__clang__)
+  info.compiler = "clang " __clang_version__;
+#elif defined(__GNUC__)
+  info.compiler = "gcc " __VERSION__;
+#endif
+  info.cuda = cuda_backend_built();
+  info.poplar = poplar_backend_built();
+  info.cpu_threads = tbb::info::default_concurrency();
+  return info;
+}
+
+void set_num_threads(int n) {
+  static std::unique_ptr<tbb::global_control> limit;
+  check(n >= 0, "set_num_threads", "thread count ", n, " must be non-negative");
+  limit.reset();
+  if (n > 0) limit = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, n);
+}
+
+}  // namespace saltatory

@@ -1,0 +1,96 @@
+// lif_stack_forward / lif_stack_backward: validate, then dispatch to the device's backend.
+#include "saltatory/ops/lif_stack.hpp"
+
+#include <cmath>
+
+#include "saltatory/backend/backend.hpp"
+#include "saltatory/core/error.hpp"
+
+namespace saltatory {
+
+namespace {
+
+bool all_finite(const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) return false;
+  return true;
+}
+
+void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerParams& p, bool last,
+                    Mode mode) {
+  check(c.n_in > 0 && c.n_out > 0, op, "layer ", l, ": sizes ", c.n_in, " -> ", c.n_out,
+        " must be positive");
+  check(c.kind != LayerKind::readout || last, op, "layer ", l, ": a readout layer must be last");
+  if (c.kind != LayerKind::readout) {
+    check(mode == Mode::dense || c.capacity > 0, op, "layer ", l, ": capacity ", c.capacity,
+          " must be positive");
+    check(std::isfinite(c.theta1) && std::isfinite(c.theta2) && c.theta2 <= c.theta1, op, "layer ",
+          l, ": thresholds must be finite with theta2 (", c.theta2, ") <= theta1 (", c.theta1, ")");
+    check(std::isfinite(c.beta) && c.beta > 0, op, "layer ", l, ": surrogate slope ", c.beta,
+          " must be positive");
+  }
+  check(std::isfinite(c.gain), op, "layer ", l, ": gain ", c.gain, " must be finite");
+  const int64_t n_w = static_cast<int64_t>(c.n_in) * c.n_out;
+  check(p.weight != nullptr && all_finite(p.weight, n_w), op, "layer ", l,
+        ": weight [", c.n_in, ", ", c.n_out, "] is missing or not finite");
+  check(p.alpha != nullptr, op, "layer ", l, ": alpha is missing");
+  for (int j = 0; j < c.n_out; ++j)
+    check(p.alpha[j] >= 0.0f && p.alpha[j] <= 1.0f, op, "layer ", l, ": alpha[", j, "] = ",
+          p.alpha[j], " is outside [0, 1]");
+  if (c.kind == LayerKind::recurrent_lif)
+    check(p.weight_rec != nullptr &&
+              all_finite(p.weight_rec, static_cast<int64_t>(c.n_out) * c.n_out),
+          op, "layer ", l, ": recurrent weight [", c.n_out, ", ", c.n_out,
+          "] is missing or not finite");
+  if (c.bias)
+    check(p.bias != nullptr && all_finite(p.bias, c.n_out), op, "layer ", l,
+          ": bias is missing or not finite");
+}
+
+}  // namespace
+
+std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
+                                                const std::vector<LayerParams>& params,
+                                                const SpikeView& input) {
+  const char* op = "lif_stack_forward";
+  check(!config.layers.empty(), op, "the stack has no layers");
+  check(params.size() == config.layers.size(), op, "got parameters for ", params.size(),
+        " layers, expected ", config.layers.size());
+  validate(input, op);
+  for (size_t l = 0; l < config.layers.size(); ++l) {
+    const int expected_in = l == 0 ? input.N : config.layers[l - 1].n_out;
+    check(config.layers[l].n_in == expected_in, op, "layer ", l, " expects ",
+          config.layers[l].n_in, " inputs but receives ", expected_in);
+    validate_layer(op, l, config.layers[l], params[l], l + 1 == config.layers.size(), config.mode);
+  }
+  check(static_cast<int64_t>(input.T) * input.B * config.layers.back().n_out < (int64_t{1} << 40),
+        op, "T*B*N is too large");
+  auto context = backend_for(config.device).lif_stack_forward(config, params, input);
+  context->input_capacity = input.K;
+  return context;
+}
+
+void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,
+                        const std::vector<LayerGrads>& grads, float* grad_input) {
+  const char* op = "lif_stack_backward";
+  const auto& layers = context.config.layers;
+  check(!context.backward_done, op,
+        "this forward context was already consumed by a backward call; run forward again");
+  check(grad_outputs.size() == layers.size(), op, "got ", grad_outputs.size(),
+        " output gradients, expected one (or null) per layer: ", layers.size());
+  check(grads.size() == layers.size(), op, "got ", grads.size(), " gradient buffers, expected ",
+        layers.size());
+  size_t spiking = 0;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const bool readout = layers[l].kind == LayerKind::readout;
+    const int64_t width = readout ? layers[l].n_out : context.spikes[spiking].K();
+    if (grad_outputs[l] != nullptr)
+      check(all_finite(grad_outputs[l], static_cast<int64_t>(context.T) * context.B * width), op,
+            "output gradient of layer ", l, " is not finite");
+    if (!readout) ++spiking;
+  }
+  backend_for(context.config.device).lif_stack_backward(context, grad_outputs, grads, grad_input);
+  context.backward_done = true;
+}
+
+}  // namespace saltatory
