@@ -1,0 +1,162 @@
+// The shared per-element kernels: selection with capacity and overflow policies, surrogates,
+// gathers/scatters. These are the index math every backend (CPU, CUDA, IPU) reuses.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/select.hpp"
+#include "saltatory/kernels/sparse.hpp"
+#include "saltatory/kernels/surrogate.hpp"
+
+namespace k = saltatory::kernels;
+
+namespace {
+
+struct Selected {
+  std::vector<int32_t> ids;
+  k::SelectCounts counts;
+};
+
+Selected select(const std::vector<float>& v, int capacity, k::OverflowPolicy policy,
+                uint64_t stream = 7) {
+  Selected s{std::vector<int32_t>(capacity, -1), {}};
+  std::vector<uint64_t> priority(capacity);
+  s.counts = k::select_two_threshold(v.data(), static_cast<int>(v.size()), 1.0f, 0.9f, capacity,
+                                     policy, stream, s.ids.data(), priority.data());
+  return s;
+}
+
+}  // namespace
+
+TEST(Select, SpikesThenCandidatesAscending) {
+  //                       0     1     2     3     4     5     6
+  const std::vector<float> v{0.95f, 1.5f, 0.2f, 1.01f, 0.91f, 1.0f, 2.0f};
+  const Selected s = select(v, 7, k::OverflowPolicy::lowest_ids);
+  EXPECT_EQ(s.counts.n_spk, 3);
+  EXPECT_EQ(s.counts.n_tot, 6);  // 1.0 equals theta1: a candidate, not a spike
+  EXPECT_EQ(s.counts.dropped, 0);
+  EXPECT_EQ(std::vector<int32_t>(s.ids.begin(), s.ids.begin() + 6),
+            (std::vector<int32_t>{1, 3, 6, 0, 4, 5}));
+}
+
+TEST(Select, CapacityExactlyFull) {
+  const std::vector<float> v{1.5f, 0.0f, 1.2f, 0.95f};
+  const Selected s = select(v, 3, k::OverflowPolicy::lowest_ids);
+  EXPECT_EQ(s.counts.n_spk, 2);
+  EXPECT_EQ(s.counts.n_tot, 3);
+  EXPECT_EQ(s.counts.dropped, 0);
+  EXPECT_EQ(s.ids, (std::vector<int32_t>{0, 2, 3}));
+}
+
+TEST(Select, SpikesHavePriorityOverCandidatesAndDropsAreCounted) {
+  const std::vector<float> v{0.95f, 1.1f, 0.95f, 1.2f, 1.3f, 1.4f};
+  const Selected s = select(v, 2, k::OverflowPolicy::lowest_ids);
+  EXPECT_EQ(s.counts.n_spk, 2);
+  EXPECT_EQ(s.counts.n_tot, 2);
+  EXPECT_EQ(s.counts.dropped, 2);
+  EXPECT_EQ(s.ids, (std::vector<int32_t>{1, 3}));
+}
+
+TEST(Select, RandomPolicyKeepsSortedSeededSubsetOfSpikes) {
+  std::vector<float> v(200, 0.0f);
+  for (int j = 0; j < 200; j += 2) v[j] = 1.5f;  // 100 spikes
+  const Selected a = select(v, 10, k::OverflowPolicy::random, 1);
+  const Selected b = select(v, 10, k::OverflowPolicy::random, 1);
+  const Selected c = select(v, 10, k::OverflowPolicy::random, 2);
+  EXPECT_EQ(a.counts.n_spk, 10);
+  EXPECT_EQ(a.counts.dropped, 90);
+  EXPECT_EQ(a.ids, b.ids);
+  EXPECT_NE(a.ids, c.ids);
+  EXPECT_TRUE(std::is_sorted(a.ids.begin(), a.ids.end()));
+  EXPECT_EQ(std::set<int32_t>(a.ids.begin(), a.ids.end()).size(), 10u);
+  for (int32_t id : a.ids) EXPECT_EQ(id % 2, 0);
+  const Selected lowest = select(v, 10, k::OverflowPolicy::lowest_ids);
+  EXPECT_NE(a.ids, lowest.ids);  // not biased to the lowest ids
+}
+
+TEST(Select, RandomPolicyIsUniformOverNeurons) {
+  // Every spiking neuron should be kept with probability cap / spikes = 0.25 over many streams.
+  std::vector<float> v(40, 1.5f);
+  std::vector<int> kept(40, 0);
+  const int trials = 4000;
+  for (int s = 0; s < trials; ++s)
+    for (int32_t id : select(v, 10, k::OverflowPolicy::random, s).ids) ++kept[id];
+  for (int count : kept) EXPECT_NEAR(count / static_cast<double>(trials), 0.25, 0.03);
+}
+
+TEST(Select, RandomPolicyIndependentOfScanOrderWhenNoOverflow) {
+  const std::vector<float> v{1.5f, 0.95f, 1.2f, 0.0f, 0.92f};
+  const Selected r = select(v, 5, k::OverflowPolicy::random);
+  const Selected l = select(v, 5, k::OverflowPolicy::lowest_ids);
+  EXPECT_EQ(r.ids, l.ids);
+  EXPECT_EQ(r.counts.n_tot, 4);
+}
+
+TEST(Surrogate, ShapesPeakAtThresholdAndDecay) {
+  for (auto kind : {k::Surrogate::super_spike, k::Surrogate::arctan, k::Surrogate::triangle,
+                    k::Surrogate::sigmoid}) {
+    const float peak = k::surrogate_grad(kind, 0.0f, 10.0f);
+    EXPECT_GT(peak, 0.0f);
+    EXPECT_GT(peak, k::surrogate_grad(kind, 0.05f, 10.0f));
+    EXPECT_FLOAT_EQ(k::surrogate_grad(kind, 0.05f, 10.0f), k::surrogate_grad(kind, -0.05f, 10.0f));
+  }
+  EXPECT_FLOAT_EQ(k::surrogate_grad(k::Surrogate::super_spike, 0.1f, 10.0f), 0.25f);
+  EXPECT_FLOAT_EQ(k::surrogate_grad(k::Surrogate::triangle, 0.2f, 10.0f), 0.0f);
+  EXPECT_FLOAT_EQ(k::surrogate_grad(k::Surrogate::sigmoid, 0.0f, 4.0f), 1.0f);
+  EXPECT_NEAR(k::surrogate_grad(k::Surrogate::arctan, 0.0f, 2.0f), 1.0f, 1e-6);
+}
+
+TEST(Surrogate, SuperSpikeIsTheDerivativeOfTheFastSigmoid) {
+  const auto fast_sigmoid = [](double x) { return x / (1.0 + 10.0 * std::abs(x)); };
+  for (double x : {-0.3, -0.01, 0.02, 0.5}) {
+    const double fd = (fast_sigmoid(x + 1e-6) - fast_sigmoid(x - 1e-6)) / 2e-6;
+    EXPECT_NEAR(k::surrogate_grad(k::Surrogate::super_spike, static_cast<float>(x), 10.0f), fd, 1e-4);
+  }
+}
+
+TEST(Lif, StepAndAdjoint) {
+  EXPECT_FLOAT_EQ(k::lif_step(0.5f, 0.0f, 0.9f, 10.0f, 0.2f), 0.45f + 0.2f);
+  EXPECT_FLOAT_EQ(k::lif_step(1.5f, 1.0f, 0.9f, 10.0f, 0.2f), 0.2f);
+  EXPECT_FLOAT_EQ(k::carry_factor(0.9f, 1.0f, k::ResetGrad::pass), 0.9f);
+  EXPECT_FLOAT_EQ(k::carry_factor(0.9f, 1.0f, k::ResetGrad::mask), 0.0f);
+  EXPECT_FLOAT_EQ(k::current_grad(2.0f, 0.9f, 10.0f), 2.0f);
+}
+
+TEST(Sparse, GatherScatterDotMatchDense) {
+  const int n_in = 13, n_out = 11;  // not multiples of the vector width
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> w(n_in * n_out), g(n_out);
+  for (float& x : w) x = u(rng);
+  for (float& x : g) x = u(rng);
+  const std::vector<int32_t> ids{0, 4, 12};
+  std::vector<float> current(n_out, 0.0f);
+  k::gather_rows(current.data(), w.data(), n_out, ids.data(), 3, n_out);
+  for (int c = 0; c < n_out; ++c)
+    EXPECT_FLOAT_EQ(current[c], w[0 * n_out + c] + w[4 * n_out + c] + w[12 * n_out + c]);
+  float expected = 0.0f;
+  for (int c = 0; c < n_out; ++c) expected += w[4 * n_out + c] * g[c];
+  EXPECT_NEAR(k::dot_row(w.data() + 4 * n_out, g.data(), n_out), expected, 1e-6);
+  std::vector<float> dense(n_in, 0.0f), gs(3);
+  k::scatter_value(dense.data(), ids.data(), 3, 1.0f);
+  EXPECT_EQ(std::count(dense.begin(), dense.end(), 1.0f), 3);
+  k::gather_values(gs.data(), w.data(), ids.data(), 3);
+  EXPECT_EQ(gs[2], w[12]);
+}
+
+TEST(Sparse, StateGradOnlyTouchesListedNeurons) {
+  const std::vector<float> v{1.2f, 0.95f, 0.1f};
+  const std::vector<int32_t> ids{0, 1};
+  const std::vector<float> gs{2.0f, 3.0f};
+  std::vector<float> gv(3, 0.5f);
+  k::accumulate_state_grad(gv.data(), v.data(), ids.data(), gs.data(), 2, 1.0f,
+                           k::Surrogate::super_spike, 10.0f);
+  EXPECT_FLOAT_EQ(gv[0], 0.5f + 2.0f / 9.0f);
+  EXPECT_FLOAT_EQ(gv[1], 0.5f + 3.0f / 2.25f);  // x = -0.05: 1 / (0.5 + 1)^2
+  EXPECT_FLOAT_EQ(gv[2], 0.5f);
+}

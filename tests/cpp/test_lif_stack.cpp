@@ -1,0 +1,387 @@
+// The stack ops on every available device against the double-precision reference, over a shape
+// sweep (T = 1, B = 1, zero spikes, full and overflowing lists, N not a multiple of 8); the paper's
+// exactness check (sparse with K >= N equals dense); and determinism across thread counts.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "saltatory/core/device.hpp"
+#include "saltatory/core/error.hpp"
+#include "saltatory/ops/lif_stack.hpp"
+#include "saltatory/reference/reference.hpp"
+
+using namespace saltatory;
+
+namespace {
+
+struct Case {
+  std::string name;
+  int T, B, n_in;
+  std::vector<int> widths;          // hidden widths; a readout of `classes` follows if classes > 0
+  int capacity;                     // hidden capacity (sparse mode)
+  double density = 0.2;             // input spike probability
+  int classes = 0;
+  bool recurrent = false;
+  Coupling coupling = Coupling::same_step;
+  ResetMode reset = ResetMode::state;
+  ResetGrad reset_grad = ResetGrad::pass;
+  bool bias = false;
+  Surrogate surrogate = Surrogate::super_spike;
+};
+
+/// A network instance: float parameters for the backend, doubles for the reference.
+struct Net {
+  StackConfig config;
+  std::vector<std::vector<float>> w, w_rec, bias, alpha;
+  std::vector<reference::Layer> ref;
+  std::vector<LayerParams> params() const {
+    std::vector<LayerParams> p(w.size());
+    for (size_t l = 0; l < w.size(); ++l)
+      p[l] = {w[l].data(), w_rec[l].empty() ? nullptr : w_rec[l].data(),
+              bias[l].empty() ? nullptr : bias[l].data(), alpha[l].data()};
+    return p;
+  }
+};
+
+std::vector<double> to_double(const std::vector<float>& x) { return {x.begin(), x.end()}; }
+
+Net make_net(const Case& c, Mode mode, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Net net;
+  net.config.coupling = c.coupling;
+  net.config.mode = mode;
+  std::vector<int> widths = c.widths;
+  if (c.classes > 0) widths.push_back(c.classes);
+  int n_in = c.n_in;
+  for (size_t l = 0; l < widths.size(); ++l) {
+    const bool readout = c.classes > 0 && l + 1 == widths.size();
+    LayerConfig layer;
+    layer.kind = readout ? LayerKind::readout : (c.recurrent ? LayerKind::recurrent_lif : LayerKind::lif);
+    layer.n_in = n_in;
+    layer.n_out = widths[l];
+    layer.capacity = c.capacity;
+    layer.reset = c.reset;
+    layer.reset_grad = c.reset_grad;
+    layer.bias = c.bias;
+    layer.surrogate = c.surrogate;
+    layer.gain = readout ? 1.0f : 10.0f;
+    const float a = 2.0f * std::sqrt(6.0f / n_in);
+    std::uniform_real_distribution<float> u(-a, a), ua(0.8f, 0.97f), ub(-0.05f, 0.1f);
+    std::vector<float> w(static_cast<size_t>(n_in) * widths[l]), alpha(widths[l]), rec, bias;
+    for (float& x : w) x = u(rng) + 0.001f;
+    for (float& x : alpha) x = ua(rng);  // per-neuron alpha
+    if (layer.kind == LayerKind::recurrent_lif) {
+      const float ar = 0.5f * std::sqrt(6.0f / widths[l]);
+      rec.resize(static_cast<size_t>(widths[l]) * widths[l]);
+      for (float& x : rec) x = std::uniform_real_distribution<float>(-ar, ar)(rng);
+    }
+    if (c.bias) {
+      bias.resize(widths[l]);
+      for (float& x : bias) x = ub(rng);
+    }
+    net.config.layers.push_back(layer);
+    net.ref.push_back({layer, to_double(w), to_double(rec), to_double(bias), to_double(alpha)});
+    net.w.push_back(std::move(w));
+    net.w_rec.push_back(std::move(rec));
+    net.bias.push_back(std::move(bias));
+    net.alpha.push_back(std::move(alpha));
+    n_in = widths[l];
+  }
+  return net;
+}
+
+SpikeTensor make_input(const Case& c, uint32_t seed) {
+  std::mt19937 rng(seed + 1000);
+  std::bernoulli_distribution spike(c.density);
+  std::vector<float> dense(static_cast<size_t>(c.T) * c.B * c.n_in);
+  int most = 1;
+  for (int r = 0; r < c.T * c.B; ++r) {
+    int count = 0;
+    for (int j = 0; j < c.n_in; ++j) count += (dense[static_cast<size_t>(r) * c.n_in + j] = spike(rng));
+    most = std::max(most, count);
+  }
+  // Capacity = the fullest list, so at least one input list is exactly full.
+  return SpikeTensor::from_dense(dense.data(), c.T, c.B, c.n_in, most);
+}
+
+/// Random output gradients for every layer (entries or readout membranes).
+std::vector<std::vector<float>> make_grad_outputs(const StackContext& ctx, uint32_t seed) {
+  std::mt19937 rng(seed + 2000);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  std::vector<std::vector<float>> g;
+  size_t spiking = 0;
+  for (const LayerConfig& layer : ctx.config.layers) {
+    const int width = layer.kind == LayerKind::readout ? layer.n_out : ctx.spikes[spiking++].K();
+    g.emplace_back(static_cast<size_t>(ctx.T) * ctx.B * width);
+    for (float& x : g.back()) x = n(rng);
+  }
+  return g;
+}
+
+void expect_close(const std::vector<float>& actual, const std::vector<double>& expected,
+                  const std::string& what, double rtol = 2e-4) {
+  ASSERT_EQ(actual.size(), expected.size()) << what;
+  double scale = 1e-3;
+  for (double x : expected) scale = std::max(scale, std::abs(x));
+  for (size_t i = 0; i < actual.size(); ++i)
+    ASSERT_NEAR(actual[i], expected[i], rtol * scale) << what << " at " << i;
+}
+
+void expect_same_lists(const SpikeTensor& a, const SpikeTensor& b, const std::string& what) {
+  ASSERT_EQ(a.T(), b.T());
+  ASSERT_EQ(a.B(), b.B());
+  for (int t = 0; t < a.T(); ++t)
+    for (int bb = 0; bb < a.B(); ++bb) {
+      const SpikeView va = a.view(), vb = b.view();
+      ASSERT_EQ(va.spikes(t, bb), vb.spikes(t, bb)) << what << " n_spk at t=" << t << " b=" << bb;
+      ASSERT_EQ(va.total(t, bb), vb.total(t, bb)) << what << " n_tot at t=" << t << " b=" << bb;
+      for (int k = 0; k < va.total(t, bb); ++k)
+        ASSERT_EQ(va.list(t, bb)[k], vb.list(t, bb)[k]) << what << " id at t=" << t << " k=" << k;
+    }
+}
+
+/// Gradients of one backward call, per layer.
+struct Grads {
+  std::vector<std::vector<float>> w, w_rec, bias;
+  std::vector<float> input;
+};
+
+Grads run_backward(StackContext& ctx, const Net& net, const std::vector<std::vector<float>>& g_out) {
+  Grads g;
+  std::vector<LayerGrads> buffers;
+  for (size_t l = 0; l < net.w.size(); ++l) {
+    g.w.emplace_back(net.w[l].size(), 0.0f);
+    g.w_rec.emplace_back(net.w_rec[l].size(), 0.0f);
+    g.bias.emplace_back(net.bias[l].size(), 0.0f);
+  }
+  for (size_t l = 0; l < net.w.size(); ++l)
+    buffers.push_back({g.w[l].data(), g.w_rec[l].empty() ? nullptr : g.w_rec[l].data(),
+                       g.bias[l].empty() ? nullptr : g.bias[l].data()});
+  std::vector<const float*> outs;
+  for (const auto& x : g_out) outs.push_back(x.data());
+  g.input.assign(static_cast<size_t>(ctx.T) * ctx.B * ctx.input_capacity, 0.0f);
+  lif_stack_backward(ctx, outs, buffers, g.input.data());
+  return g;
+}
+
+class StackVsReference : public ::testing::TestWithParam<std::tuple<std::string, Case>> {};
+
+TEST_P(StackVsReference, ForwardAndBackward) {
+  const auto& [device, c] = GetParam();
+  for (Mode mode : {Mode::sparse, Mode::dense}) {
+    SCOPED_TRACE(mode == Mode::sparse ? "sparse" : "dense");
+    Net net = make_net(c, mode, 17);
+    net.config.device = parse_device(device);
+    const SpikeTensor input = make_input(c, 17);
+    auto ctx = lif_stack_forward(net.config, net.params(), input.view());
+    const auto ref = reference::forward(net.config, net.ref, input.view());
+    ASSERT_EQ(ctx->spikes.size(), ref.spikes.size());
+    for (size_t l = 0; l < ref.spikes.size(); ++l) {
+      expect_same_lists(ctx->spikes[l], ref.spikes[l], "layer " + std::to_string(l));
+      EXPECT_EQ(ctx->dropped[l], ref.dropped[l]) << "layer " << l;
+    }
+    if (c.classes > 0) expect_close(ctx->readout, ref.readout, "readout", 1e-4);
+
+    const auto g_out = make_grad_outputs(*ctx, 17);
+    std::vector<std::vector<double>> ref_out;
+    for (const auto& x : g_out) ref_out.push_back(to_double(x));
+    const auto ref_g = reference::backward(net.config, net.ref, input.view(), ref, ref_out);
+    const Grads g = run_backward(*ctx, net, g_out);
+    for (size_t l = 0; l < net.w.size(); ++l) {
+      expect_close(g.w[l], ref_g.weight[l], "dW layer " + std::to_string(l));
+      expect_close(g.w_rec[l], ref_g.weight_rec[l], "dW_rec layer " + std::to_string(l));
+      expect_close(g.bias[l], ref_g.bias[l], "dbias layer " + std::to_string(l));
+    }
+    expect_close(g.input, ref_g.input, "d input entries");
+  }
+}
+
+std::vector<Case> sweep() {
+  std::vector<Case> cases;
+  cases.push_back({"basic", 12, 3, 20, {29}, 8});
+  cases.push_back({"t1", 1, 3, 20, {13}, 4});
+  cases.push_back({"b1", 10, 1, 20, {13}, 4});
+  cases.push_back({"silent_input", 8, 2, 16, {11}, 4, 0.0});
+  cases.push_back({"overflow", 15, 2, 30, {40}, 2, 0.4});
+  cases.push_back({"wide_capacity", 10, 2, 17, {13}, 13});
+  cases.push_back({"two_layers_readout", 14, 3, 24, {21, 19}, 6, 0.25, 5});
+  Case delayed{"delayed", 14, 3, 24, {21, 19}, 6, 0.25, 5};
+  delayed.coupling = Coupling::delayed;
+  cases.push_back(delayed);
+  Case recurrent{"recurrent", 16, 2, 18, {23}, 6, 0.2, 3, true};
+  cases.push_back(recurrent);
+  Case rec_delayed{"recurrent_delayed_bias", 12, 2, 18, {15, 14}, 5, 0.3, 0, true};
+  rec_delayed.coupling = Coupling::delayed;
+  rec_delayed.bias = true;
+  cases.push_back(rec_delayed);
+  Case mask{"mask_reset_grad", 12, 3, 20, {25}, 7, 0.25, 4};
+  mask.reset_grad = ResetGrad::mask;
+  cases.push_back(mask);
+  Case spike_reset{"spike_reset_overflow", 12, 2, 30, {33}, 3, 0.4, 0, true};
+  spike_reset.reset = ResetMode::spike;
+  spike_reset.reset_grad = ResetGrad::mask;
+  cases.push_back(spike_reset);
+  for (auto s : {Surrogate::arctan, Surrogate::triangle, Surrogate::sigmoid}) {
+    Case sc{"surrogate_" + std::to_string(static_cast<int>(s)), 10, 2, 20, {17}, 6, 0.25, 3};
+    sc.surrogate = s;
+    cases.push_back(sc);
+  }
+  return cases;
+}
+
+std::vector<std::tuple<std::string, Case>> device_cases() {
+  std::vector<std::tuple<std::string, Case>> all;
+  for (const std::string& d : available_devices())
+    for (const Case& c : sweep()) all.emplace_back(d, c);
+  return all;
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, StackVsReference, ::testing::ValuesIn(device_cases()),
+                         [](const auto& info) {
+                           std::string d = std::get<0>(info.param);
+                           std::replace(d.begin(), d.end(), '-', '_');
+                           return d + "_" + std::get<1>(info.param).name;
+                         });
+
+// The paper's exactness check: with K >= N no list overflows, and the sparse forward and
+// gradients equal the dense ones computed with the masked surrogate sigma'(V - theta1) H(V - theta2).
+class SparseEqualsDense : public ::testing::TestWithParam<Case> {};
+
+TEST_P(SparseEqualsDense, ForwardAndGradients) {
+  const Case& c = GetParam();
+  Net sparse = make_net(c, Mode::sparse, 5), dense = make_net(c, Mode::dense, 5);
+  for (LayerConfig& layer : sparse.config.layers) layer.capacity = layer.n_out;  // K = N
+  const SpikeTensor input = make_input(c, 5);
+  auto cs = lif_stack_forward(sparse.config, sparse.params(), input.view());
+  auto cd = lif_stack_forward(dense.config, dense.params(), input.view());
+  for (size_t l = 0; l < cs->spikes.size(); ++l) {
+    expect_same_lists(cs->spikes[l], cd->spikes[l], "layer " + std::to_string(l));
+    EXPECT_EQ(cs->dropped[l], 0);
+  }
+  const auto g_out = make_grad_outputs(*cs, 5);
+  const Grads gs = run_backward(*cs, sparse, g_out);
+  const Grads gd = run_backward(*cd, dense, g_out);
+  for (size_t l = 0; l < gs.w.size(); ++l) {
+    expect_close(gs.w[l], to_double(gd.w[l]), "dW layer " + std::to_string(l), 1e-4);
+    expect_close(gs.w_rec[l], to_double(gd.w_rec[l]), "dW_rec layer " + std::to_string(l), 1e-4);
+  }
+  expect_close(gs.input, to_double(gd.input), "d input", 1e-4);
+}
+
+std::vector<Case> exactness_cases() {
+  Case same{"same_step", 15, 3, 20, {24, 18}, 0, 0.25, 4};
+  Case delayed = same;
+  delayed.name = "delayed";
+  delayed.coupling = Coupling::delayed;
+  Case recurrent{"recurrent", 15, 3, 20, {22}, 0, 0.25, 0, true};
+  recurrent.reset_grad = ResetGrad::mask;
+  Case rec_delayed{"recurrent_delayed", 12, 2, 20, {17, 15}, 0, 0.3, 3, true};
+  rec_delayed.coupling = Coupling::delayed;
+  return {same, delayed, recurrent, rec_delayed};
+}
+
+INSTANTIATE_TEST_SUITE_P(Paper, SparseEqualsDense, ::testing::ValuesIn(exactness_cases()),
+                         [](const auto& info) { return info.param.name; });
+
+// Overflow: spikes keep priority over candidates and the dropped count is exact.
+TEST(Overflow, SpikesKeepPriorityAndDropsAreCounted) {
+  Case c{"overflow", 20, 4, 30, {40}, 3, 0.5};
+  Net net = make_net(c, Mode::sparse, 3);
+  const SpikeTensor input = make_input(c, 3);
+  auto ctx = lif_stack_forward(net.config, net.params(), input.view());
+  const auto ref = reference::forward(net.config, net.ref, input.view());
+  // Count spikes above theta1 per list from the reference membranes, independently of selection.
+  int64_t expected_dropped = 0;
+  const SpikeView out = ctx->spikes[0].view();
+  for (int t = 0; t < c.T; ++t)
+    for (int b = 0; b < c.B; ++b) {
+      int above = 0;
+      for (int j = 0; j < 40; ++j) above += ref.membrane[0][(static_cast<size_t>(t) * c.B + b) * 40 + j] > 1.0;
+      expected_dropped += std::max(0, above - 3);
+      if (above >= 3) EXPECT_EQ(out.total(t, b), out.spikes(t, b)) << "candidates displaced spikes";
+      EXPECT_EQ(out.spikes(t, b), std::min(above, 3));
+    }
+  EXPECT_GT(expected_dropped, 0);
+  EXPECT_EQ(ctx->dropped[0], expected_dropped);
+  EXPECT_EQ(ctx->spikes[0].dropped(), expected_dropped);
+}
+
+// Results do not depend on the number of worker threads.
+TEST(Determinism, SameResultsForOneAndTwoThreads) {
+  Case c{"determinism", 20, 8, 40, {64, 48}, 10, 0.25, 6, true};
+  for (Mode mode : {Mode::sparse, Mode::dense}) {
+    std::vector<Grads> runs;
+    std::vector<std::vector<float>> readouts;
+    for (int threads : {1, 2, 0}) {
+      set_num_threads(threads);
+      Net net = make_net(c, mode, 11);
+      const SpikeTensor input = make_input(c, 11);
+      auto ctx = lif_stack_forward(net.config, net.params(), input.view());
+      readouts.push_back(ctx->readout);
+      runs.push_back(run_backward(*ctx, net, make_grad_outputs(*ctx, 11)));
+    }
+    set_num_threads(0);
+    for (size_t r = 1; r < runs.size(); ++r) {
+      EXPECT_EQ(readouts[r], readouts[0]);
+      EXPECT_EQ(runs[r].w, runs[0].w);
+      EXPECT_EQ(runs[r].w_rec, runs[0].w_rec);
+      EXPECT_EQ(runs[r].input, runs[0].input);
+    }
+  }
+}
+
+TEST(Random, OverflowPolicyIsSeededAndKeepsSpikes) {
+  Case c{"random", 10, 3, 30, {40}, 3, 0.5};
+  Net net = make_net(c, Mode::sparse, 4);
+  net.config.overflow = OverflowPolicy::random;
+  const SpikeTensor input = make_input(c, 4);
+  net.config.seed = 1;
+  auto a = lif_stack_forward(net.config, net.params(), input.view());
+  auto b = lif_stack_forward(net.config, net.params(), input.view());
+  net.config.seed = 2;
+  auto d = lif_stack_forward(net.config, net.params(), input.view());
+  expect_same_lists(a->spikes[0], b->spikes[0], "same seed");
+  EXPECT_NE(a->spikes[0].to_dense(), d->spikes[0].to_dense());
+  EXPECT_GT(a->dropped[0], 0);
+}
+
+TEST(Validation, BadInputsGetErrorsThatNameTheOp) {
+  Case c{"validation", 4, 2, 10, {12}, 4, 0.3};
+  Net net = make_net(c, Mode::sparse, 1);
+  const SpikeTensor input = make_input(c, 1);
+  const auto expect_error = [&](const StackConfig& cfg, const std::vector<LayerParams>& p,
+                                const std::string& fragment) {
+    try {
+      lif_stack_forward(cfg, p, input.view());
+      FAIL() << "accepted: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("[lif_stack_forward]"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  StackConfig cfg = net.config;
+  cfg.layers[0].capacity = 0;
+  expect_error(cfg, net.params(), "capacity 0 must be positive");
+  cfg = net.config;
+  cfg.layers[0].n_in = 11;
+  expect_error(cfg, net.params(), "expects 11 inputs but receives 10");
+  cfg = net.config;
+  cfg.layers[0].theta2 = 2.0f;
+  expect_error(cfg, net.params(), "theta2");
+  net.w[0][3] = NAN;
+  expect_error(net.config, net.params(), "not finite");
+  net.w[0][3] = 0.1f;
+  net.alpha[0][2] = 1.5f;
+  expect_error(net.config, net.params(), "alpha[2]");
+  net.alpha[0][2] = 0.9f;
+  auto ctx = lif_stack_forward(net.config, net.params(), input.view());
+  const auto g_out = make_grad_outputs(*ctx, 1);
+  run_backward(*ctx, net, g_out);
+  EXPECT_THROW(run_backward(*ctx, net, g_out), Error);  // a context is consumed once
+}
+
+}  // namespace

@@ -1,0 +1,489 @@
+// Naive double-precision reference of the LIF stack (METHOD.md sections 2-6, ops/lif_stack.hpp),
+// written independently of saltatory/kernels/ so every backend can be checked against it.
+// Layouts: membrane, activity and their gradients [T, B, N] at ((t * B + b) * N + j); W [n_in, n_out]
+// input-major at (i * n_out + j); W_rec [n_out, n_out]; spike lists [T, B, K] as in SpikeTensor.
+//   a[t][j]  activity fed downstream: 1 for an emitted spike (list entry k < n_spk), else 0
+//   I[t]     = bias + sum_i a_in[t'][i] W[i, :] + sum_i a[t-1][i] W_rec[i, :]
+//              t' = t (layer 0, same_step coupling) or t - 1 (delayed coupling; nothing at t = 0)
+//   V[t]     = alpha V[t-1] (1 - r[t]) + g (1 - alpha) I[t],  V[-1] = 0
+//   r[t]     = H(V[t-1] - theta1) (ResetMode::state) or [j emitted at t-1] (ResetMode::spike)
+//   S[t]     = {V > theta1} ascending, first K kept (rest dropped), then {theta2 < V <= theta1}
+//              ascending while capacity lasts; K = capacity, or n_out in Mode::dense
+// Readout: r = 0, no selection, output V. Backward (BPTT, time reversed), gA = dL/d(activity):
+//   gV[t]    = c[t+1] gV[t+1] + listed[t][j] gA[t][j] sigma'(V[t][j] - theta1)   (readout: + gA[t][j])
+//   c[t+1]   = alpha (ResetGrad::pass) or alpha (1 - r[t+1]) (ResetGrad::mask); readout: alpha
+//   gI[t]    = g (1 - alpha) gV[t];  dbias += gI;  dW[i, :] += a_in[t'][i] gI[t]
+//   gA_in[t'][i] += W[i, :] . gI[t];  gA[t-1][i] += W_rec[i, :] . gI[t]   (recurrent)
+// List entry gradients are gA gathered at ids_k for k < n_tot (spikes and candidates), 0 past n_tot.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "saltatory/core/spikes.hpp"
+#include "saltatory/ops/lif_stack.hpp"
+
+namespace saltatory::reference {
+
+/// Parameters of one layer in double. `config` is authoritative for the layer's settings.
+struct Layer {
+  LayerConfig config;
+  std::vector<double> weight;      ///< [n_in * n_out], input-major
+  std::vector<double> weight_rec;  ///< [n_out * n_out] for recurrent_lif, else empty
+  std::vector<double> bias;        ///< [n_out] when config.bias, else empty
+  std::vector<double> alpha;       ///< [n_out]
+};
+
+/// Result of a reference forward pass.
+struct Forward {
+  std::vector<SpikeTensor> spikes;             ///< per spiking layer (lif / recurrent_lif)
+  std::vector<std::vector<double>> membrane;   ///< per layer (all kinds), V [T * B * n_out]
+  std::vector<double> readout;                 ///< [T * B * n_out] of a final readout, else empty
+  std::vector<int64_t> dropped;                ///< spikes lost to capacity, per spiking layer
+};
+
+/// Gradients of a reference backward pass (per layer; empty where the layer has no such parameter).
+struct Gradients {
+  std::vector<std::vector<double>> weight, weight_rec, bias;
+  std::vector<double> input;  ///< dL/d(input list entries) [T * B * K_0] (dense [T * B * N_0] in
+                              ///< detail::trace_backward)
+};
+
+namespace detail {
+
+/// Throws std::invalid_argument unless `ok`.
+inline void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("[reference] " + what);
+}
+
+inline size_t at(int t, int b, int B, int n) {
+  return (static_cast<size_t>(t) * B + b) * static_cast<size_t>(n);
+}
+
+/// Surrogate derivative sigma'(x), x = V - theta1.
+inline double surrogate_grad(Surrogate kind, double x, double beta) {
+  const double pi = 3.14159265358979323846;
+  switch (kind) {
+    case Surrogate::arctan: {
+      const double u = 0.5 * pi * beta * x;
+      return 0.5 * beta / (1.0 + u * u);
+    }
+    case Surrogate::triangle:
+      return std::max(0.0, 1.0 - beta * std::fabs(x));
+    case Surrogate::sigmoid: {
+      const double s = 1.0 / (1.0 + std::exp(-beta * x));
+      return beta * s * (1.0 - s);
+    }
+    case Surrogate::super_spike:
+    default: {
+      const double d = beta * std::fabs(x) + 1.0;
+      return 1.0 / (d * d);
+    }
+  }
+}
+
+/// A smooth step F with F' = surrogate_grad exactly (test hook for finite differences):
+/// x / (beta |x| + 1), atan(pi/2 beta x) / pi, the integrated triangle, sigmoid(beta x).
+inline double surrogate_step(Surrogate kind, double x, double beta) {
+  const double pi = 3.14159265358979323846;
+  switch (kind) {
+    case Surrogate::arctan:
+      return std::atan(0.5 * pi * beta * x) / pi;
+    case Surrogate::triangle:
+      if (beta * std::fabs(x) >= 1.0) return x > 0 ? 0.5 / beta : -0.5 / beta;
+      return x - 0.5 * beta * x * std::fabs(x);
+    case Surrogate::sigmoid:
+      return 1.0 / (1.0 + std::exp(-beta * x));
+    case Surrogate::super_spike:
+    default:
+      return x / (beta * std::fabs(x) + 1.0);
+  }
+}
+
+/// How a spiking layer's activity a[t][j] is computed from its membrane.
+///   spikes:     the method: a = 1 for emitted spikes, listed = the list's first n_tot entries.
+///   smooth:     test hook: a = surrogate_step(V - theta1), every neuron listed, so the surrogate
+///               BPTT is the exact gradient of this forward.
+///   linearized: test hook: a = a_base + listed_base sigma'(V_base - theta1) (V - V_base),
+///               listed = listed_base, so the surrogate BPTT at the base point is its exact gradient.
+/// With a `base` trace the resets are frozen at the base's: r = r_base (mask), or the reset enters
+/// as the constant offset alpha V_base[t-1] r_base[t] (pass), matching each reset-gradient rule.
+/// Without a base, smooth decides resets by the state rule whatever config.reset says.
+enum class Activation { spikes, smooth, linearized };
+
+/// Everything a forward pass leaves for backward, dense.
+struct Trace {
+  int T = 0, B = 0;
+  Forward out;                               ///< out.spikes / dropped filled for Activation::spikes
+  std::vector<std::vector<double>> act;      ///< per layer a [T * B * n_out] (readout: empty)
+  std::vector<std::vector<uint8_t>> listed;  ///< per layer, 1 = gets a surrogate gradient
+  std::vector<std::vector<double>> reset;    ///< per layer r[t] [T * B * n_out] (readout: 0)
+};
+
+/// List capacity of a spiking layer.
+inline int capacity_of(const StackConfig& config, const LayerConfig& layer) {
+  return config.mode == Mode::dense ? layer.n_out : layer.capacity;
+}
+
+/// Validates the stack against its parameters and an input of `n_input` neurons.
+inline void check_stack(const StackConfig& config, const std::vector<Layer>& layers, int n_input) {
+  require(!layers.empty(), "empty stack");
+  require(config.overflow == OverflowPolicy::lowest_ids, "only the lowest_ids policy is modelled");
+  require(config.layers.empty() || config.layers.size() == layers.size(),
+          "config.layers and layers differ in length");
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const LayerConfig& c = layers[l].config;
+    const std::string name = "layer " + std::to_string(l) + ": ";
+    if (!config.layers.empty()) {
+      const LayerConfig& s = config.layers[l];
+      require(s.kind == c.kind && s.n_in == c.n_in && s.n_out == c.n_out,
+              name + "config.layers disagrees with layers[l].config");
+    }
+    require(c.n_in > 0 && c.n_out > 0, name + "sizes must be positive");
+    require(c.n_in == (l == 0 ? n_input : layers[l - 1].config.n_out), name + "n_in mismatch");
+    require(c.kind != LayerKind::readout || l + 1 == layers.size(), name + "readout must be last");
+    require(layers[l].weight.size() == static_cast<size_t>(c.n_in) * c.n_out, name + "weight size");
+    const size_t n_rec = c.kind == LayerKind::recurrent_lif ? static_cast<size_t>(c.n_out) * c.n_out
+                                                            : 0;
+    require(layers[l].weight_rec.size() == n_rec, name + "weight_rec size");
+    require(layers[l].bias.size() == (c.bias ? static_cast<size_t>(c.n_out) : 0), name + "bias size");
+    require(layers[l].alpha.size() == static_cast<size_t>(c.n_out), name + "alpha size");
+    if (c.kind != LayerKind::readout) {
+      require(capacity_of(config, c) > 0, name + "capacity must be positive");
+      require(c.theta2 <= c.theta1, name + "theta2 must not exceed theta1");
+    }
+  }
+}
+
+/// Checks list invariants and returns the dense activity [T * B * N] (1 for entries k < n_spk).
+inline std::vector<double> dense_spikes(const SpikeView& s) {
+  require(s.T > 0 && s.B > 0 && s.K > 0 && s.N > 0, "spike view sizes must be positive");
+  std::vector<double> dense(static_cast<size_t>(s.T) * s.B * s.N, 0.0);
+  std::vector<uint8_t> seen(s.N);
+  for (int t = 0; t < s.T; ++t)
+    for (int b = 0; b < s.B; ++b) {
+      const int n_spk = s.spikes(t, b), n_tot = s.total(t, b);
+      require(0 <= n_spk && n_spk <= n_tot && n_tot <= s.K, "list counts out of range");
+      std::fill(seen.begin(), seen.end(), 0);
+      for (int k = 0; k < n_tot; ++k) {
+        const int32_t id = s.list(t, b)[k];
+        require(id >= 0 && id < s.N, "list id out of range");
+        require(!seen[id], "duplicate id in a list");
+        seen[id] = 1;
+        if (k < n_spk) dense[at(t, b, s.B, s.N) + id] = 1.0;
+      }
+    }
+  return dense;
+}
+
+/// Forward pass over dense input activity `input` [T * B * n_in of layer 0].
+/// `base` (required for linearized) freezes resets and supplies the linearization point.
+inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& layers, int T, int B,
+                           const std::vector<double>& input, Activation activation,
+                           const Trace* base = nullptr) {
+  check_stack(config, layers, layers.empty() ? 0 : layers[0].config.n_in);
+  require(T > 0 && B > 0, "T and B must be positive");
+  require(input.size() == static_cast<size_t>(T) * B * layers[0].config.n_in, "input size");
+  require(activation != Activation::linearized || base != nullptr, "linearized needs a base");
+  require(base == nullptr || (base->T == T && base->B == B && base->reset.size() == layers.size()),
+          "base trace does not match");
+  const size_t L = layers.size();
+  Trace tr;
+  tr.T = T;
+  tr.B = B;
+  tr.out.membrane.resize(L);
+  tr.act.resize(L);
+  tr.listed.resize(L);
+  tr.reset.resize(L);
+  for (size_t l = 0; l < L; ++l) {
+    const Layer& layer = layers[l];
+    const LayerConfig& c = layer.config;
+    const int n_in = c.n_in, n = c.n_out;
+    const bool spiking = c.kind != LayerKind::readout;
+    const bool recurrent = c.kind == LayerKind::recurrent_lif;
+    const int lag = (l > 0 && config.coupling == Coupling::delayed) ? 1 : 0;
+    const std::vector<double>& a_in = l == 0 ? input : tr.act[l - 1];
+    const double theta1 = c.theta1, theta2 = c.theta2, gain = c.gain, beta = c.beta;
+    const size_t size = static_cast<size_t>(T) * B * n;
+    std::vector<double>& v = tr.out.membrane[l];
+    std::vector<double>& r = tr.reset[l];
+    std::vector<double>& a = tr.act[l];
+    std::vector<uint8_t>& listed = tr.listed[l];
+    v.assign(size, 0.0);
+    r.assign(size, 0.0);
+    if (spiking) {
+      a.assign(size, 0.0);
+      listed.assign(size, 0);
+    }
+    const int K = spiking ? capacity_of(config, c) : 0;
+    SpikeTensor lists;
+    if (spiking && activation == Activation::spikes) lists = SpikeTensor(T, B, K, n);
+    int64_t dropped = 0;
+    std::vector<double> current(n);
+    for (int t = 0; t < T; ++t)
+      for (int b = 0; b < B; ++b) {
+        const size_t row = at(t, b, B, n);
+        for (int j = 0; j < n; ++j) current[j] = c.bias ? layer.bias[j] : 0.0;
+        if (t - lag >= 0) {
+          const double* x = &a_in[at(t - lag, b, B, n_in)];
+          for (int i = 0; i < n_in; ++i)
+            if (x[i] != 0.0)
+              for (int j = 0; j < n; ++j) current[j] += x[i] * layer.weight[i * n + j];
+        }
+        if (recurrent && t > 0) {
+          const double* x = &a[at(t - 1, b, B, n)];
+          for (int i = 0; i < n; ++i)
+            if (x[i] != 0.0)
+              for (int j = 0; j < n; ++j) current[j] += x[i] * layer.weight_rec[i * n + j];
+        }
+        for (int j = 0; j < n; ++j) {
+          const double al = layer.alpha[j];
+          const double v_prev = t > 0 ? v[row - static_cast<size_t>(B) * n + j] : 0.0;
+          double rj = 0.0;
+          if (spiking && t > 0) {
+            const size_t prev = row - static_cast<size_t>(B) * n + j;
+            if (base != nullptr)
+              rj = base->reset[l][row + j];
+            else if (c.reset == ResetMode::spike && activation == Activation::spikes)
+              rj = a[prev];  // 1 exactly for spikes emitted at t-1
+            else
+              rj = v_prev > theta1 ? 1.0 : 0.0;
+          }
+          r[row + j] = rj;
+          double leak = al * v_prev * (1.0 - rj);
+          if (base != nullptr && spiking && c.reset_grad == ResetGrad::pass && t > 0)
+            leak = al * v_prev - al * base->out.membrane[l][row - static_cast<size_t>(B) * n + j] * rj;
+          v[row + j] = leak + gain * (1.0 - al) * current[j];
+        }
+        if (!spiking) continue;
+        if (activation == Activation::spikes) {
+          int32_t* ids = lists.list(t, b);
+          int kept = 0, count = 0;
+          for (int j = 0; j < n; ++j)
+            if (v[row + j] > theta1) {
+              ++count;
+              if (kept < K) ids[kept++] = j;
+            }
+          const int n_spk = kept;
+          dropped += count - kept;
+          for (int j = 0; j < n && kept < K; ++j)
+            if (v[row + j] > theta2 && v[row + j] <= theta1) ids[kept++] = j;
+          lists.n_spk(t, b) = n_spk;
+          lists.n_tot(t, b) = kept;
+          for (int k = 0; k < kept; ++k) {
+            listed[row + ids[k]] = 1;
+            if (k < n_spk) a[row + ids[k]] = 1.0;
+          }
+        } else if (activation == Activation::smooth) {
+          for (int j = 0; j < n; ++j) {
+            a[row + j] = surrogate_step(c.surrogate, v[row + j] - theta1, beta);
+            listed[row + j] = 1;
+          }
+        } else {
+          for (int j = 0; j < n; ++j) {
+            const double vb = base->out.membrane[l][row + j];
+            listed[row + j] = base->listed[l][row + j];
+            a[row + j] = base->act[l][row + j];
+            if (listed[row + j])
+              a[row + j] += surrogate_grad(c.surrogate, vb - theta1, beta) * (v[row + j] - vb);
+          }
+        }
+      }
+    if (spiking && activation == Activation::spikes) {
+      lists.set_dropped(dropped);
+      tr.out.spikes.push_back(std::move(lists));
+      tr.out.dropped.push_back(dropped);
+    }
+    if (!spiking) tr.out.readout = v;
+  }
+  return tr;
+}
+
+/// Rebuilds the dense trace of a forward pass from its result (lists, membranes).
+inline Trace trace_from_forward(const StackConfig& config, const std::vector<Layer>& layers, int T,
+                                int B, const Forward& fwd) {
+  const size_t L = layers.size();
+  require(fwd.membrane.size() == L, "forward result has the wrong number of layers");
+  Trace tr;
+  tr.T = T;
+  tr.B = B;
+  tr.out = fwd;
+  tr.act.resize(L);
+  tr.listed.resize(L);
+  tr.reset.resize(L);
+  for (size_t l = 0; l < L; ++l) {
+    const LayerConfig& c = layers[l].config;
+    const int n = c.n_out;
+    const size_t size = static_cast<size_t>(T) * B * n;
+    require(fwd.membrane[l].size() == size, "membrane size");
+    tr.reset[l].assign(size, 0.0);
+    if (c.kind == LayerKind::readout) continue;
+    require(l < fwd.spikes.size(), "missing spike lists");
+    const SpikeTensor& s = fwd.spikes[l];
+    require(s.T() == T && s.B() == B && s.N() == n && s.K() == capacity_of(config, c),
+            "spike list shape");
+    tr.act[l] = dense_spikes(s.view());
+    tr.listed[l].assign(size, 0);
+    const SpikeView view = s.view();
+    for (int t = 0; t < T; ++t)
+      for (int b = 0; b < B; ++b)
+        for (int k = 0; k < view.total(t, b); ++k) tr.listed[l][at(t, b, B, n) + view.list(t, b)[k]] = 1;
+    for (int t = 1; t < T; ++t)
+      for (int b = 0; b < B; ++b)
+        for (int j = 0; j < n; ++j) {
+          const size_t prev = at(t - 1, b, B, n) + j;
+          tr.reset[l][at(t, b, B, n) + j] =
+              c.reset == ResetMode::spike ? tr.act[l][prev] : (fwd.membrane[l][prev] > c.theta1);
+        }
+  }
+  return tr;
+}
+
+/// BPTT over a dense trace. `grad_act[l]` is dL/d(activity) [T * B * n_out] of a spiking layer or
+/// dL/dV of the readout (empty = zero). Returns parameter gradients and the dense input gradient.
+inline Gradients trace_backward(const StackConfig& config, const std::vector<Layer>& layers,
+                                const std::vector<double>& input, const Trace& trace,
+                                const std::vector<std::vector<double>>& grad_act) {
+  const int T = trace.T, B = trace.B;
+  const size_t L = layers.size();
+  check_stack(config, layers, layers[0].config.n_in);
+  require(grad_act.size() <= L, "too many output gradients");
+  Gradients g;
+  g.weight.resize(L);
+  g.weight_rec.resize(L);
+  g.bias.resize(L);
+  g.input.assign(input.size(), 0.0);
+  std::vector<std::vector<double>> ga(L);
+  for (size_t l = 0; l < L; ++l) {
+    const size_t size = static_cast<size_t>(T) * B * layers[l].config.n_out;
+    if (l < grad_act.size() && !grad_act[l].empty()) {
+      require(grad_act[l].size() == size, "output gradient size");
+      ga[l] = grad_act[l];
+    } else {
+      ga[l].assign(size, 0.0);
+    }
+  }
+  for (size_t l = L; l-- > 0;) {
+    const Layer& layer = layers[l];
+    const LayerConfig& c = layer.config;
+    const int n_in = c.n_in, n = c.n_out;
+    const bool spiking = c.kind != LayerKind::readout;
+    const bool recurrent = c.kind == LayerKind::recurrent_lif;
+    const int lag = (l > 0 && config.coupling == Coupling::delayed) ? 1 : 0;
+    const std::vector<double>& a_in = l == 0 ? input : trace.act[l - 1];
+    std::vector<double>& ga_in = l == 0 ? g.input : ga[l - 1];
+    const std::vector<double>& v = trace.out.membrane[l];
+    const double theta1 = c.theta1, gain = c.gain, beta = c.beta;
+    std::vector<double>& dw = g.weight[l];
+    dw.assign(static_cast<size_t>(n_in) * n, 0.0);
+    if (recurrent) g.weight_rec[l].assign(static_cast<size_t>(n) * n, 0.0);
+    if (c.bias) g.bias[l].assign(n, 0.0);
+    std::vector<double> gv_next(static_cast<size_t>(B) * n, 0.0), gi(n);
+    for (int t = T - 1; t >= 0; --t)
+      for (int b = 0; b < B; ++b) {
+        const size_t row = at(t, b, B, n);
+        for (int j = 0; j < n; ++j) {
+          const double al = layer.alpha[j];
+          double carry = 0.0;
+          if (t + 1 < T) {
+            double factor = al;
+            if (spiking && c.reset_grad == ResetGrad::mask)
+              factor *= 1.0 - trace.reset[l][at(t + 1, b, B, n) + j];
+            carry = factor * gv_next[static_cast<size_t>(b) * n + j];
+          }
+          double local = 0.0;
+          if (!spiking)
+            local = ga[l][row + j];
+          else if (trace.listed[l][row + j])
+            local = ga[l][row + j] * surrogate_grad(c.surrogate, v[row + j] - theta1, beta);
+          const double gv = carry + local;
+          gv_next[static_cast<size_t>(b) * n + j] = gv;
+          gi[j] = gain * (1.0 - al) * gv;
+        }
+        if (c.bias)
+          for (int j = 0; j < n; ++j) g.bias[l][j] += gi[j];
+        if (t - lag >= 0) {
+          const size_t in_row = at(t - lag, b, B, n_in);
+          for (int i = 0; i < n_in; ++i) {
+            double dot = 0.0;
+            for (int j = 0; j < n; ++j) {
+              dw[i * n + j] += a_in[in_row + i] * gi[j];
+              dot += layer.weight[i * n + j] * gi[j];
+            }
+            ga_in[in_row + i] += dot;
+          }
+        }
+        if (recurrent && t > 0) {
+          const size_t prev = at(t - 1, b, B, n);
+          for (int i = 0; i < n; ++i) {
+            double dot = 0.0;
+            for (int j = 0; j < n; ++j) {
+              g.weight_rec[l][i * n + j] += trace.act[l][prev + i] * gi[j];
+              dot += layer.weight_rec[i * n + j] * gi[j];
+            }
+            ga[l][prev + i] += dot;
+          }
+        }
+      }
+  }
+  return g;
+}
+
+}  // namespace detail
+
+/// Runs the stack forward over all T steps of `input` (per-layer settings from layers[l].config;
+/// config supplies coupling, mode and overflow policy, which must be lowest_ids).
+inline Forward forward(const StackConfig& config, const std::vector<Layer>& layers,
+                       const SpikeView& input) {
+  detail::require(!layers.empty() && input.N == layers[0].config.n_in, "input N != layer 0 n_in");
+  const std::vector<double> dense = detail::dense_spikes(input);
+  return detail::trace_forward(config, layers, input.T, input.B, dense,
+                               detail::Activation::spikes)
+      .out;
+}
+
+/// BPTT of a forward pass. `grad_outputs[l]`: empty = zero; else dL/d(list entries) [T * B * K_l]
+/// for a spiking layer (entries k >= n_tot ignored), dL/dV [T * B * n_out] for the readout.
+inline Gradients backward(const StackConfig& config, const std::vector<Layer>& layers,
+                          const SpikeView& input, const Forward& fwd,
+                          const std::vector<std::vector<double>>& grad_outputs) {
+  detail::require(!layers.empty() && input.N == layers[0].config.n_in, "input N != layer 0 n_in");
+  detail::require(grad_outputs.size() <= layers.size(), "too many output gradients");
+  const int T = input.T, B = input.B;
+  const std::vector<double> dense = detail::dense_spikes(input);
+  const detail::Trace trace = detail::trace_from_forward(config, layers, T, B, fwd);
+  std::vector<std::vector<double>> grad_act(layers.size());
+  for (size_t l = 0; l < grad_outputs.size(); ++l) {
+    if (grad_outputs[l].empty()) continue;
+    const int n = layers[l].config.n_out;
+    if (layers[l].config.kind == LayerKind::readout) {
+      detail::require(grad_outputs[l].size() == static_cast<size_t>(T) * B * n, "readout grad size");
+      grad_act[l] = grad_outputs[l];
+      continue;
+    }
+    const SpikeView s = fwd.spikes[l].view();
+    detail::require(grad_outputs[l].size() == static_cast<size_t>(T) * B * s.K, "entry grad size");
+    grad_act[l].assign(static_cast<size_t>(T) * B * n, 0.0);
+    for (int t = 0; t < T; ++t)
+      for (int b = 0; b < B; ++b)
+        for (int k = 0; k < s.total(t, b); ++k)
+          grad_act[l][detail::at(t, b, B, n) + s.list(t, b)[k]] +=
+              grad_outputs[l][detail::at(t, b, B, s.K) + k];
+  }
+  Gradients g = detail::trace_backward(config, layers, dense, trace, grad_act);
+  std::vector<double> entries(static_cast<size_t>(T) * B * input.K, 0.0);
+  for (int t = 0; t < T; ++t)
+    for (int b = 0; b < B; ++b)
+      for (int k = 0; k < input.total(t, b); ++k)
+        entries[detail::at(t, b, B, input.K) + k] =
+            g.input[detail::at(t, b, B, input.N) + input.list(t, b)[k]];
+  g.input = std::move(entries);
+  return g;
+}
+
+}  // namespace saltatory::reference

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs a configured-and-built Saltatory tree into a temporary prefix, then configures, builds
+# and runs examples/cpp against that prefix (find_package(Saltatory) from an install tree).
+# Usage: install_example.sh <build dir> <source dir>
+set -euo pipefail
+build_dir=${1:?usage: install_example.sh <build dir> <source dir>}
+source_dir=${2:?usage: install_example.sh <build dir> <source dir>}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/saltatory-install.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+generator=()
+if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
+
+cmake --install "$build_dir" --prefix "$tmp/prefix"
+cmake -S "$source_dir/examples/cpp" -B "$tmp/example-build" "${generator[@]}" \
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$tmp/prefix"
+cmake --build "$tmp/example-build"
+"$tmp/example-build/train_two_layer"
