@@ -17,6 +17,8 @@ def _labels(labels, op: str) -> np.ndarray:
     y = np.asarray(labels)
     if not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"[{op}] labels must be integers, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() > np.iinfo(np.int32).max):
+        raise ValueError(f"[{op}] labels must be non-negative class indices, got range [{y.min()}, {y.max()}]")
     return np.ascontiguousarray(y, dtype=np.int32)
 
 

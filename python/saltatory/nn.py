@@ -155,7 +155,7 @@ class Readout(_Layer):
 
     kind = _core.LayerKind.readout
 
-    def __init__(self, n_in: int, n_out: int, *, alpha=0.95, gain: float = 1.0, bias: bool = False,
+    def __init__(self, n_in: int, n_out: int, *, alpha=0.95, gain: float = 10.0, bias: bool = False,
                  seed: int | None = None):
         super().__init__(n_in, n_out, alpha=alpha, gain=gain, bias=bias, seed=seed)
 
@@ -254,6 +254,8 @@ class Sequential:
                 raise ValueError(f"[Sequential.load_state_dict] {name} has shape {value.shape}, expected {current.shape}")
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"[Sequential.load_state_dict] {name} contains NaN or Inf")
+            if name.endswith(".alpha") and not np.all((value >= 0) & (value <= 1)):
+                raise ValueError(f"[Sequential.load_state_dict] {name} values must lie in [0, 1]")
         params = dict(self.named_parameters())
         for name, value in state.items():
             if name in params:

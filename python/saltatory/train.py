@@ -70,12 +70,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--mode", choices=["sparse", "dense"], default="sparse")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--hidden", type=int, nargs="+", default=[256])
-    parser.add_argument("--activity", type=float, default=0.1,
-                        help="hidden capacity as a fraction of width (default 0.1)")
+    parser.add_argument("--activity", type=float, default=0.2,
+                        help="hidden capacity as a fraction of width (default 0.2)")
     parser.add_argument("--steps", type=int, default=50, help="time steps per sample")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--train-samples", type=int, default=20000, help="0 = all")
     parser.add_argument("--test-samples", type=int, default=5000, help="0 = all")
     parser.add_argument("--threads", type=int, default=0, help="0 = all cores")
