@@ -370,7 +370,7 @@ def test_gradients_match_numpy_bptt(reset_grad: str, bias: bool, mode: str, coup
     bo_ref = ro.bias.data.astype(np.float64) if bias else np.zeros(C)
     S, Vo, dW, db, dWo, dbo, dx = _numpy_lif_readout(
         dense, lif.weight.data.astype(np.float64), b_ref, lif.alpha.astype(np.float64), 10.0, 1.0,
-        -100.0, ro.weight.data.astype(np.float64), bo_ref, ro.alpha.astype(np.float64), 1.0,
+        -100.0, ro.weight.data.astype(np.float64), bo_ref, ro.alpha.astype(np.float64), ro.gain,
         G.astype(np.float64), reset_grad, delay=1 if coupling == "delayed" else 0)
 
     # The test is only meaningful with spiking activity and resets.
@@ -423,7 +423,7 @@ def test_masked_surrogate_with_default_theta2() -> None:
     model.backward(G)
     S, Vo, dW, _, dWo, _, _ = _numpy_lif_readout(
         dense, lif.weight.data.astype(np.float64), np.zeros(n_out), 0.95, 10.0, 1.0, 0.9,
-        ro.weight.data.astype(np.float64), np.zeros(C), 0.95, 1.0, G.astype(np.float64), "pass")
+        ro.weight.data.astype(np.float64), np.zeros(C), 0.95, ro.gain, G.astype(np.float64), "pass")
     assert np.array_equal(model.spikes[0].to_dense(), S.astype(np.float32))
     assert np.any(model.spikes[0].n_tot < n_out)
     _close(out, Vo)
