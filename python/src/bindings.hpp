@@ -18,8 +18,8 @@ namespace py = pybind11;
 /// Checks dtype (TypeError), C-contiguity, ndim and the sizes that are given (ValueError;
 /// -1 accepts any size). Returns the array unchanged: the caller reads its memory in place.
 template <class T>
-py::array checked(const py::handle& obj, const char* op, const char* name, std::vector<py::ssize_t> shape,
-                  bool writable = false) {
+py::array checked(const py::handle& obj, const char* op, const char* name,
+                  std::vector<py::ssize_t> shape, bool writable = false) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string("[") + op + "] " + name + " must be a numpy array, got " +
                          std::string(py::str(obj.get_type().attr("__name__"))));

@@ -17,7 +17,8 @@ struct PyContext {
 };
 
 template <class E>
-E parse(const std::string& name, const char* what, std::initializer_list<std::pair<const char*, E>> options) {
+E parse(const std::string& name, const char* what,
+        std::initializer_list<std::pair<const char*, E>> options) {
   std::string expected;
   for (const auto& [key, value] : options) {
     if (name == key) return value;
@@ -27,8 +28,8 @@ E parse(const std::string& name, const char* what, std::initializer_list<std::pa
                         ", got '" + name + "'");
 }
 
-const float* optional_floats(const py::handle& obj, const char* name, std::vector<py::ssize_t> shape,
-                             py::list& keep_alive) {
+const float* optional_floats(const py::handle& obj, const char* name,
+                             std::vector<py::ssize_t> shape, py::list& keep_alive) {
   if (obj.is_none()) return nullptr;
   const py::array a = checked<float>(obj, "lif_stack_forward", name, std::move(shape));
   keep_alive.append(a);
@@ -54,8 +55,12 @@ void init_ops(py::module_& m) {
       .value("arctan", Surrogate::arctan)
       .value("triangle", Surrogate::triangle)
       .value("sigmoid", Surrogate::sigmoid);
-  py::enum_<ResetMode>(m, "ResetMode").value("state", ResetMode::state).value("spike", ResetMode::spike);
-  py::enum_<ResetGrad>(m, "ResetGrad").value("pass_", ResetGrad::pass).value("mask", ResetGrad::mask);
+  py::enum_<ResetMode>(m, "ResetMode")
+      .value("state", ResetMode::state)
+      .value("spike", ResetMode::spike);
+  py::enum_<ResetGrad>(m, "ResetGrad")
+      .value("pass_", ResetGrad::pass)
+      .value("mask", ResetGrad::mask);
 
   py::class_<LayerConfig>(m, "LayerConfig")
       .def(py::init<>())
@@ -73,28 +78,35 @@ void init_ops(py::module_& m) {
       .def_readwrite("bias", &LayerConfig::bias);
 
   py::class_<PyContext>(m, "StackContext")
-      .def_property_readonly("spikes", [](py::object self) {
-        const auto& ctx = *self.cast<PyContext&>().context;
-        py::list out;
-        for (const SpikeTensor& s : ctx.spikes) {
-          const SpikeView v = s.view();
-          out.append(py::make_tuple(borrowed(v.ids, {v.T, v.B, v.K}, self),
-                                    borrowed(v.n_spk, {v.T, v.B}, self),
-                                    borrowed(v.n_tot, {v.T, v.B}, self), v.N, s.dropped()));
-        }
-        return out;
-      })
-      .def_property_readonly("readout", [](py::object self) -> py::object {
-        const auto& ctx = *self.cast<PyContext&>().context;
-        if (ctx.readout.empty()) return py::none();
-        const py::ssize_t n = static_cast<py::ssize_t>(ctx.readout.size()) / (ctx.T * ctx.B);
-        return borrowed(ctx.readout.data(), {ctx.T, ctx.B, n}, self);
-      })
-      .def_property_readonly("input_shape", [](const PyContext& c) {
-        return py::make_tuple(c.context->T, c.context->B, c.context->input_capacity);
-      })
+      .def_property_readonly(
+          "spikes",
+          [](py::object self) {
+            const auto& ctx = *self.cast<PyContext&>().context;
+            py::list out;
+            for (const SpikeTensor& s : ctx.spikes) {
+              const SpikeView v = s.view();
+              out.append(py::make_tuple(borrowed(v.ids, {v.T, v.B, v.K}, self),
+                                        borrowed(v.n_spk, {v.T, v.B}, self),
+                                        borrowed(v.n_tot, {v.T, v.B}, self), v.N, s.dropped()));
+            }
+            return out;
+          })
+      .def_property_readonly("readout",
+                             [](py::object self) -> py::object {
+                               const auto& ctx = *self.cast<PyContext&>().context;
+                               if (ctx.readout.empty()) return py::none();
+                               const py::ssize_t n =
+                                   static_cast<py::ssize_t>(ctx.readout.size()) / (ctx.T * ctx.B);
+                               return borrowed(ctx.readout.data(), {ctx.T, ctx.B, n}, self);
+                             })
+      .def_property_readonly("input_shape",
+                             [](const PyContext& c) {
+                               return py::make_tuple(c.context->T, c.context->B,
+                                                     c.context->input_capacity);
+                             })
       .def_property_readonly("dropped", [](const PyContext& c) { return c.context->dropped; })
-      .def_property_readonly("backward_done", [](const PyContext& c) { return c.context->backward_done; });
+      .def_property_readonly("backward_done",
+                             [](const PyContext& c) { return c.context->backward_done; });
 
   m.def("lif_stack_forward", [](const std::vector<LayerConfig>& layers, const py::list& params,
                                 const py::handle& input, const std::string& coupling,
@@ -103,16 +115,18 @@ void init_ops(py::module_& m) {
     const char* op = "lif_stack_forward";
     StackConfig config;
     config.layers = layers;
-    config.coupling = parse<Coupling>(coupling, "coupling",
-                                      {{"same_step", Coupling::same_step}, {"delayed", Coupling::delayed}});
+    config.coupling = parse<Coupling>(
+        coupling, "coupling", {{"same_step", Coupling::same_step}, {"delayed", Coupling::delayed}});
     config.mode = parse<Mode>(mode, "mode", {{"sparse", Mode::sparse}, {"dense", Mode::dense}});
     config.overflow = parse<OverflowPolicy>(
-        overflow, "overflow", {{"lowest", OverflowPolicy::lowest_ids}, {"random", OverflowPolicy::random}});
+        overflow, "overflow",
+        {{"lowest", OverflowPolicy::lowest_ids}, {"random", OverflowPolicy::random}});
     config.seed = seed;
     config.device = parse_device(device);
     if (params.size() != layers.size())
-      throw py::value_error("[lif_stack_forward] got parameters for " + std::to_string(params.size()) +
-                            " layers, expected " + std::to_string(layers.size()));
+      throw py::value_error("[lif_stack_forward] got parameters for " +
+                            std::to_string(params.size()) + " layers, expected " +
+                            std::to_string(layers.size()));
     PyContext result;
     std::vector<LayerParams> ps(layers.size());
     for (size_t l = 0; l < layers.size(); ++l) {
@@ -131,22 +145,25 @@ void init_ops(py::module_& m) {
     return result;
   });
 
-  m.def("lif_stack_backward", [](PyContext& ctx, const py::list& grad_outputs, const py::list& grads,
-                                 const py::handle& grad_input) {
+  m.def("lif_stack_backward", [](PyContext& ctx, const py::list& grad_outputs,
+                                 const py::list& grads, const py::handle& grad_input) {
     const char* op = "lif_stack_backward";
     StackContext& c = *ctx.context;
     const auto& layers = c.config.layers;
     if (grad_outputs.size() != layers.size() || grads.size() != layers.size())
-      throw py::value_error("[lif_stack_backward] need one output gradient and one gradient tuple per layer (" +
-                            std::to_string(layers.size()) + ")");
+      throw py::value_error(
+          "[lif_stack_backward] need one output gradient and one gradient tuple per layer (" +
+          std::to_string(layers.size()) + ")");
     std::vector<const float*> g_out(layers.size());
     std::vector<LayerGrads> g(layers.size());
     for (size_t l = 0; l < layers.size(); ++l) {
-      const py::ssize_t width = layers[l].kind == LayerKind::readout ? layers[l].n_out : c.spikes[l].K();
-      g_out[l] = grad_outputs[l].is_none()
-                     ? nullptr
-                     : static_cast<const float*>(
-                           checked<float>(grad_outputs[l], op, "grad_output", {c.T, c.B, width}).data());
+      const py::ssize_t width =
+          layers[l].kind == LayerKind::readout ? layers[l].n_out : c.spikes[l].K();
+      g_out[l] =
+          grad_outputs[l].is_none()
+              ? nullptr
+              : static_cast<const float*>(
+                    checked<float>(grad_outputs[l], op, "grad_output", {c.T, c.B, width}).data());
       const auto t = grads[l].cast<py::tuple>();  // (d_weight, d_weight_rec, d_bias)
       const py::ssize_t n_in = layers[l].n_in, n_out = layers[l].n_out;
       g[l].weight = writable_floats(t[0], op, "weight grad", {n_in, n_out});
@@ -170,13 +187,15 @@ void init_ops(py::module_& m) {
     const SpikeView v = spike_view(spikes, op);
     const py::array y = checked<int32_t>(labels, op, "labels", {v.B});
     std::vector<float> grad(static_cast<size_t>(v.T) * v.B * v.K);
-    const float loss = spike_count_cross_entropy(v, static_cast<const int32_t*>(y.data()), grad.data());
+    const float loss =
+        spike_count_cross_entropy(v, static_cast<const int32_t*>(y.data()), grad.data());
     return py::make_tuple(loss, owned(std::move(grad), {v.T, v.B, v.K}));
   });
   m.def("membrane_cross_entropy", [](const py::handle& membrane, const py::handle& labels) {
     const char* op = "membrane_cross_entropy";
     const py::array v = checked<float>(membrane, op, "membrane", {-1, -1, -1});
-    const int T = static_cast<int>(v.shape(0)), B = static_cast<int>(v.shape(1)), C = static_cast<int>(v.shape(2));
+    const int T = static_cast<int>(v.shape(0)), B = static_cast<int>(v.shape(1)),
+              C = static_cast<int>(v.shape(2));
     const py::array y = checked<int32_t>(labels, op, "labels", {B});
     std::vector<float> grad(static_cast<size_t>(T) * B * C);
     const float loss = membrane_cross_entropy(static_cast<const float*>(v.data()), T, B, C,

@@ -1,8 +1,9 @@
 // Bindings of the C++ optimisers; parameters and gradients are numpy float32 arrays updated in place.
+#include "saltatory/ops/optim.hpp"
+
 #include <pybind11/stl.h>
 
 #include "bindings.hpp"
-#include "saltatory/ops/optim.hpp"
 
 namespace saltatory::python {
 
@@ -18,22 +19,25 @@ void init_optim(py::module_& m) {
           if (!py::isinstance<py::array>(pair[0]))
             throw py::type_error("[Optimizer.step] parameters must be numpy arrays");
           const auto ndim = pair[0].cast<py::array>().ndim();
-          py::array value = checked<float>(pair[0], op, "parameter", std::vector<py::ssize_t>(ndim, -1), true);
-          const py::array grad = checked<float>(
-              pair[1], op, "gradient", std::vector<py::ssize_t>(value.shape(), value.shape() + ndim));
-          refs.push_back({static_cast<float*>(value.mutable_data()), static_cast<const float*>(grad.data()),
+          py::array value =
+              checked<float>(pair[0], op, "parameter", std::vector<py::ssize_t>(ndim, -1), true);
+          const py::array grad =
+              checked<float>(pair[1], op, "gradient",
+                             std::vector<py::ssize_t>(value.shape(), value.shape() + ndim));
+          refs.push_back({static_cast<float*>(value.mutable_data()),
+                          static_cast<const float*>(grad.data()),
                           static_cast<int64_t>(value.size())});
         }
         py::gil_scoped_release release;
         self.step(refs);
       });
-  py::class_<Sgd, Optimizer>(m, "Sgd")
-      .def(py::init<float, float, float>(), py::arg("lr"), py::arg("momentum") = 0.0f,
-           py::arg("weight_decay") = 0.0f);
-  py::class_<Adam, Optimizer>(m, "Adam")
-      .def(py::init<float, float, float, float, float, bool>(), py::arg("lr") = 1e-3f,
-           py::arg("beta1") = 0.9f, py::arg("beta2") = 0.999f, py::arg("eps") = 1e-8f,
-           py::arg("weight_decay") = 0.0f, py::arg("decoupled_weight_decay") = false);
+  py::class_<Sgd, Optimizer>(m, "Sgd").def(py::init<float, float, float>(), py::arg("lr"),
+                                           py::arg("momentum") = 0.0f,
+                                           py::arg("weight_decay") = 0.0f);
+  py::class_<Adam, Optimizer>(m, "Adam").def(
+      py::init<float, float, float, float, float, bool>(), py::arg("lr") = 1e-3f,
+      py::arg("beta1") = 0.9f, py::arg("beta2") = 0.999f, py::arg("eps") = 1e-8f,
+      py::arg("weight_decay") = 0.0f, py::arg("decoupled_weight_decay") = false);
 }
 
 }  // namespace saltatory::python

@@ -6,8 +6,8 @@
 
 #include <memory>
 
-#include "saltatory/core/error.hpp"
 #include "backends/optional.hpp"
+#include "saltatory/core/error.hpp"
 
 namespace saltatory {
 
@@ -55,7 +55,8 @@ void set_num_threads(int n) {
   static std::unique_ptr<tbb::global_control> limit;
   check(n >= 0, "set_num_threads", "thread count ", n, " must be non-negative");
   limit.reset();
-  if (n > 0) limit = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, n);
+  if (n > 0)
+    limit = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, n);
 }
 
 }  // namespace saltatory

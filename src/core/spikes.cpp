@@ -51,8 +51,8 @@ SpikeTensor SpikeTensor::from_dense(const float* dense, int T, int B, int N, int
       kernels::SubsetCollector keep{out.list(t, b), priority.data(), K, policy,
                                     kernels::stream_key(seed, kDataStream, t, b)};
       for (int j = 0; j < N; ++j) {
-        check(row[j] == 0.0f || row[j] == 1.0f, "SpikeTensor.from_dense", "value ", row[j],
-              " at [", t, ", ", b, ", ", j, "] is not 0 or 1");
+        check(row[j] == 0.0f || row[j] == 1.0f, "SpikeTensor.from_dense", "value ", row[j], " at [",
+              t, ", ", b, ", ", j, "] is not 0 or 1");
         if (row[j] != 0.0f) keep.offer(j);
       }
       out.n_spk(t, b) = out.n_tot(t, b) = keep.finish();
@@ -66,7 +66,8 @@ SpikeTensor SpikeTensor::from_events(const int64_t* sample, const double* time, 
                                      int64_t n_events, double bin_width, int T, int B, int N, int K,
                                      OverflowPolicy policy, uint64_t seed) {
   const char* op = "SpikeTensor.from_events";
-  check(std::isfinite(bin_width) && bin_width > 0, op, "bin_width ", bin_width, " must be positive");
+  check(std::isfinite(bin_width) && bin_width > 0, op, "bin_width ", bin_width,
+        " must be positive");
   SpikeTensor out(T, B, K, N);
   // Bucket events by list (t, b): counting sort, then sort and de-duplicate each bucket.
   const int64_t n_lists = static_cast<int64_t>(T) * B;
@@ -144,8 +145,8 @@ void validate(const SpikeView& view, const char* op) {
       for (int k = 0; k < n_tot; ++k) {
         check(ids[k] >= 0 && ids[k] < view.N, op, "id ", ids[k], " at [", t, ", ", b, ", ", k,
               "] is outside [0, ", view.N, ")");
-        check(seen[ids[k]] != list_index, op, "id ", ids[k], " appears twice in list [", t, ", ",
-              b, "]");
+        check(seen[ids[k]] != list_index, op, "id ", ids[k], " appears twice in list [", t, ", ", b,
+              "]");
         seen[ids[k]] = list_index;
       }
     }

@@ -31,12 +31,12 @@ void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerP
   }
   check(std::isfinite(c.gain), op, "layer ", l, ": gain ", c.gain, " must be finite");
   const int64_t n_w = static_cast<int64_t>(c.n_in) * c.n_out;
-  check(p.weight != nullptr && all_finite(p.weight, n_w), op, "layer ", l,
-        ": weight [", c.n_in, ", ", c.n_out, "] is missing or not finite");
+  check(p.weight != nullptr && all_finite(p.weight, n_w), op, "layer ", l, ": weight [", c.n_in,
+        ", ", c.n_out, "] is missing or not finite");
   check(p.alpha != nullptr, op, "layer ", l, ": alpha is missing");
   for (int j = 0; j < c.n_out; ++j)
-    check(p.alpha[j] >= 0.0f && p.alpha[j] <= 1.0f, op, "layer ", l, ": alpha[", j, "] = ",
-          p.alpha[j], " is outside [0, 1]");
+    check(p.alpha[j] >= 0.0f && p.alpha[j] <= 1.0f, op, "layer ", l, ": alpha[", j,
+          "] = ", p.alpha[j], " is outside [0, 1]");
   if (c.kind == LayerKind::recurrent_lif)
     check(p.weight_rec != nullptr &&
               all_finite(p.weight_rec, static_cast<int64_t>(c.n_out) * c.n_out),
@@ -59,8 +59,8 @@ std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
   validate(input, op);
   for (size_t l = 0; l < config.layers.size(); ++l) {
     const int expected_in = l == 0 ? input.N : config.layers[l - 1].n_out;
-    check(config.layers[l].n_in == expected_in, op, "layer ", l, " expects ",
-          config.layers[l].n_in, " inputs but receives ", expected_in);
+    check(config.layers[l].n_in == expected_in, op, "layer ", l, " expects ", config.layers[l].n_in,
+          " inputs but receives ", expected_in);
     validate_layer(op, l, config.layers[l], params[l], l + 1 == config.layers.size(), config.mode);
   }
   check(static_cast<int64_t>(input.T) * input.B * config.layers.back().n_out < (int64_t{1} << 40),

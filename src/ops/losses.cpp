@@ -20,7 +20,8 @@ double softmax_cross_entropy(const float* logits, int n, int label, float scale,
   const double log_sum = std::log(sum) + top;
   if (grad != nullptr)
     for (int j = 0; j < n; ++j)
-      grad[j] = scale * static_cast<float>(std::exp(logits[j] - log_sum) - (j == label ? 1.0 : 0.0));
+      grad[j] =
+          scale * static_cast<float>(std::exp(logits[j] - log_sum) - (j == label ? 1.0 : 0.0));
   return log_sum - logits[label];
 }
 
@@ -37,7 +38,8 @@ void spike_counts(const SpikeView& spikes, float* counts) {
   for (int t = 0; t < spikes.T; ++t)
     for (int b = 0; b < spikes.B; ++b) {
       const int32_t* ids = spikes.list(t, b);
-      for (int k = 0; k < spikes.spikes(t, b); ++k) counts[static_cast<int64_t>(b) * spikes.N + ids[k]] += 1.0f;
+      for (int k = 0; k < spikes.spikes(t, b); ++k)
+        counts[static_cast<int64_t>(b) * spikes.N + ids[k]] += 1.0f;
     }
 }
 
@@ -52,7 +54,8 @@ float spike_count_cross_entropy(const SpikeView& spikes, const int32_t* labels, 
   const float scale = 1.0f / spikes.B;
   for (int b = 0; b < spikes.B; ++b)
     loss += softmax_cross_entropy(counts.data() + static_cast<int64_t>(b) * spikes.N, spikes.N,
-                                  labels[b], scale, grad_counts.data() + static_cast<int64_t>(b) * spikes.N);
+                                  labels[b], scale,
+                                  grad_counts.data() + static_cast<int64_t>(b) * spikes.N);
   if (grad != nullptr) {
     std::fill_n(grad, static_cast<int64_t>(spikes.T) * spikes.B * spikes.K, 0.0f);
     for (int t = 0; t < spikes.T; ++t)

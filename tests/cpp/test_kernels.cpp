@@ -115,7 +115,8 @@ TEST(Surrogate, SuperSpikeIsTheDerivativeOfTheFastSigmoid) {
   const auto fast_sigmoid = [](double x) { return x / (1.0 + 10.0 * std::abs(x)); };
   for (double x : {-0.3, -0.01, 0.02, 0.5}) {
     const double fd = (fast_sigmoid(x + 1e-6) - fast_sigmoid(x - 1e-6)) / 2e-6;
-    EXPECT_NEAR(k::surrogate_grad(k::Surrogate::super_spike, static_cast<float>(x), 10.0f), fd, 1e-4);
+    EXPECT_NEAR(k::surrogate_grad(k::Surrogate::super_spike, static_cast<float>(x), 10.0f), fd,
+                1e-4);
   }
 }
 

@@ -21,9 +21,9 @@ namespace {
 struct Case {
   std::string name;
   int T, B, n_in;
-  std::vector<int> widths;          // hidden widths; a readout of `classes` follows if classes > 0
-  int capacity;                     // hidden capacity (sparse mode)
-  double density = 0.2;             // input spike probability
+  std::vector<int> widths;  // hidden widths; a readout of `classes` follows if classes > 0
+  int capacity;             // hidden capacity (sparse mode)
+  double density = 0.2;     // input spike probability
   int classes = 0;
   bool recurrent = false;
   Coupling coupling = Coupling::same_step;
@@ -60,7 +60,8 @@ Net make_net(const Case& c, Mode mode, uint32_t seed) {
   for (size_t l = 0; l < widths.size(); ++l) {
     const bool readout = c.classes > 0 && l + 1 == widths.size();
     LayerConfig layer;
-    layer.kind = readout ? LayerKind::readout : (c.recurrent ? LayerKind::recurrent_lif : LayerKind::lif);
+    layer.kind =
+        readout ? LayerKind::readout : (c.recurrent ? LayerKind::recurrent_lif : LayerKind::lif);
     layer.n_in = n_in;
     layer.n_out = widths[l];
     layer.capacity = c.capacity;
@@ -101,7 +102,8 @@ SpikeTensor make_input(const Case& c, uint32_t seed) {
   int most = 1;
   for (int r = 0; r < c.T * c.B; ++r) {
     int count = 0;
-    for (int j = 0; j < c.n_in; ++j) count += (dense[static_cast<size_t>(r) * c.n_in + j] = spike(rng));
+    for (int j = 0; j < c.n_in; ++j)
+      count += (dense[static_cast<size_t>(r) * c.n_in + j] = spike(rng));
     most = std::max(most, count);
   }
   // Capacity = the fullest list, so at least one input list is exactly full.
@@ -150,7 +152,8 @@ struct Grads {
   std::vector<float> input;
 };
 
-Grads run_backward(StackContext& ctx, const Net& net, const std::vector<std::vector<float>>& g_out) {
+Grads run_backward(StackContext& ctx, const Net& net,
+                   const std::vector<std::vector<float>>& g_out) {
   Grads g;
   std::vector<LayerGrads> buffers;
   for (size_t l = 0; l < net.w.size(); ++l) {
@@ -300,7 +303,8 @@ TEST(Overflow, SpikesKeepPriorityAndDropsAreCounted) {
   for (int t = 0; t < c.T; ++t)
     for (int b = 0; b < c.B; ++b) {
       int above = 0;
-      for (int j = 0; j < 40; ++j) above += ref.membrane[0][(static_cast<size_t>(t) * c.B + b) * 40 + j] > 1.0;
+      for (int j = 0; j < 40; ++j)
+        above += ref.membrane[0][(static_cast<size_t>(t) * c.B + b) * 40 + j] > 1.0;
       expected_dropped += std::max(0, above - 3);
       if (above >= 3) EXPECT_EQ(out.total(t, b), out.spikes(t, b)) << "candidates displaced spikes";
       EXPECT_EQ(out.spikes(t, b), std::min(above, 3));

@@ -13,7 +13,7 @@ using namespace saltatory;
 
 TEST(Losses, SpikeCountCrossEntropyMatchesReference) {
   SpikeTensor s(3, 2, 3, 4);
-  const int lists[3][2][4] = {{{0, 2, 1, -1}, {3, -1, -1, -1}},   // {ids..., } per (t, b)
+  const int lists[3][2][4] = {{{0, 2, 1, -1}, {3, -1, -1, -1}},  // {ids..., } per (t, b)
                               {{2, -1, -1, -1}, {1, 3, 0, -1}},
                               {{0, -1, -1, -1}, {-1, -1, -1, -1}}};
   const int n_spk[3][2] = {{2, 1}, {1, 1}, {1, 0}};
@@ -33,7 +33,8 @@ TEST(Losses, SpikeCountCrossEntropyMatchesReference) {
   for (size_t i = 0; i < grad.size(); ++i) EXPECT_NEAR(grad[i], ref_grad[i], 1e-6) << i;
   // Candidates receive the gradient of their neuron's count: entry (0, 0, 2) lists neuron 1.
   EXPECT_NE(grad[2], 0.0f);
-  EXPECT_THROW(spike_count_cross_entropy(s.view(), std::vector<int32_t>{4, 0}.data(), nullptr), Error);
+  EXPECT_THROW(spike_count_cross_entropy(s.view(), std::vector<int32_t>{4, 0}.data(), nullptr),
+               Error);
 }
 
 TEST(Losses, MembraneCrossEntropyFiniteDifferences) {
@@ -50,7 +51,8 @@ TEST(Losses, MembraneCrossEntropyFiniteDifferences) {
     up[i] += 1e-5;
     down[i] -= 1e-5;
     const double fd = (reference::membrane_cross_entropy(up, T, B, C, labels, nullptr) -
-                       reference::membrane_cross_entropy(down, T, B, C, labels, nullptr)) / 2e-5;
+                       reference::membrane_cross_entropy(down, T, B, C, labels, nullptr)) /
+                      2e-5;
     EXPECT_NEAR(grad[i], fd, 1e-5) << i;
   }
   v[5] = NAN;

@@ -1,5 +1,6 @@
-// Tests of the double-precision reference (saltatory/reference). Hand-computed cases pin the forward
-// semantics (resets, coupling, capacity, candidate order, recurrence) and small backward cases.
+// Tests of the double-precision reference (saltatory/reference). Hand-computed cases pin the
+// forward semantics (resets, coupling, capacity, candidate order, recurrence) and small backward
+// cases.
 // Finite differences (FD) check BPTT only on forwards where FD is valid:
 //   smooth:     spikes replaced by F(V - theta1) with F' = sigma', resets frozen  -> FD == BPTT
 //   linearized: a = a0 + listed0 sigma'(V0 - theta1) (V - V0) around the real forward, resets
@@ -153,8 +154,7 @@ void expect_parameter_fd(std::vector<ref::Layer> layers, const ref::Gradients& g
     for (int p = 0; p < 3; ++p) {
       ASSERT_EQ(grads[p]->size(), params[p]->size()) << names[p] << " of layer " << l;
       for (size_t i = 0; i < params[p]->size(); ++i) {
-        const double fd =
-            central_difference([&] { return loss(layers); }, (*params[p])[i], eps);
+        const double fd = central_difference([&] { return loss(layers); }, (*params[p])[i], eps);
         EXPECT_NEAR((*grads[p])[i], fd, tol * (1.0 + std::fabs(fd)))
             << names[p] << " of layer " << l << " index " << i;
       }
@@ -187,12 +187,12 @@ TEST(ReferenceSurrogate, HandValues) {
 }
 
 TEST(ReferenceSurrogate, SmoothStepDerivativeIsTheSurrogate) {
-  for (Surrogate kind : {Surrogate::super_spike, Surrogate::arctan, Surrogate::triangle,
-                         Surrogate::sigmoid})
+  for (Surrogate kind :
+       {Surrogate::super_spike, Surrogate::arctan, Surrogate::triangle, Surrogate::sigmoid})
     for (double x = -0.73; x < 0.75; x += 0.0625) {
       double y = x;
-      const double fd = central_difference(
-          [&] { return rd::surrogate_step(kind, y, 3.0); }, y, 1e-6);
+      const double fd =
+          central_difference([&] { return rd::surrogate_step(kind, y, 3.0); }, y, 1e-6);
       EXPECT_NEAR(fd, rd::surrogate_grad(kind, x, 3.0), 1e-8) << static_cast<int>(kind) << " " << x;
     }
 }
@@ -384,15 +384,15 @@ TEST(ReferenceBackward, NothingListedMeansNoSurrogateGradient) {
   // or on its (padding) entries, its weights and the input get exactly zero gradient.
   std::mt19937 rng(7);
   std::vector<ref::Layer> layers = random_stack(
-      {layer_config(LayerKind::lif, 4, 5, 3), layer_config(LayerKind::readout, 5, 2, 0, true)},
-      rng, 0.0, 0.01, 0.5);
+      {layer_config(LayerKind::lif, 4, 5, 3), layer_config(LayerKind::readout, 5, 2, 0, true)}, rng,
+      0.0, 0.01, 0.5);
   const SpikeTensor in = random_lists(4, 2, 3, 4, rng, true);
   const StackConfig sc = stack_config(layers);
   const ref::Forward f = ref::forward(sc, layers, in.view());
   for (double v : f.membrane[0]) ASSERT_LT(v, 0.9);
-  const ref::Gradients g = ref::backward(sc, layers, in.view(), f,
-                                         {std::vector<double>(4 * 2 * 3, 1.0),
-                                          random_vector(4 * 2 * 2, rng)});
+  const ref::Gradients g =
+      ref::backward(sc, layers, in.view(), f,
+                    {std::vector<double>(4 * 2 * 3, 1.0), random_vector(4 * 2 * 2, rng)});
   for (double x : g.weight[0]) EXPECT_EQ(x, 0.0);
   for (double x : g.input) EXPECT_EQ(x, 0.0);
   for (double x : g.weight[1]) EXPECT_EQ(x, 0.0);  // no spikes reach the readout
@@ -441,7 +441,8 @@ TEST_P(ReferenceSmoothFd, BackwardMatchesFiniteDifferences) {
   const StackConfig sc = stack_config(layers, coupling);
   std::vector<double> input = random_vector(T * B * 4, rng, 0.0, 1.0);
   const rd::Trace base = rd::trace_forward(sc, layers, T, B, input, rd::Activation::smooth);
-  for (int l = 0; l < 2; ++l) {  // resets must happen (and not everywhere) for pass / mask to matter
+  // Resets must happen (and not everywhere) for pass and mask to matter.
+  for (int l = 0; l < 2; ++l) {
     double resets = 0.0;
     for (double r : base.reset[l]) resets += r;
     ASSERT_GT(resets, 0.0) << "layer " << l;
@@ -453,12 +454,12 @@ TEST_P(ReferenceSmoothFd, BackwardMatchesFiniteDifferences) {
     const rd::Trace tr = rd::trace_forward(sc, ls, T, B, x, rd::Activation::smooth, &base);
     return dot(w[0], tr.act[0]) + dot(w[1], tr.act[1]) + dot(w[2], tr.out.readout);
   };
-  EXPECT_NEAR(loss(layers, input), dot(w[0], base.act[0]) + dot(w[1], base.act[1]) +
-                                       dot(w[2], base.out.readout), 1e-12);
+  EXPECT_NEAR(loss(layers, input),
+              dot(w[0], base.act[0]) + dot(w[1], base.act[1]) + dot(w[2], base.out.readout), 1e-12);
   const ref::Gradients g = rd::trace_backward(sc, layers, input, base, w);
   const double eps = 1e-6, tol = 1e-6;
-  expect_parameter_fd(layers, g, [&](const std::vector<ref::Layer>& ls) { return loss(ls, input); },
-                      eps, tol);
+  expect_parameter_fd(
+      layers, g, [&](const std::vector<ref::Layer>& ls) { return loss(ls, input); }, eps, tol);
   ASSERT_EQ(g.input.size(), input.size());
   for (size_t i = 0; i < input.size(); ++i) {
     const double fd = central_difference([&] { return loss(layers, input); }, input[i], eps);
@@ -513,8 +514,10 @@ TEST_P(ReferenceLinearizedFd, PublicBackwardMatchesFiniteDifferences) {
     ASSERT_GT(f.spikes[l].total_spikes(), 0) << "layer " << l;
     ASSERT_GT(candidates, 0) << "layer " << l;
   }
-  if (mode == Mode::sparse) ASSERT_GT(dropped, 0);
-  else ASSERT_EQ(dropped, 0);
+  if (mode == Mode::sparse)
+    ASSERT_GT(dropped, 0);
+  else
+    ASSERT_EQ(dropped, 0);
 
   // Entry gradients everywhere, padding included (must be ignored).
   std::vector<std::vector<double>> grad_out = {random_vector(T * B * f.spikes[0].K(), rng),
@@ -540,8 +543,8 @@ TEST_P(ReferenceLinearizedFd, PublicBackwardMatchesFiniteDifferences) {
     return dot(w[0], tr.act[0]) + dot(w[1], tr.act[1]) + dot(grad_out[2], tr.out.readout);
   };
   const double eps = 1e-6, tol = 1e-6;
-  expect_parameter_fd(layers, g, [&](const std::vector<ref::Layer>& ls) { return loss(ls, x); },
-                      eps, tol);
+  expect_parameter_fd(
+      layers, g, [&](const std::vector<ref::Layer>& ls) { return loss(ls, x); }, eps, tol);
   EXPECT_GT(weight_grad_mass(g, 0), 1e-3);
   EXPECT_GT(weight_grad_mass(g, 1), 1e-3);
 
@@ -562,12 +565,12 @@ TEST_P(ReferenceLinearizedFd, PublicBackwardMatchesFiniteDifferences) {
       }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    All, ReferenceLinearizedFd,
-    ::testing::Combine(::testing::Values(Coupling::same_step, Coupling::delayed),
-                       ::testing::Values(ResetMode::state, ResetMode::spike),
-                       ::testing::Values(ResetGrad::pass, ResetGrad::mask),
-                       ::testing::Values(Mode::sparse, Mode::dense)));
+INSTANTIATE_TEST_SUITE_P(All, ReferenceLinearizedFd,
+                         ::testing::Combine(::testing::Values(Coupling::same_step,
+                                                              Coupling::delayed),
+                                            ::testing::Values(ResetMode::state, ResetMode::spike),
+                                            ::testing::Values(ResetGrad::pass, ResetGrad::mask),
+                                            ::testing::Values(Mode::sparse, Mode::dense)));
 
 // ---------------------------------------------------------------------------------------------
 // Readouts on fixed spikes: the public forward itself is smooth in the readout's parameters.
@@ -587,8 +590,8 @@ TEST(ReferenceReadoutFd, ReadoutOnlyMembraneCrossEntropy) {
   expect_parameter_fd(
       layers, g,
       [&](const std::vector<ref::Layer>& ls) {
-        return ref::membrane_cross_entropy(ref::forward(sc, ls, in.view()).readout, T, B, C,
-                                           labels, nullptr);
+        return ref::membrane_cross_entropy(ref::forward(sc, ls, in.view()).readout, T, B, C, labels,
+                                           nullptr);
       },
       1e-6, 1e-7);
   // Input entries (spikes and candidates) by FD of the dense input activity.
@@ -671,17 +674,18 @@ TEST(ReferenceLosses, MembraneCrossEntropyMatchesFiniteDifferences) {
 TEST(ReferenceLosses, SpikeCountCrossEntropyHand) {
   // b0: t0 spikes {0, 2} + candidate 1, t1 spike {2}  -> counts [1, 0, 2], label 2
   // b1: t0 candidate 0, t1 spike {1} + candidate 2      -> counts [0, 1, 0], label 0
-  const SpikeTensor s =
-      make_lists(2, 2, 3, 3, {{{0, 2}, {1}}, {{}, {0}}, {{2}, {}}, {{1}, {2}}});
+  const SpikeTensor s = make_lists(2, 2, 3, 3, {{{0, 2}, {1}}, {{}, {0}}, {{2}, {}}, {{1}, {2}}});
   std::vector<double> grad;
   const double loss = ref::spike_count_cross_entropy(s.view(), {2, 0}, &grad);
   const double lse0 = std::log(std::exp(1.0) + std::exp(0.0) + std::exp(2.0));
   const double lse1 = std::log(std::exp(0.0) + std::exp(1.0) + std::exp(0.0));
   EXPECT_NEAR(loss, 0.5 * ((lse0 - 2.0) + (lse1 - 0.0)), 1e-14);
-  auto dc0 = [&](int j) { return 0.5 * (std::exp((j == 1 ? 0.0 : j == 0 ? 1.0 : 2.0) - lse0) -
-                                        (j == 2 ? 1.0 : 0.0)); };
-  auto dc1 = [&](int j) { return 0.5 * (std::exp((j == 1 ? 1.0 : 0.0) - lse1) -
-                                        (j == 0 ? 1.0 : 0.0)); };
+  auto dc0 = [&](int j) {
+    return 0.5 * (std::exp((j == 1 ? 0.0 : j == 0 ? 1.0 : 2.0) - lse0) - (j == 2 ? 1.0 : 0.0));
+  };
+  auto dc1 = [&](int j) {
+    return 0.5 * (std::exp((j == 1 ? 1.0 : 0.0) - lse1) - (j == 0 ? 1.0 : 0.0));
+  };
   // grad layout [T, B, K]: (t0, b0), (t0, b1), (t1, b0), (t1, b1).
   const std::vector<double> expected = {dc0(0), dc0(2), dc0(1), dc1(0), 0.0,    0.0,
                                         dc0(2), 0.0,    0.0,    dc1(1), dc1(2), 0.0};

@@ -18,7 +18,8 @@ class Backend {
   virtual std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                           const std::vector<LayerParams>& params,
                                                           const SpikeView& input);
-  virtual void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,
+  virtual void lif_stack_backward(StackContext& context,
+                                  const std::vector<const float*>& grad_outputs,
                                   const std::vector<LayerGrads>& grads, float* grad_input);
 };
 

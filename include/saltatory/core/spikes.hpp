@@ -36,12 +36,14 @@ class SpikeTensor {
 
   /// From dense 0/1 (any nonzero is a spike) float data [T, B, N]; overflow kept by policy.
   static SpikeTensor from_dense(const float* dense, int T, int B, int N, int K,
-                                OverflowPolicy policy = OverflowPolicy::lowest_ids, uint64_t seed = 0);
+                                OverflowPolicy policy = OverflowPolicy::lowest_ids,
+                                uint64_t seed = 0);
   /// From events (sample index, time, unit): binned by floor(time / bin_width) into T bins;
   /// events at or past T * bin_width are dropped and counted; repeated (bin, unit) pairs count once.
   static SpikeTensor from_events(const int64_t* sample, const double* time, const int64_t* unit,
                                  int64_t n_events, double bin_width, int T, int B, int N, int K,
-                                 OverflowPolicy policy = OverflowPolicy::lowest_ids, uint64_t seed = 0);
+                                 OverflowPolicy policy = OverflowPolicy::lowest_ids,
+                                 uint64_t seed = 0);
 
   /// Dense 0/1 [T, B, N] of the spikes (candidates excluded).
   std::vector<float> to_dense() const;

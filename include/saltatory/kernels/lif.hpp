@@ -34,6 +34,8 @@ SALTATORY_HD float carry_factor(float alpha, float reset_next, ResetGrad mode) {
 }
 
 /// Gradient with respect to the input current from the membrane gradient.
-SALTATORY_HD float current_grad(float gv, float alpha, float gain) { return gain * (1.0f - alpha) * gv; }
+SALTATORY_HD float current_grad(float gv, float alpha, float gain) {
+  return gain * (1.0f - alpha) * gv;
+}
 
 }  // namespace saltatory::kernels

@@ -33,8 +33,9 @@ SALTATORY_HD float dot_row(const float* __restrict row, const float* __restrict 
 }
 
 /// gV[ids_k] += gS[k] * sigma'(V[ids_k] - theta1) for k < n_tot.
-SALTATORY_HD void accumulate_state_grad(float* gv, const float* v, const int32_t* ids, const float* gs,
-                                        int n_tot, float theta1, Surrogate kind, float beta) {
+SALTATORY_HD void accumulate_state_grad(float* gv, const float* v, const int32_t* ids,
+                                        const float* gs, int n_tot, float theta1, Surrogate kind,
+                                        float beta) {
   for (int k = 0; k < n_tot; ++k) {
     const int32_t j = ids[k];
     gv[j] += gs[k] * surrogate_grad(kind, v[j] - theta1, beta);

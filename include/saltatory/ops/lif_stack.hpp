@@ -34,7 +34,7 @@ struct LayerConfig {
   LayerKind kind = LayerKind::lif;
   int n_in = 0;
   int n_out = 0;
-  int capacity = 0;  ///< list capacity K (spiking layers; ignored by readout)
+  int capacity = 0;     ///< list capacity K (spiking layers; ignored by readout)
   float theta1 = 1.0f;  ///< spike threshold
   float theta2 = 0.9f;  ///< gradient-candidate threshold (<= theta1), changeable between calls
   float gain = 10.0f;   ///< input gain g
@@ -76,10 +76,10 @@ class StackContext {
   virtual ~StackContext() = default;
   StackConfig config;
   int T = 0, B = 0;
-  int input_capacity = 0;            ///< K of the input lists
-  std::vector<SpikeTensor> spikes;   ///< per spiking layer (dense mode: capacity N, never overflows)
-  std::vector<float> readout;        ///< [T, B, N_out] of the readout layer, if any
-  std::vector<int64_t> dropped;      ///< spikes dropped by capacity, per spiking layer
+  int input_capacity = 0;           ///< K of the input lists
+  std::vector<SpikeTensor> spikes;  ///< per spiking layer (dense mode: capacity N, never overflows)
+  std::vector<float> readout;       ///< [T, B, N_out] of the readout layer, if any
+  std::vector<int64_t> dropped;     ///< spikes dropped by capacity, per spiking layer
   bool backward_done = false;
 };
 

@@ -1,7 +1,7 @@
 // Naive double-precision reference of the LIF stack (METHOD.md sections 2-6, ops/lif_stack.hpp),
 // written independently of saltatory/kernels/ so every backend can be checked against it.
-// Layouts: membrane, activity and their gradients [T, B, N] at ((t * B + b) * N + j); W [n_in, n_out]
-// input-major at (i * n_out + j); W_rec [n_out, n_out]; spike lists [T, B, K] as in SpikeTensor.
+// Layouts: membrane, activity and their gradients [T, B, N] at ((t * B + b) * N + j);
+// W [n_in, n_out] input-major at (i * n_out + j); W_rec [n_out, n_out]; lists [T, B, K].
 //   a[t][j]  activity fed downstream: 1 for an emitted spike (list entry k < n_spk), else 0
 //   I[t]     = bias + sum_i a_in[t'][i] W[i, :] + sum_i a[t-1][i] W_rec[i, :]
 //              t' = t (layer 0, same_step coupling) or t - 1 (delayed coupling; nothing at t = 0)
@@ -10,11 +10,12 @@
 //   S[t]     = {V > theta1} ascending, first K kept (rest dropped), then {theta2 < V <= theta1}
 //              ascending while capacity lasts; K = capacity, or n_out in Mode::dense
 // Readout: r = 0, no selection, output V. Backward (BPTT, time reversed), gA = dL/d(activity):
-//   gV[t]    = c[t+1] gV[t+1] + listed[t][j] gA[t][j] sigma'(V[t][j] - theta1)   (readout: + gA[t][j])
+//   gV[t]    = c[t+1] gV[t+1] + listed[t][j] gA[t][j] sigma'(V[t][j] - theta1)
+//              (readout: gV[t] = alpha gV[t+1] + gA[t][j])
 //   c[t+1]   = alpha (ResetGrad::pass) or alpha (1 - r[t+1]) (ResetGrad::mask); readout: alpha
 //   gI[t]    = g (1 - alpha) gV[t];  dbias += gI;  dW[i, :] += a_in[t'][i] gI[t]
 //   gA_in[t'][i] += W[i, :] . gI[t];  gA[t-1][i] += W_rec[i, :] . gI[t]   (recurrent)
-// List entry gradients are gA gathered at ids_k for k < n_tot (spikes and candidates), 0 past n_tot.
+// List entry gradients are gA gathered at ids_k for k < n_tot (spikes and candidates), 0 beyond.
 #pragma once
 
 #include <algorithm>
@@ -41,10 +42,10 @@ struct Layer {
 
 /// Result of a reference forward pass.
 struct Forward {
-  std::vector<SpikeTensor> spikes;             ///< per spiking layer (lif / recurrent_lif)
-  std::vector<std::vector<double>> membrane;   ///< per layer (all kinds), V [T * B * n_out]
-  std::vector<double> readout;                 ///< [T * B * n_out] of a final readout, else empty
-  std::vector<int64_t> dropped;                ///< spikes lost to capacity, per spiking layer
+  std::vector<SpikeTensor> spikes;            ///< per spiking layer (lif / recurrent_lif)
+  std::vector<std::vector<double>> membrane;  ///< per layer (all kinds), V [T * B * n_out]
+  std::vector<double> readout;                ///< [T * B * n_out] of a final readout, else empty
+  std::vector<int64_t> dropped;               ///< spikes lost to capacity, per spiking layer
 };
 
 /// Gradients of a reference backward pass (per layer; empty where the layer has no such parameter).
@@ -73,8 +74,7 @@ inline double surrogate_grad(Surrogate kind, double x, double beta) {
       const double u = 0.5 * pi * beta * x;
       return 0.5 * beta / (1.0 + u * u);
     }
-    case Surrogate::triangle:
-      return std::max(0.0, 1.0 - beta * std::fabs(x));
+    case Surrogate::triangle: return std::max(0.0, 1.0 - beta * std::fabs(x));
     case Surrogate::sigmoid: {
       const double s = 1.0 / (1.0 + std::exp(-beta * x));
       return beta * s * (1.0 - s);
@@ -92,16 +92,13 @@ inline double surrogate_grad(Surrogate kind, double x, double beta) {
 inline double surrogate_step(Surrogate kind, double x, double beta) {
   const double pi = 3.14159265358979323846;
   switch (kind) {
-    case Surrogate::arctan:
-      return std::atan(0.5 * pi * beta * x) / pi;
+    case Surrogate::arctan: return std::atan(0.5 * pi * beta * x) / pi;
     case Surrogate::triangle:
       if (beta * std::fabs(x) >= 1.0) return x > 0 ? 0.5 / beta : -0.5 / beta;
       return x - 0.5 * beta * x * std::fabs(x);
-    case Surrogate::sigmoid:
-      return 1.0 / (1.0 + std::exp(-beta * x));
+    case Surrogate::sigmoid: return 1.0 / (1.0 + std::exp(-beta * x));
     case Surrogate::super_spike:
-    default:
-      return x / (beta * std::fabs(x) + 1.0);
+    default: return x / (beta * std::fabs(x) + 1.0);
   }
 }
 
@@ -110,7 +107,7 @@ inline double surrogate_step(Surrogate kind, double x, double beta) {
 ///   smooth:     test hook: a = surrogate_step(V - theta1), every neuron listed, so the surrogate
 ///               BPTT is the exact gradient of this forward.
 ///   linearized: test hook: a = a_base + listed_base sigma'(V_base - theta1) (V - V_base),
-///               listed = listed_base, so the surrogate BPTT at the base point is its exact gradient.
+///               listed = listed_base, so the surrogate BPTT at the base is its exact gradient.
 /// With a `base` trace the resets are frozen at the base's: r = r_base (mask), or the reset enters
 /// as the constant offset alpha V_base[t-1] r_base[t] (pass), matching each reset-gradient rule.
 /// Without a base, smooth decides resets by the state rule whatever config.reset says.
@@ -148,10 +145,11 @@ inline void check_stack(const StackConfig& config, const std::vector<Layer>& lay
     require(c.n_in == (l == 0 ? n_input : layers[l - 1].config.n_out), name + "n_in mismatch");
     require(c.kind != LayerKind::readout || l + 1 == layers.size(), name + "readout must be last");
     require(layers[l].weight.size() == static_cast<size_t>(c.n_in) * c.n_out, name + "weight size");
-    const size_t n_rec = c.kind == LayerKind::recurrent_lif ? static_cast<size_t>(c.n_out) * c.n_out
-                                                            : 0;
+    const size_t n_rec =
+        c.kind == LayerKind::recurrent_lif ? static_cast<size_t>(c.n_out) * c.n_out : 0;
     require(layers[l].weight_rec.size() == n_rec, name + "weight_rec size");
-    require(layers[l].bias.size() == (c.bias ? static_cast<size_t>(c.n_out) : 0), name + "bias size");
+    require(layers[l].bias.size() == (c.bias ? static_cast<size_t>(c.n_out) : 0),
+            name + "bias size");
     require(layers[l].alpha.size() == static_cast<size_t>(c.n_out), name + "alpha size");
     if (c.kind != LayerKind::readout) {
       require(capacity_of(config, c) > 0, name + "capacity must be positive");
@@ -183,8 +181,8 @@ inline std::vector<double> dense_spikes(const SpikeView& s) {
 
 /// Forward pass over dense input activity `input` [T * B * n_in of layer 0].
 /// `base` (required for linearized) freezes resets and supplies the linearization point.
-inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& layers, int T, int B,
-                           const std::vector<double>& input, Activation activation,
+inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& layers, int T,
+                           int B, const std::vector<double>& input, Activation activation,
                            const Trace* base = nullptr) {
   check_stack(config, layers, layers.empty() ? 0 : layers[0].config.n_in);
   require(T > 0 && B > 0, "T and B must be positive");
@@ -257,7 +255,8 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
           r[row + j] = rj;
           double leak = al * v_prev * (1.0 - rj);
           if (base != nullptr && spiking && c.reset_grad == ResetGrad::pass && t > 0)
-            leak = al * v_prev - al * base->out.membrane[l][row - static_cast<size_t>(B) * n + j] * rj;
+            leak =
+                al * v_prev - al * base->out.membrane[l][row - static_cast<size_t>(B) * n + j] * rj;
           v[row + j] = leak + gain * (1.0 - al) * current[j];
         }
         if (!spiking) continue;
@@ -332,7 +331,8 @@ inline Trace trace_from_forward(const StackConfig& config, const std::vector<Lay
     const SpikeView view = s.view();
     for (int t = 0; t < T; ++t)
       for (int b = 0; b < B; ++b)
-        for (int k = 0; k < view.total(t, b); ++k) tr.listed[l][at(t, b, B, n) + view.list(t, b)[k]] = 1;
+        for (int k = 0; k < view.total(t, b); ++k)
+          tr.listed[l][at(t, b, B, n) + view.list(t, b)[k]] = 1;
     for (int t = 1; t < T; ++t)
       for (int b = 0; b < B; ++b)
         for (int j = 0; j < n; ++j) {
@@ -442,8 +442,7 @@ inline Forward forward(const StackConfig& config, const std::vector<Layer>& laye
                        const SpikeView& input) {
   detail::require(!layers.empty() && input.N == layers[0].config.n_in, "input N != layer 0 n_in");
   const std::vector<double> dense = detail::dense_spikes(input);
-  return detail::trace_forward(config, layers, input.T, input.B, dense,
-                               detail::Activation::spikes)
+  return detail::trace_forward(config, layers, input.T, input.B, dense, detail::Activation::spikes)
       .out;
 }
 
@@ -462,7 +461,8 @@ inline Gradients backward(const StackConfig& config, const std::vector<Layer>& l
     if (grad_outputs[l].empty()) continue;
     const int n = layers[l].config.n_out;
     if (layers[l].config.kind == LayerKind::readout) {
-      detail::require(grad_outputs[l].size() == static_cast<size_t>(T) * B * n, "readout grad size");
+      detail::require(grad_outputs[l].size() == static_cast<size_t>(T) * B * n,
+                      "readout grad size");
       grad_act[l] = grad_outputs[l];
       continue;
     }

@@ -43,7 +43,8 @@ inline double spike_count_cross_entropy(const SpikeView& out, const std::vector<
   std::vector<double> counts(static_cast<size_t>(B) * N, 0.0), dc(counts.size(), 0.0);
   for (int t = 0; t < T; ++t)
     for (int b = 0; b < B; ++b)
-      for (int j = 0; j < N; ++j) counts[static_cast<size_t>(b) * N + j] += dense[detail::at(t, b, B, N) + j];
+      for (int j = 0; j < N; ++j)
+        counts[static_cast<size_t>(b) * N + j] += dense[detail::at(t, b, B, N) + j];
   double loss = 0.0;
   for (int b = 0; b < B; ++b)
     loss += detail::softmax_cross_entropy(&counts[static_cast<size_t>(b) * N], N, labels[b],
@@ -61,7 +62,8 @@ inline double spike_count_cross_entropy(const SpikeView& out, const std::vector<
 /// Softmax cross-entropy of membrane logits v [T * B * C] summed over time, mean over the batch.
 /// `grad` (optional) is resized to [T * B * C].
 inline double membrane_cross_entropy(const std::vector<double>& v, int T, int B, int C,
-                                     const std::vector<int32_t>& labels, std::vector<double>* grad) {
+                                     const std::vector<int32_t>& labels,
+                                     std::vector<double>* grad) {
   detail::require(T > 0 && B > 0 && C > 0, "sizes must be positive");
   detail::require(v.size() == static_cast<size_t>(T) * B * C, "membrane size");
   detail::require(labels.size() == static_cast<size_t>(B), "one label per batch element");

@@ -139,9 +139,9 @@ int update_and_select(const LayerRun& run, int t, int b, const float* current, f
   }
   if (c.kind == LayerKind::readout) return 0;
   SpikeTensor& out = *run.output;
-  const auto counts = kernels::select_two_threshold(
-      v, n, c.theta1, c.theta2, out.K(), run.overflow, kernels::stream_key(run.seed, t, b, 0),
-      out.list(t, b), priority);
+  const auto counts = kernels::select_two_threshold(v, n, c.theta1, c.theta2, out.K(), run.overflow,
+                                                    kernels::stream_key(run.seed, t, b, 0),
+                                                    out.list(t, b), priority);
   out.n_spk(t, b) = counts.n_spk;
   out.n_tot(t, b) = counts.n_tot;
   return counts.dropped;
@@ -156,8 +156,8 @@ void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* fl
   } else if (c.reset == ResetMode::state) {  // r[t+1] = H(V[t] - theta1)
     const float* v = row(run.membrane, t, b, run.B, n);
     for (int j = 0; j < n; ++j)
-      gv[j] *= kernels::carry_factor(alpha[j], kernels::state_reset(v[j], c.theta1),
-                                     ResetGrad::mask);
+      gv[j] *=
+          kernels::carry_factor(alpha[j], kernels::state_reset(v[j], c.theta1), ResetGrad::mask);
   } else {  // r[t+1] = emitted at t
     const int32_t* emitted = run.output->list(t, b);
     const int n_emitted = run.output->n_spk(t, b);

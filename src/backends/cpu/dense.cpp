@@ -98,14 +98,15 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
   const bool recurrent = c.kind == LayerKind::recurrent_lif;
   const int k_out = readout ? n : run.output->K();
   std::vector<float> grad_current(rows * n, 0.0f), gv(static_cast<size_t>(B) * n, 0.0f);
-  std::vector<float> grad_spikes(static_cast<size_t>(B) * n), flags(static_cast<size_t>(B) * n, 0.0f);
+  std::vector<float> grad_spikes(static_cast<size_t>(B) * n),
+      flags(static_cast<size_t>(B) * n, 0.0f);
 
   for (int t = T - 1; t >= 0; --t) {
     float* gi_t = grad_current.data() + static_cast<int64_t>(t) * B * n;
     std::fill(grad_spikes.begin(), grad_spikes.end(), 0.0f);
     if (recurrent && t < T - 1)  // gS[t] += gI[t+1] W_rec^T
-      gemm_add(gi_t + static_cast<int64_t>(B) * n, false, p.weight_rec, true, grad_spikes.data(),
-               B, n, n);
+      gemm_add(gi_t + static_cast<int64_t>(B) * n, false, p.weight_rec, true, grad_spikes.data(), B,
+               n, n);
     tbb::parallel_for(0, B, [&](int b) {
       const int64_t list = static_cast<int64_t>(t) * B + b;
       float* g = gv.data() + static_cast<int64_t>(b) * n;

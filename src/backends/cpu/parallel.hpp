@@ -17,7 +17,8 @@ inline constexpr int kRowBlock = 64;
 template <class F>
 void for_each_column_block(int n, F&& f) {
   const int blocks = (n + kColumnBlock - 1) / kColumnBlock;
-  tbb::parallel_for(0, blocks, [&](int i) { f(i * kColumnBlock, std::min(n, (i + 1) * kColumnBlock)); });
+  tbb::parallel_for(0, blocks,
+                    [&](int i) { f(i * kColumnBlock, std::min(n, (i + 1) * kColumnBlock)); });
 }
 
 /// Calls f(r0, r1) for consecutive row blocks of [0, m), in parallel.

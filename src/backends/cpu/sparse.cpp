@@ -10,6 +10,8 @@
 //   backward phase B, per column block in parallel (fixed order over t, b, k; no atomics):
 //     dW[ids_k, cols] += gI[t, b, cols];  dW_rec likewise;  dbias[cols] += gI[t, b, cols]
 // W is input-major [N_in, N_out]; membranes and gI are [T, B, N_out]; entry grads [T, B, K].
+#include "saltatory/kernels/sparse.hpp"
+
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
@@ -18,7 +20,6 @@
 #include "backends/cpu/cpu_backend.hpp"
 #include "backends/cpu/parallel.hpp"
 #include "saltatory/kernels/lif.hpp"
-#include "saltatory/kernels/sparse.hpp"
 
 namespace saltatory::cpu {
 

@@ -7,8 +7,9 @@ namespace saltatory {
 bool cuda_backend_built() { return false; }
 bool cuda_device_present() { return false; }
 Backend& cuda_backend() {
-  throw Error("device", "cuda is not available: this build has no CUDA backend "
-                        "(configure with -DSALTATORY_ENABLE_CUDA=ON)");
+  throw Error("device",
+              "cuda is not available: this build has no CUDA backend "
+              "(configure with -DSALTATORY_ENABLE_CUDA=ON)");
 }
 
 }  // namespace saltatory
