@@ -146,7 +146,7 @@ TEST(Sparse, GatherScatterDotMatchDense) {
   std::vector<float> dense(n_in, 0.0f), gs(3);
   k::scatter_value(dense.data(), ids.data(), 3, 1.0f);
   EXPECT_EQ(std::count(dense.begin(), dense.end(), 1.0f), 3);
-  k::gather_values(gs.data(), w.data(), ids.data(), 3);
+  k::add_gathered(gs.data(), w.data(), ids.data(), 3);
   EXPECT_EQ(gs[2], w[12]);
 }
 

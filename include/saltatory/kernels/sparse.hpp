@@ -3,7 +3,7 @@
 //   weight-grad scatter:   dW[i, :] += gI[:]                         (one row per input spike)
 //   input-grad gather-dot: gS[k]     = W[ids_k, :] . gI[:]           k < n_tot
 //   state-grad:            gV[ids_k] += gS[k] * sigma'(V[ids_k] - theta1)   k < n_tot
-//   sparse-to-dense:       D[ids_k] = 1 (k < n_spk);  its gradient gS[k] = gD[ids_k]
+//   sparse-to-dense:       D[ids_k] = 1 (k < n_spk);  its gradient gS[k] += gD[ids_k]
 #pragma once
 
 #include "saltatory/kernels/common.hpp"
@@ -47,9 +47,9 @@ SALTATORY_HD void scatter_value(float* dense, const int32_t* ids, int n, float v
   for (int k = 0; k < n; ++k) dense[ids[k]] = value;
 }
 
-/// gs[k] = g_dense[ids_k] for k < n: the gradient of sparse-to-dense.
-SALTATORY_HD void gather_values(float* gs, const float* g_dense, const int32_t* ids, int n) {
-  for (int k = 0; k < n; ++k) gs[k] = g_dense[ids[k]];
+/// gs[k] += g_dense[ids_k] for k < n: the gradient of sparse-to-dense, accumulated.
+SALTATORY_HD void add_gathered(float* gs, const float* g_dense, const int32_t* ids, int n) {
+  for (int k = 0; k < n; ++k) gs[k] += g_dense[ids[k]];
 }
 
 }  // namespace saltatory::kernels

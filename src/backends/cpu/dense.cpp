@@ -150,7 +150,7 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
         const int32_t* ids = run.input.list(t_in, b);
         float* g_in = grad_input + (static_cast<int64_t>(t_in) * B + b) * k_in;
         const float* gx = grad_x.data() + (static_cast<int64_t>(t) * B + b) * c.n_in;
-        for (int k = 0; k < run.input.total(t_in, b); ++k) g_in[k] += gx[ids[k]];
+        kernels::add_gathered(g_in, gx, ids, run.input.total(t_in, b));
       }
   }
 }
