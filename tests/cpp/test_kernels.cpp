@@ -150,6 +150,35 @@ TEST(Sparse, GatherScatterDotMatchDense) {
   EXPECT_EQ(gs[2], w[12]);
 }
 
+// The summation order is the kernels' contract: groups of four rows added pairwise, dot products
+// in kDotLanes lanes; any column slice computed alone gives the same bits (what CUDA relies on).
+TEST(Sparse, SummationOrderIsFixedAndSliceIndependent) {
+  const int n_in = 16, n_out = 21;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> w(n_in * n_out), g(n_out);
+  for (float& x : w) x = u(rng);
+  for (float& x : g) x = u(rng);
+  const std::vector<int32_t> ids{1, 2, 5, 7, 9, 11, 15};
+  std::vector<float> whole(n_out, 0.25f), sliced(n_out, 0.25f);
+  k::gather_rows(whole.data(), w.data(), n_out, ids.data(), 7, n_out);
+  for (int c = 0; c < n_out; ++c) {
+    k::gather_rows(sliced.data() + c, w.data() + c, n_out, ids.data(), 7, 1);
+    const auto at = [&](int i) { return w[ids[i] * n_out + c]; };
+    const float expected = ((0.25f + ((at(0) + at(1)) + (at(2) + at(3)))) + at(4)) + at(5) + at(6);
+    EXPECT_EQ(whole[c], expected) << "column " << c;
+  }
+  EXPECT_EQ(whole, sliced);
+
+  float lane[k::kDotLanes] = {};
+  for (int c = 0; c < n_out; ++c) lane[c % k::kDotLanes] += w[3 * n_out + c] * g[c];
+  EXPECT_EQ(k::dot_row(w.data() + 3 * n_out, g.data(), n_out), k::reduce_lanes(lane));
+  std::vector<float> gs(7);
+  k::dot_rows(gs.data(), w.data(), n_out, ids.data(), 7, g.data(), n_out);
+  for (int i = 0; i < 7; ++i)
+    EXPECT_EQ(gs[i], k::dot_row(w.data() + ids[i] * n_out, g.data(), n_out));
+}
+
 TEST(Sparse, StateGradOnlyTouchesListedNeurons) {
   const std::vector<float> v{1.2f, 0.95f, 0.1f};
   const std::vector<int32_t> ids{0, 1};

@@ -4,6 +4,10 @@
 //   input-grad gather-dot: gS[k]     = W[ids_k, :] . gI[:]           k < n_tot
 //   state-grad:            gV[ids_k] += gS[k] * sigma'(V[ids_k] - theta1)   k < n_tot
 //   sparse-to-dense:       D[ids_k] = 1 (k < n_spk);  its gradient gS[k] += gD[ids_k]
+// Summation order is part of each kernel's contract (every backend calls these per column or per
+// column block and gets bit-identical sums): the gather adds rows in groups of four,
+// out += ((r0 + r1) + (r2 + r3)), then the remaining rows one by one; the dot keeps kDotLanes
+// partial sums (lane = column mod kDotLanes) and reduces them pairwise.
 #pragma once
 
 #include "saltatory/kernels/common.hpp"
@@ -11,10 +15,18 @@
 
 namespace saltatory::kernels {
 
-/// out[c] += W[id, c] for each listed id, c in [0, n_cols); `row_stride` is N_out of W.
+/// out[c] += sum_k W[ids_k, c], c in [0, n_cols); `row_stride` is N_out of W.
 SALTATORY_HD void gather_rows(float* __restrict out, const float* __restrict w, int64_t row_stride,
                               const int32_t* ids, int n, int n_cols) {
-  for (int k = 0; k < n; ++k) {
+  int k = 0;
+  for (; k + 4 <= n; k += 4) {
+    const float* __restrict r0 = w + static_cast<int64_t>(ids[k]) * row_stride;
+    const float* __restrict r1 = w + static_cast<int64_t>(ids[k + 1]) * row_stride;
+    const float* __restrict r2 = w + static_cast<int64_t>(ids[k + 2]) * row_stride;
+    const float* __restrict r3 = w + static_cast<int64_t>(ids[k + 3]) * row_stride;
+    for (int c = 0; c < n_cols; ++c) out[c] += (r0[c] + r1[c]) + (r2[c] + r3[c]);
+  }
+  for (; k < n; ++k) {
     const float* __restrict row = w + static_cast<int64_t>(ids[k]) * row_stride;
     for (int c = 0; c < n_cols; ++c) out[c] += row[c];
   }
@@ -25,11 +37,29 @@ SALTATORY_HD void add_row(float* __restrict dst, const float* __restrict src, in
   for (int c = 0; c < n; ++c) dst[c] += src[c];
 }
 
-/// Dot product of one weight row with the current gradient.
+/// Partial sums of a dot product: wide enough for 8-float vectors, independent lanes.
+inline constexpr int kDotLanes = 8;
+
+/// Lane partial sums of a dot product reduced pairwise: the one order every dot product uses.
+SALTATORY_HD float reduce_lanes(const float* lane) {
+  return ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+}
+
+/// Dot product of one weight row with the current gradient (lane = column mod kDotLanes).
 SALTATORY_HD float dot_row(const float* __restrict row, const float* __restrict g, int n) {
-  float acc = 0.0f;
-  for (int c = 0; c < n; ++c) acc += row[c] * g[c];
-  return acc;
+  float lane[kDotLanes] = {};
+  int c = 0;
+  for (; c + kDotLanes <= n; c += kDotLanes)
+    for (int l = 0; l < kDotLanes; ++l) lane[l] += row[c + l] * g[c + l];
+  for (int l = 0; c + l < n; ++l) lane[l] += row[c + l] * g[c + l];
+  return reduce_lanes(lane);
+}
+
+/// gs[k] = W[ids_k, :] . g for k < n (`row_stride` is N_out of W, n_cols the dot length).
+SALTATORY_HD void dot_rows(float* gs, const float* w, int64_t row_stride, const int32_t* ids, int n,
+                           const float* __restrict g, int n_cols) {
+  for (int k = 0; k < n; ++k)
+    gs[k] = dot_row(w + static_cast<int64_t>(ids[k]) * row_stride, g, n_cols);
 }
 
 /// gV[ids_k] += gS[k] * sigma'(V[ids_k] - theta1) for k < n_tot.

@@ -1,13 +1,16 @@
-// Sparse mode: the method. Per layer, with lists S_in (input) and S (own):
-//   forward, per b in parallel, t = 0..T-1:
-//     I = bias + sum_{k<n_spk(S_in[t'])} W[ids_k, :] + sum_{k<n_spk(S[t-1])} W_rec[ids_k, :]
-//     V[t] = lif_step(V[t-1], r[t], I);  S[t] = select(V[t], theta1, theta2, K)
+// Sparse mode: the method. Per layer, with lists S_in (input) and S (own), t' = t - delay:
+//   forward phase 1, per list chunk in parallel:
+//     I[t, b] = bias + sum_{k<n_spk(S_in[t'])} W[ids_k, :]             (into V's buffer)
+//   forward phase 2, per b in parallel, t = 0..T-1:
+//     I += sum_{k<n_spk(S[t-1])} W_rec[ids_k, :];  V[t] = lif_step(V[t-1], r[t], I)
+//     S[t] = select(V[t], theta1, theta2, K)
 //   backward phase A, per b in parallel, t = T-1..0:
 //     gV = alpha m gV + sum_{k<n_tot(S[t])} (gS[t,k] + gRec[k]) sigma'(V[t, ids_k] - theta1)
 //     gI[t] = g (1 - alpha) gV
+//     gRec[k] = W_rec[ids_k, :] . gI[t]   k < n_tot(S[t-1])   (feeds step t-1)
+//   backward phase B, per list chunk in parallel:
 //     gS_in[t', k] += W[ids_k, :] . gI[t]       k < n_tot(S_in[t'])
-//     gRec[k]       = W_rec[ids_k, :] . gI[t]   k < n_tot(S[t-1])   (feeds step t-1)
-//   backward phase B, per column block in parallel (fixed order over t, b, k; no atomics):
+//   backward phase C, per column block in parallel (fixed order over t, b, k; no atomics):
 //     dW[ids_k, cols] += gI[t, b, cols];  dW_rec likewise;  dbias[cols] += gI[t, b, cols]
 // W is input-major [N_in, N_out]; membranes and gI are [T, B, N_out]; entry grads [T, B, K].
 #include "saltatory/kernels/sparse.hpp"
@@ -15,6 +18,7 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <memory>
 #include <numeric>
 
 #include "backends/cpu/cpu_backend.hpp"
@@ -23,28 +27,46 @@
 
 namespace saltatory::cpu {
 
+namespace {
+
+/// Phase 1: every list's feed-forward current, written into the membrane buffer.
+void feedforward_currents(const LayerRun& run) {
+  const LayerParams& p = run.params;
+  const int n = run.config.n_out;
+  for_each_chunk(static_cast<int64_t>(run.T) * run.B, [&](int64_t l0, int64_t l1) {
+    for (int64_t list = l0; list < l1; ++list) {
+      float* current = run.membrane + list * n;
+      if (p.bias != nullptr)
+        std::copy_n(p.bias, n, current);
+      else
+        std::fill_n(current, n, 0.0f);
+      const int t_in = static_cast<int>(list / run.B) - run.input_delay;
+      const int b = static_cast<int>(list % run.B);
+      if (t_in >= 0)
+        kernels::gather_rows(current, p.weight, n, run.input.list(t_in, b),
+                             run.input.spikes(t_in, b), n);
+    }
+  });
+}
+
+}  // namespace
+
 int64_t sparse_forward(const LayerRun& run) {
   const LayerConfig& c = run.config;
   const LayerParams& p = run.params;
   const int n = c.n_out;
   const int capacity = run.output != nullptr ? run.output->K() : 0;
+  feedforward_currents(run);
   std::vector<int64_t> dropped(run.B, 0);
   tbb::parallel_for(0, run.B, [&](int b) {
-    std::vector<float> current(n), flags(n, 0.0f);
+    std::vector<float> flags(n, 0.0f);
     std::vector<uint64_t> priority(capacity);
     for (int t = 0; t < run.T; ++t) {
-      if (p.bias != nullptr)
-        std::copy_n(p.bias, n, current.begin());
-      else
-        std::fill(current.begin(), current.end(), 0.0f);
-      const int t_in = t - run.input_delay;
-      if (t_in >= 0)
-        kernels::gather_rows(current.data(), p.weight, n, run.input.list(t_in, b),
-                             run.input.spikes(t_in, b), n);
+      float* current = run.membrane + (static_cast<int64_t>(t) * run.B + b) * n;
       if (c.kind == LayerKind::recurrent_lif && t > 0)
-        kernels::gather_rows(current.data(), p.weight_rec, n, run.output->list(t - 1, b),
+        kernels::gather_rows(current, p.weight_rec, n, run.output->list(t - 1, b),
                              run.output->n_spk(t - 1, b), n);
-      dropped[b] += update_and_select(run, t, b, current.data(), flags.data(), priority.data());
+      dropped[b] += update_and_select(run, t, b, current, flags.data(), priority.data());
     }
   });
   return std::accumulate(dropped.begin(), dropped.end(), int64_t{0});
@@ -59,7 +81,8 @@ void sparse_backward(const LayerRun& run, const float* grad_output, const LayerG
   const bool recurrent = c.kind == LayerKind::recurrent_lif;
   const int k_out = readout ? n : run.output->K();
   const int k_in = run.input.K;
-  std::vector<float> grad_current(static_cast<size_t>(T) * B * n);
+  const int64_t lists = static_cast<int64_t>(T) * B;
+  const auto grad_current = std::make_unique_for_overwrite<float[]>(lists * n);
 
   tbb::parallel_for(0, B, [&](int b) {  // phase A: the time recursion, independent per sample
     std::vector<float> gv(n, 0.0f), flags(n, 0.0f), grad_rec(recurrent ? k_out : 0, 0.0f);
@@ -79,41 +102,47 @@ void sparse_backward(const LayerRun& run, const float* grad_output, const LayerG
           kernels::accumulate_state_grad(gv.data(), v, ids, grad_rec.data(), n_tot, c.theta1,
                                          c.surrogate, c.beta);
       }
-      float* gi = grad_current.data() + list * n;
+      float* gi = grad_current.get() + list * n;
       for (int j = 0; j < n; ++j) gi[j] = kernels::current_grad(gv[j], p.alpha[j], c.gain);
-      const int t_in = t - run.input_delay;
-      if (grad_input != nullptr && t_in >= 0) {
-        const int32_t* ids = run.input.list(t_in, b);
-        float* g_in = grad_input + (static_cast<int64_t>(t_in) * B + b) * k_in;
-        for (int k = 0; k < run.input.total(t_in, b); ++k)
-          g_in[k] += kernels::dot_row(p.weight + static_cast<int64_t>(ids[k]) * n, gi, n);
-      }
-      if (recurrent && t > 0) {
-        const int32_t* ids = run.output->list(t - 1, b);
-        for (int k = 0; k < run.output->n_tot(t - 1, b); ++k)
-          grad_rec[k] = kernels::dot_row(p.weight_rec + static_cast<int64_t>(ids[k]) * n, gi, n);
-      }
+      if (recurrent && t > 0)
+        kernels::dot_rows(grad_rec.data(), p.weight_rec, n, run.output->list(t - 1, b),
+                          run.output->n_tot(t - 1, b), gi, n);
     }
   });
 
-  for_each_column_block(n, [&](int c0, int c1) {  // phase B: scatter weight gradients
-    const int width = c1 - c0;
-    for (int t = 0; t < T; ++t) {
-      const int t_in = t - run.input_delay;
-      for (int b = 0; b < B; ++b) {
-        const float* gi = grad_current.data() + (static_cast<int64_t>(t) * B + b) * n + c0;
-        if (grads.weight != nullptr && t_in >= 0) {
-          const int32_t* ids = run.input.list(t_in, b);
-          for (int k = 0; k < run.input.spikes(t_in, b); ++k)
-            kernels::add_row(grads.weight + static_cast<int64_t>(ids[k]) * n + c0, gi, width);
-        }
-        if (grads.weight_rec != nullptr && recurrent && t > 0) {
-          const int32_t* ids = run.output->list(t - 1, b);
-          for (int k = 0; k < run.output->n_spk(t - 1, b); ++k)
-            kernels::add_row(grads.weight_rec + static_cast<int64_t>(ids[k]) * n + c0, gi, width);
-        }
-        if (grads.bias != nullptr && c.bias) kernels::add_row(grads.bias + c0, gi, width);
+  if (grad_input != nullptr) {  // phase B: input-entry gradients, independent per list
+    for_each_chunk(lists, [&](int64_t l0, int64_t l1) {
+      std::vector<float> dots(k_in);
+      for (int64_t list = l0; list < l1; ++list) {
+        const int t_in = static_cast<int>(list / B) - run.input_delay;
+        const int b = static_cast<int>(list % B);
+        if (t_in < 0) continue;
+        const int n_in = run.input.total(t_in, b);
+        kernels::dot_rows(dots.data(), p.weight, n, run.input.list(t_in, b), n_in,
+                          grad_current.get() + list * n, n);
+        float* g_in = grad_input + (static_cast<int64_t>(t_in) * B + b) * k_in;
+        kernels::add_row(g_in, dots.data(), n_in);
       }
+    });
+  }
+
+  for_each_column_block(n, [&](int c0, int c1) {  // phase C: scatter weight gradients
+    const int width = c1 - c0;
+    for (int64_t list = 0; list < lists; ++list) {
+      const int t = static_cast<int>(list / B), b = static_cast<int>(list % B);
+      const int t_in = t - run.input_delay;
+      const float* gi = grad_current.get() + list * n + c0;
+      if (grads.weight != nullptr && t_in >= 0) {
+        const int32_t* ids = run.input.list(t_in, b);
+        for (int k = 0; k < run.input.spikes(t_in, b); ++k)
+          kernels::add_row(grads.weight + static_cast<int64_t>(ids[k]) * n + c0, gi, width);
+      }
+      if (grads.weight_rec != nullptr && recurrent && t > 0) {
+        const int32_t* ids = run.output->list(t - 1, b);
+        for (int k = 0; k < run.output->n_spk(t - 1, b); ++k)
+          kernels::add_row(grads.weight_rec + static_cast<int64_t>(ids[k]) * n + c0, gi, width);
+      }
+      if (grads.bias != nullptr && c.bias) kernels::add_row(grads.bias + c0, gi, width);
     }
   });
 }

@@ -1,0 +1,88 @@
+// Google Benchmark of one whole training pass (forward + backward) of the shd-paper stack,
+// 700-974-974-974-20, B = 48, T = 100, input capacity 48, hidden capacity 2 floor(a N / 2), output
+// capacity 2, on random input lists, in sparse and dense mode. Args: activity a in per mille, mode
+// (0 sparse, 1 dense). Counters: the measured hidden activity and samples per second.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "saltatory/saltatory.hpp"
+
+namespace sl = saltatory;
+
+namespace {
+
+struct ShdStack {
+  static constexpr int T = 100, B = 48, K_in = 48;
+  const std::vector<int> sizes = {700, 974, 974, 974, 20};
+  sl::StackConfig config;
+  std::vector<std::vector<float>> weights, grads, alphas;
+  std::vector<sl::LayerParams> params;
+  std::vector<sl::LayerGrads> grad_refs;
+  sl::SpikeTensor input{T, B, K_in, 700};
+
+  ShdStack(double activity, sl::Mode mode) {
+    std::mt19937 rng(11);
+    config.mode = mode;
+    for (size_t l = 0; l + 1 < sizes.size(); ++l) {
+      sl::LayerConfig layer;
+      layer.n_in = sizes[l];
+      layer.n_out = sizes[l + 1];
+      layer.capacity =
+          l + 2 == sizes.size()
+              ? 2
+              : std::max(2, 2 * static_cast<int>(std::floor(activity * sizes[l + 1] / 2)));
+      config.layers.push_back(layer);
+      const float a = 2.0f * std::sqrt(6.0f / layer.n_in);
+      std::uniform_real_distribution<float> u(-a, a);
+      weights.emplace_back(static_cast<size_t>(layer.n_in) * layer.n_out);
+      for (float& w : weights.back()) w = u(rng) + 0.001f;
+      grads.emplace_back(weights.back().size(), 0.0f);
+      alphas.emplace_back(layer.n_out, 0.95f);
+    }
+    for (size_t l = 0; l < weights.size(); ++l) {
+      params.push_back({.weight = weights[l].data(), .alpha = alphas[l].data()});
+      grad_refs.push_back({.weight = grads[l].data()});
+    }
+    std::vector<int32_t> all(700);
+    std::iota(all.begin(), all.end(), 0);
+    for (int t = 0; t < T; ++t)
+      for (int b = 0; b < B; ++b) {
+        std::shuffle(all.begin(), all.end(), rng);
+        std::sort(all.begin(), all.begin() + K_in);
+        std::copy_n(all.begin(), K_in, input.list(t, b));
+        input.n_spk(t, b) = input.n_tot(t, b) = K_in;
+      }
+  }
+};
+
+void ShdPaperStep(benchmark::State& state) {
+  ShdStack stack(state.range(0) / 1000.0, state.range(1) == 0 ? sl::Mode::sparse : sl::Mode::dense);
+  std::vector<float> grad_out(
+      static_cast<size_t>(ShdStack::T) * ShdStack::B * 2 * (state.range(1) == 0 ? 1 : 10), 0.01f);
+  double activity = 0.0;
+  for (auto _ : state) {
+    auto ctx = sl::lif_stack_forward(stack.config, stack.params, stack.input.view());
+    std::vector<const float*> grad_outputs(stack.params.size(), nullptr);
+    grad_outputs.back() = grad_out.data();
+    sl::lif_stack_backward(*ctx, grad_outputs, stack.grad_refs);
+    activity = 0.0;
+    for (int l = 0; l < 3; ++l)
+      activity += static_cast<double>(ctx->spikes[l].total_spikes()) /
+                  (ShdStack::T * ShdStack::B * stack.sizes[l + 1] * 3.0);
+  }
+  state.counters["hidden_activity"] = activity;
+  state.counters["samples_per_s"] =
+      benchmark::Counter(state.iterations() * ShdStack::B, benchmark::Counter::kIsRate);
+}
+BENCHMARK(ShdPaperStep)
+    ->ArgsProduct({{10, 50, 200}, {0}})
+    ->Args({50, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
