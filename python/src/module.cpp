@@ -1,5 +1,6 @@
 // The compiled core of the `saltatory` Python package: one init function per area.
 #include "bindings.hpp"
+#include "saltatory/bench/probe.hpp"
 #include "saltatory/core/device.hpp"
 
 namespace py = pybind11;
@@ -11,6 +12,26 @@ PYBIND11_MODULE(_core, m) {
   saltatory::python::init_optim(m);
   m.def("available_devices", &saltatory::available_devices);
   m.def("set_num_threads", &saltatory::set_num_threads, py::arg("n"));
+  m.def(
+      "probe_gather_bandwidth",
+      [](int rows, int cols, int k, double min_seconds) {
+        py::gil_scoped_release release;
+        return saltatory::probe_gather_bandwidth(rows, cols, k, min_seconds).rate;
+      },
+      py::arg("rows"), py::arg("cols"), py::arg("k"), py::arg("min_seconds") = 0.2,
+      "Bytes/s of summing lists of k random rows of a [rows, cols] float32 matrix (all threads).");
+  m.def(
+      "probe_multiply_add",
+      [](double min_seconds) {
+        saltatory::ProbeResult result;
+        {
+          py::gil_scoped_release release;
+          result = saltatory::probe_multiply_add(min_seconds);
+        }
+        return py::make_tuple(result.rate, result.fma);
+      },
+      py::arg("min_seconds") = 0.2,
+      "(FLOP/s, used_fma) of independent multiply-add chains on all threads.");
   m.def("build_info", [] {
     const auto info = saltatory::build_info();
     py::dict d;

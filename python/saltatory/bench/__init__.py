@@ -1,0 +1,172 @@
+"""``python -m saltatory.bench`` (also ``saltatory-bench``): training throughput of Saltatory's
+sparse path against its dense path, snnTorch and Norse, on fixed workloads, with a roofline.
+
+Every record trains one workload point (workload, sizes, activity) with one library, mode and
+thread count, for warm-up steps and then timed steps, in its own worker process. It reports
+samples/s (batch / median step time), the measured hidden activity and the peak memory. Sparse
+records also report the bytes of weight rows the step must touch and the fraction of the
+bandwidth bound reached: (bytes / measured gather bandwidth) / step time.
+
+The probe measures this machine's row-gather bandwidth (on a matrix the size of the workload's
+largest weight matrix, so the same cache level serves it) and its multiply-add throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+
+from . import report, runners
+from . import workloads as wl
+
+LIBRARIES = ("saltatory-sparse", "saltatory-dense", "snntorch", "norse")
+
+
+def _csv(kind):
+    return lambda text: [kind(x) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="saltatory-bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--workloads", type=_csv(str), default=["shd-paper", "nmnist-paper", "single-layer"],
+                   help="comma list of shd-paper, nmnist-paper, single-layer")
+    p.add_argument("--activities", type=_csv(float), default=list(wl.ACTIVITIES),
+                   help="hidden activities to sweep (sparse runs at every one)")
+    p.add_argument("--baseline-at", type=_csv(float), default=[0.01, 0.05],
+                   help="activities at which the dense baselines run (their cost does not follow activity)")
+    p.add_argument("--libraries", type=_csv(str), default=list(LIBRARIES), help=", ".join(LIBRARIES))
+    cores = os.cpu_count() or 1
+    p.add_argument("--threads", type=_csv(int), default=sorted({1, cores}),
+                   help="thread counts of the sparse runs (baselines use the largest)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5, help="timed steps; the median is reported")
+    p.add_argument("--max-seconds", type=float, default=60.0,
+                   help="stop timing a record after this many seconds of timed steps (at least one)")
+    p.add_argument("--device", default="cpu", help="cpu (the only device benchmarked so far)")
+    p.add_argument("--tiny", action="store_true", help="shrunken workloads: a seconds-long smoke run")
+    p.add_argument("--json", metavar="PATH", help="write the records as a JSON list")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG of throughput against activity")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    for lib in args.libraries:
+        if lib not in LIBRARIES:
+            p.error(f"unknown library {lib!r}; choose from {', '.join(LIBRARIES)}")
+    if args.device != "cpu":
+        p.error(f"device {args.device!r} is not benchmarked yet; only cpu")
+    if any(not 0 < a <= 1 for a in args.activities + args.baseline_at):
+        p.error("activities must lie in (0, 1]")
+    if any(t < 1 for t in args.threads) or args.repeats < 1 or args.warmup < 0:
+        p.error("threads and repeats must be at least 1, warmup at least 0")
+    return args
+
+
+def plan(args) -> list[dict]:
+    """Every record to run, with the calibrated gains of its workload point."""
+    specs = []
+    max_threads = max(args.threads)
+    for w in wl.workloads(args.workloads, tiny=args.tiny):
+        for activity in args.activities:
+            gains = wl.calibrate_gains(w, activity)
+            base = {"workload": w.name, "sizes": list(w.sizes), "batch": w.batch, "steps": w.steps,
+                    "input_capacity": w.input_capacity, "output_capacity": w.output_capacity,
+                    "loss": w.loss, "activity": activity, "gains": gains,
+                    "capacities": wl.capacities(w, activity), "warmup": args.warmup,
+                    "repeats": args.repeats, "max_seconds": args.max_seconds, "device": args.device}
+            for lib in args.libraries:
+                library, _, mode = lib.partition("-")
+                if lib == "saltatory-sparse":
+                    thread_counts = args.threads
+                elif any(abs(activity - a) < 1e-12 for a in args.baseline_at):
+                    thread_counts = [max_threads]
+                else:
+                    continue
+                for threads in thread_counts:
+                    specs.append({**base, "library": library, "mode": mode or "dense", "threads": threads})
+    return specs
+
+
+def run_worker(spec: dict) -> dict:
+    """Runs one record in a fresh process; its failure becomes the record's error."""
+    cmd = [sys.executable, "-m", "saltatory.bench", "--worker", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=runners.worker_env(spec["threads"]))
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"error": f"worker failed (exit {proc.returncode}): {' | '.join(tail)}"}
+    return json.loads(lines[-1])
+
+
+def probe(specs: list[dict]) -> dict:
+    """Gather bandwidth per (workload sizes, threads) and multiply-add throughput per threads."""
+    from .. import _core
+
+    out = {}
+    for spec in specs:
+        key = (tuple(spec["sizes"]), spec["threads"])
+        if key in out:
+            continue
+        sizes = spec["sizes"]
+        rows, cols = max(zip(sizes[:-1], sizes[1:]), key=lambda rc: rc[0] * rc[1])
+        _core.set_num_threads(spec["threads"])
+        gather = _core.probe_gather_bandwidth(rows, cols, min(32, rows))
+        flops, fma = _core.probe_multiply_add()
+        out[key] = {"gather_bytes_per_s": gather, "multiply_add_flop_per_s": flops, "fma": fma,
+                    "probe_matrix": [rows, cols]}
+    _core.set_num_threads(0)
+    return out
+
+
+def environment() -> dict:
+    from .. import build_info
+
+    env = {"python": platform.python_version(), "machine": platform.machine(),
+           "cpu": report.cpu_model(), "cores": os.cpu_count(), "saltatory": build_info()["version"]}
+    for name in ("torch", "snntorch", "norse"):
+        try:
+            module = __import__(name)
+            env[name] = getattr(module, "__version__", "unknown")
+        except ImportError:
+            env[name] = None
+    return env
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(runners.run_record(json.loads(args.worker))))
+        return 0
+    specs = plan(args)
+    print(f"saltatory-bench: {len(specs)} records", flush=True)
+    probes = probe(specs)
+    env = environment()
+    records = []
+    for i, spec in enumerate(specs, 1):
+        label = f"{spec['workload']} {spec['sizes']} a={spec['activity']} {spec['library']}-{spec['mode']} x{spec['threads']}"
+        print(f"[{i}/{len(specs)}] {label}", flush=True)
+        result = run_worker(spec)
+        record = {k: v for k, v in spec.items() if k not in ("warmup", "max_seconds")}
+        record.update(result)
+        record.update(probes[(tuple(spec["sizes"]), spec["threads"])])
+        record["env"] = env
+        if "weight_bytes_per_step" in record:
+            bound_s = record["weight_bytes_per_step"] / record["gather_bytes_per_s"]
+            record["bound_s"] = bound_s
+            record["bound_fraction"] = bound_s / record["step_s"]
+        records.append(record)
+        if "error" in record:
+            print(f"    skipped: {record['error']}", flush=True)
+    report.add_ratios(records)
+    print(report.table(records))
+    print(report.machine_summary(probes, env))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+        print(f"wrote {args.json}")
+    if args.plot:
+        report.plot(records, args.plot)
+        print(f"wrote {args.plot}")
+    return 0

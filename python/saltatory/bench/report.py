@@ -1,0 +1,108 @@
+"""The benchmark's table, ratios, machine summary and plot."""
+
+from __future__ import annotations
+
+import platform
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _point(r: dict) -> tuple:
+    return (r["workload"], tuple(r["sizes"]), r["activity"])
+
+
+def add_ratios(records: list[dict]) -> None:
+    """Adds, to each successful record, its throughput over snnTorch's and over Saltatory dense's
+    at the same workload point (where those ran), and for sparse records over its 1-thread run."""
+    ok = [r for r in records if "error" not in r]
+    by_key = {(_point(r), r["library"], r["mode"], r["threads"]): r for r in ok}
+    for r in ok:
+        for name, lib, mode in (("vs_snntorch", "snntorch", "dense"),
+                                ("vs_saltatory_dense", "saltatory", "dense")):
+            base = [b for (p, l, m, _), b in by_key.items() if p == _point(r) and l == lib and m == mode]
+            if base and base[0] is not r:
+                r[name] = r["samples_per_s"] / base[0]["samples_per_s"]
+        if r["library"] == "saltatory" and r["mode"] == "sparse" and r["threads"] > 1:
+            one = by_key.get((_point(r), "saltatory", "sparse", 1))
+            if one is not None:
+                r["vs_one_thread"] = r["samples_per_s"] / one["samples_per_s"]
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(records: list[dict]) -> str:
+    head = (f"{'workload':<13} {'sizes':<22} {'a':>6} {'library':<17} {'thr':>3} {'act %':>6} "
+            f"{'samples/s':>10} {'x snnTorch':>10} {'x dense':>8} {'x 1 thr':>7} {'peak MB':>8} "
+            f"{'bound':>6} {'drop %':>6}")
+    lines = [head, "-" * len(head)]
+    for r in records:
+        name = f"{r['library']}-{r['mode']}" if r["library"] == "saltatory" else r["library"]
+        sizes = "-".join(str(s) for s in r["sizes"])
+        if "error" in r:
+            lines.append(f"{r['workload']:<13} {sizes:<22} {r['activity']:>6.3f} {name:<17} "
+                         f"{r['threads']:>3}  not run: {r['error']}")
+            continue
+        peak = None if r.get("peak_mem_bytes") is None else r["peak_mem_bytes"] / 2**20
+        drop = r.get("dropped_fraction")
+        lines.append(
+            f"{r['workload']:<13} {sizes:<22} {r['activity']:>6.3f} {name:<17} {r['threads']:>3} "
+            f"{100 * r['hidden_activity']:>6.2f} {r['samples_per_s']:>10.1f} "
+            f"{_fmt(r.get('vs_snntorch'), '10.1f')} {_fmt(r.get('vs_saltatory_dense'), '8.1f')} "
+            f"{_fmt(r.get('vs_one_thread'), '7.2f')} {_fmt(peak, '8.1f')} "
+            f"{_fmt(r.get('bound_fraction'), '6.2f')} {_fmt(None if drop is None else 100 * drop, '6.2f')}")
+    lines.append("a: target activity; act %: measured hidden activity; x ...: samples/s ratios at the "
+                 "same point; bound: (weight-row bytes / gather bandwidth) / step time")
+    return "\n".join(lines)
+
+
+def machine_summary(probes: dict, env: dict) -> str:
+    lines = [f"machine: {env['cpu']}, {env['cores']} cores; torch {env.get('torch')}, snntorch "
+             f"{env.get('snntorch')}, norse {env.get('norse')}"]
+    for (sizes, threads), p in sorted(probes.items()):
+        rows, cols = p["probe_matrix"]
+        lines.append(f"probe {threads} thread(s), {rows}x{cols} matrix: row gather "
+                     f"{p['gather_bytes_per_s'] / 1e9:.1f} GB/s, multiply-add "
+                     f"{p['multiply_add_flop_per_s'] / 1e9:.1f} GFLOP/s ({'FMA' if p['fma'] else 'mul+add'})")
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in records if "error" not in r]
+    panels = sorted({(r["workload"], tuple(r["sizes"])) for r in ok})
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 4), squeeze=False)
+    for ax, (workload, sizes) in zip(axes[0], panels):
+        lines = {}
+        for r in ok:
+            if (r["workload"], tuple(r["sizes"])) != (workload, sizes):
+                continue
+            name = f"{r['library']}-{r['mode']}" if r["library"] == "saltatory" else r["library"]
+            lines.setdefault(f"{name} x{r['threads']}", []).append((r["activity"], r["samples_per_s"]))
+        for label, points in sorted(lines.items()):
+            xs, ys = zip(*sorted(points))
+            ax.plot([100 * x for x in xs], ys, marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("hidden activity (target, %)")
+        ax.set_ylabel("training samples/s")
+        ax.set_title(f"{workload} {'-'.join(map(str, sizes))}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,257 @@
+"""One benchmark record: a library trains one workload point for warm-up + timed steps.
+
+Each record runs in its own worker process (``python -m saltatory.bench --worker SPEC``), so peak
+memory is the worker's own: the resident-set high-water mark during training minus the resident
+set after imports (it counts weights, optimiser state, data and everything the steps allocate).
+
+A step is forward + loss + backward + optimiser step (Adam, lr 1e-3). Baselines get the same
+network (weights, decay alpha, per-layer gain folded into their weights, threshold 1, reset to
+zero), the same input spikes (as a dense [T, B, N] tensor), the same loss and the same thread
+count, in their fastest idiomatic CPU form: the feed-forward stack is run layer by layer, one
+``nn.Linear`` GEMM over all T*B rows per layer followed by the neuron's time loop
+(snnTorch ``Leaky`` called per step; Norse's sequence module ``LIF``, which loops internally).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import numpy as np
+
+from . import workloads as wl
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> None:
+    try:  # Linux: writing 5 resets the VmHWM high-water mark
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _timed_steps(run, warmup: int, repeats: int, max_seconds: float) -> list[float]:
+    """Runs warm-up then timed steps, each from the initial weights (restored untimed, so the
+    activity stays at the calibrated point while the optimiser's state evolves). Timing stops
+    once max_seconds of timed steps have passed (at least one step), so that huge dense baselines
+    finish. Returns the step times."""
+    for _ in range(warmup):
+        run.restore()
+        run.step()
+    times = []
+    for _ in range(repeats):
+        run.restore()
+        t0 = time.perf_counter()
+        run.step()
+        times.append(time.perf_counter() - t0)
+        if sum(times) > max_seconds:
+            break
+    return times
+
+
+def run_record(spec: dict) -> dict:
+    """Runs one record described by ``spec`` (see ``saltatory.bench.plan``); returns its fields."""
+    library, threads = spec["library"], spec["threads"]
+    w = wl.Workload(spec["workload"], tuple(spec["sizes"]), spec["batch"], spec["steps"],
+                    spec["input_capacity"], spec["output_capacity"], spec["loss"])
+    activity = spec["activity"]
+    if library == "saltatory":
+        import saltatory
+
+        saltatory.set_num_threads(threads)
+        runner = _SaltatoryRunner
+    else:
+        try:
+            import torch
+        except ImportError:
+            return {"error": "PyTorch is not installed (pip install 'saltatory[bench]')"}
+        torch.set_num_threads(threads)
+        try:
+            runner = {"snntorch": _SnnTorchRunner, "norse": _NorseRunner}[library]
+            runner.check()
+        except ImportError as e:
+            return {"error": f"{library} is not installed ({e}); pip install 'saltatory[bench]'"}
+    rss0 = _status_kib("VmRSS") or 0
+    _reset_peak()
+    x, labels = wl.make_input(w, activity)
+    run = runner(w, activity, spec["gains"], spec["mode"], x, labels)
+    times = _timed_steps(run, spec["warmup"], spec["repeats"], spec["max_seconds"])
+    peak = _status_kib("VmHWM")
+    step_s = statistics.median(times)
+    record = {
+        "samples_per_s": w.batch / step_s,
+        "step_s": step_s,
+        "repeats": len(times),
+        "hidden_activity": run.hidden_activity(),
+        "layer_activity": run.layer_activity(),
+        "peak_mem_bytes": None if peak is None else max(0, peak - rss0),
+    }
+    if library == "saltatory" and spec["mode"] == "sparse":
+        record["weight_bytes_per_step"] = run.weight_bytes()
+        record["dropped_fraction"] = run.dropped_fraction()
+    return record
+
+
+class _SaltatoryRunner:
+    def __init__(self, w: wl.Workload, activity: float, gains, mode: str, x, labels):
+        from .. import losses, optim
+
+        self.w, self.x, self.labels, self.losses = w, x, labels, losses
+        self.initial = wl.weights(w)
+        self.net = wl.build_net(w, activity, gains, mode, self.initial)
+        self.opt = optim.Adam(self.net.parameters(), lr=1e-3)
+
+    def restore(self) -> None:
+        for layer, weight in zip(self.net.layers, self.initial):
+            layer.weight.data[...] = weight
+
+    def step(self) -> None:
+        out = self.net(self.x)
+        if self.w.loss == "sum":
+            grad = np.ones(out.ids.shape, np.float32)  # d(sum of output spikes)/d(every entry)
+        else:
+            _, grad = self.losses.spike_count_cross_entropy(out, self.labels)
+        self.opt.zero_grad()
+        self.net.backward(grad)
+        self.opt.step()
+
+    def layer_activity(self) -> list[float]:
+        return [s.activity() for s in self.net.spikes]
+
+    def hidden_activity(self) -> float:
+        hidden = self.layer_activity()
+        if self.w.output_capacity is not None:
+            hidden = hidden[:-1]
+        return float(np.mean(hidden))
+
+    def dropped_fraction(self) -> float:
+        dropped = sum(self.net.dropped)
+        emitted = sum(int(s.n_spk.sum()) for s in self.net.spikes)
+        return dropped / max(1, dropped + emitted)
+
+    def weight_bytes(self) -> int:
+        """Bytes of weight rows one training step must touch (float32): per layer, the forward
+        gather reads one row per input spike, the weight-gradient scatter reads and writes one,
+        and (above the first layer) the input-gradient gather-dot reads one per listed entry."""
+        total = 0
+        inputs = [self.x] + self.net.spikes[:-1]
+        for layer, s in enumerate(inputs):
+            row = 4 * self.w.sizes[layer + 1]
+            spikes, entries = int(s.n_spk.sum()), int(s.n_tot.sum())
+            total += row * (3 * spikes + (entries if layer > 0 else 0))
+        return total
+
+
+class _TorchRunner:
+    """Shared parts of the PyTorch baselines: dense input, folded weights, loss and Adam."""
+
+    def __init__(self, w: wl.Workload, activity: float, gains, mode: str, x, labels):
+        import torch
+
+        self.torch, self.w = torch, w
+        self.x = torch.from_numpy(x.to_dense())  # [T, B, N_in] float32
+        self.labels = torch.from_numpy(np.asarray(labels, np.int64))
+        self.linears = torch.nn.ModuleList()
+        for i, weight in enumerate(wl.weights(w)):
+            lin = torch.nn.Linear(w.sizes[i], w.sizes[i + 1], bias=False)
+            with torch.no_grad():  # fold Saltatory's input scale into the weights
+                lin.weight.copy_(torch.from_numpy(weight.T * self.input_scale(gains[i])))
+            self.linears.append(lin)
+        self.initial = [lin.weight.detach().clone() for lin in self.linears]
+        self.neurons = self.make_neurons()
+        self.opt = torch.optim.Adam(self.linears.parameters(), lr=1e-3)
+        self.spikes = []
+
+    def restore(self) -> None:
+        with self.torch.no_grad():
+            for lin, weight in zip(self.linears, self.initial):
+                lin.weight.copy_(weight)
+
+    def step(self) -> None:
+        h, self.spikes = self.x, []
+        for lin, neuron in zip(self.linears, self.neurons):
+            h = self.run_layer(neuron, lin(h))  # one GEMM over [T, B, n_in], then the time loop
+            self.spikes.append(h.detach())
+        if self.w.loss == "sum":
+            loss = h.sum()
+        else:
+            loss = self.torch.nn.functional.cross_entropy(h.sum(0), self.labels)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+    def layer_activity(self) -> list[float]:
+        return [float(s.mean()) for s in self.spikes]
+
+    def hidden_activity(self) -> float:
+        hidden = self.layer_activity()
+        if self.w.output_capacity is not None:
+            hidden = hidden[:-1]
+        return float(np.mean(hidden))
+
+
+class _SnnTorchRunner(_TorchRunner):
+    @staticmethod
+    def check() -> None:
+        import snntorch  # noqa: F401
+
+    @staticmethod
+    def input_scale(gain: float) -> float:  # mem = alpha mem + input
+        return gain * (1 - wl.ALPHA)
+
+    def make_neurons(self):
+        import snntorch as snn
+
+        return [snn.Leaky(beta=wl.ALPHA, threshold=1.0, reset_mechanism="zero")
+                for _ in self.linears]
+
+    def run_layer(self, neuron, current):
+        mem = neuron.init_leaky()
+        out = []
+        for t in range(current.shape[0]):
+            spk, mem = neuron(current[t], mem)
+            out.append(spk)
+        return self.torch.stack(out)
+
+
+class _NorseRunner(_TorchRunner):
+    @staticmethod
+    def check() -> None:
+        import norse.torch  # noqa: F401
+
+    @staticmethod
+    def input_scale(gain: float) -> float:  # v += dt tau_mem_inv (i - v), dt tau_mem_inv = 1 - alpha
+        return gain
+
+    def make_neurons(self):
+        import norse.torch as norse
+
+        # dt = 1 ms, tau_mem_inv = (1 - alpha) / dt; a fast synapse (tau_syn_inv = 1/dt) so the
+        # current reaches the membrane within a step.
+        p = norse.LIFParameters(tau_mem_inv=self.torch.tensor((1 - wl.ALPHA) / 1e-3),
+                                tau_syn_inv=self.torch.tensor(1e3), v_th=self.torch.tensor(1.0),
+                                v_reset=self.torch.tensor(0.0))
+        return [norse.LIF(p) for _ in self.linears]
+
+    def run_layer(self, neuron, current):
+        spikes, _ = neuron(current)
+        return spikes
+
+
+def worker_env(threads: int) -> dict:
+    """Environment of a worker process: the thread count pinned for OpenMP-based PyTorch too."""
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(threads)
+    return env

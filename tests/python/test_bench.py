@@ -1,0 +1,131 @@
+"""The benchmark program: its workloads, roofline accounting and a tiny end-to-end smoke run (the
+timings themselves are never asserted)."""
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from saltatory import _core
+from saltatory.bench import main, parse_args, plan, report, runners
+from saltatory.bench import workloads as wl
+
+
+def test_fixed_workloads_and_paper_capacities():
+    shd, = wl.workloads(["shd-paper"])
+    assert shd.sizes == (700, 974, 974, 974, 20) and (shd.batch, shd.steps, shd.input_capacity) == (48, 100, 48)
+    nmnist, = wl.workloads(["nmnist-paper"])
+    assert nmnist.sizes == (1152, 978, 978, 976, 10) and nmnist.input_capacity == 32
+    single = wl.workloads(["single-layer"])
+    assert [w.sizes for w in single] == [(4096, 4096), (8192, 8192)]
+    assert all((w.batch, w.steps, w.loss) == (16, 500, "sum") for w in single)
+    # K = 2 floor(a N / 2); the output layer of the paper networks keeps 2
+    assert wl.capacities(shd, 0.05) == [48, 48, 48, 2]
+    assert wl.capacities(shd, 0.01) == [8, 8, 8, 2]
+    assert wl.capacities(single[0], 0.025) == [2 * math.floor(0.025 * 4096 / 2)]
+    with pytest.raises(ValueError, match="unknown workload"):
+        wl.workloads(["mnist"])
+
+
+def test_inputs_fill_their_capacity_with_distinct_ids():
+    w, = wl.workloads(["shd-paper"], tiny=True)
+    x, labels = wl.make_input(w, 0.05)
+    assert x.ids.shape == (w.steps, w.batch, w.input_capacity)
+    assert np.all(x.n_spk == w.input_capacity)
+    ids = x.ids.reshape(-1, w.input_capacity)
+    assert np.all(np.diff(ids, axis=1) > 0) and ids.min() >= 0 and ids.max() < w.sizes[0]
+    assert labels.min() >= 0 and labels.max() < w.sizes[-1]
+
+
+def test_calibration_controls_activity():
+    w, = wl.workloads(["shd-paper"], tiny=True)
+    w = wl.Workload(w.name, w.sizes, 8, 60, w.input_capacity, w.output_capacity, w.loss)
+    for activity in (0.05, 0.2):
+        gains = wl.calibrate_gains(w, activity)
+        net = wl.build_net(w, activity, gains, "sparse")
+        net(wl.make_input(w, activity)[0])
+        measured = np.mean([s.activity() for s in net.spikes[:-1]])
+        assert 0.4 * activity < measured <= 1.05 * activity, (activity, measured)
+
+
+def test_weight_bytes_count_every_row_touched():
+    w = wl.Workload("shd-paper", (20, 12, 4), 3, 5, 6, 2, "spike_count_ce")
+    x, labels = wl.make_input(w, 0.5)
+    run = runners._SaltatoryRunner(w, 0.5, [10.0, 10.0], "sparse", x, labels)
+    run.step()
+    s1 = run.net.spikes[0]
+    expected = 4 * 12 * 3 * int(x.n_spk.sum()) + 4 * 4 * (3 * int(s1.n_spk.sum()) + int(s1.n_tot.sum()))
+    assert run.weight_bytes() == expected
+
+
+def test_missing_baseline_is_reported_not_fatal(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # importing it now raises ImportError
+    w, = wl.workloads(["shd-paper"], tiny=True)
+    spec = {"workload": w.name, "sizes": list(w.sizes), "batch": w.batch, "steps": w.steps,
+            "input_capacity": w.input_capacity, "output_capacity": w.output_capacity, "loss": w.loss,
+            "activity": 0.05, "gains": [10.0] * 4, "warmup": 0, "repeats": 1, "max_seconds": 1.0,
+            "library": "snntorch", "mode": "dense", "threads": 1}
+    assert "not installed" in runners.run_record(spec)["error"]
+
+
+def test_cli_rejects_bad_options():
+    for argv in (["--libraries", "tensorflow"], ["--activities", "0"], ["--threads", "0"],
+                 ["--device", "tpu"]):
+        with pytest.raises(SystemExit):
+            parse_args(argv)
+
+
+def test_plan_runs_baselines_only_where_asked():
+    args = parse_args(["--tiny", "--workloads", "shd-paper", "--activities", "0.01,0.05",
+                       "--baseline-at", "0.05", "--threads", "1,2"])
+    specs = plan(args)
+    sparse = [s for s in specs if s["mode"] == "sparse"]
+    assert sorted((s["activity"], s["threads"]) for s in sparse) == [(0.01, 1), (0.01, 2), (0.05, 1), (0.05, 2)]
+    baselines = [s for s in specs if s["mode"] != "sparse"]
+    assert {s["activity"] for s in baselines} == {0.05} and {s["threads"] for s in baselines} == {2}
+    assert {s["library"] for s in baselines} == {"saltatory", "snntorch", "norse"}
+
+
+def test_probes_measure_positive_rates():
+    assert _core.probe_gather_bandwidth(64, 64, 8, 0.01) > 0
+    flops, fma = _core.probe_multiply_add(0.01)
+    assert flops > 0 and isinstance(fma, bool)
+    with pytest.raises(ValueError, match="probe_gather_bandwidth"):
+        _core.probe_gather_bandwidth(4, 64, 8)
+
+
+def _smoke(tmp_path, libraries):
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    assert main(["--tiny", "--workloads", "shd-paper,single-layer", "--activities", "0.05",
+                 "--baseline-at", "0.05", "--libraries", libraries, "--threads", "1",
+                 "--warmup", "0", "--repeats", "1", "--json", str(out), "--plot", str(png)]) == 0
+    records = json.loads(out.read_text())
+    assert png.stat().st_size > 0
+    return records
+
+
+def test_smoke_run_writes_records_table_and_plot(tmp_path, capsys):
+    records = _smoke(tmp_path, "saltatory-sparse,saltatory-dense")
+    assert {(r["workload"], r["mode"]) for r in records} == {
+        ("shd-paper", "sparse"), ("shd-paper", "dense"), ("single-layer", "sparse"), ("single-layer", "dense")}
+    for r in records:
+        assert "error" not in r, r.get("error")
+        for key in ("workload", "library", "mode", "device", "threads", "batch", "steps", "sizes",
+                    "hidden_activity", "samples_per_s", "peak_mem_bytes"):
+            assert key in r, key
+        assert r["samples_per_s"] > 0 and 0 < r["hidden_activity"] < 1
+    for r in (r for r in records if r["mode"] == "sparse"):
+        assert r["weight_bytes_per_step"] > 0 and r["bound_fraction"] > 0 and r["vs_saltatory_dense"] > 0
+    assert "samples/s" in capsys.readouterr().out
+
+
+def test_smoke_run_with_baselines(tmp_path):
+    for name in ("torch", "snntorch", "norse.torch"):
+        pytest.importorskip(name, reason="baselines not installed (pip install 'saltatory[bench]')")
+    records = _smoke(tmp_path, "saltatory-sparse,snntorch,norse")
+    assert all("error" not in r for r in records), [r.get("error") for r in records]
+    sparse = [r for r in records if r["mode"] == "sparse"]
+    assert all(r["vs_snntorch"] > 0 for r in sparse)
+    assert all(0 < r["hidden_activity"] < 1 for r in records if r["library"] != "saltatory")
