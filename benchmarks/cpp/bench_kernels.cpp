@@ -79,9 +79,10 @@ void SelectTwoThreshold(benchmark::State& state) {
   for (float& x : v) x = normal(rng);
   std::vector<int32_t> ids(capacity);
   std::vector<uint64_t> priority(capacity);
+  std::vector<int32_t> found(2 * n);
   for (auto _ : state) {
     auto counts = k::select_two_threshold(v.data(), n, 1.0f, 0.9f, capacity, policy, 42, ids.data(),
-                                          priority.data());
+                                          found.data(), priority.data());
     benchmark::DoNotOptimize(counts);
   }
   state.SetItemsProcessed(state.iterations() * n);

@@ -26,8 +26,9 @@ Selected select(const std::vector<float>& v, int capacity, k::OverflowPolicy pol
                 uint64_t stream = 7) {
   Selected s{std::vector<int32_t>(capacity, -1), {}};
   std::vector<uint64_t> priority(capacity);
+  std::vector<int32_t> found(2 * v.size());
   s.counts = k::select_two_threshold(v.data(), static_cast<int>(v.size()), 1.0f, 0.9f, capacity,
-                                     policy, stream, s.ids.data(), priority.data());
+                                     policy, stream, s.ids.data(), found.data(), priority.data());
   return s;
 }
 

@@ -9,6 +9,10 @@
 
 #include "saltatory/kernels/common.hpp"
 
+#if defined(__SSE2__) && !defined(__CUDA_ARCH__)
+#include <emmintrin.h>
+#endif
+
 namespace saltatory::kernels {
 
 /// Which entries survive when a list overflows its capacity.
@@ -118,21 +122,51 @@ struct SelectCounts {
   int dropped;
 };
 
-/// Selects spikes and gradient candidates of `v[0:n]` into `ids[0:capacity]`.
-/// `priority` is scratch of `capacity` entries (used by the random policy only).
+/// Keeps up to `cap` of `found[0:count]` (ascending) in `out` by the policy; returns the number kept.
+SALTATORY_HD int keep_subset(const int32_t* found, int count, int32_t* out, int cap,
+                             OverflowPolicy policy, uint64_t stream, uint64_t* priority) {
+  if (count <= cap || policy == OverflowPolicy::lowest_ids) {
+    const int kept = count < cap ? count : cap;
+    for (int i = 0; i < kept; ++i) out[i] = found[i];
+    return kept;
+  }
+  SubsetCollector subset{out, priority, cap, policy, stream};
+  for (int i = 0; i < count; ++i) subset.offer(found[i]);
+  return subset.finish();
+}
+
+/// Selects spikes and gradient candidates of `v[0:n]` into `ids[0:capacity]`. Scratch: `found`
+/// holds 2 n ids (one branch-free compaction pass), `priority` capacity entries (random policy).
 SALTATORY_HD SelectCounts select_two_threshold(const float* v, int n, float theta1, float theta2,
                                                int capacity, OverflowPolicy policy, uint64_t stream,
-                                               int32_t* ids, uint64_t* priority) {
-  SubsetCollector spikes{ids, priority, capacity, policy, stream};
-  for (int j = 0; j < n; ++j)
-    if (v[j] > theta1) spikes.offer(j);
-  const int n_spk = spikes.finish();
-  SubsetCollector candidates{ids + n_spk, priority, capacity - n_spk, policy, mix64(stream + 1)};
-  if (n_spk < capacity)
-    for (int j = 0; j < n; ++j)
-      if (v[j] > theta2 && v[j] <= theta1) candidates.offer(j);
-  const int n_cand = candidates.finish();
-  return {n_spk, n_spk + n_cand, spikes.offered - n_spk};
+                                               int32_t* ids, int32_t* found, uint64_t* priority) {
+  int32_t* spikes = found;
+  int32_t* candidates = found + n;
+  int n_above = 0, n_between = 0;
+  int j = 0;
+#if defined(__SSE2__) && !defined(__CUDA_ARCH__)
+  // Four neurons per compare; silent groups (most of them) cost no branch per neuron.
+  const __m128 t1 = _mm_set1_ps(theta1), t2 = _mm_set1_ps(theta2);
+  for (; j + 4 <= n; j += 4) {
+    const __m128 x = _mm_loadu_ps(v + j);
+    int above = _mm_movemask_ps(_mm_cmpgt_ps(x, t1));
+    int between = _mm_movemask_ps(_mm_and_ps(_mm_cmpgt_ps(x, t2), _mm_cmple_ps(x, t1)));
+    for (; above != 0; above &= above - 1) spikes[n_above++] = j + __builtin_ctz(above);
+    for (; between != 0; between &= between - 1)
+      candidates[n_between++] = j + __builtin_ctz(between);
+  }
+#endif
+  for (; j < n; ++j) {
+    const float x = v[j];
+    spikes[n_above] = j;
+    n_above += x > theta1;
+    candidates[n_between] = j;
+    n_between += (x > theta2) & (x <= theta1);
+  }
+  const int n_spk = keep_subset(spikes, n_above, ids, capacity, policy, stream, priority);
+  const int n_cand = keep_subset(candidates, n_between, ids + n_spk, capacity - n_spk, policy,
+                                 mix64(stream + 1), priority);
+  return {n_spk, n_spk + n_cand, n_above - n_spk};
 }
 
 }  // namespace saltatory::kernels

@@ -111,8 +111,9 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-int update_and_select(const LayerRun& run, int t, int b, const float* current, float* flags,
-                      uint64_t* priority) {
+int update_and_select(const LayerRun& run, int t, int b, const float* current,
+                      SelectScratch& scratch) {
+  float* flags = scratch.flags.data();
   const LayerConfig& c = run.config;
   const int n = c.n_out;
   const float* alpha = run.params.alpha;
@@ -139,9 +140,9 @@ int update_and_select(const LayerRun& run, int t, int b, const float* current, f
   }
   if (c.kind == LayerKind::readout) return 0;
   SpikeTensor& out = *run.output;
-  const auto counts = kernels::select_two_threshold(v, n, c.theta1, c.theta2, out.K(), run.overflow,
-                                                    kernels::stream_key(run.seed, t, b, 0),
-                                                    out.list(t, b), priority);
+  const auto counts = kernels::select_two_threshold(
+      v, n, c.theta1, c.theta2, out.K(), run.overflow, kernels::stream_key(run.seed, t, b, 0),
+      out.list(t, b), scratch.found.data(), scratch.priority.data());
   out.n_spk(t, b) = counts.n_spk;
   out.n_tot(t, b) = counts.n_tot;
   return counts.dropped;

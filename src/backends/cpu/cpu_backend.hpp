@@ -40,10 +40,18 @@ void sparse_backward(const LayerRun& run, const float* grad_output, const LayerG
 void dense_backward(const LayerRun& run, const float* grad_output, const LayerGrads& grads,
                     float* grad_input);
 
+/// Per-thread scratch of the membrane update and selection of one layer.
+struct SelectScratch {
+  std::vector<float> flags;        ///< n zeros (spike reset footprint)
+  std::vector<int32_t> found;      ///< 2 n (selection compaction)
+  std::vector<uint64_t> priority;  ///< capacity (random overflow policy)
+  SelectScratch(int n, int capacity) : flags(n, 0.0f), found(2 * n), priority(capacity) {}
+};
+
 /// Membrane update of one (t, b) row and, for spiking layers, selection into the output list.
-/// v_prev is null at t = 0. Returns the spikes dropped by capacity.
-int update_and_select(const LayerRun& run, int t, int b, const float* current, float* flags,
-                      uint64_t* priority);
+/// Returns the spikes dropped by capacity.
+int update_and_select(const LayerRun& run, int t, int b, const float* current,
+                      SelectScratch& scratch);
 
 /// Carried membrane gradient from step t+1 to t of one row: gV *= alpha (* (1 - r[t+1]) for mask).
 void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* flags);

@@ -67,8 +67,7 @@ int64_t dense_forward(const LayerRun& run) {
 
   const bool recurrent = c.kind == LayerKind::recurrent_lif;
   std::vector<float> previous(recurrent ? static_cast<size_t>(B) * n : 0, 0.0f);
-  std::vector<float> flags(static_cast<size_t>(B) * n, 0.0f);
-  std::vector<uint64_t> priority(static_cast<size_t>(B) * n);
+  std::vector<SelectScratch> scratch(B, SelectScratch(n, n));
   std::vector<int64_t> dropped(B, 0);
   for (int t = 0; t < T; ++t) {
     float* current_t = current.data() + static_cast<int64_t>(t) * B * n;
@@ -80,9 +79,8 @@ int64_t dense_forward(const LayerRun& run) {
       gemm_add(previous.data(), false, p.weight_rec, false, current_t, B, n, n);
     }
     tbb::parallel_for(0, B, [&](int b) {
-      dropped[b] += update_and_select(run, t, b, current_t + static_cast<int64_t>(b) * n,
-                                      flags.data() + static_cast<int64_t>(b) * n,
-                                      priority.data() + static_cast<int64_t>(b) * n);
+      dropped[b] +=
+          update_and_select(run, t, b, current_t + static_cast<int64_t>(b) * n, scratch[b]);
     });
   }
   return std::accumulate(dropped.begin(), dropped.end(), int64_t{0});

@@ -59,14 +59,13 @@ int64_t sparse_forward(const LayerRun& run) {
   feedforward_currents(run);
   std::vector<int64_t> dropped(run.B, 0);
   tbb::parallel_for(0, run.B, [&](int b) {
-    std::vector<float> flags(n, 0.0f);
-    std::vector<uint64_t> priority(capacity);
+    SelectScratch scratch(n, capacity);
     for (int t = 0; t < run.T; ++t) {
       float* current = run.membrane + (static_cast<int64_t>(t) * run.B + b) * n;
       if (c.kind == LayerKind::recurrent_lif && t > 0)
         kernels::gather_rows(current, p.weight_rec, n, run.output->list(t - 1, b),
                              run.output->n_spk(t - 1, b), n);
-      dropped[b] += update_and_select(run, t, b, current, flags.data(), priority.data());
+      dropped[b] += update_and_select(run, t, b, current, scratch);
     }
   });
   return std::accumulate(dropped.begin(), dropped.end(), int64_t{0});
