@@ -10,8 +10,10 @@
 //     gRec[k] = W_rec[ids_k, :] . gI[t]   k < n_tot(S[t-1])   (feeds step t-1)
 //   backward phase B, per list chunk in parallel:
 //     gS_in[t', k] += W[ids_k, :] . gI[t]       k < n_tot(S_in[t'])
-//   backward phase C, per column block in parallel (fixed order over t, b, k; no atomics):
-//     dW[ids_k, cols] += gI[t, b, cols];  dW_rec likewise;  dbias[cols] += gI[t, b, cols]
+//   backward phase C, per column block in parallel, no atomics: with the spikes grouped by list
+//   chunk and then by input neuron i, for each chunk in order
+//     dW[i, cols] += sum of gI[t, b, cols] over the chunk's lists (t, b) that i fed (ascending)
+//   dW_rec likewise;  dbias[cols] += gI[t, b, cols] over all lists
 // W is input-major [N_in, N_out]; membranes and gI are [T, B, N_out]; entry grads [T, B, K].
 #include "saltatory/kernels/sparse.hpp"
 
@@ -48,6 +50,45 @@ void feedforward_currents(const LayerRun& run) {
     }
   });
 }
+
+/// Spikes grouped by chunk of kScatterChunk lists and, within a chunk, by neuron: for chunk q and
+/// neuron i, the lists (t, b) of q whose current i fed, ascending. A spike of step t feeds list
+/// (t + delay, b); spikes of the last `delay` steps feed nothing.
+class SpikesByNeuron {
+ public:
+  SpikesByNeuron(const SpikeView& spikes, int T, int delay)
+      : n_(spikes.N),
+        chunks_((static_cast<int64_t>(T) * spikes.B + kScatterChunk - 1) / kScatterChunk) {
+    const int B = spikes.B;
+    start_.assign(chunks_ * n_ + 1, 0);
+    const auto each_spike = [&](auto&& f) {
+      for (int t = 0; t + delay < T; ++t)
+        for (int b = 0; b < B; ++b) {
+          const int32_t list = (t + delay) * B + b;
+          const int32_t* ids = spikes.list(t, b);
+          for (int k = 0; k < spikes.spikes(t, b); ++k) f(list, ids[k]);
+        }
+    };
+    each_spike([&](int32_t list, int32_t i) { ++start_[(list / kScatterChunk) * n_ + i + 1]; });
+    std::partial_sum(start_.begin(), start_.end(), start_.begin());
+    lists_.resize(start_.back());
+    std::vector<int64_t> next(start_.begin(), start_.end() - 1);
+    each_spike(
+        [&](int32_t list, int32_t i) { lists_[next[(list / kScatterChunk) * n_ + i]++] = list; });
+  }
+  int64_t chunks() const { return chunks_; }
+  const int32_t* lists(int64_t chunk, int i) const {
+    return lists_.data() + start_[chunk * n_ + i];
+  }
+  int count(int64_t chunk, int i) const {
+    return static_cast<int>(start_[chunk * n_ + i + 1] - start_[chunk * n_ + i]);
+  }
+
+ private:
+  int64_t n_, chunks_;
+  std::vector<int64_t> start_;
+  std::vector<int32_t> lists_;
+};
 
 }  // namespace
 
@@ -125,25 +166,26 @@ void sparse_backward(const LayerRun& run, const float* grad_output, const LayerG
     });
   }
 
-  for_each_column_block(n, [&](int c0, int c1) {  // phase C: scatter weight gradients
-    const int width = c1 - c0;
-    for (int64_t list = 0; list < lists; ++list) {
-      const int t = static_cast<int>(list / B), b = static_cast<int>(list % B);
-      const int t_in = t - run.input_delay;
-      const float* gi = grad_current.get() + list * n + c0;
-      if (grads.weight != nullptr && t_in >= 0) {
-        const int32_t* ids = run.input.list(t_in, b);
-        for (int k = 0; k < run.input.spikes(t_in, b); ++k)
-          kernels::add_row(grads.weight + static_cast<int64_t>(ids[k]) * n + c0, gi, width);
-      }
-      if (grads.weight_rec != nullptr && recurrent && t > 0) {
-        const int32_t* ids = run.output->list(t - 1, b);
-        for (int k = 0; k < run.output->n_spk(t - 1, b); ++k)
-          kernels::add_row(grads.weight_rec + static_cast<int64_t>(ids[k]) * n + c0, gi, width);
-      }
-      if (grads.bias != nullptr && c.bias) kernels::add_row(grads.bias + c0, gi, width);
-    }
-  });
+  // phase C: dW[i, cols] += the gI rows of the lists that i fed, chunk by chunk; a chunk's gI
+  // block stays in cache while every input neuron gathers its rows from it.
+  const auto weight_grad = [&](float* dw, const SpikeView& spikes, int delay) {
+    const SpikesByNeuron by_neuron(spikes, T, delay);
+    for_each_column_block(n, [&](int c0, int c1) {
+      for (int64_t chunk = 0; chunk < by_neuron.chunks(); ++chunk)
+        for (int i = 0; i < spikes.N; ++i)
+          kernels::gather_rows(dw + static_cast<int64_t>(i) * n + c0, grad_current.get() + c0, n,
+                               by_neuron.lists(chunk, i), by_neuron.count(chunk, i), c1 - c0);
+    });
+  };
+  if (grads.weight != nullptr) weight_grad(grads.weight, run.input, run.input_delay);
+  if (grads.weight_rec != nullptr && recurrent)
+    weight_grad(grads.weight_rec, run.output->view(), 1);
+  if (grads.bias != nullptr && c.bias) {
+    for_each_column_block(n, [&](int c0, int c1) {
+      for (int64_t list = 0; list < lists; ++list)
+        kernels::add_row(grads.bias + c0, grad_current.get() + list * n + c0, c1 - c0);
+    });
+  }
 }
 
 }  // namespace saltatory::cpu
