@@ -43,9 +43,9 @@ class CpuBackend final : public Backend {
         membrane = ctx->readout.data();
       } else {
         ctx->spikes.emplace_back(input.T, input.B, dense ? c.n_out : c.capacity, c.n_out);
-        ctx->membrane.emplace_back(size, 0.0f);
+        ctx->membrane.push_back(std::make_unique_for_overwrite<float[]>(size));
         output = &ctx->spikes.back();
-        membrane = ctx->membrane.back().data();
+        membrane = ctx->membrane.back().get();
       }
       const LayerRun run = layer_run(*ctx, l, output, membrane);
       const int64_t dropped = dense ? dense_forward(run) : sparse_forward(run);
@@ -83,7 +83,7 @@ class CpuBackend final : public Backend {
       }
       const bool readout = layers[l].kind == LayerKind::readout;
       const LayerRun run = layer_run(ctx, l, readout ? nullptr : &ctx.spikes[l],
-                                     readout ? ctx.readout.data() : ctx.membrane[l].data());
+                                     readout ? ctx.readout.data() : ctx.membrane[l].get());
       if (ctx.config.mode == Mode::dense)
         dense_backward(run, grad_out.data(), grads[l], below);
       else

@@ -3,6 +3,7 @@
 // Layouts: membranes and current gradients [T, B, N]; entry gradients [T, B, K].
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "saltatory/backend/backend.hpp"
@@ -27,7 +28,8 @@ class CpuContext : public StackContext {
  public:
   std::vector<LayerParams> params;
   SpikeTensor input;                         ///< copy of the input lists
-  std::vector<std::vector<float>> membrane;  ///< per spiking layer V [T, B, N]
+  /// Per spiking layer V [T, B, N]; uninitialised until the forward writes every element.
+  std::vector<std::unique_ptr<float[]>> membrane;
 };
 
 /// Runs one layer forward; returns the spikes dropped by capacity.
