@@ -8,6 +8,7 @@
 #include <set>
 #include <vector>
 
+#include "backends/cpu/buffer_pool.hpp"
 #include "saltatory/kernels/lif.hpp"
 #include "saltatory/kernels/select.hpp"
 #include "saltatory/kernels/sparse.hpp"
@@ -190,4 +191,23 @@ TEST(Sparse, StateGradOnlyTouchesListedNeurons) {
   EXPECT_FLOAT_EQ(gv[0], 0.5f + 2.0f / 9.0f);
   EXPECT_FLOAT_EQ(gv[1], 0.5f + 3.0f / 2.25f);  // x = -0.05: 1 / (0.5 + 1)^2
   EXPECT_FLOAT_EQ(gv[2], 0.5f);
+}
+
+// The CPU backend's buffer pool hands a freed buffer back out for a request it fits (capacity
+// within [n, 5n/4]) and allocates anew otherwise.
+TEST(BufferPool, ReusesFittingBuffers) {
+  namespace cpu = saltatory::cpu;
+  const size_t n = 123457;  // a size no other test uses
+  float* first = nullptr;
+  {
+    cpu::Buffer a = cpu::acquire_buffer(n);
+    first = a.get();
+    a[n - 1] = 1.0f;
+  }
+  cpu::Buffer b = cpu::acquire_buffer(n - 1000);  // fits: n <= 5/4 (n - 1000)
+  EXPECT_EQ(b.get(), first);
+  EXPECT_EQ(b.get_deleter().capacity, n);
+  cpu::Buffer c = cpu::acquire_buffer(n);  // the fitting buffer is in use: a new one
+  EXPECT_NE(c.get(), first);
+  EXPECT_EQ(c.get_deleter().capacity, n);
 }

@@ -43,7 +43,7 @@ class CpuBackend final : public Backend {
         membrane = ctx->readout.data();
       } else {
         ctx->spikes.emplace_back(input.T, input.B, dense ? c.n_out : c.capacity, c.n_out);
-        ctx->membrane.push_back(std::make_unique_for_overwrite<float[]>(size));
+        ctx->membrane.push_back(acquire_buffer(size));
         output = &ctx->spikes.back();
         membrane = ctx->membrane.back().get();
       }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "backends/cpu/buffer_pool.hpp"
 #include "saltatory/backend/backend.hpp"
 
 namespace saltatory::cpu {
@@ -27,9 +28,9 @@ struct LayerRun {
 class CpuContext : public StackContext {
  public:
   std::vector<LayerParams> params;
-  SpikeTensor input;                         ///< copy of the input lists
+  SpikeTensor input;  ///< copy of the input lists
   /// Per spiking layer V [T, B, N]; uninitialised until the forward writes every element.
-  std::vector<std::unique_ptr<float[]>> membrane;
+  std::vector<Buffer> membrane;
 };
 
 /// Runs one layer forward; returns the spikes dropped by capacity.

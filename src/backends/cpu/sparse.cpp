@@ -122,7 +122,7 @@ void sparse_backward(const LayerRun& run, const float* grad_output, const LayerG
   const int k_out = readout ? n : run.output->K();
   const int k_in = run.input.K;
   const int64_t lists = static_cast<int64_t>(T) * B;
-  const auto grad_current = std::make_unique_for_overwrite<float[]>(lists * n);
+  const Buffer grad_current = acquire_buffer(lists * n);
 
   tbb::parallel_for(0, B, [&](int b) {  // phase A: the time recursion, independent per sample
     std::vector<float> gv(n, 0.0f), flags(n, 0.0f), grad_rec(recurrent ? k_out : 0, 0.0f);
