@@ -1,11 +1,30 @@
 // SGD (momentum, L2) and Adam/AdamW updates over flat float parameters, in place.
 #include "saltatory/ops/optim.hpp"
 
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "saltatory/core/error.hpp"
 
 namespace saltatory {
+
+namespace {
+
+/// Elements per block of a parallel update: every element is updated independently, so the result
+/// does not depend on the thread count.
+constexpr int64_t kUpdateBlock = 1 << 14;
+
+/// Calls f(j0, j1) over consecutive blocks of [0, n), in parallel.
+template <class F>
+void for_each_block(int64_t n, F&& f) {
+  tbb::parallel_for(int64_t{0}, (n + kUpdateBlock - 1) / kUpdateBlock,
+                    [&](int64_t i) { f(i * kUpdateBlock, std::min(n, (i + 1) * kUpdateBlock)); });
+}
+
+}  // namespace
 
 void Optimizer::prepare(const std::vector<ParamRef>& params, int slots, const char* op) {
   if (state_.empty())
@@ -19,10 +38,20 @@ void Optimizer::prepare(const std::vector<ParamRef>& params, int slots, const ch
     check(params[i].value != nullptr && params[i].grad != nullptr, op, "parameter ", i,
           " has no value or gradient");
   }
-  for (size_t i = 0; i < params.size(); ++i)
-    for (int64_t j = 0; j < params[i].size; ++j)
-      check(std::isfinite(params[i].grad[j]), op, "gradient of parameter ", i, " at ", j,
-            " is not finite");
+  for (size_t i = 0; i < params.size(); ++i) {  // nothing is updated if any gradient is bad
+    std::atomic<int64_t> first_bad{params[i].size};
+    for_each_block(params[i].size, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j)
+        if (!std::isfinite(params[i].grad[j])) {
+          int64_t seen = first_bad.load();
+          while (j < seen && !first_bad.compare_exchange_weak(seen, j)) {
+          }
+          break;
+        }
+    });
+    check(first_bad.load() == params[i].size, op, "gradient of parameter ", i, " at ",
+          first_bad.load(), " is not finite");
+  }
   ++steps_;
 }
 
@@ -37,11 +66,13 @@ void Sgd::step(const std::vector<ParamRef>& params) {
   prepare(params, 1, "SGD.step");
   for (size_t i = 0; i < params.size(); ++i) {
     float* velocity = state_[i].data();
-    for (int64_t j = 0; j < params[i].size; ++j) {
-      const float g = params[i].grad[j] + weight_decay * params[i].value[j];
-      velocity[j] = momentum * velocity[j] + g;
-      params[i].value[j] -= lr * velocity[j];
-    }
+    for_each_block(params[i].size, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) {
+        const float g = params[i].grad[j] + weight_decay * params[i].value[j];
+        velocity[j] = momentum * velocity[j] + g;
+        params[i].value[j] -= lr * velocity[j];
+      }
+    });
   }
 }
 
@@ -63,16 +94,19 @@ void Adam::step(const std::vector<ParamRef>& params) {
     float* m = state_[2 * i].data();
     float* v = state_[2 * i + 1].data();
     float* p = params[i].value;
-    for (int64_t j = 0; j < params[i].size; ++j) {
-      float g = params[i].grad[j];
-      if (decoupled)
-        p[j] -= lr * weight_decay * p[j];
-      else
-        g += weight_decay * p[j];
-      m[j] = beta1 * m[j] + (1.0f - beta1) * g;
-      v[j] = beta2 * v[j] + (1.0f - beta2) * g * g;
-      p[j] -= step_size * m[j] / (std::sqrt(v[j]) / root_c2 + eps);
-    }
+    const float* grad = params[i].grad;
+    for_each_block(params[i].size, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) {
+        float g = grad[j];
+        if (decoupled)
+          p[j] -= lr * weight_decay * p[j];
+        else
+          g += weight_decay * p[j];
+        m[j] = beta1 * m[j] + (1.0f - beta1) * g;
+        v[j] = beta2 * v[j] + (1.0f - beta2) * g * g;
+        p[j] -= step_size * m[j] / (std::sqrt(v[j]) / root_c2 + eps);
+      }
+    });
   }
 }
 
