@@ -152,8 +152,9 @@ TEST(Sparse, GatherScatterDotMatchDense) {
   EXPECT_EQ(gs[2], w[12]);
 }
 
-// The summation order is the kernels' contract: groups of four rows added pairwise, dot products
-// in kDotLanes lanes; any column slice computed alone gives the same bits (what CUDA relies on).
+// The summation order is the kernels' contract: groups of four rows added pairwise, then a pair,
+// then a single row; dot products in kDotLanes lanes. Any column slice computed alone gives the
+// same bits (what CUDA relies on).
 TEST(Sparse, SummationOrderIsFixedAndSliceIndependent) {
   const int n_in = 16, n_out = 21;
   std::mt19937 rng(5);
@@ -167,7 +168,8 @@ TEST(Sparse, SummationOrderIsFixedAndSliceIndependent) {
   for (int c = 0; c < n_out; ++c) {
     k::gather_rows(sliced.data() + c, w.data() + c, n_out, ids.data(), 7, 1);
     const auto at = [&](int i) { return w[ids[i] * n_out + c]; };
-    const float expected = ((0.25f + ((at(0) + at(1)) + (at(2) + at(3)))) + at(4)) + at(5) + at(6);
+    const float expected =
+        ((0.25f + ((at(0) + at(1)) + (at(2) + at(3)))) + (at(4) + at(5))) + at(6);
     EXPECT_EQ(whole[c], expected) << "column " << c;
   }
   EXPECT_EQ(whole, sliced);

@@ -30,7 +30,13 @@ SALTATORY_HD void gather_rows(float* __restrict out, const float* __restrict w, 
     const float* __restrict r3 = w + static_cast<int64_t>(ids[k + 3]) * row_stride;
     for (int c = 0; c < n_cols; ++c) out[c] += (r0[c] + r1[c]) + (r2[c] + r3[c]);
   }
-  for (; k < n; ++k) {
+  if (k + 2 <= n) {
+    const float* __restrict r0 = w + static_cast<int64_t>(ids[k]) * row_stride;
+    const float* __restrict r1 = w + static_cast<int64_t>(ids[k + 1]) * row_stride;
+    for (int c = 0; c < n_cols; ++c) out[c] += r0[c] + r1[c];
+    k += 2;
+  }
+  if (k < n) {
     const float* __restrict row = w + static_cast<int64_t>(ids[k]) * row_stride;
     for (int c = 0; c < n_cols; ++c) out[c] += row[c];
   }
