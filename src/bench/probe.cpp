@@ -24,18 +24,21 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-/// Runs `pass` (returning its work units) until min_seconds passed, three trials; best rate.
+/// Trials of a probe; the best one counts (the others met a noisy neighbour or a cold cache).
+constexpr int kTrials = 5;
+
+/// Runs `pass` (returning its work units) over kTrials trials sharing min_seconds; best rate.
 template <class F>
 ProbeResult best_rate(double min_seconds, F&& pass) {
   ProbeResult best{0.0, 0.0, false};
-  for (int trial = 0; trial < 3; ++trial) {
+  for (int trial = 0; trial < kTrials; ++trial) {
     double work = 0.0;
     const auto start = Clock::now();
     double seconds = 0.0;
     do {
       work += pass();
       seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    } while (seconds < min_seconds / 3);
+    } while (seconds < min_seconds / kTrials);
     if (work / seconds > best.rate) best = {work / seconds, seconds, false};
   }
   return best;

@@ -70,6 +70,7 @@ def plan(args) -> list[dict]:
     max_threads = max(args.threads)
     for w in wl.workloads(args.workloads, tiny=args.tiny):
         for activity in args.activities:
+            print(f"calibrating {w.name} {'-'.join(map(str, w.sizes))} to activity {activity}", flush=True)
             gains = wl.calibrate_gains(w, activity)
             base = {"workload": w.name, "sizes": list(w.sizes), "batch": w.batch, "steps": w.steps,
                     "input_capacity": w.input_capacity, "output_capacity": w.output_capacity,
@@ -112,8 +113,8 @@ def probe(specs: list[dict]) -> dict:
         sizes = spec["sizes"]
         rows, cols = max(zip(sizes[:-1], sizes[1:]), key=lambda rc: rc[0] * rc[1])
         _core.set_num_threads(spec["threads"])
-        gather = _core.probe_gather_bandwidth(rows, cols, min(32, rows))
-        flops, fma = _core.probe_multiply_add()
+        gather = _core.probe_gather_bandwidth(rows, cols, min(32, rows), 1.0)
+        flops, fma = _core.probe_multiply_add(0.5)
         out[key] = {"gather_bytes_per_s": gather, "multiply_add_flop_per_s": flops, "fma": fma,
                     "probe_matrix": [rows, cols]}
     _core.set_num_threads(0)

@@ -118,10 +118,12 @@ def calibrate_gains(w: Workload, activity: float, iterations: int = 10) -> list[
     """Per-layer input gains giving each hidden layer an uncapped activity of ``activity``.
 
     Layers are calibrated in order (a layer's rate depends only on the layers below it) by
-    bisection on log(gain), on a batch of 8 with list capacity 2*a*N so that the cap rarely
-    clips the measurement. The output layer of the paper networks keeps the default gain 10."""
-    calib_batch = min(8, w.batch)
-    x, _ = make_input(w, activity, batch=calib_batch, seed=99)
+    bisection on log(gain), on a batch of 4 and at most 100 steps (five membrane time constants)
+    with list capacity 2*a*N so that the cap rarely clips the measurement. The output layer of
+    the paper networks keeps the default gain 10."""
+    short = Workload(w.name, w.sizes, min(4, w.batch), min(100, w.steps), w.input_capacity,
+                     w.output_capacity, w.loss)
+    x, _ = make_input(short, activity, seed=99)
     arrays = weights(w)
     n_layers = len(w.sizes) - 1
     gains = [10.0] * n_layers

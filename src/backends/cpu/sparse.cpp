@@ -59,22 +59,27 @@ class SpikesByNeuron {
   SpikesByNeuron(const SpikeView& spikes, int T, int delay)
       : n_(spikes.N),
         chunks_((static_cast<int64_t>(T) * spikes.B + kScatterChunk - 1) / kScatterChunk) {
-    const int B = spikes.B;
-    start_.assign(chunks_ * n_ + 1, 0);
-    const auto each_spike = [&](auto&& f) {
-      for (int t = 0; t + delay < T; ++t)
-        for (int b = 0; b < B; ++b) {
-          const int32_t list = (t + delay) * B + b;
-          const int32_t* ids = spikes.list(t, b);
-          for (int k = 0; k < spikes.spikes(t, b); ++k) f(list, ids[k]);
-        }
+    const int64_t B = spikes.B, fed = static_cast<int64_t>(std::max(0, T - delay)) * B;
+    // Calls f(list, neuron) for every spike feeding a list of `chunk`, lists ascending.
+    const auto each_spike = [&](int64_t chunk, auto&& f) {
+      const int64_t l0 = std::max<int64_t>(chunk * kScatterChunk, delay * B);
+      const int64_t l1 = std::min<int64_t>((chunk + 1) * kScatterChunk, fed + delay * B);
+      for (int64_t list = l0; list < l1; ++list) {
+        const int t = static_cast<int>(list / B) - delay, b = static_cast<int>(list % B);
+        const int32_t* ids = spikes.list(t, b);
+        for (int k = 0; k < spikes.spikes(t, b); ++k) f(static_cast<int32_t>(list), ids[k]);
+      }
     };
-    each_spike([&](int32_t list, int32_t i) { ++start_[(list / kScatterChunk) * n_ + i + 1]; });
+    start_.assign(chunks_ * n_ + 1, 0);
+    tbb::parallel_for(int64_t{0}, chunks_, [&](int64_t q) {  // counts, chunk by chunk
+      each_spike(q, [&](int32_t, int32_t i) { ++start_[q * n_ + i + 1]; });
+    });
     std::partial_sum(start_.begin(), start_.end(), start_.begin());
     lists_.resize(start_.back());
-    std::vector<int64_t> next(start_.begin(), start_.end() - 1);
-    each_spike(
-        [&](int32_t list, int32_t i) { lists_[next[(list / kScatterChunk) * n_ + i]++] = list; });
+    tbb::parallel_for(int64_t{0}, chunks_, [&](int64_t q) {  // fill, chunk by chunk
+      std::vector<int64_t> next(start_.begin() + q * n_, start_.begin() + (q + 1) * n_);
+      each_spike(q, [&](int32_t list, int32_t i) { lists_[next[i]++] = list; });
+    });
   }
   int64_t chunks() const { return chunks_; }
   const int32_t* lists(int64_t chunk, int i) const {
