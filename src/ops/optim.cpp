@@ -64,13 +64,16 @@ Sgd::Sgd(float lr_, float momentum_, float weight_decay_)
 
 void Sgd::step(const std::vector<ParamRef>& params) {
   prepare(params, 1, "SGD.step");
+  const float lr_ = lr, mu = momentum, wd = weight_decay;  // locals: see Adam::step
   for (size_t i = 0; i < params.size(); ++i) {
-    float* velocity = state_[i].data();
-    for_each_block(params[i].size, [&](int64_t j0, int64_t j1) {
+    float* __restrict velocity = state_[i].data();
+    float* __restrict p = params[i].value;
+    const float* __restrict grad = params[i].grad;
+    for_each_block(params[i].size, [=](int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j) {
-        const float g = params[i].grad[j] + weight_decay * params[i].value[j];
-        velocity[j] = momentum * velocity[j] + g;
-        params[i].value[j] -= lr * velocity[j];
+        const float g = grad[j] + wd * p[j];
+        velocity[j] = mu * velocity[j] + g;
+        p[j] -= lr_ * velocity[j];
       }
     });
   }
@@ -90,21 +93,24 @@ void Adam::step(const std::vector<ParamRef>& params) {
   const double c2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(steps_));
   const float step_size = static_cast<float>(lr / c1);
   const float root_c2 = static_cast<float>(std::sqrt(c2));
+  // Locals (not members) in the loop, so that stores through the arrays cannot alias them.
+  const float lr_ = lr, wd = weight_decay, b1 = beta1, b2 = beta2, eps_ = eps;
+  const bool decoupled_ = decoupled;
   for (size_t i = 0; i < params.size(); ++i) {
-    float* m = state_[2 * i].data();
-    float* v = state_[2 * i + 1].data();
-    float* p = params[i].value;
-    const float* grad = params[i].grad;
-    for_each_block(params[i].size, [&](int64_t j0, int64_t j1) {
+    float* __restrict m = state_[2 * i].data();
+    float* __restrict v = state_[2 * i + 1].data();
+    float* __restrict p = params[i].value;
+    const float* __restrict grad = params[i].grad;
+    for_each_block(params[i].size, [=](int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j) {
         float g = grad[j];
-        if (decoupled)
-          p[j] -= lr * weight_decay * p[j];
+        if (decoupled_)
+          p[j] -= lr_ * wd * p[j];
         else
-          g += weight_decay * p[j];
-        m[j] = beta1 * m[j] + (1.0f - beta1) * g;
-        v[j] = beta2 * v[j] + (1.0f - beta2) * g * g;
-        p[j] -= step_size * m[j] / (std::sqrt(v[j]) / root_c2 + eps);
+          g += wd * p[j];
+        m[j] = b1 * m[j] + (1.0f - b1) * g;
+        v[j] = b2 * v[j] + (1.0f - b2) * g * g;
+        p[j] -= step_size * m[j] / (std::sqrt(v[j]) / root_c2 + eps_);
       }
     });
   }
