@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from saltatory import _core
-from saltatory.bench import main, parse_args, plan, report, runners
+from saltatory.bench import main, parse_args, plan, runners
 from saltatory.bench import workloads as wl
 
 
