@@ -1,12 +1,11 @@
 // SGD (momentum, L2) and Adam/AdamW updates over flat float parameters, in place.
 #include "saltatory/ops/optim.hpp"
 
-#include <tbb/parallel_for.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 
+#include "backends/cpu/parallel.hpp"
 #include "saltatory/core/error.hpp"
 
 namespace saltatory {
@@ -16,13 +15,6 @@ namespace {
 /// Elements per block of a parallel update: every element is updated independently, so the result
 /// does not depend on the thread count.
 constexpr int64_t kUpdateBlock = 1 << 14;
-
-/// Calls f(j0, j1) over consecutive blocks of [0, n), in parallel.
-template <class F>
-void for_each_block(int64_t n, F&& f) {
-  tbb::parallel_for(int64_t{0}, (n + kUpdateBlock - 1) / kUpdateBlock,
-                    [&](int64_t i) { f(i * kUpdateBlock, std::min(n, (i + 1) * kUpdateBlock)); });
-}
 
 }  // namespace
 
@@ -40,7 +32,7 @@ void Optimizer::prepare(const std::vector<ParamRef>& params, int slots, const ch
   }
   for (size_t i = 0; i < params.size(); ++i) {  // nothing is updated if any gradient is bad
     std::atomic<int64_t> first_bad{params[i].size};
-    for_each_block(params[i].size, [&](int64_t j0, int64_t j1) {
+    cpu::for_each_block(params[i].size, kUpdateBlock, [&](int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j)
         if (!std::isfinite(params[i].grad[j])) {
           int64_t seen = first_bad.load();
@@ -69,7 +61,7 @@ void Sgd::step(const std::vector<ParamRef>& params) {
     float* __restrict velocity = state_[i].data();
     float* __restrict p = params[i].value;
     const float* __restrict grad = params[i].grad;
-    for_each_block(params[i].size, [=](int64_t j0, int64_t j1) {
+    cpu::for_each_block(params[i].size, kUpdateBlock, [=](int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j) {
         const float g = grad[j] + wd * p[j];
         velocity[j] = mu * velocity[j] + g;
@@ -101,7 +93,7 @@ void Adam::step(const std::vector<ParamRef>& params) {
     float* __restrict v = state_[2 * i + 1].data();
     float* __restrict p = params[i].value;
     const float* __restrict grad = params[i].grad;
-    for_each_block(params[i].size, [=](int64_t j0, int64_t j1) {
+    cpu::for_each_block(params[i].size, kUpdateBlock, [=](int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j) {
         float g = grad[j];
         if (decoupled_)

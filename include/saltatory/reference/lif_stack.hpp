@@ -158,6 +158,19 @@ inline void check_stack(const StackConfig& config, const std::vector<Layer>& lay
   }
 }
 
+/// What both passes read off layer l's configuration.
+struct LayerShape {
+  int n_in, n;
+  bool spiking, recurrent;
+  int lag;  ///< 1 when layer l consumes layer l-1's step t-1 (delayed coupling), else 0
+};
+
+/// `c` is layer l's configuration (the reference reads it from its Layer, not config.layers).
+inline LayerShape shape_of(const StackConfig& config, const LayerConfig& c, size_t l) {
+  return {c.n_in, c.n_out, c.kind != LayerKind::readout, c.kind == LayerKind::recurrent_lif,
+          (l > 0 && config.coupling == Coupling::delayed) ? 1 : 0};
+}
+
 /// Checks list invariants and returns the dense activity [T * B * N] (1 for entries k < n_spk).
 inline std::vector<double> dense_spikes(const SpikeView& s) {
   require(s.T > 0 && s.B > 0 && s.K > 0 && s.N > 0, "spike view sizes must be positive");
@@ -201,10 +214,7 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
   for (size_t l = 0; l < L; ++l) {
     const Layer& layer = layers[l];
     const LayerConfig& c = layer.config;
-    const int n_in = c.n_in, n = c.n_out;
-    const bool spiking = c.kind != LayerKind::readout;
-    const bool recurrent = c.kind == LayerKind::recurrent_lif;
-    const int lag = (l > 0 && config.coupling == Coupling::delayed) ? 1 : 0;
+    const auto [n_in, n, spiking, recurrent, lag] = shape_of(config, c, l);
     const std::vector<double>& a_in = l == 0 ? input : tr.act[l - 1];
     const double theta1 = c.theta1, theta2 = c.theta2, gain = c.gain, beta = c.beta;
     const size_t size = static_cast<size_t>(T) * B * n;
@@ -371,10 +381,7 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
   for (size_t l = L; l-- > 0;) {
     const Layer& layer = layers[l];
     const LayerConfig& c = layer.config;
-    const int n_in = c.n_in, n = c.n_out;
-    const bool spiking = c.kind != LayerKind::readout;
-    const bool recurrent = c.kind == LayerKind::recurrent_lif;
-    const int lag = (l > 0 && config.coupling == Coupling::delayed) ? 1 : 0;
+    const auto [n_in, n, spiking, recurrent, lag] = shape_of(config, c, l);
     const std::vector<double>& a_in = l == 0 ? input : trace.act[l - 1];
     std::vector<double>& ga_in = l == 0 ? g.input : ga[l - 1];
     const std::vector<double>& v = trace.out.membrane[l];

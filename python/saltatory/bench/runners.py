@@ -104,6 +104,12 @@ def run_record(spec: dict) -> dict:
     return record
 
 
+def _hidden_activity(w: wl.Workload, layer_activity: list[float]) -> float:
+    """Mean measured activity of the hidden layers (the paper networks' output layer excluded)."""
+    hidden = layer_activity[:-1] if w.output_capacity is not None else layer_activity
+    return float(np.mean(hidden))
+
+
 class _SaltatoryRunner:
     def __init__(self, w: wl.Workload, activity: float, gains, mode: str, x, labels):
         from .. import losses, optim
@@ -131,10 +137,7 @@ class _SaltatoryRunner:
         return [s.activity() for s in self.net.spikes]
 
     def hidden_activity(self) -> float:
-        hidden = self.layer_activity()
-        if self.w.output_capacity is not None:
-            hidden = hidden[:-1]
-        return float(np.mean(hidden))
+        return _hidden_activity(self.w, self.layer_activity())
 
     def dropped_fraction(self) -> float:
         dropped = sum(self.net.dropped)
@@ -196,10 +199,7 @@ class _TorchRunner:
         return [float(s.mean()) for s in self.spikes]
 
     def hidden_activity(self) -> float:
-        hidden = self.layer_activity()
-        if self.w.output_capacity is not None:
-            hidden = hidden[:-1]
-        return float(np.mean(hidden))
+        return _hidden_activity(self.w, self.layer_activity())
 
 
 class _SnnTorchRunner(_TorchRunner):

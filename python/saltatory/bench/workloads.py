@@ -101,17 +101,24 @@ def weights(w: Workload, seed: int = 0) -> list[np.ndarray]:
     return [paper_init(w.sizes[i], w.sizes[i + 1], rng) for i in range(len(w.sizes) - 1)]
 
 
-def build_net(w: Workload, activity: float, gains, mode: str, weight_arrays=None):
-    """The Saltatory stack of the workload with the given per-layer gains."""
-    from ..nn import LIF, Sequential
+def _lif_layers(w: Workload, gains, caps, arrays) -> list:
+    """LIF layers of the workload with the given gains, capacities and weights."""
+    from ..nn import LIF
 
-    arrays = weight_arrays if weight_arrays is not None else weights(w)
     layers = []
-    for i, cap in enumerate(capacities(w, activity)):
+    for i, cap in enumerate(caps):
         layer = LIF(w.sizes[i], w.sizes[i + 1], cap, alpha=ALPHA, gain=float(gains[i]))
         layer.weight.data[...] = arrays[i]
         layers.append(layer)
-    return Sequential(*layers, mode=mode)
+    return layers
+
+
+def build_net(w: Workload, activity: float, gains, mode: str, weight_arrays=None):
+    """The Saltatory stack of the workload with the given per-layer gains."""
+    from ..nn import Sequential
+
+    arrays = weight_arrays if weight_arrays is not None else weights(w)
+    return Sequential(*_lif_layers(w, gains, capacities(w, activity), arrays), mode=mode)
 
 
 def calibrate_gains(w: Workload, activity: float, iterations: int = 10) -> list[float]:
@@ -124,29 +131,22 @@ def calibrate_gains(w: Workload, activity: float, iterations: int = 10) -> list[
     short = Workload(w.name, w.sizes, min(4, w.batch), min(100, w.steps), w.input_capacity,
                      w.output_capacity, w.loss)
     x, _ = make_input(short, activity, seed=99)
-    arrays = weights(w)
     n_layers = len(w.sizes) - 1
-    gains = [10.0] * n_layers
+    caps = [min(n, 2 * capacity(activity, n)) for n in w.sizes[1:]]
+    layers = _lif_layers(w, [10.0] * n_layers, caps, weights(w))
     spiking = n_layers if w.output_capacity is None else n_layers - 1
-    from ..nn import LIF, Sequential
+    from ..nn import Sequential
 
     for layer in range(spiking):
         lo, hi = math.log(0.5), math.log(500.0)
         for _ in range(iterations):
             mid = 0.5 * (lo + hi)
-            gains[layer] = math.exp(mid)
-            stack = []
-            for i in range(layer + 1):
-                n_out = w.sizes[i + 1]
-                cap = min(n_out, 2 * capacity(activity, n_out))
-                lif = LIF(w.sizes[i], n_out, cap, alpha=ALPHA, gain=gains[i])
-                lif.weight.data[...] = arrays[i]
-                stack.append(lif)
-            net = Sequential(*stack)
+            layers[layer].gain = math.exp(mid)
+            net = Sequential(*layers[:layer + 1])
             net(x)
             if net.spikes[-1].activity() < activity:
                 lo = mid
             else:
                 hi = mid
-        gains[layer] = math.exp(0.5 * (lo + hi))
-    return gains
+        layers[layer].gain = math.exp(0.5 * (lo + hi))
+    return [layer.gain for layer in layers]

@@ -29,7 +29,7 @@ void gemm_add(const float* a, bool a_transposed, const float* b, bool b_transpos
               int64_t m, int64_t k, int64_t n) {
   const ConstMap A(a, a_transposed ? k : m, a_transposed ? m : k);
   const ConstMap Bm(b, b_transposed ? n : k, b_transposed ? k : n);
-  for_each_row_block(m, [&](int64_t r0, int64_t r1) {
+  for_each_block(m, kRowBlock, [&](int64_t r0, int64_t r1) {
     Map C(c + r0 * n, r1 - r0, n);
     if (a_transposed && b_transposed)
       C.noalias() += A.middleCols(r0, r1 - r0).transpose() * Bm.transpose();
@@ -134,7 +134,7 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
     gemm_add(own_previous.data(), true, grad_current.data(), false, grads.weight_rec, n, rows, n);
   }
   if (grads.bias != nullptr && c.bias)
-    for_each_column_block(n, [&](int c0, int c1) {
+    for_each_block(n, kColumnBlock, [&](int c0, int c1) {
       for (int64_t r = 0; r < rows; ++r)
         kernels::add_row(grads.bias + c0, grad_current.data() + r * n + c0, c1 - c0);
     });

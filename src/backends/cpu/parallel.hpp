@@ -20,28 +20,11 @@ inline constexpr int64_t kListChunk = 256;
 /// (kScatterChunk x kColumnBlock floats, 256 KB) stay in a 512 KB L2 cache.
 inline constexpr int32_t kScatterChunk = 256;
 
-/// Calls f(c0, c1) for consecutive column blocks of [0, n), in parallel.
+/// Calls f(i0, i1) for consecutive blocks of `block` items of [0, n), in parallel.
 template <class F>
-void for_each_column_block(int n, F&& f) {
-  const int blocks = (n + kColumnBlock - 1) / kColumnBlock;
-  tbb::parallel_for(0, blocks,
-                    [&](int i) { f(i * kColumnBlock, std::min(n, (i + 1) * kColumnBlock)); });
-}
-
-/// Calls f(r0, r1) for consecutive row blocks of [0, m), in parallel.
-template <class F>
-void for_each_row_block(int64_t m, F&& f) {
-  const int64_t blocks = (m + kRowBlock - 1) / kRowBlock;
-  tbb::parallel_for(int64_t{0}, blocks,
-                    [&](int64_t i) { f(i * kRowBlock, std::min(m, (i + 1) * kRowBlock)); });
-}
-
-/// Calls f(l0, l1) for consecutive chunks of kListChunk lists of [0, lists), in parallel.
-template <class F>
-void for_each_chunk(int64_t lists, F&& f) {
-  const int64_t chunks = (lists + kListChunk - 1) / kListChunk;
-  tbb::parallel_for(int64_t{0}, chunks,
-                    [&](int64_t i) { f(i * kListChunk, std::min(lists, (i + 1) * kListChunk)); });
+void for_each_block(int64_t n, int64_t block, F&& f) {
+  tbb::parallel_for(int64_t{0}, (n + block - 1) / block,
+                    [&](int64_t i) { f(i * block, std::min(n, (i + 1) * block)); });
 }
 
 }  // namespace saltatory::cpu

@@ -35,7 +35,7 @@ namespace {
 void feedforward_currents(const LayerRun& run) {
   const LayerParams& p = run.params;
   const int n = run.config.n_out;
-  for_each_chunk(static_cast<int64_t>(run.T) * run.B, [&](int64_t l0, int64_t l1) {
+  for_each_block(static_cast<int64_t>(run.T) * run.B, kListChunk, [&](int64_t l0, int64_t l1) {
     for (int64_t list = l0; list < l1; ++list) {
       float* current = run.membrane + list * n;
       if (p.bias != nullptr)
@@ -156,7 +156,7 @@ void sparse_backward(const LayerRun& run, const float* grad_output, const LayerG
   });
 
   if (grad_input != nullptr) {  // phase B: input-entry gradients, independent per list
-    for_each_chunk(lists, [&](int64_t l0, int64_t l1) {
+    for_each_block(lists, kListChunk, [&](int64_t l0, int64_t l1) {
       std::vector<float> dots(k_in);
       for (int64_t list = l0; list < l1; ++list) {
         const int t_in = static_cast<int>(list / B) - run.input_delay;
@@ -175,7 +175,7 @@ void sparse_backward(const LayerRun& run, const float* grad_output, const LayerG
   // block stays in cache while every input neuron gathers its rows from it.
   const auto weight_grad = [&](float* dw, const SpikeView& spikes, int delay) {
     const SpikesByNeuron by_neuron(spikes, T, delay);
-    for_each_column_block(n, [&](int c0, int c1) {
+    for_each_block(n, kColumnBlock, [&](int c0, int c1) {
       for (int64_t chunk = 0; chunk < by_neuron.chunks(); ++chunk)
         for (int i = 0; i < spikes.N; ++i)
           kernels::gather_rows(dw + static_cast<int64_t>(i) * n + c0, grad_current.get() + c0, n,
@@ -186,7 +186,7 @@ void sparse_backward(const LayerRun& run, const float* grad_output, const LayerG
   if (grads.weight_rec != nullptr && recurrent)
     weight_grad(grads.weight_rec, run.output->view(), 1);
   if (grads.bias != nullptr && c.bias) {
-    for_each_column_block(n, [&](int c0, int c1) {
+    for_each_block(n, kColumnBlock, [&](int c0, int c1) {
       for (int64_t list = 0; list < lists; ++list)
         kernels::add_row(grads.bias + c0, grad_current.get() + list * n + c0, c1 - c0);
     });
