@@ -7,7 +7,8 @@ activity (Finkbeiner et al., AAAI 2024).
 
 from . import _core
 from . import data, losses, optim
-from .nn import LIF, Parameter, Readout, RecurrentLIF, Sequential
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from .nn import LIF, Parameter, Readout, RecurrentLIF, Sequential, Theta2Schedule
 from .spikes import SpikeTensor
 
 __version__ = _core.build_info()["version"]
@@ -28,5 +29,7 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(int(n))
 
 
-__all__ = ["SpikeTensor", "LIF", "RecurrentLIF", "Readout", "Sequential", "Parameter", "losses",
-           "optim", "data", "available_devices", "build_info", "set_num_threads"]
+__all__ = ["SpikeTensor", "LIF", "RecurrentLIF", "Readout", "Sequential", "Parameter",
+           "Theta2Schedule", "losses", "optim", "data", "save_checkpoint", "load_checkpoint",
+           "read_checkpoint", "CheckpointError", "available_devices", "build_info",
+           "set_num_threads"]

@@ -263,3 +263,38 @@ class Sequential:
             else:
                 layer = self.layers[int(name.split(".")[1])]
                 layer.alpha = _alpha_vector(value, layer.n_out, type(layer).__name__)
+
+
+class Theta2Schedule:
+    """The paper's gradient-threshold schedule: every spiking layer's theta2 starts at ``start``
+    (so every neuron is a candidate) and moves ``rate`` of the way to its target after each
+    ``step()``. Targets default to the layers' theta2 when the schedule is made."""
+
+    def __init__(self, net: Sequential, start: float = -100.0, rate: float = 0.5, targets=None):
+        self.layers = [layer for layer in net.layers if isinstance(layer, LIF)]
+        if not 0 < rate <= 1:
+            raise ValueError(f"[Theta2Schedule] rate must lie in (0, 1], got {rate}")
+        self.targets = [layer.theta2 for layer in self.layers] if targets is None else [float(t) for t in targets]
+        if len(self.targets) != len(self.layers):
+            raise ValueError(f"[Theta2Schedule] {len(self.targets)} targets for {len(self.layers)} layers")
+        self.rate, self.steps = float(rate), 0
+        for layer in self.layers:
+            layer.theta2 = min(float(start), layer.theta1)
+
+    def step(self) -> None:
+        for layer, target in zip(self.layers, self.targets):
+            layer.theta2 += self.rate * (target - layer.theta2)
+        self.steps += 1
+
+    def state_dict(self) -> dict:
+        return {"theta2": [layer.theta2 for layer in self.layers], "targets": list(self.targets),
+                "rate": self.rate, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["theta2"]) != len(self.layers) or len(state["targets"]) != len(self.layers):
+            raise ValueError(f"[Theta2Schedule.load_state_dict] state is for {len(state['theta2'])} "
+                             f"layers, this schedule has {len(self.layers)}")
+        for layer, theta2 in zip(self.layers, state["theta2"]):
+            layer.theta2 = float(theta2)
+        self.targets = [float(t) for t in state["targets"]]
+        self.rate, self.steps = float(state["rate"]), int(state["steps"])

@@ -1,9 +1,12 @@
 """Optimisers (C++ updates, in place on the parameters' float32 arrays).
 
 SGD: v = momentum v + g + wd p; p -= lr v.   Adam: bias-corrected moments; AdamW decays p directly.
+``state_dict``/``load_state_dict`` carry the moments and step count for checkpoints.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from . import _core
 from .nn import Parameter
@@ -36,6 +39,20 @@ class _Optimizer:
     def step(self) -> None:
         """Updates every parameter from its ``.grad``."""
         self._impl.step([(p.data, p.grad) for p in self.params])
+
+    def state_dict(self) -> dict:
+        """Learning rate, step count and state vectors (copies), for checkpoints."""
+        return {"lr": self.lr, "steps": self.steps, "state": self._impl.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores a ``state_dict``; the next step checks it against the parameters."""
+        name = type(self).__name__
+        missing = {"lr", "steps", "state"} - set(state)
+        if missing:
+            raise ValueError(f"[{name}.load_state_dict] missing keys {sorted(missing)}")
+        self._impl.load_state(int(state["steps"]),
+                              [np.ascontiguousarray(a, dtype=np.float32).ravel() for a in state["state"]])
+        self.lr = float(state["lr"])
 
     def zero_grad(self) -> None:
         for p in self.params:

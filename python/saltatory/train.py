@@ -1,137 +1,272 @@
-"""The main job: train a sparse SNN on the CPU and report accuracy and throughput.
+"""The main job: train a sparse SNN and report accuracy and throughput.
 
-    python -m saltatory.train                      # Fashion-MNIST (Debian package), latency-coded
-    python -m saltatory.train --dataset randman    # synthetic, no files needed
-    python -m saltatory.train --mode dense         # the dense baseline, same data and seed
+    python -m saltatory.train                                  # Fashion-MNIST (Debian package)
+    python -m saltatory.train --dataset nmnist-dir --data DIR  # N-MNIST .bin/.bs2 recordings
+    python -m saltatory.train --dataset shd-file --data shd_train.h5 [--test-data shd_test.h5]
+    python -m saltatory.train --dataset fsdd-dir --data DIR    # spoken digits through a cochlea
+    python -m saltatory.train --dataset randman                # synthetic, no files needed
+    python -m saltatory.train --mode dense                     # dense baseline, same data and seed
+    python -m saltatory.train --checkpoint-dir ckpt [--resume] # checkpoint every epoch / resume
 
-Network: input -> LIF(hidden, capacity = activity * hidden) x L -> leaky readout; membrane
-cross-entropy; Adam. Prints a progress bar (loss, accuracy, samples/s), evaluates every epoch and
-ends with a summary line.
+Network: input -> LIF (or RecurrentLIF) hidden layers with capacity = activity * width -> leaky
+readout; membrane cross-entropy; Adam. Shows a progress bar (loss, accuracy, samples/s),
+evaluates every epoch, writes plots and summary.json to --out, and ends with a summary line.
+A resumed run reproduces the uninterrupted one bit for bit on the CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 
 import numpy as np
 
 import saltatory as sal
-from saltatory.data import latency_encode, load_fashion_mnist, make_randman, train_test_split
+from saltatory import data
+
+_DATASETS = ("fashion-mnist", "nmnist-dir", "shd-file", "fsdd-dir", "randman")
+#: per data set: time steps, bin width in ms (event data), and the data location if it has one
+_DEFAULTS = {"fashion-mnist": (50, None, data.fashion_mnist.DEFAULT_ROOT), "randman": (50, None, None),
+             "nmnist-dir": (100, 3.0, None), "shd-file": (100, 10.0, None), "fsdd-dir": (100, 10.0, None)}
+#: the arguments that fix the network's shape: a checkpoint must match them
+_ARCHITECTURE = ("dataset", "hidden", "recurrent", "coupling", "mode", "steps", "activity", "capacity",
+                 "channels")
 
 
-def load_dataset(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Dense time-major spikes [T, S, N] and labels for train and test, and the class count."""
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m saltatory.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=_DATASETS, default="fashion-mnist")
+    p.add_argument("--data", help="data location: Fashion-MNIST IDX folder, N-MNIST or FSDD folder, "
+                                  "SHD training file")
+    p.add_argument("--test-data", help="SHD test file (default: the training file's name with "
+                                       "'train' replaced by 'test')")
+    p.add_argument("--mode", choices=["sparse", "dense"], default="sparse")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer widths")
+    p.add_argument("--recurrent", action="store_true", help="RecurrentLIF hidden layers")
+    p.add_argument("--coupling", choices=["same_step", "delayed"], default="same_step")
+    p.add_argument("--activity", type=float, default=0.2,
+                   help="hidden capacity as a fraction of width (default 0.2)")
+    p.add_argument("--capacity", type=int, default=0, help="hidden capacity (overrides --activity)")
+    p.add_argument("--input-capacity", type=int, default=0,
+                   help="input list capacity; 0 = the largest list in the data (nothing dropped)")
+    p.add_argument("--steps", type=int, default=0, help="time steps per sample (0 = per data set)")
+    p.add_argument("--bin-ms", type=float, default=0.0, help="event bin width in ms (0 = per data set)")
+    p.add_argument("--channels", type=int, default=64, help="cochlea channels for fsdd-dir")
+    p.add_argument("--theta2-schedule", action="store_true",
+                   help="start theta2 at -100 and move it halfway to 0.9 after each step (the paper's)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--train-samples", type=int, default=None,
+                   help="use this many training samples (Fashion-MNIST default 20000; 0 = all)")
+    p.add_argument("--test-samples", type=int, default=None,
+                   help="use this many test samples (Fashion-MNIST default 5000; 0 = all)")
+    p.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-dir", help="save the training state here after every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.ckpt")
+    p.add_argument("--out", help="folder for plots and summary.json (default runs/<dataset>-<mode>)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    steps, bin_ms, location = _DEFAULTS[args.dataset]
+    args.steps = args.steps or steps
+    args.bin_ms = args.bin_ms or bin_ms
+    args.data = args.data or location
     if args.dataset == "fashion-mnist":
-        train_x, train_y = load_fashion_mnist(split="train")
-        test_x, test_y = load_fashion_mnist(split="test")
-        rng = np.random.default_rng(args.seed)
-        if args.train_samples:
-            keep = rng.permutation(len(train_y))[: args.train_samples]
-            train_x, train_y = train_x[keep], train_y[keep]
-        if args.test_samples:
-            test_x, test_y = test_x[: args.test_samples], test_y[: args.test_samples]
-        encode = lambda images: latency_encode(images, args.steps, linear=True)  # noqa: E731
-        return encode(train_x), train_y, encode(test_x), test_y, 10
-    spikes, labels = make_randman(n_classes=10, n_units=100, n_steps=args.steps,
-                                  n_samples_per_class=200, seed=args.seed)
-    train_x, train_y, test_x, test_y = train_test_split(spikes, labels, 0.2, seed=args.seed)
-    return train_x, train_y, test_x, test_y, 10
+        args.train_samples = 20000 if args.train_samples is None else args.train_samples
+        args.test_samples = 5000 if args.test_samples is None else args.test_samples
+    if args.data is None and args.dataset != "randman":
+        p.error(f"--dataset {args.dataset} needs --data")
+    if args.resume and not args.checkpoint_dir:
+        p.error("--resume needs --checkpoint-dir")
+    if min(args.hidden) <= 0 or args.epochs <= 0 or args.batch_size <= 0 or args.steps <= 0:
+        p.error("--hidden, --epochs, --batch-size and --steps must be positive")
+    args.out = args.out or os.path.join("runs", f"{args.dataset}-{args.mode}")
+    return args
+
+
+def _limit(dataset, count: int | None, rng: np.random.Generator | None = None):
+    """The first ``count`` samples, or a random ``count`` of them with ``rng``; all for 0/None."""
+    if not count or count >= len(dataset):
+        return dataset
+    keep = rng.permutation(len(dataset))[:count] if rng is not None else np.arange(count)
+    if isinstance(dataset, data.EventDataset):
+        return dataset.subset(keep)
+    if isinstance(dataset, data.ImageDataset):
+        return data.ImageDataset(dataset.images[keep], dataset.labels[keep], dataset.n_steps,
+                                 capacity=dataset.capacity)
+    return data.DenseDataset(dataset.dense[:, keep], dataset.labels[keep], dataset.capacity)
+
+
+def load_datasets(args, rng: np.random.Generator):
+    """(train, test, number of classes) for ``args.dataset``."""
+    capacity = args.input_capacity or None
+    events = {"n_steps": args.steps, "bin_width": (args.bin_ms or 1.0) / 1000.0, "capacity": capacity}
+    if args.dataset == "fashion-mnist":
+        images, labels = data.load_fashion_mnist(args.data, split="train")
+        keep = rng.permutation(len(labels))[: args.train_samples] if args.train_samples else slice(None)
+        test_images, test_labels = data.load_fashion_mnist(args.data, split="test")
+        train = data.ImageDataset(images[keep], labels[keep], args.steps, capacity=capacity)
+        test = data.ImageDataset(test_images, test_labels, args.steps, capacity=train.capacity)
+    elif args.dataset == "nmnist-dir":
+        train = data.load_nmnist(args.data, "train", **events)
+        test = data.load_nmnist(args.data, "test", **{**events, "capacity": train.capacity})
+    elif args.dataset == "shd-file":
+        test_path = args.test_data or os.path.join(
+            os.path.dirname(args.data), os.path.basename(args.data).replace("train", "test"))
+        if os.path.abspath(test_path) == os.path.abspath(args.data):
+            raise SystemExit("saltatory.train: give the SHD test file with --test-data")
+        train = data.load_shd(args.data, **events)
+        test = data.load_shd(test_path, **{**events, "capacity": train.capacity})
+    elif args.dataset == "fsdd-dir":
+        cochlea = data.Cochlea(args.channels)
+        train = data.load_fsdd(args.data, "train", cochlea=cochlea, **events)
+        test = data.load_fsdd(args.data, "test", cochlea=cochlea, **{**events, "capacity": train.capacity})
+    else:
+        spikes, labels = data.make_randman(n_classes=10, n_units=100, n_steps=args.steps,
+                                           n_samples_per_class=200, seed=args.seed)
+        train_x, train_y, test_x, test_y = data.train_test_split(spikes, labels, 0.2, seed=args.seed)
+        train = data.DenseDataset(train_x, train_y)
+        test = data.DenseDataset(test_x, test_y, train.capacity)
+    if args.dataset != "fashion-mnist":
+        train = _limit(train, args.train_samples, rng)
+    test = _limit(test, args.test_samples)
+    n_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    return train, test, n_classes
 
 
 def build_network(args, n_in: int, n_classes: int) -> sal.Sequential:
     layers, width = [], n_in
+    kind = sal.RecurrentLIF if args.recurrent else sal.LIF
     for i, hidden in enumerate(args.hidden):
-        capacity = max(2, 2 * int(args.activity * hidden / 2))
-        layers.append(sal.LIF(width, hidden, capacity, seed=args.seed + i))
+        capacity = args.capacity or max(2, 2 * int(args.activity * hidden / 2))
+        layers.append(kind(width, hidden, capacity, seed=args.seed + i))
         width = hidden
     layers.append(sal.Readout(width, n_classes, seed=args.seed + len(args.hidden)))
-    return sal.Sequential(*layers, mode=args.mode, device=args.device, seed=args.seed)
+    return sal.Sequential(*layers, coupling=args.coupling, mode=args.mode, device=args.device,
+                          seed=args.seed)
 
 
-def batches(x: np.ndarray, y: np.ndarray, batch_size: int, capacity: int, rng=None):
-    order = np.arange(len(y)) if rng is None else rng.permutation(len(y))
-    for start in range(0, len(y), batch_size):
-        idx = order[start:start + batch_size]
-        yield sal.SpikeTensor.from_dense(x[:, idx], capacity), y[idx]
-
-
-def evaluate(net: sal.Sequential, x, y, args) -> float:
+def evaluate(net: sal.Sequential, loader: data.Loader) -> float:
     correct = 0
-    for spikes, labels in batches(x, y, args.batch_size, args.input_capacity):
+    for spikes, labels in loader.epoch(0):
         correct += int((sal.losses.predict(net(spikes)) == labels).sum())
-    return correct / len(y)
+    return correct / len(loader.dataset)
+
+
+def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progress=True) -> dict:
+    """One pass over ``loader``'s epoch ``epoch``; appends per-step loss and activity to ``trace``."""
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", unit="batch")
+        except ImportError:  # progress bars are optional
+            pass
+    losses, correct, seen, dropped = [], 0, 0, np.zeros(len(net.layers), np.int64)
+    start = time.perf_counter()
+    for spikes, labels in loader.epoch(epoch):
+        out = net(spikes)
+        loss, grad = sal.losses.membrane_cross_entropy(out, labels)
+        net.zero_grad()
+        net.backward(grad)
+        opt.step()
+        if schedule is not None:
+            schedule.step()
+        losses.append(loss)
+        correct += int((sal.losses.predict(out) == labels).sum())
+        seen += len(labels)
+        dropped += net.dropped
+        trace["loss"].append(float(loss))
+        trace["activity"].append([s.activity() for s in net.spikes])
+        if bar is not None:
+            bar.update()
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{correct / seen:.3f}",
+                            samples_s=f"{seen / (time.perf_counter() - start):.0f}")
+    elapsed = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+    activity = np.asarray(trace["activity"][-len(losses):]).mean(axis=0)
+    return {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_acc": correct / seen,
+            "samples_per_s": seen / elapsed, "seconds": elapsed,
+            "activity": [float(a) for a in activity], "dropped_hidden": [int(d) for d in dropped],
+            "dropped_input": int(loader.dropped)}
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m saltatory.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["fashion-mnist", "randman"], default="fashion-mnist")
-    parser.add_argument("--mode", choices=["sparse", "dense"], default="sparse")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--hidden", type=int, nargs="+", default=[256])
-    parser.add_argument("--activity", type=float, default=0.2,
-                        help="hidden capacity as a fraction of width (default 0.2)")
-    parser.add_argument("--steps", type=int, default=50, help="time steps per sample")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=5e-3)
-    parser.add_argument("--train-samples", type=int, default=20000, help="0 = all")
-    parser.add_argument("--test-samples", type=int, default=5000, help="0 = all")
-    parser.add_argument("--threads", type=int, default=0, help="0 = all cores")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        from tqdm import tqdm
-    except ImportError:  # progress bars are optional
-        tqdm = None
-
+    args = parse_args(argv)
     sal.set_num_threads(args.threads)
-    train_x, train_y, test_x, test_y, n_classes = load_dataset(args)
-    args.input_capacity = max(1, int(np.count_nonzero(train_x, axis=2).max()))
-    net = build_network(args, train_x.shape[2], n_classes)
-    opt = sal.optim.Adam(net.parameters(), lr=args.lr)
-    print(f"saltatory {sal.__version__}: {args.dataset}, {train_x.shape[1]} train / {test_x.shape[1]} test, "
-          f"T={args.steps}, {train_x.shape[2]}-{'-'.join(map(str, args.hidden))}-{n_classes}, "
-          f"mode={args.mode}, device={args.device}, input capacity {args.input_capacity}")
     rng = np.random.default_rng(args.seed)
-    history, train_time, trained = [], 0.0, 0
-    for epoch in range(1, args.epochs + 1):
-        steps = batches(train_x, train_y, args.batch_size, args.input_capacity, rng)
-        n_batches = -(-len(train_y) // args.batch_size)
-        bar = tqdm(steps, total=n_batches, desc=f"epoch {epoch}", unit="batch") if tqdm else steps
-        losses, correct, seen, activity, dropped = [], 0, 0, [], 0
-        start = time.perf_counter()
-        for spikes, labels in bar:
-            out = net(spikes)
-            loss, grad = sal.losses.membrane_cross_entropy(out, labels)
-            net.zero_grad()
-            net.backward(grad)
-            opt.step()
-            losses.append(loss)
-            correct += int((sal.losses.predict(out) == labels).sum())
-            seen += len(labels)
-            activity.append(net.spikes[0].activity())
-            dropped += sum(net.dropped)
-            rate = seen / (time.perf_counter() - start)
-            if tqdm:
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{correct / seen:.3f}",
-                                samples_s=f"{rate:.0f}")
-        elapsed = time.perf_counter() - start
-        train_time += elapsed
-        trained += seen
-        test_acc = evaluate(net, test_x, test_y, args)
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "train_acc": correct / seen,
-                        "test_acc": test_acc, "samples_per_s": seen / elapsed,
-                        "hidden_activity": float(np.mean(activity)), "dropped": dropped})
-        print(f"epoch {epoch}: loss {np.mean(losses):.4f}  train acc {correct / seen:.4f}  "
-              f"test acc {test_acc:.4f}  {seen / elapsed:.0f} samples/s  "
-              f"hidden activity {np.mean(activity):.4f}  dropped spikes {dropped}")
-    summary = {"dataset": args.dataset, "mode": args.mode, "test_acc": history[-1]["test_acc"],
-               "samples_per_s": trained / train_time, "epochs": args.epochs, "history": history}
+    train, test, n_classes = load_datasets(args, rng)
+    net = build_network(args, train.n_units, n_classes)
+    opt = sal.optim.Adam(net.parameters(), lr=args.lr)
+    schedule = sal.Theta2Schedule(net) if args.theta2_schedule else None
+    train_loader = data.Loader(train, args.batch_size, shuffle=True, seed=args.seed)
+    test_loader = data.Loader(test, args.batch_size, seed=args.seed)
+    architecture = {key: getattr(args, key) for key in _ARCHITECTURE}
+
+    history, trace, first_epoch = [], {"loss": [], "activity": []}, 0
+    checkpoint = os.path.join(args.checkpoint_dir, "last.ckpt") if args.checkpoint_dir else None
+    if args.resume and os.path.exists(checkpoint):
+        meta = sal.load_checkpoint(checkpoint, net, opt, rng=rng, schedule=schedule)
+        saved = meta["extra"].get("architecture")
+        if saved != json.loads(json.dumps(architecture)):
+            raise SystemExit(f"saltatory.train: {checkpoint} was made with {saved}, this run has "
+                             f"{architecture}")
+        history, trace, first_epoch = meta["extra"]["history"], meta["extra"]["trace"], meta["epoch"]
+        print(f"resumed from {checkpoint} after epoch {first_epoch}")
+    elif args.resume:
+        print(f"no checkpoint at {checkpoint}: starting from scratch")
+
+    print(f"saltatory {sal.__version__}: {args.dataset}, {len(train)} train / {len(test)} test, "
+          f"T={args.steps}, {train.n_units}-{'-'.join(map(str, args.hidden))}-{n_classes}"
+          f"{' recurrent' if args.recurrent else ''}, mode={args.mode}, device={args.device}, "
+          f"input capacity {train.capacity}")
+    try:
+        for epoch in range(first_epoch, args.epochs):
+            record = train_epoch(net, opt, train_loader, epoch, trace, schedule, not args.no_progress)
+            record["test_acc"] = evaluate(net, test_loader)
+            history.append(record)
+            print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  train acc {record['train_acc']:.4f}  "
+                  f"test acc {record['test_acc']:.4f}  {record['samples_per_s']:.0f} samples/s  "
+                  f"hidden activity {record['activity'][0]:.4f}  dropped spikes: input "
+                  f"{record['dropped_input']}, hidden {sum(record['dropped_hidden'])}")
+            if checkpoint:
+                os.makedirs(args.checkpoint_dir, exist_ok=True)
+                sal.save_checkpoint(checkpoint, net, opt, epoch=epoch + 1, rng=rng, schedule=schedule,
+                                    extra={"architecture": architecture, "history": history,
+                                           "trace": trace})
+    except KeyboardInterrupt:
+        where = f"; resume with --resume --checkpoint-dir {args.checkpoint_dir}" if checkpoint else ""
+        raise SystemExit(f"\ninterrupted during epoch {len(history) + 1}{where}") from None
+
+    seconds = sum(h["seconds"] for h in history)
+    summary = {"dataset": args.dataset, "mode": args.mode, "epochs": args.epochs,
+               "test_acc": history[-1]["test_acc"] if history else None,
+               "samples_per_s": len(train) * len(history) / seconds if seconds else None,
+               "train_seconds": seconds, "threads": sal.build_info()["cpu_threads"],
+               "history": history, "args": vars(args)}
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    if not args.no_plots and history:
+        from saltatory import plots
+
+        plots.plot_curves(history, trace, os.path.join(args.out, "curves.png"))
+        plots.plot_activity(trace, os.path.join(args.out, "activity.png"))
+        spikes, _ = next(iter(test_loader.epoch(0)))
+        net(spikes)
+        plots.plot_raster([spikes] + net.spikes, os.path.join(args.out, "raster.png"),
+                          names=["input"] + [f"hidden {i}" for i in range(len(net.spikes))])
     print(f"summary: {args.dataset} {args.mode}: test accuracy {summary['test_acc']:.4f} after "
           f"{args.epochs} epochs, training throughput {summary['samples_per_s']:.0f} samples/s "
-          f"(forward + backward + Adam, {sal.build_info()['cpu_threads']} threads)")
+          f"(forward + backward + Adam, {summary['threads']} threads); plots and summary.json in "
+          f"{args.out}")
     return summary
 
 

@@ -47,6 +47,16 @@ void Optimizer::prepare(const std::vector<ParamRef>& params, int slots, const ch
   ++steps_;
 }
 
+void Optimizer::load_state(int64_t steps, std::vector<std::vector<float>> state) {
+  const char* op = "Optimizer.load_state";
+  check(steps >= 0, op, "step count ", steps, " is negative");
+  check(steps > 0 || state.empty(), op, "state given for an optimiser that has taken no step");
+  for (size_t i = 0; i < state.size(); ++i)
+    for (const float x : state[i]) check(std::isfinite(x), op, "state vector ", i, " is not finite");
+  state_ = std::move(state);
+  steps_ = steps;
+}
+
 Sgd::Sgd(float lr_, float momentum_, float weight_decay_)
     : momentum(momentum_), weight_decay(weight_decay_) {
   check(lr_ > 0 && momentum_ >= 0 && weight_decay_ >= 0, "SGD",

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "saltatory/core/error.hpp"
@@ -104,4 +105,30 @@ TEST(Optim, RejectsChangedParameterListsAndNonFiniteGradients) {
   g[1] = NAN;
   EXPECT_THROW(adam.step({{p.data(), g.data(), 3}}), Error);
   EXPECT_THROW(Sgd(-1.0f), Error);
+}
+
+TEST(Optim, RestoredStateContinuesBitForBit) {
+  // Four steps in one optimiser equal two steps, a state copy into a fresh one, and two more.
+  const std::vector<float> g{0.2f, -0.7f, 1.5f};
+  for (bool adam : {true, false}) {
+    auto make = [&]() -> std::unique_ptr<Optimizer> {
+      if (adam) return std::make_unique<Adam>(0.01f);
+      return std::make_unique<Sgd>(0.1f, 0.9f);
+    };
+    std::vector<float> straight{0.3f, 0.1f, -1.0f}, resumed = straight;
+    auto first = make(), second = make();
+    for (int t = 0; t < 4; ++t) first->step({{straight.data(), g.data(), 3}});
+    for (int t = 0; t < 2; ++t) second->step({{resumed.data(), g.data(), 3}});
+    auto restored = make();
+    restored->load_state(second->steps(), second->state());
+    for (int t = 0; t < 2; ++t) restored->step({{resumed.data(), g.data(), 3}});
+    EXPECT_EQ(restored->steps(), 4);
+    EXPECT_EQ(straight, resumed) << (adam ? "Adam" : "SGD");
+  }
+  Adam adam;
+  EXPECT_THROW(adam.load_state(-1, {}), Error);
+  EXPECT_THROW(adam.load_state(1, {{NAN}}), Error);
+  std::vector<float> p(3, 0.0f);
+  adam.load_state(1, {{0.0f}, {0.0f}});  // sized for one value: the next step says so
+  EXPECT_THROW(adam.step({{p.data(), g.data(), 3}}), Error);
 }

@@ -24,6 +24,12 @@ class Optimizer {
   virtual void step(const std::vector<ParamRef>& params) = 0;
   float lr = 1e-3f;
   int64_t steps() const { return steps_; }
+  /// State for checkpoints: `slots` vectors per parameter, in parameter order (SGD: velocity;
+  /// Adam: m, v); empty before the first step.
+  const std::vector<std::vector<float>>& state() const { return state_; }
+  /// Restores `state()` and the step count of a checkpoint; the next step checks the sizes
+  /// against its parameters. Non-finite values are rejected.
+  void load_state(int64_t steps, std::vector<std::vector<float>> state);
 
  protected:
   /// Allocates or checks per-parameter state: `slots` state vectors per parameter.
@@ -48,9 +54,6 @@ class Adam : public Optimizer {
   void step(const std::vector<ParamRef>& params) override;
   float beta1, beta2, eps, weight_decay;
   bool decoupled;
-  /// Optimiser state for checkpoints: per parameter [m..., v...].
-  std::vector<std::vector<float>>& state() { return state_; }
-  void set_steps(int64_t n) { steps_ = n; }
 };
 
 }  // namespace saltatory

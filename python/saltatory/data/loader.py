@@ -1,0 +1,155 @@
+"""Batching: in-memory datasets and a loader that shuffles and prefetches in a background thread.
+
+A dataset has ``labels``, ``n_units``, ``n_steps``, ``len()`` and ``spikes(indices, seed)`` ->
+SpikeTensor [T, B, K]. The loader's order in epoch e is a permutation drawn from (seed, e) alone,
+and each batch's overflow seed from (seed, e, batch), so an epoch is reproducible on its own
+(a resumed run sees exactly the batches the uninterrupted run saw).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import numpy as np
+
+from ..spikes import SpikeTensor
+from .encode import latency_encode, rate_encode
+
+
+class DenseDataset:
+    """Dense time-major 0/1 spikes [T, S, N] and labels [S]."""
+
+    def __init__(self, spikes: np.ndarray, labels, capacity: int | None = None):
+        spikes = np.asarray(spikes)
+        self.labels = np.ascontiguousarray(labels, dtype=np.int32)
+        if spikes.ndim != 3 or spikes.shape[1] != len(self.labels):
+            raise ValueError(f"[DenseDataset] spikes must be [T, S, N] with S = {len(self.labels)} "
+                             f"labels, got shape {spikes.shape}")
+        self.dense = spikes
+        self.n_steps, _, self.n_units = spikes.shape
+        self.capacity = capacity or max(1, int(np.count_nonzero(spikes, axis=2).max(initial=0)))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def spikes(self, indices, seed: int = 0) -> SpikeTensor:
+        return SpikeTensor.from_dense(self.dense[:, np.asarray(indices)], self.capacity,
+                                      overflow="random", seed=seed)
+
+
+class ImageDataset:
+    """Images [S, ...] encoded per batch: ``latency`` (linear time-to-first-spike) or ``rate``.
+    The capacity defaults to the largest list over the whole data set (nothing dropped)."""
+
+    def __init__(self, images: np.ndarray, labels, n_steps: int, *, encoding: str = "latency",
+                 capacity: int | None = None, **encoder_options):
+        if encoding not in ("latency", "rate"):
+            raise ValueError(f"[ImageDataset] encoding must be 'latency' or 'rate', got {encoding!r}")
+        self.images = np.asarray(images)
+        self.labels = np.ascontiguousarray(labels, dtype=np.int32)
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"[ImageDataset] {len(self.images)} images but {len(self.labels)} labels")
+        self.n_steps, self.encoding, self.options = int(n_steps), encoding, encoder_options
+        self.n_units = int(np.prod(self.images.shape[1:]))
+        if capacity is None:
+            capacity = max((int(np.count_nonzero(self._encode(chunk, 0), axis=2).max(initial=1))
+                            for chunk in np.array_split(np.arange(len(self)), max(1, len(self) // 512))),
+                           default=1)
+        self.capacity = int(capacity)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _encode(self, indices, seed: int) -> np.ndarray:
+        if self.encoding == "latency":
+            return latency_encode(self.images[indices], self.n_steps, **{"linear": True, **self.options})
+        return rate_encode(self.images[indices], self.n_steps, seed=seed, **self.options)
+
+    def spikes(self, indices, seed: int = 0) -> SpikeTensor:
+        return SpikeTensor.from_dense(self._encode(np.asarray(indices), seed), self.capacity,
+                                      overflow="random", seed=seed)
+
+
+def _seed(*words: int) -> int:
+    return int(np.random.SeedSequence(list(words)).generate_state(1, np.uint64)[0] >> 1)
+
+
+class Loader:
+    """Batches (SpikeTensor, labels int32) of a dataset, built ``prefetch`` ahead in a thread.
+
+    ``epoch(e)`` iterates epoch e; plain iteration runs epochs 0, 1, 2, ... in turn. ``dropped``
+    counts the events the last epoch's batches lost to capacity or to the time window.
+    """
+
+    def __init__(self, dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 drop_last: bool = False, prefetch: int = 2):
+        if batch_size <= 0 or prefetch < 0:
+            raise ValueError(f"[Loader] batch_size must be positive and prefetch >= 0, got "
+                             f"{batch_size}, {prefetch}")
+        self.dataset, self.batch_size, self.shuffle, self.seed = dataset, int(batch_size), shuffle, int(seed)
+        self.drop_last, self.prefetch = drop_last, int(prefetch)
+        self.dropped = 0
+        self._next_epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def order(self, epoch: int) -> np.ndarray:
+        n = len(self.dataset)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng(_seed(self.seed, epoch)).permutation(n)
+
+    def _batches(self, epoch: int):
+        order = self.order(epoch)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield self.dataset.spikes(idx, _seed(self.seed, epoch, b)), self.dataset.labels[idx]
+
+    def epoch(self, epoch: int):
+        self._next_epoch = epoch + 1
+        self.dropped = 0
+        batches = self._batches(epoch) if self.prefetch == 0 else self._prefetched(epoch)
+        for spikes, labels in batches:
+            self.dropped += spikes.dropped
+            yield spikes, labels
+
+    def __iter__(self):
+        return self.epoch(self._next_epoch)
+
+    def _prefetched(self, epoch: int):
+        """Runs ``_batches`` in a daemon thread (the C++ binning releases the GIL); errors are
+        re-raised here, and abandoning the iterator stops the thread."""
+        ready: queue.Queue = queue.Queue(self.prefetch)
+        stop = threading.Event()
+        done = object()
+
+        def offer(item) -> bool:  # False once the consumer has gone
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        def produce():
+            try:
+                for item in self._batches(epoch):
+                    if not offer(item):
+                        return
+                offer(done)
+            except BaseException as exc:  # handed to the consumer
+                offer(exc)
+
+        thread = threading.Thread(target=produce, name="saltatory-loader", daemon=True)
+        thread.start()
+        try:
+            while (item := ready.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()

@@ -1,0 +1,79 @@
+"""Spiking Heidelberg Digits / Spiking Speech Commands HDF5 files (Cramer et al. 2020), via h5py.
+
+Layout: ``spikes/times`` (one float array of seconds per sample), ``spikes/units`` (one integer
+array of channel ids per sample), ``labels`` (one integer per sample). SHD and SSC have 700
+channels; files written by ``write_shd`` also carry an ``n_units`` attribute.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .events import EventDataset
+
+SHD_UNITS = 700
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as exc:
+        raise ImportError("saltatory.data: SHD files need h5py: pip install h5py "
+                          "(or pip install saltatory[train])") from exc
+    return h5py
+
+
+def read_shd(path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]:
+    """(times, units, labels, n_units) of an SHD-layout file; malformed files raise ValueError."""
+    h5py = _h5py()
+    path = os.fspath(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"read_shd: {path} not found") from exc
+        raise ValueError(f"read_shd: {path} is not a readable HDF5 file ({exc})") from exc
+    with f:
+        for key in ("spikes/times", "spikes/units", "labels"):
+            if key not in f:
+                raise ValueError(f"read_shd: {path} has no '{key}' dataset (not an SHD-layout file)")
+        try:
+            times = [np.asarray(t, dtype=np.float64) for t in f["spikes/times"]]
+            units = [np.asarray(u, dtype=np.int64) for u in f["spikes/units"]]
+            labels = np.asarray(f["labels"], dtype=np.int64)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"read_shd: {path}: unreadable data ({exc})") from exc
+        n_units = int(f.attrs.get("n_units", SHD_UNITS))
+    if not len(times) == len(units) == len(labels):
+        raise ValueError(f"read_shd: {path}: {len(times)} time arrays, {len(units)} unit arrays and "
+                         f"{len(labels)} labels")
+    return times, units, labels, n_units
+
+
+def write_shd(path, times, units, labels, n_units: int = SHD_UNITS, **attrs) -> None:
+    """Writes samples in the SHD layout (times float32 seconds, units uint16, labels uint16)."""
+    h5py = _h5py()
+    if not len(times) == len(units) == len(labels):
+        raise ValueError("write_shd: times, units and labels need one entry per sample")
+    with h5py.File(os.fspath(path), "w") as f:
+        for key, arrays, dtype in (("spikes/times", times, np.float32), ("spikes/units", units, np.uint16)):
+            column = np.empty(len(arrays), dtype=object)
+            for i, a in enumerate(arrays):  # element-wise: equal lengths must not make a 2-D array
+                column[i] = np.asarray(a, dtype)
+            f.create_dataset(key, data=column, dtype=h5py.vlen_dtype(np.dtype(dtype)))
+        f.create_dataset("labels", data=np.asarray(labels, np.uint16))
+        f.attrs["n_units"] = int(n_units)
+        for key, value in attrs.items():
+            f.attrs[key] = value
+
+
+def load_shd(path, *, n_steps: int = 100, bin_width: float = 1e-2, capacity: int | None = None,
+             limit: int | None = None) -> EventDataset:
+    """An SHD-layout file as an EventDataset (default 100 bins of 10 ms = 1 s)."""
+    times, units, labels, n_units = read_shd(path)
+    if limit is not None:
+        times, units, labels = times[:limit], units[:limit], labels[:limit]
+    return EventDataset(times, units, labels, n_units=n_units, n_steps=n_steps, bin_width=bin_width,
+                        capacity=capacity)
