@@ -26,6 +26,7 @@ def plot_raster(spikes, path, *, sample: int = 0, names=None) -> None:
         steps = np.repeat(np.arange(len(n)), n)
         ids = np.concatenate([tensor.ids[t, sample, :n[t]] for t in range(len(n))]) if n.sum() else []
         ax.scatter(steps, ids, s=1.5, c="k", marker="|")
+        ax.set_xlim(-0.5, len(n) - 0.5)
         ax.set_ylim(-0.5, tensor.n_neurons - 0.5)
         ax.set_ylabel(f"{name}\nneuron")
     axes[-1, 0].set_xlabel("time step")
