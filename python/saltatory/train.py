@@ -82,6 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.test_samples = 5000 if args.test_samples is None else args.test_samples
     if args.data is None and args.dataset != "randman":
         p.error(f"--dataset {args.dataset} needs --data")
+    if args.device not in sal.available_devices():
+        p.error(f"--device {args.device} is not available here; available: {sal.available_devices()}")
     if args.resume and not args.checkpoint_dir:
         p.error("--resume needs --checkpoint-dir")
     if min(args.hidden) <= 0 or args.epochs <= 0 or args.batch_size <= 0 or args.steps <= 0:
@@ -94,13 +96,7 @@ def _limit(dataset, count: int | None, rng: np.random.Generator | None = None):
     """The first ``count`` samples, or a random ``count`` of them with ``rng``; all for 0/None."""
     if not count or count >= len(dataset):
         return dataset
-    keep = rng.permutation(len(dataset))[:count] if rng is not None else np.arange(count)
-    if isinstance(dataset, data.EventDataset):
-        return dataset.subset(keep)
-    if isinstance(dataset, data.ImageDataset):
-        return data.ImageDataset(dataset.images[keep], dataset.labels[keep], dataset.n_steps,
-                                 capacity=dataset.capacity)
-    return data.DenseDataset(dataset.dense[:, keep], dataset.labels[keep], dataset.capacity)
+    return dataset.subset(rng.permutation(len(dataset))[:count] if rng is not None else np.arange(count))
 
 
 def load_datasets(args, rng: np.random.Generator):
@@ -112,7 +108,9 @@ def load_datasets(args, rng: np.random.Generator):
         keep = rng.permutation(len(labels))[: args.train_samples] if args.train_samples else slice(None)
         test_images, test_labels = data.load_fashion_mnist(args.data, split="test")
         train = data.ImageDataset(images[keep], labels[keep], args.steps, capacity=capacity)
-        test = data.ImageDataset(test_images, test_labels, args.steps, capacity=train.capacity)
+        test = data.ImageDataset(test_images[: args.test_samples or None],
+                                 test_labels[: args.test_samples or None], args.steps,
+                                 capacity=train.capacity)
     elif args.dataset == "nmnist-dir":
         train = data.load_nmnist(args.data, "train", **events)
         test = data.load_nmnist(args.data, "test", **{**events, "capacity": train.capacity})
@@ -133,9 +131,9 @@ def load_datasets(args, rng: np.random.Generator):
         train_x, train_y, test_x, test_y = data.train_test_split(spikes, labels, 0.2, seed=args.seed)
         train = data.DenseDataset(train_x, train_y)
         test = data.DenseDataset(test_x, test_y, train.capacity)
-    if args.dataset != "fashion-mnist":
+    if args.dataset != "fashion-mnist":  # Fashion-MNIST: limited before encoding
         train = _limit(train, args.train_samples, rng)
-    test = _limit(test, args.test_samples)
+        test = _limit(test, args.test_samples)
     n_classes = int(max(train.labels.max(), test.labels.max())) + 1
     return train, test, n_classes
 

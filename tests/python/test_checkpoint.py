@@ -203,6 +203,8 @@ def test_train_options(tmp_path: Path) -> None:
         train.main(["--dataset", "nmnist-dir"])  # needs --data
     with pytest.raises(SystemExit):
         train.main(["--resume"])  # needs --checkpoint-dir
+    with pytest.raises(SystemExit):
+        train.main(["--device", "tpu"])
 
 
 def test_train_on_event_files(tmp_path: Path) -> None:

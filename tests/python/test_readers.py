@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from saltatory.data import (CAMERA_EVENT_DTYPE, Cochlea, DenseDataset, EventDataset, ImageDataset,
-                            Loader, events_to_units, fsdd_files, fsdd_to_shd, load_fsdd, load_nmnist,
-                            load_shd, read_nmnist_events, read_shd, read_wav, write_nmnist_events,
-                            write_shd)
+                            Loader, events_to_units, from_tonic, fsdd_files, fsdd_to_shd, load_fsdd,
+                            load_nmnist, load_shd, read_nmnist_events, read_shd, read_wav,
+                            write_nmnist_events, write_shd)
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -126,6 +126,22 @@ def test_events_to_units_layout_and_errors() -> None:
     bad = _camera_events([(0, 0, -5, 0)])
     with pytest.raises(ValueError, match="non-negative"):
         events_to_units(bad, (34, 34, 2))
+
+
+def test_from_tonic_style_dataset() -> None:
+    class TonicLike(list):  # what tonic.datasets.NMNIST looks like: (events, target) and sensor_size
+        sensor_size = (34, 34, 2)
+
+    samples = TonicLike([(_camera_events([(1, 2, 1500, 1), (3, 4, 4500, 0)]), 7),
+                         (_camera_events([(0, 0, 0, 0)]), 2)])
+    ds = from_tonic(samples, n_steps=5, bin_width=1e-3)
+    assert ds.labels.tolist() == [7, 2] and ds.n_units == 2312
+    dense = ds.spikes([0, 1]).to_dense()
+    assert dense[1, 0, (34 + 2) * 34 + 1] == 1 and dense[4, 0, (0 + 4) * 34 + 3] == 1 and dense[0, 1, 0] == 1
+    assert dense.sum() == 3
+    assert len(from_tonic(samples, n_steps=5, bin_width=1e-3, limit=1)) == 1
+    with pytest.raises(ValueError, match="sensor_size"):
+        from_tonic(list(samples), n_steps=5, bin_width=1e-3)
 
 
 def test_event_dataset_capacity_overflow_is_seeded_and_counted() -> None:

@@ -106,3 +106,23 @@ class EventDataset:
         return EventDataset([self.times[i] for i in indices], [self.units[i] for i in indices],
                             self.labels[np.asarray(indices, dtype=np.int64)], n_units=self.n_units,
                             n_steps=self.n_steps, bin_width=self.bin_width, capacity=self.capacity)
+
+
+def from_tonic(dataset, sensor_size=None, *, n_steps: int, bin_width: float, capacity: int | None = None,
+               time_scale: float = 1e-6, limit: int | None = None) -> EventDataset:
+    """An EventDataset from any sequence of (events, label) pairs with tonic-style structured
+    events, e.g. a ``tonic.datasets`` object (whose ``sensor_size`` is used when not given)."""
+    sensor_size = sensor_size if sensor_size is not None else getattr(dataset, "sensor_size", None)
+    if sensor_size is None:
+        raise ValueError("[from_tonic] give sensor_size (W, H, P): the dataset has no sensor_size")
+    times, units, labels = [], [], []
+    for i, (events, label) in enumerate(dataset):
+        if limit is not None and i >= limit:
+            break
+        t, u = events_to_units(events, sensor_size, time_scale)
+        times.append(t)
+        units.append(u)
+        labels.append(int(label))
+    width, height, polarities = (int(s) for s in sensor_size)
+    return EventDataset(times, units, labels, n_units=width * height * polarities, n_steps=n_steps,
+                        bin_width=bin_width, capacity=capacity)

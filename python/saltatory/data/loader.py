@@ -1,7 +1,7 @@
 """Batching: in-memory datasets and a loader that shuffles and prefetches in a background thread.
 
-A dataset has ``labels``, ``n_units``, ``n_steps``, ``len()`` and ``spikes(indices, seed)`` ->
-SpikeTensor [T, B, K]. The loader's order in epoch e is a permutation drawn from (seed, e) alone,
+A dataset has ``labels``, ``n_units``, ``n_steps``, ``capacity``, ``len()``, ``subset(indices)``
+and ``spikes(indices, seed)`` -> SpikeTensor [T, B, K]. The loader's order in epoch e is a permutation drawn from (seed, e) alone,
 and each batch's overflow seed from (seed, e, batch), so an epoch is reproducible on its own
 (a resumed run sees exactly the batches the uninterrupted run saw).
 """
@@ -37,6 +37,10 @@ class DenseDataset:
         return SpikeTensor.from_dense(self.dense[:, np.asarray(indices)], self.capacity,
                                       overflow="random", seed=seed)
 
+    def subset(self, indices) -> "DenseDataset":
+        indices = np.asarray(indices, dtype=np.int64)
+        return DenseDataset(self.dense[:, indices], self.labels[indices], self.capacity)
+
 
 class ImageDataset:
     """Images [S, ...] encoded per batch: ``latency`` (linear time-to-first-spike) or ``rate``.
@@ -69,6 +73,11 @@ class ImageDataset:
     def spikes(self, indices, seed: int = 0) -> SpikeTensor:
         return SpikeTensor.from_dense(self._encode(np.asarray(indices), seed), self.capacity,
                                       overflow="random", seed=seed)
+
+    def subset(self, indices) -> "ImageDataset":
+        indices = np.asarray(indices, dtype=np.int64)
+        return ImageDataset(self.images[indices], self.labels[indices], self.n_steps,
+                            encoding=self.encoding, capacity=self.capacity, **self.options)
 
 
 def _seed(*words: int) -> int:
