@@ -7,7 +7,6 @@ used where present and skipped with a message otherwise.
 from __future__ import annotations
 
 import os
-import struct
 import wave
 from pathlib import Path
 
