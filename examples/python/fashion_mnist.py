@@ -8,7 +8,6 @@ Needs the Debian package dataset-fashion-mnist (or --root pointing at the IDX .g
 import argparse
 import time
 
-
 import saltatory as sal
 from saltatory import data
 
