@@ -133,3 +133,47 @@ def test_lif_equals_snntorch_leaky(mode: str) -> None:
     np.testing.assert_allclose(module.layers_0_weight.grad.numpy(), grad_w_ref, rtol=2e-4, atol=2e-5)
     at_spikes = x == 1  # Saltatory defines input gradients at input spikes
     np.testing.assert_allclose(xt.grad.numpy()[at_spikes], grad_x_ref[at_spikes], rtol=2e-4, atol=2e-5)
+
+
+def _detached_reset(z, v, reset, th):
+    """Norse's reset_value with the spike detached: the reset-gradient convention of snnTorch and
+    of Saltatory's reset_grad="mask" (Norse's default also differentiates through the reset)."""
+    z = z.detach()
+    return (1 - z) * v + z * reset
+
+
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+def test_lif_equals_norse_lif_box(mode: str) -> None:
+    norse = pytest.importorskip("norse.torch")
+    from norse.torch.functional.lif_box import (LIFBoxFeedForwardState, LIFBoxParameters,
+                                                lif_box_feed_forward_step)
+
+    alpha, dt = 0.9, 1e-3
+    x = _input(7, p=0.4)
+    grad_spikes = np.random.default_rng(8).standard_normal((T, B, N)).astype(np.float32)
+    # Norse LIFBox: v = v + dt tau_inv (i - v), z = H(v - 1), v = (1 - z) v: alpha = 1 - dt tau_inv
+    # and gain = 1. Norse's SuperSpike has slope 1: 1 / (|v - 1| + 1)^2.
+    module = SparseLIF(N_IN, N, N, alpha=alpha, gain=1.0, theta2=-1e9, reset_grad="mask",
+                       surrogate="super_spike", beta=1.0, mode=mode, seed=9)
+    weight = module.layers_0_weight.detach().numpy().copy()
+    xt = torch.from_numpy(x).requires_grad_(True)
+    out = module(xt)
+    (out * torch.from_numpy(grad_spikes)).sum().backward()
+
+    p = LIFBoxParameters(tau_mem_inv=torch.as_tensor((1 - alpha) / dt), v_leak=torch.as_tensor(0.0),
+                         v_th=torch.as_tensor(1.0), v_reset=torch.as_tensor(0.0), method="super",
+                         reset_method=_detached_reset)
+    w = torch.tensor(weight, requires_grad=True)
+    xn = torch.tensor(x, requires_grad=True)
+    state = LIFBoxFeedForwardState(v=torch.zeros(B, N))
+    spikes = []
+    for t in range(T):
+        z, state = lif_box_feed_forward_step(xn[t] @ w, state, p, dt=dt)
+        spikes.append(z)
+    spikes = torch.stack(spikes)
+    (spikes * torch.from_numpy(grad_spikes)).sum().backward()
+    assert norse is not None and 0 < spikes.mean().item() < 0.5
+    np.testing.assert_array_equal(out.detach().numpy(), spikes.detach().numpy())
+    np.testing.assert_allclose(module.layers_0_weight.grad.numpy(), w.grad.numpy(), rtol=2e-4, atol=2e-5)
+    at_spikes = x == 1
+    np.testing.assert_allclose(xt.grad.numpy()[at_spikes], xn.grad.numpy()[at_spikes], rtol=2e-4, atol=2e-5)
