@@ -177,3 +177,26 @@ def test_lif_equals_norse_lif_box(mode: str) -> None:
     np.testing.assert_allclose(module.layers_0_weight.grad.numpy(), w.grad.numpy(), rtol=2e-4, atol=2e-5)
     at_spikes = x == 1
     np.testing.assert_allclose(xt.grad.numpy()[at_spikes], xn.grad.numpy()[at_spikes], rtol=2e-4, atol=2e-5)
+
+
+def test_lif_forward_equals_norse_current_based_lif() -> None:
+    pytest.importorskip("norse.torch")
+    from norse.torch.functional.lif import LIFFeedForwardState, LIFParameters, lif_feed_forward_step
+
+    # Norse's LIF adds the input to a synaptic current that decays by dt * tau_syn_inv per step;
+    # with dt * tau_syn_inv = 1 the current is the step's input alone, which is Saltatory's LIF.
+    # (Its reset is differentiated, so only the forward is compared; gradients: LIFBox above.)
+    alpha, dt = 0.9, 1e-3
+    x = _input(9, p=0.4)
+    module = SparseLIF(N_IN, N, N, alpha=alpha, gain=1.0, theta2=-1e9, seed=10)
+    w = torch.from_numpy(module.layers_0_weight.detach().numpy().copy())
+    p = LIFParameters(tau_syn_inv=torch.as_tensor(1.0 / dt), tau_mem_inv=torch.as_tensor((1 - alpha) / dt),
+                      v_leak=torch.as_tensor(0.0), v_th=torch.as_tensor(1.0), v_reset=torch.as_tensor(0.0))
+    state = LIFFeedForwardState(v=torch.zeros(B, N), i=torch.zeros(B, N))
+    spikes = []
+    for t in range(T):
+        z, state = lif_feed_forward_step(torch.from_numpy(x[t]) @ w, state, p, dt=dt)
+        spikes.append(z)
+    spikes = torch.stack(spikes).numpy()
+    assert 0 < spikes.mean() < 0.5
+    np.testing.assert_array_equal(module(torch.from_numpy(x)).detach().numpy(), spikes)
