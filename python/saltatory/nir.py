@@ -29,7 +29,8 @@ from .nn import LIF, Readout, RecurrentLIF, Sequential
 _SALTATORY_KEYS = ("capacity", "theta2", "surrogate", "beta", "reset", "reset_grad")
 
 
-def to_nir(net: Sequential, dt: float = 1e-4, *, neuron: str = "LIF", fold_gain: bool = False) -> "nir.NIRGraph":
+def to_nir(net: Sequential, dt: float = 1e-4, *, neuron: str = "LIF",
+           fold_gain: bool = False) -> "nir.NIRGraph":
     """The stack as a NIR graph: input -> (Linear|Affine -> LIF|CubaLIF|LI) per layer -> output."""
     if net.coupling != "same_step":
         raise ValueError("[to_nir] NIR has no one-step layer delay: export needs coupling='same_step'")
@@ -135,7 +136,8 @@ def _layer(name, neuron, weight, bias, graph, dt, capacity, seed):
     tau = neuron.tau_mem if isinstance(neuron, nir.CubaLIF) else neuron.tau
     if not np.allclose(neuron.v_leak, 0.0) or not np.allclose(getattr(neuron, "v_reset", 0.0), 0.0):
         raise ValueError(f"[from_nir] node {name}: only v_leak = 0 and v_reset = 0 are supported")
-    if isinstance(neuron, nir.CubaLIF) and not (np.allclose(neuron.tau_syn, dt) and np.allclose(neuron.w_in, 1.0)):
+    instantaneous = lambda n: np.allclose(n.tau_syn, dt) and np.allclose(n.w_in, 1.0)  # noqa: E731
+    if isinstance(neuron, nir.CubaLIF) and not instantaneous(neuron):
         raise ValueError(f"[from_nir] node {name}: CubaLIF with a synaptic time constant "
                          f"(tau_syn != dt) is not supported: Saltatory LIF has no synaptic current")
     alpha = (1.0 - dt / np.broadcast_to(np.asarray(tau, np.float64), (n_out,))).astype(np.float32)

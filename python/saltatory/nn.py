@@ -274,7 +274,8 @@ class Theta2Schedule:
         self.layers = [layer for layer in net.layers if isinstance(layer, LIF)]
         if not 0 < rate <= 1:
             raise ValueError(f"[Theta2Schedule] rate must lie in (0, 1], got {rate}")
-        self.targets = [layer.theta2 for layer in self.layers] if targets is None else [float(t) for t in targets]
+        self.targets = ([layer.theta2 for layer in self.layers] if targets is None
+                        else [float(t) for t in targets])
         if len(self.targets) != len(self.layers):
             raise ValueError(f"[Theta2Schedule] {len(self.targets)} targets for {len(self.layers)} layers")
         self.rate, self.steps = float(rate), 0

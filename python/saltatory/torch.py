@@ -116,7 +116,8 @@ class SparseSequential(torch.nn.Module):
 
     def to_spikes(self, x: torch.Tensor) -> SpikeTensor:
         dense = _dense_numpy(x, "SparseSequential")
-        return SpikeTensor.from_dense(dense, self.input_capacity, overflow=self.net.overflow, seed=self.net.seed)
+        return SpikeTensor.from_dense(dense, self.input_capacity, overflow=self.net.overflow,
+                                      seed=self.net.seed)
 
     def forward(self, x):
         if not isinstance(x, (torch.Tensor, SpikeTensor)):
