@@ -35,6 +35,7 @@ def test_module_gradients_equal_the_numpy_stack() -> None:
 
     membrane = module(torch.from_numpy(x))
     assert membrane.shape == (T, B, C) and membrane.dtype == torch.float32
+    assert membrane.data_ptr() == module.net._context.readout.ctypes.data  # DLPack: no copy
     np.testing.assert_array_equal(membrane.detach().numpy(), out)
     membrane.backward(torch.from_numpy(grad))
     for (name, param), torch_name in zip(reference.named_parameters(), module._order):
