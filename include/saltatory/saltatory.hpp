@@ -4,6 +4,7 @@
 #include "saltatory/bench/probe.hpp"
 #include "saltatory/core/device.hpp"
 #include "saltatory/core/error.hpp"
+#include "saltatory/core/memory.hpp"
 #include "saltatory/core/spikes.hpp"
 #include "saltatory/ops/lif_stack.hpp"
 #include "saltatory/ops/losses.hpp"

@@ -24,6 +24,17 @@ def build_info() -> dict:
     return dict(_core.build_info())
 
 
+def memory_limit() -> int:
+    """Bytes one op may need (default: SALTATORY_MEMORY_LIMIT, else physical memory). Requests
+    above it fail with ValueError before allocating anything."""
+    return int(_core.memory_limit())
+
+
+def set_memory_limit(n_bytes: int) -> None:
+    """Sets the per-op memory limit in bytes; 0 restores the default."""
+    _core.set_memory_limit(int(n_bytes))
+
+
 def set_num_threads(n: int) -> None:
     """Caps CPU worker threads (0 restores the default). Results do not depend on it."""
     _core.set_num_threads(int(n))
@@ -32,4 +43,4 @@ def set_num_threads(n: int) -> None:
 __all__ = ["SpikeTensor", "LIF", "RecurrentLIF", "Readout", "Sequential", "Parameter",
            "Theta2Schedule", "losses", "optim", "data", "save_checkpoint", "load_checkpoint",
            "read_checkpoint", "CheckpointError", "available_devices", "build_info",
-           "set_num_threads"]
+           "set_num_threads", "memory_limit", "set_memory_limit"]

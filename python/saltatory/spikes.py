@@ -44,15 +44,22 @@ class SpikeTensor:
     @classmethod
     def from_dense(cls, dense, capacity: int | None = None, *, overflow: str = "lowest", seed: int = 0):
         """From dense 0/1 spikes [T, B, N]. ``capacity`` defaults to the largest list size."""
+        op = "SpikeTensor.from_dense"
         arr = np.asarray(dense)
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(f"[SpikeTensor.from_dense] dense must be numeric, got dtype {arr.dtype}")
+        real = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+        if not (real or arr.dtype == bool):
+            raise TypeError(f"[{op}] dense must be real numbers or bool, got dtype {arr.dtype}")
         if arr.ndim != 3:
-            raise ValueError(f"[SpikeTensor.from_dense] dense must be [T, B, N], got shape {arr.shape}")
+            raise ValueError(f"[{op}] dense must be [T, B, N], got shape {arr.shape}")
+        if arr.dtype != np.float32:  # check 0/1 before converting, so no value changes on the way
+            bad = np.argwhere((arr != 0) & (arr != 1))
+            if len(bad):
+                t, b, j = bad[0]
+                raise ValueError(f"[{op}] value {arr[t, b, j]} at [{t}, {b}, {j}] is not 0 or 1")
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         if capacity is None:
             capacity = max(1, int(np.count_nonzero(arr, axis=2).max(initial=0)))
-        _check_policy(overflow, "SpikeTensor.from_dense")
+        _check_policy(overflow, op)
         ids, n_spk, n_tot, dropped = _core.spikes_from_dense(arr, int(capacity), overflow, int(seed))
         return cls(ids, n_spk, n_tot, n_neurons=arr.shape[2], dropped=dropped, validate=False)
 

@@ -2,6 +2,7 @@
 #include "bindings.hpp"
 #include "saltatory/bench/probe.hpp"
 #include "saltatory/core/device.hpp"
+#include "saltatory/core/memory.hpp"
 
 namespace py = pybind11;
 
@@ -12,6 +13,8 @@ PYBIND11_MODULE(_core, m) {
   saltatory::python::init_optim(m);
   m.def("available_devices", &saltatory::available_devices);
   m.def("set_num_threads", &saltatory::set_num_threads, py::arg("n"));
+  m.def("memory_limit", &saltatory::memory_limit);
+  m.def("set_memory_limit", &saltatory::set_memory_limit, py::arg("bytes"));
   m.def(
       "probe_gather_bandwidth",
       [](int rows, int cols, int k, double min_seconds) {

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "saltatory/core/error.hpp"
+#include "saltatory/core/memory.hpp"
 #include "saltatory/kernels/sparse.hpp"
 
 namespace saltatory {
@@ -20,6 +21,7 @@ void check_sizes(const char* op, int T, int B, int K, int N) {
   check(K > 0, op, "capacity ", K, " must be positive");
   check(N > 0, op, "n_neurons ", N, " must be positive");
   check(static_cast<int64_t>(T) * B * K < (int64_t{1} << 40), op, "T*B*K is too large");
+  check_memory(4.0 * T * B * (K + 2.0), op, "a spike tensor of that size");
 }
 
 }  // namespace

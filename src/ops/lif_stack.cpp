@@ -5,6 +5,7 @@
 
 #include "saltatory/backend/backend.hpp"
 #include "saltatory/core/error.hpp"
+#include "saltatory/core/memory.hpp"
 
 namespace saltatory {
 
@@ -47,6 +48,19 @@ void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerP
           ": bias is missing or not finite");
 }
 
+/// Working memory of a forward (per layer: membrane history, spike lists and counts, and in dense
+/// mode the dense spikes) or of a backward (per layer: current gradients and entry gradients), in
+/// bytes; a lower bound that scales as the real allocations do.
+double working_bytes(const StackConfig& config, int T, int B, bool backward) {
+  double per_step = 0;
+  for (const LayerConfig& c : config.layers) {
+    const double K = c.kind == LayerKind::readout ? 0.0 : (config.mode == Mode::dense ? c.n_out : c.capacity);
+    per_step += c.n_out + K + 2.0;
+    if (config.mode == Mode::dense && !backward) per_step += c.n_out;
+  }
+  return 4.0 * T * B * per_step;
+}
+
 }  // namespace
 
 std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
@@ -65,6 +79,7 @@ std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
   }
   check(static_cast<int64_t>(input.T) * input.B * config.layers.back().n_out < (int64_t{1} << 40),
         op, "T*B*N is too large");
+  check_memory(working_bytes(config, input.T, input.B, false), op, "the forward pass");
   auto context = backend_for(config.device).lif_stack_forward(config, params, input);
   context->input_capacity = input.K;
   return context;
@@ -89,6 +104,7 @@ void lif_stack_backward(StackContext& context, const std::vector<const float*>& 
             "output gradient of layer ", l, " is not finite");
     if (!readout) ++spiking;
   }
+  check_memory(working_bytes(context.config, context.T, context.B, true), op, "the backward pass");
   backend_for(context.config.device).lif_stack_backward(context, grad_outputs, grads, grad_input);
   context.backward_done = true;
 }

@@ -11,6 +11,7 @@
 
 #include "saltatory/core/device.hpp"
 #include "saltatory/core/error.hpp"
+#include "saltatory/core/memory.hpp"
 #include "saltatory/ops/lif_stack.hpp"
 #include "saltatory/reference/reference.hpp"
 
@@ -389,3 +390,30 @@ TEST(Validation, BadInputsGetErrorsThatNameTheOp) {
 }
 
 }  // namespace
+
+TEST(MemoryLimit, OversizedRequestsFailBeforeAllocating) {
+  Case c{"memory", 50, 16, 40, {256}, 20, 0.2, 4};
+  Net net = make_net(c, Mode::sparse, 3);
+  const SpikeTensor input = make_input(c, 3);
+  set_memory_limit(64 << 10);  // 64 KiB: the forward needs about 50*16*(256+20+2+4+...)*4 B
+  try {
+    lif_stack_forward(net.config, net.params(), input.view());
+    FAIL() << "a forward above the memory limit was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[lif_stack_forward] the forward pass needs"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("memory limit"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(SpikeTensor(1000, 1000, 1000, 10), Error);  // 4 GB of lists: refused, not allocated
+  set_memory_limit(0);
+  EXPECT_GT(memory_limit(), int64_t{64} << 20);  // the default: physical memory
+  auto ctx = lif_stack_forward(net.config, net.params(), input.view());
+  set_memory_limit(64 << 10);  // a backward above the limit is refused, the context is kept
+  EXPECT_THROW(run_backward(*ctx, net, make_grad_outputs(*ctx, 3)), Error);
+  EXPECT_FALSE(ctx->backward_done);
+  set_memory_limit(0);
+  run_backward(*ctx, net, make_grad_outputs(*ctx, 3));
+  EXPECT_TRUE(ctx->backward_done);
+  EXPECT_THROW(set_memory_limit(-1), Error);
+}
