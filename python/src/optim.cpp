@@ -13,23 +13,23 @@ void init_optim(py::module_& m) {
   py::class_<Optimizer>(m, "Optimizer")
       .def_readwrite("lr", &Optimizer::lr)
       .def_property_readonly("steps", &Optimizer::steps)
-      .def_property_readonly("state",
-                             [](const Optimizer& self) {  // copies, for checkpoints
-                               py::list out;
-                               for (const auto& v : self.state()) {
-                                 py::array_t<float> copy(
-                                     std::vector<py::ssize_t>{static_cast<py::ssize_t>(v.size())});
-                                 std::copy(v.begin(), v.end(), copy.mutable_data());
-                                 out.append(copy);
-                               }
-                               return out;
-                             })
+      .def_property_readonly(
+          "state",
+          [](const Optimizer& self) {  // copies, for checkpoints
+            py::list out;
+            for (const auto& v : self.state()) {
+              py::array_t<float> copy(std::vector<py::ssize_t>{static_cast<py::ssize_t>(v.size())});
+              std::copy(v.begin(), v.end(), copy.mutable_data());
+              out.append(copy);
+            }
+            return out;
+          })
       .def("load_state",
            [](Optimizer& self, int64_t steps, const py::list& arrays) {
              std::vector<std::vector<float>> state;
              for (const py::handle& item : arrays) {
-               const py::array a = checked<float>(item, "Optimizer.load_state", "state vector",
-                                                  {-1});
+               const py::array a =
+                   checked<float>(item, "Optimizer.load_state", "state vector", {-1});
                const auto* data = static_cast<const float*>(a.data());
                state.emplace_back(data, data + a.size());
              }

@@ -53,7 +53,8 @@ int64_t memory_limit() {
 }
 
 void set_memory_limit(int64_t bytes) {
-  check(bytes >= 0, "set_memory_limit", "limit ", bytes, " must be positive (or 0 for the default)");
+  check(bytes >= 0, "set_memory_limit", "limit ", bytes,
+        " must be positive (or 0 for the default)");
   configured.store(bytes);
 }
 

@@ -54,7 +54,8 @@ void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerP
 double working_bytes(const StackConfig& config, int T, int B, bool backward) {
   double per_step = 0;
   for (const LayerConfig& c : config.layers) {
-    const double K = c.kind == LayerKind::readout ? 0.0 : (config.mode == Mode::dense ? c.n_out : c.capacity);
+    const double K =
+        c.kind == LayerKind::readout ? 0.0 : (config.mode == Mode::dense ? c.n_out : c.capacity);
     per_step += c.n_out + K + 2.0;
     if (config.mode == Mode::dense && !backward) per_step += c.n_out;
   }

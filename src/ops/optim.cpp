@@ -52,7 +52,8 @@ void Optimizer::load_state(int64_t steps, std::vector<std::vector<float>> state)
   check(steps >= 0, op, "step count ", steps, " is negative");
   check(steps > 0 || state.empty(), op, "state given for an optimiser that has taken no step");
   for (size_t i = 0; i < state.size(); ++i)
-    for (const float x : state[i]) check(std::isfinite(x), op, "state vector ", i, " is not finite");
+    for (const float x : state[i])
+      check(std::isfinite(x), op, "state vector ", i, " is not finite");
   state_ = std::move(state);
   steps_ = steps;
 }
