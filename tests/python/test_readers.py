@@ -343,3 +343,11 @@ def test_loader_counts_dropped_events() -> None:
     loader = Loader(ds, 2)
     list(loader)
     assert loader.dropped == 2
+
+
+def test_fuzzer_findings_stay_fixed() -> None:
+    """Inputs the fuzzers once turned into crashes or stray exceptions (tests/fuzz/corpus)."""
+    pytest.importorskip("h5py")
+    corpus = Path(__file__).resolve().parents[1] / "fuzz" / "corpus"
+    with pytest.raises(ValueError, match="read_shd: .*corrupted"):
+        read_shd(corpus / "shd" / "regression-bad-object-header.h5")  # h5py raised KeyError

@@ -29,23 +29,28 @@ def read_shd(path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]
     """(times, units, labels, n_units) of an SHD-layout file; malformed files raise ValueError."""
     h5py = _h5py()
     path = os.fspath(path)
+    # h5py reports corruption as OSError, KeyError, TypeError, RuntimeError or ValueError
+    corrupt = (OSError, KeyError, TypeError, RuntimeError, ValueError, AttributeError, IndexError)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"read_shd: {path} not found")
     try:
         f = h5py.File(path, "r")
-    except OSError as exc:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"read_shd: {path} not found") from exc
+    except corrupt as exc:
         raise ValueError(f"read_shd: {path} is not a readable HDF5 file ({exc})") from exc
-    with f:
-        for key in ("spikes/times", "spikes/units", "labels"):
-            if key not in f:
-                raise ValueError(f"read_shd: {path} has no '{key}' dataset (not an SHD-layout file)")
-        try:
-            times = [np.asarray(t, dtype=np.float64) for t in f["spikes/times"]]
-            units = [np.asarray(u, dtype=np.int64) for u in f["spikes/units"]]
-            labels = np.asarray(f["labels"], dtype=np.int64)
-        except (OSError, ValueError, TypeError) as exc:
-            raise ValueError(f"read_shd: {path}: unreadable data ({exc})") from exc
-        n_units = int(f.attrs.get("n_units", SHD_UNITS))
+    try:
+        with f:
+            missing = [key for key in ("spikes/times", "spikes/units", "labels") if key not in f]
+            if not missing:
+                times = [np.asarray(t, dtype=np.float64) for t in f["spikes/times"]]
+                units = [np.asarray(u, dtype=np.int64) for u in f["spikes/units"]]
+                labels = np.asarray(f["labels"], dtype=np.int64)
+                n_units = int(f.attrs.get("n_units", SHD_UNITS))
+    except corrupt as exc:
+        raise ValueError(f"read_shd: {path}: unreadable or corrupted data ({exc})") from exc
+    if missing:
+        raise ValueError(f"read_shd: {path} has no '{missing[0]}' dataset (not an SHD-layout file)")
+    if labels.ndim != 1 or any(t.ndim != 1 for t in times) or any(u.ndim != 1 for u in units):
+        raise ValueError(f"read_shd: {path}: times, units and labels must be one-dimensional per sample")
     if not len(times) == len(units) == len(labels):
         raise ValueError(f"read_shd: {path}: {len(times)} time arrays, {len(units)} unit arrays and "
                          f"{len(labels)} labels")

@@ -78,7 +78,7 @@ int64_t dense_forward(const LayerRun& run) {
                                run.output->list(t - 1, b), run.output->n_spk(t - 1, b), 1.0f);
       gemm_add(previous.data(), false, p.weight_rec, false, current_t, B, n, n);
     }
-    tbb::parallel_for(0, B, [&](int b) {
+    parallel_for(0, B, [&](int64_t b) {
       dropped[b] +=
           update_and_select(run, t, b, current_t + static_cast<int64_t>(b) * n, scratch[b]);
     });
@@ -105,7 +105,7 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
     if (recurrent && t < T - 1)  // gS[t] += gI[t+1] W_rec^T
       gemm_add(gi_t + static_cast<int64_t>(B) * n, false, p.weight_rec, true, grad_spikes.data(), B,
                n, n);
-    tbb::parallel_for(0, B, [&](int b) {
+    parallel_for(0, B, [&](int64_t b) {
       const int64_t list = static_cast<int64_t>(t) * B + b;
       float* g = gv.data() + static_cast<int64_t>(b) * n;
       float* gs = grad_spikes.data() + static_cast<int64_t>(b) * n;

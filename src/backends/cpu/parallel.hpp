@@ -1,11 +1,19 @@
-// Deterministic oneTBB helpers: work is split into fixed blocks whose boundaries do not depend on
-// the thread count, and each output element is written by exactly one block.
+// Deterministic parallel helpers: work is split into fixed blocks whose boundaries do not depend on
+// the thread count, and each output element is written by exactly one block. oneTBB runs them;
+// the ThreadSanitizer build (SALTATORY_STD_THREADS) runs them on std::threads instead, because
+// TSan cannot see the synchronisation inside the uninstrumented libtbb.
 #pragma once
-
-#include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <cstdint>
+
+#ifdef SALTATORY_STD_THREADS
+#include <atomic>
+#include <thread>
+#include <vector>
+#else
+#include <tbb/parallel_for.h>
+#endif
 
 namespace saltatory::cpu {
 
@@ -20,11 +28,30 @@ inline constexpr int64_t kListChunk = 256;
 /// (kScatterChunk x kColumnBlock floats, 256 KB) stay in a 512 KB L2 cache.
 inline constexpr int32_t kScatterChunk = 256;
 
+/// Calls f(i) for every i in [begin, end), in parallel.
+template <class F>
+void parallel_for(int64_t begin, int64_t end, F&& f) {
+#ifdef SALTATORY_STD_THREADS
+  const int64_t threads =
+      std::min<int64_t>(end - begin, std::max(2U, std::thread::hardware_concurrency()));
+  std::atomic<int64_t> next{begin};
+  const auto work = [&] {
+    for (int64_t i = next++; i < end; i = next++) f(i);
+  };
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& thread : pool) thread.join();
+#else
+  tbb::parallel_for(begin, end, f);
+#endif
+}
+
 /// Calls f(i0, i1) for consecutive blocks of `block` items of [0, n), in parallel.
 template <class F>
 void for_each_block(int64_t n, int64_t block, F&& f) {
-  tbb::parallel_for(int64_t{0}, (n + block - 1) / block,
-                    [&](int64_t i) { f(i * block, std::min(n, (i + 1) * block)); });
+  parallel_for(0, (n + block - 1) / block,
+               [&](int64_t i) { f(i * block, std::min(n, (i + 1) * block)); });
 }
 
 }  // namespace saltatory::cpu

@@ -17,7 +17,6 @@
 // W is input-major [N_in, N_out]; membranes and gI are [T, B, N_out]; entry grads [T, B, K].
 #include "saltatory/kernels/sparse.hpp"
 
-#include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <memory>
@@ -71,12 +70,12 @@ class SpikesByNeuron {
       }
     };
     start_.assign(chunks_ * n_ + 1, 0);
-    tbb::parallel_for(int64_t{0}, chunks_, [&](int64_t q) {  // counts, chunk by chunk
+    parallel_for(0, chunks_, [&](int64_t q) {  // counts, chunk by chunk
       each_spike(q, [&](int32_t, int32_t i) { ++start_[q * n_ + i + 1]; });
     });
     std::partial_sum(start_.begin(), start_.end(), start_.begin());
     lists_.resize(start_.back());
-    tbb::parallel_for(int64_t{0}, chunks_, [&](int64_t q) {  // fill, chunk by chunk
+    parallel_for(0, chunks_, [&](int64_t q) {  // fill, chunk by chunk
       std::vector<int64_t> next(start_.begin() + q * n_, start_.begin() + (q + 1) * n_);
       each_spike(q, [&](int32_t list, int32_t i) { lists_[next[i]++] = list; });
     });
@@ -104,7 +103,7 @@ int64_t sparse_forward(const LayerRun& run) {
   const int capacity = run.output != nullptr ? run.output->K() : 0;
   feedforward_currents(run);
   std::vector<int64_t> dropped(run.B, 0);
-  tbb::parallel_for(0, run.B, [&](int b) {
+  parallel_for(0, run.B, [&](int64_t b) {
     SelectScratch scratch(n, capacity);
     for (int t = 0; t < run.T; ++t) {
       float* current = run.membrane + (static_cast<int64_t>(t) * run.B + b) * n;
@@ -129,7 +128,7 @@ void sparse_backward(const LayerRun& run, const float* grad_output, const LayerG
   const int64_t lists = static_cast<int64_t>(T) * B;
   const Buffer grad_current = acquire_buffer(lists * n);
 
-  tbb::parallel_for(0, B, [&](int b) {  // phase A: the time recursion, independent per sample
+  parallel_for(0, B, [&](int64_t b) {  // phase A: the time recursion, independent per sample
     std::vector<float> gv(n, 0.0f), flags(n, 0.0f), grad_rec(recurrent ? k_out : 0, 0.0f);
     for (int t = T - 1; t >= 0; --t) {
       const int64_t list = static_cast<int64_t>(t) * B + b;
