@@ -166,6 +166,7 @@ Grads run_backward(StackContext& ctx, const Net& net,
     buffers.push_back({g.w[l].data(), g.w_rec[l].empty() ? nullptr : g.w_rec[l].data(),
                        g.bias[l].empty() ? nullptr : g.bias[l].data()});
   std::vector<const float*> outs;
+  outs.reserve(g_out.size());
   for (const auto& x : g_out) outs.push_back(x.data());
   g.input.assign(static_cast<size_t>(ctx.T) * ctx.B * ctx.input_capacity, 0.0f);
   lif_stack_backward(ctx, outs, buffers, g.input.data());
@@ -192,6 +193,7 @@ TEST_P(StackVsReference, ForwardAndBackward) {
 
     const auto g_out = make_grad_outputs(*ctx, 17);
     std::vector<std::vector<double>> ref_out;
+    ref_out.reserve(g_out.size());
     for (const auto& x : g_out) ref_out.push_back(to_double(x));
     const auto ref_g = reference::backward(net.config, net.ref, input.view(), ref, ref_out);
     const Grads g = run_backward(*ctx, net, g_out);

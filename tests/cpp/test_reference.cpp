@@ -189,7 +189,8 @@ TEST(ReferenceSurrogate, HandValues) {
 TEST(ReferenceSurrogate, SmoothStepDerivativeIsTheSurrogate) {
   for (Surrogate kind :
        {Surrogate::super_spike, Surrogate::arctan, Surrogate::triangle, Surrogate::sigmoid})
-    for (double x = -0.73; x < 0.75; x += 0.0625) {
+    for (int i = 0; i < 24; ++i) {  // x from -0.73 to 0.7075 in steps of 1/16
+      const double x = -0.73 + 0.0625 * i;
       double y = x;
       const double fd =
           central_difference([&] { return rd::surrogate_step(kind, y, 3.0); }, y, 1e-6);
@@ -449,6 +450,7 @@ TEST_P(ReferenceSmoothFd, BackwardMatchesFiniteDifferences) {
     ASSERT_LT(resets, static_cast<double>(T - 1) * B * configs[l].n_out) << "layer " << l;
   }
   std::vector<std::vector<double>> w;
+  w.reserve(configs.size());
   for (const LayerConfig& c : configs) w.push_back(random_vector(T * B * c.n_out, rng));
   auto loss = [&](const std::vector<ref::Layer>& ls, const std::vector<double>& x) {
     const rd::Trace tr = rd::trace_forward(sc, ls, T, B, x, rd::Activation::smooth, &base);

@@ -351,3 +351,7 @@ def test_fuzzer_findings_stay_fixed() -> None:
     corpus = Path(__file__).resolve().parents[1] / "fuzz" / "corpus"
     with pytest.raises(ValueError, match="read_shd: .*corrupted"):
         read_shd(corpus / "shd" / "regression-bad-object-header.h5")  # h5py raised KeyError
+    for name in ("regression-vlen-heap-hang.h5", "regression-vlen-heap-hang-2.h5",
+                 "regression-vlen-free-space-hang.h5"):  # libhdf5 looped forever on these
+        with pytest.raises(ValueError, match="empty free-space record"):
+            read_shd(corpus / "shd" / name)

@@ -8,6 +8,7 @@ channels; files written by ``write_shd`` also carry an ``n_units`` attribute.
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 
@@ -23,6 +24,54 @@ def _h5py():
         raise ImportError("saltatory.data: SHD files need h5py: pip install h5py "
                           "(or pip install saltatory[train])") from exc
     return h5py
+
+
+def _check_global_heaps(path: str, f, h5py) -> None:
+    """Checks the HDF5 global-heap objects that hold the vlen samples of contiguous datasets and
+    raises ValueError where libhdf5 would loop forever (a free-space record of size 0) or a sample
+    is missing from its heap.
+
+    Layout (HDF5 file format spec, III.E): a vlen element is (length u32, collection address u64,
+    object index u32); a collection is "GCOL", version, 3 reserved bytes, its size (u64), then
+    objects of (index u16, reference count u16, 4 reserved bytes, size u64, data padded to 8),
+    ending at the free-space object (index 0)."""
+    with open(path, "rb") as raw_file:
+        raw = raw_file.read()
+    collections: dict[int, dict[int, int]] = {}
+
+    def objects(address: int) -> dict[int, int]:
+        """Index -> size of a collection's objects, walked as libhdf5 walks them (H5HGcache.c)."""
+        if address not in collections:
+            if address + 16 > len(raw) or raw[address:address + 4] != b"GCOL":
+                raise ValueError(f"read_shd: {path}: no vlen heap at byte {address} (corrupted file)")
+            end = address + struct.unpack_from("<Q", raw, address + 8)[0]
+            if end > len(raw):
+                raise ValueError(f"read_shd: {path}: vlen heap at byte {address} runs past the file")
+            found, position = {}, address + 16
+            while position + 16 <= end:
+                index, _, size = struct.unpack_from("<HH4xQ", raw, position)
+                if index == 0 and size == 0:  # libhdf5 would never advance past this record
+                    raise ValueError(f"read_shd: {path}: empty free-space record in the vlen heap "
+                                     f"at byte {position} (corrupted file)")
+                if index:
+                    found[index] = size
+                position += size if index == 0 else 16 + (size + 7) // 8 * 8
+            collections[address] = found
+        return collections[address]
+
+    for key in ("spikes/times", "spikes/units"):
+        dataset = f[key]
+        offset, base = dataset.id.get_offset(), h5py.check_vlen_dtype(dataset.dtype)
+        if offset is None or base is None:  # chunked, compressed or not vlen: left to libhdf5
+            continue
+        count = int(np.prod(dataset.shape))
+        if offset + 16 * count > len(raw):
+            raise ValueError(f"read_shd: {path}: {key} runs past the end of the file")
+        for i in range(count):
+            length, address, index = struct.unpack_from("<IQI", raw, offset + 16 * i)
+            if length and objects(address).get(index, -1) < length * base.itemsize:
+                raise ValueError(f"read_shd: {path}: sample {i} of {key} is missing from its vlen "
+                                 f"heap (corrupted file)")
 
 
 def read_shd(path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]:
@@ -41,11 +90,14 @@ def read_shd(path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]
         with f:
             missing = [key for key in ("spikes/times", "spikes/units", "labels") if key not in f]
             if not missing:
+                _check_global_heaps(path, f, h5py)
                 times = [np.asarray(t, dtype=np.float64) for t in f["spikes/times"]]
                 units = [np.asarray(u, dtype=np.int64) for u in f["spikes/units"]]
                 labels = np.asarray(f["labels"], dtype=np.int64)
                 n_units = int(f.attrs.get("n_units", SHD_UNITS))
     except corrupt as exc:
+        if str(exc).startswith("read_shd:"):  # our own check, already clear
+            raise
         raise ValueError(f"read_shd: {path}: unreadable or corrupted data ({exc})") from exc
     if missing:
         raise ValueError(f"read_shd: {path} has no '{missing[0]}' dataset (not an SHD-layout file)")

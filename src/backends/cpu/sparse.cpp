@@ -17,7 +17,6 @@
 // W is input-major [N_in, N_out]; membranes and gI are [T, B, N_out]; entry grads [T, B, K].
 #include "saltatory/kernels/sparse.hpp"
 
-
 #include <algorithm>
 #include <memory>
 #include <numeric>
