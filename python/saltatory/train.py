@@ -166,7 +166,7 @@ def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progre
             bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", unit="batch")
         except ImportError:  # progress bars are optional
             pass
-    losses, correct, seen, dropped = [], 0, 0, np.zeros(len(net.layers), np.int64)
+    losses, correct, seen, dropped = [], 0, 0, []
     start = time.perf_counter()
     for spikes, labels in loader.epoch(epoch):
         out = net(spikes)
@@ -179,7 +179,7 @@ def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progre
         losses.append(loss)
         correct += int((sal.losses.predict(out) == labels).sum())
         seen += len(labels)
-        dropped += net.dropped
+        dropped.append(net.dropped)  # one count per spiking layer
         trace["loss"].append(float(loss))
         trace["activity"].append([s.activity() for s in net.spikes])
         if bar is not None:
@@ -192,7 +192,7 @@ def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progre
     activity = np.asarray(trace["activity"][-len(losses):]).mean(axis=0)
     return {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_acc": correct / seen,
             "samples_per_s": seen / elapsed, "seconds": elapsed,
-            "activity": [float(a) for a in activity], "dropped_hidden": [int(d) for d in dropped],
+            "activity": [float(a) for a in activity], "dropped_hidden": [int(d) for d in np.sum(dropped, axis=0)],
             "dropped_input": int(loader.dropped)}
 
 

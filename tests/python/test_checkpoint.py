@@ -186,6 +186,7 @@ def test_train_resume_reproduces_uninterrupted_run(tmp_path: Path) -> None:
         assert (tmp_path / "out" / plot).stat().st_size > 1000
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["epochs"] == 3 and len(summary["history"]) == 3
+    assert all(len(h["dropped_hidden"]) == 1 for h in summary["history"])  # one spiking layer
 
 
 def test_train_refuses_a_checkpoint_of_another_network(tmp_path: Path) -> None:
