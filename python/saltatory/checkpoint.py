@@ -41,6 +41,12 @@ def _thresholds(net) -> list:
     return [[layer.theta1, layer.theta2] if hasattr(layer, "theta2") else None for layer in net.layers]
 
 
+def _set_thresholds(net, thresholds: list) -> None:
+    for layer, pair in zip(net.layers, thresholds):
+        if pair is not None:
+            layer.theta1, layer.theta2 = float(pair[0]), float(pair[1])
+
+
 def save_checkpoint(path, net, optimizer=None, *, epoch: int = 0, rng: np.random.Generator | None = None,
                     schedule=None, extra: dict | None = None) -> None:
     """Saves ``net`` (weights, alphas, thresholds), ``optimizer``, ``rng``, ``schedule``, ``epoch``
@@ -136,9 +142,7 @@ def load_checkpoint(path, net, optimizer=None, *, rng: np.random.Generator | Non
               schedule.state_dict() if schedule is not None else None)
     try:
         net.load_state_dict(net_state)
-        for layer, pair in zip(net.layers, thresholds):
-            if pair is not None:
-                layer.theta1, layer.theta2 = float(pair[0]), float(pair[1])
+        _set_thresholds(net, thresholds)
         if optimizer is not None:
             info = meta["optim"]
             optimizer.load_state_dict({"lr": info["lr"], "steps": info["steps"],
@@ -149,9 +153,7 @@ def load_checkpoint(path, net, optimizer=None, *, rng: np.random.Generator | Non
             rng.bit_generator.state = meta["rng"]
     except (ValueError, KeyError, TypeError) as exc:
         net.load_state_dict(backup[0])
-        for layer, pair in zip(net.layers, backup[1]):
-            if pair is not None:
-                layer.theta1, layer.theta2 = pair
+        _set_thresholds(net, backup[1])
         if optimizer is not None:
             optimizer.load_state_dict(backup[2])
         if schedule is not None:

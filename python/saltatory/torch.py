@@ -76,8 +76,13 @@ class _StackFunction(torch.autograd.Function):
         return (None, grad_x, *grads)
 
 
+def _listed(spikes: SpikeTensor) -> np.ndarray:
+    """[T, B, K] mask of the listed entries (spikes and gradient candidates)."""
+    return np.arange(spikes.capacity)[None, None, :] < spikes.n_tot[:, :, None]
+
+
 def _gather_entries(dense: np.ndarray, spikes: SpikeTensor) -> np.ndarray:
-    listed = np.arange(spikes.capacity)[None, None, :] < spikes.n_tot[:, :, None]
+    listed = _listed(spikes)
     entries = np.take_along_axis(dense, np.where(listed, spikes.ids, 0), axis=2)
     return np.where(listed, entries, 0.0).astype(np.float32)
 
@@ -85,8 +90,7 @@ def _gather_entries(dense: np.ndarray, spikes: SpikeTensor) -> np.ndarray:
 def _scatter_entries(entries: np.ndarray, spikes: SpikeTensor) -> np.ndarray:
     T, B, _ = spikes.shape
     dense = np.zeros((T, B, spikes.n_neurons), np.float32)
-    listed = np.arange(spikes.capacity)[None, None, :] < spikes.n_tot[:, :, None]
-    t, b, k = np.nonzero(listed)
+    t, b, k = np.nonzero(_listed(spikes))
     np.add.at(dense, (t, b, spikes.ids[t, b, k]), entries[t, b, k])
     return dense
 

@@ -26,52 +26,65 @@ def _h5py():
     return h5py
 
 
+class _CorruptFile(ValueError):
+    """A corruption found by Saltatory's own checks (its message is already complete)."""
+
+
+_VLEN_ELEMENT = np.dtype([("length", "<u4"), ("collection", "<u8"), ("index", "<u4")])
+
+
 def _check_global_heaps(path: str, f, h5py) -> None:
     """Checks the HDF5 global-heap objects that hold the vlen samples of contiguous datasets and
-    raises ValueError where libhdf5 would loop forever (a free-space record of size 0) or a sample
-    is missing from its heap.
+    raises _CorruptFile where libhdf5 would loop forever (a free-space record of size 0) or a
+    sample is missing from its heap. Reads only the vlen elements and the collections they use.
 
     Layout (HDF5 file format spec, III.E): a vlen element is (length u32, collection address u64,
     object index u32); a collection is "GCOL", version, 3 reserved bytes, its size (u64), then
     objects of (index u16, reference count u16, 4 reserved bytes, size u64, data padded to 8),
     ending at the free-space object (index 0)."""
-    with open(path, "rb") as raw_file:
-        raw = raw_file.read()
+    file_size = os.path.getsize(path)
     collections: dict[int, dict[int, int]] = {}
+    with open(path, "rb") as raw_file:
 
-    def objects(address: int) -> dict[int, int]:
-        """Index -> size of a collection's objects, walked as libhdf5 walks them (H5HGcache.c)."""
-        if address not in collections:
-            if address + 16 > len(raw) or raw[address:address + 4] != b"GCOL":
-                raise ValueError(f"read_shd: {path}: no vlen heap at byte {address} (corrupted file)")
-            end = address + struct.unpack_from("<Q", raw, address + 8)[0]
-            if end > len(raw):
-                raise ValueError(f"read_shd: {path}: vlen heap at byte {address} runs past the file")
-            found, position = {}, address + 16
-            while position + 16 <= end:
-                index, _, size = struct.unpack_from("<HH4xQ", raw, position)
-                if index == 0 and size == 0:  # libhdf5 would never advance past this record
-                    raise ValueError(f"read_shd: {path}: empty free-space record in the vlen heap "
-                                     f"at byte {position} (corrupted file)")
-                if index:
-                    found[index] = size
-                position += size if index == 0 else 16 + (size + 7) // 8 * 8
-            collections[address] = found
-        return collections[address]
+        def read(offset: int, size: int, what: str) -> bytes:
+            if offset + size > file_size:
+                raise _CorruptFile(f"read_shd: {path}: {what} runs past the end of the file")
+            raw_file.seek(offset)
+            return raw_file.read(size)
 
-    for key in ("spikes/times", "spikes/units"):
-        dataset = f[key]
-        offset, base = dataset.id.get_offset(), h5py.check_vlen_dtype(dataset.dtype)
-        if offset is None or base is None:  # chunked, compressed or not vlen: left to libhdf5
-            continue
-        count = int(np.prod(dataset.shape))
-        if offset + 16 * count > len(raw):
-            raise ValueError(f"read_shd: {path}: {key} runs past the end of the file")
-        for i in range(count):
-            length, address, index = struct.unpack_from("<IQI", raw, offset + 16 * i)
-            if length and objects(address).get(index, -1) < length * base.itemsize:
-                raise ValueError(f"read_shd: {path}: sample {i} of {key} is missing from its vlen "
-                                 f"heap (corrupted file)")
+        def objects(address: int) -> dict[int, int]:
+            """Index -> size of a collection's objects, walked as libhdf5 walks them (H5HGcache.c)."""
+            if address not in collections:
+                header = read(address, 16, f"the vlen heap at byte {address}")
+                if header[:4] != b"GCOL":
+                    raise _CorruptFile(f"read_shd: {path}: no vlen heap at byte {address} "
+                                       f"(corrupted file)")
+                total = struct.unpack_from("<Q", header, 8)[0]
+                body = read(address + 16, max(total - 16, 0), f"the vlen heap at byte {address}")
+                found, position = {}, 0
+                while position + 16 <= len(body):
+                    index, _, size = struct.unpack_from("<HH4xQ", body, position)
+                    if index == 0 and size == 0:  # libhdf5 would never advance past this record
+                        raise _CorruptFile(f"read_shd: {path}: empty free-space record in the vlen "
+                                           f"heap at byte {address + 16 + position} (corrupted file)")
+                    if index:
+                        found[index] = size
+                    position += size if index == 0 else 16 + (size + 7) // 8 * 8
+                collections[address] = found
+            return collections[address]
+
+        for key in ("spikes/times", "spikes/units"):
+            dataset = f[key]
+            offset, base = dataset.id.get_offset(), h5py.check_vlen_dtype(dataset.dtype)
+            if offset is None or base is None:  # chunked, compressed or not vlen: left to libhdf5
+                continue
+            count = int(np.prod(dataset.shape))
+            elements = np.frombuffer(read(offset, _VLEN_ELEMENT.itemsize * count, key), _VLEN_ELEMENT)
+            for i in np.flatnonzero(elements["length"]):
+                length, address, index = (int(v) for v in elements[i])
+                if objects(address).get(index, -1) < length * base.itemsize:
+                    raise _CorruptFile(f"read_shd: {path}: sample {i} of {key} is missing from its "
+                                       f"vlen heap (corrupted file)")
 
 
 def read_shd(path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]:
@@ -95,9 +108,9 @@ def read_shd(path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]
                 units = [np.asarray(u, dtype=np.int64) for u in f["spikes/units"]]
                 labels = np.asarray(f["labels"], dtype=np.int64)
                 n_units = int(f.attrs.get("n_units", SHD_UNITS))
+    except _CorruptFile:
+        raise
     except corrupt as exc:
-        if str(exc).startswith("read_shd:"):  # our own check, already clear
-            raise
         raise ValueError(f"read_shd: {path}: unreadable or corrupted data ({exc})") from exc
     if missing:
         raise ValueError(f"read_shd: {path} has no '{missing[0]}' dataset (not an SHD-layout file)")
