@@ -1,6 +1,7 @@
 // lif_stack_forward / lif_stack_backward: validate, then dispatch to the device's backend.
 #include "saltatory/ops/lif_stack.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "saltatory/backend/backend.hpp"
@@ -50,16 +51,22 @@ void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerP
 
 /// Working memory of a forward (per layer: membrane history, spike lists and counts, and in dense
 /// mode the dense spikes) or of a backward (per layer: current gradients and entry gradients), in
-/// bytes; a lower bound that scales as the real allocations do.
+/// bytes; a lower bound that scales as the real allocations do. With a recompute segment S the
+/// membranes and current gradients of spiking layers shrink to about (2 S + T / S) rows of [B, N].
 double working_bytes(const StackConfig& config, int T, int B, bool backward) {
-  double per_step = 0;
+  const int S = config.mode == Mode::sparse && config.recompute_segment > 0
+                    ? std::min(T, config.recompute_segment)
+                    : 0;
+  const double membrane_steps = S > 0 ? 2.0 * S + static_cast<double>(T) / S : T;
+  double bytes = 0;
   for (const LayerConfig& c : config.layers) {
-    const double K =
-        c.kind == LayerKind::readout ? 0.0 : (config.mode == Mode::dense ? c.n_out : c.capacity);
-    per_step += c.n_out + K + 2.0;
-    if (config.mode == Mode::dense && !backward) per_step += c.n_out;
+    const bool readout = c.kind == LayerKind::readout;
+    const double K = readout ? 0.0 : (config.mode == Mode::dense ? c.n_out : c.capacity);
+    bytes += static_cast<double>(T) * B * (K + 2.0);
+    bytes += (readout ? T : membrane_steps) * B * c.n_out;
+    if (config.mode == Mode::dense && !backward) bytes += static_cast<double>(T) * B * c.n_out;
   }
-  return 4.0 * T * B * per_step;
+  return 4.0 * bytes;
 }
 
 }  // namespace
@@ -69,6 +76,10 @@ std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                 const SpikeView& input) {
   const char* op = "lif_stack_forward";
   check(!config.layers.empty(), op, "the stack has no layers");
+  check(config.recompute_segment >= 0, op, "recompute_segment ", config.recompute_segment,
+        " must be 0 (store every membrane) or a positive number of steps");
+  check(config.recompute_segment == 0 || config.mode == Mode::sparse, op,
+        "recompute_segment needs sparse mode; the dense baseline stores every membrane");
   check(params.size() == config.layers.size(), op, "got parameters for ", params.size(),
         " layers, expected ", config.layers.size());
   validate(input, op);

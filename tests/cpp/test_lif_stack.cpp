@@ -293,6 +293,43 @@ std::vector<Case> exactness_cases() {
 INSTANTIATE_TEST_SUITE_P(Paper, SparseEqualsDense, ::testing::ValuesIn(exactness_cases()),
                          [](const auto& info) { return info.param.name; });
 
+// Checkpointing in time: keeping only the lists and recomputing the membranes window by window
+// gives bitwise the stored path's spikes, readout and gradients, for every case of the sweep, with
+// windows of one step, windows that do not divide T, and the random overflow policy.
+class RecomputeEqualsStored : public ::testing::TestWithParam<Case> {};
+
+TEST_P(RecomputeEqualsStored, BitwiseSameSpikesAndGradients) {
+  Case c = GetParam();
+  for (int B : {64, 256}) {  // weight-gradient chunks of 4 steps and of 1 step
+    c.B = B;
+    Net net = make_net(c, Mode::sparse, 11);
+    net.config.overflow = OverflowPolicy::random;
+    net.config.seed = 3;
+    const SpikeTensor input = make_input(c, 11);
+    auto stored = lif_stack_forward(net.config, net.params(), input.view());
+    const auto g_out = make_grad_outputs(*stored, 11);
+    const Grads expected = run_backward(*stored, net, g_out);
+    for (int segment : {1, 3, 5, c.T - 1, c.T + 4}) {
+      SCOPED_TRACE("B " + std::to_string(B) + ", segment " + std::to_string(segment));
+      net.config.recompute_segment = segment;
+      auto ctx = lif_stack_forward(net.config, net.params(), input.view());
+      for (size_t l = 0; l < ctx->spikes.size(); ++l) {
+        expect_same_lists(ctx->spikes[l], stored->spikes[l], "layer " + std::to_string(l));
+        EXPECT_EQ(ctx->dropped[l], stored->dropped[l]);
+      }
+      EXPECT_EQ(ctx->readout, stored->readout);
+      const Grads g = run_backward(*ctx, net, g_out);
+      EXPECT_EQ(g.w, expected.w);
+      EXPECT_EQ(g.w_rec, expected.w_rec);
+      EXPECT_EQ(g.bias, expected.bias);
+      EXPECT_EQ(g.input, expected.input);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Sweep, RecomputeEqualsStored, ::testing::ValuesIn(sweep()),
+                         [](const auto& info) { return info.param.name; });
+
 // Overflow: spikes keep priority over candidates and the dropped count is exact.
 TEST(Overflow, SpikesKeepPriorityAndDropsAreCounted) {
   Case c{"overflow", 20, 4, 30, {40}, 3, 0.5};
@@ -379,6 +416,12 @@ TEST(Validation, BadInputsGetErrorsThatNameTheOp) {
   cfg = net.config;
   cfg.layers[0].theta2 = 2.0f;
   expect_error(cfg, net.params(), "theta2");
+  cfg = net.config;
+  cfg.recompute_segment = -1;
+  expect_error(cfg, net.params(), "recompute_segment -1 must be 0");
+  cfg.recompute_segment = 2;
+  cfg.mode = Mode::dense;
+  expect_error(cfg, net.params(), "recompute_segment needs sparse mode");
   net.w[0][3] = NAN;
   expect_error(net.config, net.params(), "not finite");
   net.w[0][3] = 0.1f;

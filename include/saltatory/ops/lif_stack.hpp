@@ -53,6 +53,11 @@ struct StackConfig {
   OverflowPolicy overflow = OverflowPolicy::lowest_ids;
   uint64_t seed = 0;  ///< for the random overflow policy
   Device device = Device::cpu;
+  /// Checkpointing in time (sparse mode). 0 stores every membrane V [T, B, N] for backward.
+  /// S > 0 stores only the spike lists and one membrane row per S steps; backward recomputes the
+  /// membranes S steps at a time from them. Gradients are bitwise those of the stored path. The
+  /// CPU rounds S up to a multiple of max(1, 256 / B) steps, its weight-gradient chunk.
+  int recompute_segment = 0;
 };
 
 /// Parameters of one layer (borrowed; must outlive the context and stay unchanged until backward).

@@ -1,6 +1,9 @@
 // The CPU stack driver: layer l consumes layer l-1's lists (same step, or t-1 when delayed);
 // backward runs the layers top-down, each turning gradients of its output entries into gradients
-// of its input entries. Also the per-row LIF update and reset-gradient carry shared by both modes:
+// of its input entries. Sparse mode runs time in windows: the whole sequence when membranes are
+// stored, or recompute segments of S steps, whose membranes backward recomputes from the lists and
+// the membrane kept at the end of each window (checkpointing in time). Also the per-row LIF update
+// and reset-gradient carry shared by both modes:
 //   V[t] = alpha V[t-1] (1 - r[t]) + g (1 - alpha) I[t];  gV[t] = alpha m[t+1] gV[t+1] + ...
 #include "backends/cpu/cpu_backend.hpp"
 
@@ -15,10 +18,6 @@ namespace saltatory::cpu {
 
 namespace {
 
-float* row(float* base, int t, int b, int B, int n) {
-  return base + (static_cast<int64_t>(t) * B + b) * n;
-}
-
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
@@ -32,27 +31,37 @@ class CpuBackend final : public Backend {
     ctx->T = input.T;
     ctx->B = input.B;
     ctx->input = SpikeTensor::from_view(input);
+    ctx->window = window_steps(config, input.T, input.B);
     const bool dense = config.mode == Mode::dense;
     for (size_t l = 0; l < config.layers.size(); ++l) {
       const LayerConfig& c = config.layers[l];
       const size_t size = static_cast<size_t>(input.T) * input.B * c.n_out;
-      SpikeTensor* output = nullptr;
-      float* membrane = nullptr;
       if (c.kind == LayerKind::readout) {
         ctx->readout.assign(size, 0.0f);
-        membrane = ctx->readout.data();
-      } else {
-        ctx->spikes.emplace_back(input.T, input.B, dense ? c.n_out : c.capacity, c.n_out);
+        const LayerRun run = layer_run(*ctx, l, ctx->readout.data(), 0);
+        dense ? dense_forward(run) : sparse_forward(run, {0, ctx->T}, true);
+        continue;
+      }
+      ctx->spikes.emplace_back(input.T, input.B, dense ? c.n_out : c.capacity, c.n_out);
+      int64_t dropped = 0;
+      if (!recomputes(*ctx, l)) {
         ctx->membrane.push_back(acquire_buffer(size));
-        output = &ctx->spikes.back();
-        membrane = ctx->membrane.back().get();
+        const LayerRun run = layer_run(*ctx, l, ctx->membrane.back().get(), 0);
+        dropped = dense ? dense_forward(run) : sparse_forward(run, {0, ctx->T}, true);
+      } else {  // window by window, keeping V at the end of every window but the last
+        const int64_t row = static_cast<int64_t>(ctx->B) * c.n_out;
+        ctx->membrane.push_back(acquire_buffer((windows(*ctx) - 1) * row));
+        const Buffer buffer = acquire_buffer((ctx->window + 1) * row);
+        for (int k = 0; k < windows(*ctx); ++k) {
+          const LayerRun run = window_run(*ctx, l, buffer.get(), k);
+          const Window w = window(*ctx, k);
+          dropped += sparse_forward(run, w, true);
+          if (k + 1 < windows(*ctx))
+            std::copy_n(run.v(w.t1 - 1, 0), row, ctx->membrane[l].get() + k * row);
+        }
       }
-      const LayerRun run = layer_run(*ctx, l, output, membrane);
-      const int64_t dropped = dense ? dense_forward(run) : sparse_forward(run);
-      if (output != nullptr) {
-        output->set_dropped(dropped);
-        ctx->dropped.push_back(dropped);
-      }
+      ctx->spikes.back().set_dropped(dropped);
+      ctx->dropped.push_back(dropped);
     }
     return ctx;
   }
@@ -82,55 +91,91 @@ class CpuBackend final : public Backend {
         below = grad_input;
       }
       const bool readout = layers[l].kind == LayerKind::readout;
-      const LayerRun run = layer_run(ctx, l, readout ? nullptr : &ctx.spikes[l],
-                                     readout ? ctx.readout.data() : ctx.membrane[l].get());
-      if (ctx.config.mode == Mode::dense)
-        dense_backward(run, grad_out.data(), grads[l], below);
-      else
-        sparse_backward(run, grad_out.data(), grads[l], below);
+      float* stored = readout ? ctx.readout.data() : ctx.membrane[l].get();
+      if (ctx.config.mode == Mode::dense) {
+        dense_backward(layer_run(ctx, l, stored, 0), grad_out.data(), grads[l], below);
+      } else {  // window by window, latest first, recomputing the membranes if they were not kept
+        const int64_t row = static_cast<int64_t>(ctx.B) * layers[l].n_out;
+        BackwardCarry carry{std::vector<float>(row, 0.0f),
+                            std::vector<float>(readout ? 0 : ctx.B * width(l), 0.0f)};
+        const Buffer grad_current = acquire_buffer(ctx.window * row);
+        const Buffer buffer = recomputes(ctx, l) ? acquire_buffer((ctx.window + 1) * row) : Buffer();
+        for (int k = windows(ctx); k-- > 0;) {
+          const Window w = window(ctx, k);
+          const LayerRun run =
+              buffer ? window_run(ctx, l, buffer.get(), k) : layer_run(ctx, l, stored, 0);
+          if (buffer) sparse_forward(run, w, false);
+          sparse_backward(run, w, grad_out.data(), grads[l], below, carry, grad_current.get());
+        }
+      }
       std::swap(grad_out, grad_in);
     }
   }
 
  private:
+  /// Steps per window: T, or the recompute segment rounded up to whole weight-gradient chunks.
+  static int window_steps(const StackConfig& config, int T, int B) {
+    const int segment = config.recompute_segment, chunk = scatter_chunk_steps(B);
+    if (segment <= 0 || config.mode == Mode::dense) return T;
+    return std::min(T, (segment + chunk - 1) / chunk * chunk);
+  }
+  static int windows(const CpuContext& ctx) { return (ctx.T + ctx.window - 1) / ctx.window; }
+  static Window window(const CpuContext& ctx, int k) {
+    return {k * ctx.window, std::min(ctx.T, (k + 1) * ctx.window)};
+  }
+  /// Whether layer l's membranes are recomputed in backward rather than stored.
+  static bool recomputes(const CpuContext& ctx, size_t l) {
+    return ctx.window < ctx.T && ctx.config.layers[l].kind != LayerKind::readout;
+  }
+
   // Spiking layers precede the readout, so layer l's lists are spikes[l].
-  static LayerRun layer_run(CpuContext& ctx, size_t l, SpikeTensor* output, float* membrane) {
+  static LayerRun layer_run(CpuContext& ctx, size_t l, float* membrane, int first_step) {
     const bool delayed = ctx.config.coupling == Coupling::delayed && l > 0;
+    const bool readout = ctx.config.layers[l].kind == LayerKind::readout;
     return LayerRun{ctx.config.layers[l],
                     ctx.params[l],
                     l == 0 ? ctx.input.view() : ctx.spikes[l - 1].view(),
                     delayed ? 1 : 0,
-                    output,
+                    readout ? nullptr : &ctx.spikes[l],
                     membrane,
+                    first_step,
                     kernels::stream_key(ctx.config.seed, l, 0x5E1EC7, 0),
                     ctx.config.overflow,
                     ctx.T,
                     ctx.B};
+  }
+
+  /// Layer l over window k in `buffer` ((window + 1) rows): its first row holds V[t0 - 1], loaded
+  /// from the kept membranes.
+  static LayerRun window_run(CpuContext& ctx, size_t l, float* buffer, int k) {
+    const int64_t row = static_cast<int64_t>(ctx.B) * ctx.config.layers[l].n_out;
+    if (k > 0) std::copy_n(ctx.membrane[l].get() + (k - 1) * row, row, buffer);
+    return layer_run(ctx, l, buffer, k * ctx.window - 1);
   }
 };
 
 }  // namespace
 
 int update_and_select(const LayerRun& run, int t, int b, const float* current,
-                      SelectScratch& scratch) {
+                      SelectScratch& scratch, bool select) {
   float* flags = scratch.flags.data();
   const LayerConfig& c = run.config;
   const int n = c.n_out;
   const float* alpha = run.params.alpha;
-  float* v = row(run.membrane, t, b, run.B, n);
+  float* v = run.v(t, b);
   if (t == 0) {
     for (int j = 0; j < n; ++j) v[j] = kernels::lif_step(0.0f, 0.0f, alpha[j], c.gain, current[j]);
   } else if (c.kind == LayerKind::readout) {
-    const float* v_prev = row(run.membrane, t - 1, b, run.B, n);
+    const float* v_prev = run.v(t - 1, b);
     for (int j = 0; j < n; ++j)
       v[j] = kernels::lif_step(v_prev[j], 0.0f, alpha[j], c.gain, current[j]);
   } else if (c.reset == ResetMode::state) {
-    const float* v_prev = row(run.membrane, t - 1, b, run.B, n);
+    const float* v_prev = run.v(t - 1, b);
     for (int j = 0; j < n; ++j)
       v[j] = kernels::lif_step(v_prev[j], kernels::state_reset(v_prev[j], c.theta1), alpha[j],
                                c.gain, current[j]);
   } else {  // reset only the neurons whose spike was emitted at t-1
-    const float* v_prev = row(run.membrane, t - 1, b, run.B, n);
+    const float* v_prev = run.v(t - 1, b);
     const int32_t* emitted = run.output->list(t - 1, b);
     const int n_emitted = run.output->n_spk(t - 1, b);
     kernels::scatter_value(flags, emitted, n_emitted, 1.0f);
@@ -138,7 +183,7 @@ int update_and_select(const LayerRun& run, int t, int b, const float* current,
       v[j] = kernels::lif_step(v_prev[j], flags[j], alpha[j], c.gain, current[j]);
     kernels::scatter_value(flags, emitted, n_emitted, 0.0f);
   }
-  if (c.kind == LayerKind::readout) return 0;
+  if (c.kind == LayerKind::readout || !select) return 0;
   SpikeTensor& out = *run.output;
   const auto counts = kernels::select_two_threshold(
       v, n, c.theta1, c.theta2, out.K(), run.overflow, kernels::stream_key(run.seed, t, b, 0),
@@ -155,7 +200,7 @@ void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* fl
   if (c.kind == LayerKind::readout || c.reset_grad == ResetGrad::pass) {
     for (int j = 0; j < n; ++j) gv[j] *= alpha[j];
   } else if (c.reset == ResetMode::state) {  // r[t+1] = H(V[t] - theta1)
-    const float* v = row(run.membrane, t, b, run.B, n);
+    const float* v = run.v(t, b);
     for (int j = 0; j < n; ++j)
       gv[j] *=
           kernels::carry_factor(alpha[j], kernels::state_reset(v[j], c.theta1), ResetGrad::mask);

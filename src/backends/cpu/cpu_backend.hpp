@@ -18,10 +18,28 @@ struct LayerRun {
   SpikeView input;      ///< the spikes this layer consumes
   int input_delay;      ///< 0, or 1 in delayed coupling: step t reads input step t - 1
   SpikeTensor* output;  ///< this layer's lists (null for a readout)
-  float* membrane;      ///< V [T, B, n_out]
+  float* membrane;      ///< V rows of steps first_step, first_step + 1, ... (each [B, n_out])
+  int first_step;       ///< 0 for a whole-sequence buffer, t0 - 1 for a window's buffer
   uint64_t seed;        ///< stream seed of this layer's overflow policy
   OverflowPolicy overflow;
   int T, B;
+
+  /// V[t, b, :]
+  float* v(int t, int b) const {
+    return membrane + (static_cast<int64_t>(t - first_step) * B + b) * config.n_out;
+  }
+};
+
+/// Steps [t0, t1) of a sequence.
+struct Window {
+  int t0, t1;
+};
+
+/// What the sparse backward carries from one window to the earlier one, per sample b.
+struct BackwardCarry {
+  std::vector<float> grad_membrane;  ///< gV [B, n_out] entering step t1 - 1
+  std::vector<float> grad_rec;       ///< [B, K]: gradients of the entries of S[t1 - 1] sent back
+                                     ///< through W_rec by step t1 (recurrent layers)
 };
 
 /// Forward state the CPU keeps for backward.
@@ -29,17 +47,30 @@ class CpuContext : public StackContext {
  public:
   std::vector<LayerParams> params;
   SpikeTensor input;  ///< copy of the input lists
-  /// Per spiking layer V [T, B, N]; uninitialised until the forward writes every element.
+  /// Steps per window: T when every membrane is stored, else the recompute segment.
+  int window = 0;
+  /// Per spiking layer: V [T, B, N] when stored; else V at the last step of every window but the
+  /// last, [windows - 1, B, N]. Uninitialised until the forward writes every element.
   std::vector<Buffer> membrane;
 };
 
-/// Runs one layer forward; returns the spikes dropped by capacity.
-int64_t sparse_forward(const LayerRun& run);
+/// Steps per weight-gradient chunk of the sparse backward: kScatterChunk lists, in whole steps.
+/// Recompute windows are multiples of it, so that chunks (and summation order) do not depend on
+/// the window.
+int scatter_chunk_steps(int B);
+
+/// Runs steps [w.t0, w.t1) of one sparse layer forward, reading V[w.t0 - 1] from the membrane
+/// buffer; returns the spikes dropped by capacity. With `select` false it only recomputes the
+/// membranes of lists already selected (bitwise those of the forward).
+int64_t sparse_forward(const LayerRun& run, Window w, bool select);
 int64_t dense_forward(const LayerRun& run);
-/// Runs one layer backward. grad_output: [T, B, K_out] entries, or [T, B, N] for a readout.
-/// grad_input: [T, B, K_in] entries to add into, or null.
-void sparse_backward(const LayerRun& run, const float* grad_output, const LayerGrads& grads,
-                     float* grad_input);
+/// Runs steps [w.t1 - 1 .. w.t0] of one sparse layer backward, taking `carry` from step w.t1 and
+/// leaving it for step w.t0 - 1. grad_output: [T, B, K_out] entries, or [T, B, N] for a readout;
+/// grad_input: [T, B, K_in] entries to add into, or null; grad_current: scratch of
+/// (w.t1 - w.t0) * B * n_out floats. Weight gradients are summed chunk by chunk, latest first.
+void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
+                     const LayerGrads& grads, float* grad_input, BackwardCarry& carry,
+                     float* grad_current);
 void dense_backward(const LayerRun& run, const float* grad_output, const LayerGrads& grads,
                     float* grad_input);
 
@@ -51,10 +82,10 @@ struct SelectScratch {
   SelectScratch(int n, int capacity) : flags(n, 0.0f), found(2 * n), priority(capacity) {}
 };
 
-/// Membrane update of one (t, b) row and, for spiking layers, selection into the output list.
-/// Returns the spikes dropped by capacity.
+/// Membrane update of one (t, b) row and, for spiking layers when `select`, selection into the
+/// output list. Returns the spikes dropped by capacity.
 int update_and_select(const LayerRun& run, int t, int b, const float* current,
-                      SelectScratch& scratch);
+                      SelectScratch& scratch, bool select);
 
 /// Carried membrane gradient from step t+1 to t of one row: gV *= alpha (* (1 - r[t+1]) for mask).
 void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* flags);

@@ -80,7 +80,7 @@ int64_t dense_forward(const LayerRun& run) {
     }
     parallel_for(0, B, [&](int64_t b) {
       dropped[b] +=
-          update_and_select(run, t, b, current_t + static_cast<int64_t>(b) * n, scratch[b]);
+          update_and_select(run, t, b, current_t + static_cast<int64_t>(b) * n, scratch[b], true);
     });
   }
   return std::accumulate(dropped.begin(), dropped.end(), int64_t{0});
@@ -116,7 +116,7 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
         const int32_t* ids = run.output->list(t, b);
         const float* g_entries = grad_output + list * k_out;
         for (int k = 0; k < run.output->n_tot(t, b); ++k) gs[ids[k]] += g_entries[k];
-        const float* v = run.membrane + list * n;
+        const float* v = run.v(t, static_cast<int>(b));
         for (int j = 0; j < n; ++j)
           if (v[j] > c.theta2)
             g[j] += gs[j] * kernels::surrogate_grad(c.surrogate, v[j] - c.theta1, c.beta);

@@ -1,19 +1,21 @@
-// Sparse mode: the method. Per layer, with lists S_in (input) and S (own), t' = t - delay:
+// Sparse mode: the method. Per layer and window of steps [t0, t1) (the whole sequence, or one
+// recompute segment), with lists S_in (input) and S (own), t' = t - delay:
 //   forward phase 1, per list chunk in parallel:
 //     I[t, b] = bias + sum_{k<n_spk(S_in[t'])} W[ids_k, :]             (into V's buffer)
-//   forward phase 2, per b in parallel, t = 0..T-1:
+//   forward phase 2, per b in parallel, t = t0..t1-1 (a recompute skips the selection):
 //     I += sum_{k<n_spk(S[t-1])} W_rec[ids_k, :];  V[t] = lif_step(V[t-1], r[t], I)
 //     S[t] = select(V[t], theta1, theta2, K)
-//   backward phase A, per b in parallel, t = T-1..0:
+//   backward phase A, per b in parallel, t = t1-1..t0 (gV and gRec carried between windows):
 //     gV = alpha m gV + sum_{k<n_tot(S[t])} (gS[t,k] + gRec[k]) sigma'(V[t, ids_k] - theta1)
 //     gI[t] = g (1 - alpha) gV
 //     gRec[k] = W_rec[ids_k, :] . gI[t]   k < n_tot(S[t-1])   (feeds step t-1)
 //   backward phase B, per list chunk in parallel:
 //     gS_in[t', k] += W[ids_k, :] . gI[t]       k < n_tot(S_in[t'])
-//   backward phase C, per column block in parallel, no atomics: with the spikes grouped by list
-//   chunk and then by input neuron i, for each chunk in order
+//   backward phase C, per column block in parallel, no atomics: with the spikes grouped by chunk
+//   of whole steps and then by input neuron i, for each chunk, latest first
 //     dW[i, cols] += sum of gI[t, b, cols] over the chunk's lists (t, b) that i fed (ascending)
-//   dW_rec likewise;  dbias[cols] += gI[t, b, cols] over all lists
+//   dW_rec likewise;  dbias[cols] += gI[t, b, cols] over all lists, latest first
+// Chunks never straddle windows, so every sum runs in the same order whatever the window.
 // W is input-major [N_in, N_out]; membranes and gI are [T, B, N_out]; entry grads [T, B, K].
 #include "saltatory/kernels/sparse.hpp"
 
@@ -29,44 +31,46 @@ namespace saltatory::cpu {
 
 namespace {
 
-/// Phase 1: every list's feed-forward current, written into the membrane buffer.
-void feedforward_currents(const LayerRun& run) {
+/// Phase 1: the feed-forward current of every list of the window, written into its membrane row.
+void feedforward_currents(const LayerRun& run, Window w) {
   const LayerParams& p = run.params;
   const int n = run.config.n_out;
-  for_each_block(static_cast<int64_t>(run.T) * run.B, kListChunk, [&](int64_t l0, int64_t l1) {
-    for (int64_t list = l0; list < l1; ++list) {
-      float* current = run.membrane + list * n;
-      if (p.bias != nullptr)
-        std::copy_n(p.bias, n, current);
-      else
-        std::fill_n(current, n, 0.0f);
-      const int t_in = static_cast<int>(list / run.B) - run.input_delay;
-      const int b = static_cast<int>(list % run.B);
-      if (t_in >= 0)
-        kernels::gather_rows(current, p.weight, n, run.input.list(t_in, b),
-                             run.input.spikes(t_in, b), n);
-    }
-  });
+  for_each_block(static_cast<int64_t>(w.t1 - w.t0) * run.B, kListChunk,
+                 [&](int64_t l0, int64_t l1) {
+                   for (int64_t list = l0; list < l1; ++list) {
+                     const int t = w.t0 + static_cast<int>(list / run.B);
+                     const int b = static_cast<int>(list % run.B);
+                     float* current = run.v(t, b);
+                     if (p.bias != nullptr)
+                       std::copy_n(p.bias, n, current);
+                     else
+                       std::fill_n(current, n, 0.0f);
+                     const int t_in = t - run.input_delay;
+                     if (t_in >= 0)
+                       kernels::gather_rows(current, p.weight, n, run.input.list(t_in, b),
+                                            run.input.spikes(t_in, b), n);
+                   }
+                 });
 }
 
-/// Spikes grouped by chunk of kScatterChunk lists and, within a chunk, by neuron: for chunk q and
-/// neuron i, the lists (t, b) of q whose current i fed, ascending. A spike of step t feeds list
-/// (t + delay, b); spikes of the last `delay` steps feed nothing.
+/// The spikes feeding the lists of a window, grouped by chunk of `chunk_steps` steps and, within a
+/// chunk, by neuron: for chunk q and neuron i, the lists (t, b) of q whose current i fed,
+/// ascending, numbered from the window's first list. A spike of step t feeds list (t + delay, b).
 class SpikesByNeuron {
  public:
-  SpikesByNeuron(const SpikeView& spikes, int T, int delay)
-      : n_(spikes.N),
-        chunks_((static_cast<int64_t>(T) * spikes.B + kScatterChunk - 1) / kScatterChunk) {
-    const int64_t B = spikes.B, fed = static_cast<int64_t>(std::max(0, T - delay)) * B;
+  SpikesByNeuron(const SpikeView& spikes, Window w, int delay, int chunk_steps)
+      : n_(spikes.N), chunks_((w.t1 - w.t0 + chunk_steps - 1) / chunk_steps) {
+    const int B = spikes.B;
     // Calls f(list, neuron) for every spike feeding a list of `chunk`, lists ascending.
     const auto each_spike = [&](int64_t chunk, auto&& f) {
-      const int64_t l0 = std::max<int64_t>(chunk * kScatterChunk, delay * B);
-      const int64_t l1 = std::min<int64_t>((chunk + 1) * kScatterChunk, fed + delay * B);
-      for (int64_t list = l0; list < l1; ++list) {
-        const int t = static_cast<int>(list / B) - delay, b = static_cast<int>(list % B);
-        const int32_t* ids = spikes.list(t, b);
-        for (int k = 0; k < spikes.spikes(t, b); ++k) f(static_cast<int32_t>(list), ids[k]);
-      }
+      const int s0 = w.t0 + static_cast<int>(chunk) * chunk_steps;
+      const int s1 = std::min(w.t1, s0 + chunk_steps);
+      for (int t = std::max(s0, delay); t < s1; ++t)
+        for (int b = 0; b < B; ++b) {
+          const int32_t* ids = spikes.list(t - delay, b);
+          const auto list = static_cast<int32_t>((t - w.t0) * B + b);
+          for (int k = 0; k < spikes.spikes(t - delay, b); ++k) f(list, ids[k]);
+        }
     };
     start_.assign(chunks_ * n_ + 1, 0);
     parallel_for(0, chunks_, [&](int64_t q) {  // counts, chunk by chunk
@@ -95,28 +99,31 @@ class SpikesByNeuron {
 
 }  // namespace
 
-int64_t sparse_forward(const LayerRun& run) {
+int scatter_chunk_steps(int B) { return std::max(1, kScatterChunk / B); }
+
+int64_t sparse_forward(const LayerRun& run, Window w, bool select) {
   const LayerConfig& c = run.config;
   const LayerParams& p = run.params;
   const int n = c.n_out;
   const int capacity = run.output != nullptr ? run.output->K() : 0;
-  feedforward_currents(run);
+  feedforward_currents(run, w);
   std::vector<int64_t> dropped(run.B, 0);
   parallel_for(0, run.B, [&](int64_t b) {
-    SelectScratch scratch(n, capacity);
-    for (int t = 0; t < run.T; ++t) {
-      float* current = run.membrane + (static_cast<int64_t>(t) * run.B + b) * n;
+    SelectScratch scratch(n, select ? capacity : 0);
+    for (int t = w.t0; t < w.t1; ++t) {
+      float* current = run.v(t, static_cast<int>(b));
       if (c.kind == LayerKind::recurrent_lif && t > 0)
         kernels::gather_rows(current, p.weight_rec, n, run.output->list(t - 1, b),
                              run.output->n_spk(t - 1, b), n);
-      dropped[b] += update_and_select(run, t, b, current, scratch);
+      dropped[b] += update_and_select(run, t, static_cast<int>(b), current, scratch, select);
     }
   });
   return std::accumulate(dropped.begin(), dropped.end(), int64_t{0});
 }
 
-void sparse_backward(const LayerRun& run, const float* grad_output, const LayerGrads& grads,
-                     float* grad_input) {
+void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
+                     const LayerGrads& grads, float* grad_input, BackwardCarry& carry,
+                     float* grad_current) {
   const LayerConfig& c = run.config;
   const LayerParams& p = run.params;
   const int n = c.n_out, T = run.T, B = run.B;
@@ -124,31 +131,31 @@ void sparse_backward(const LayerRun& run, const float* grad_output, const LayerG
   const bool recurrent = c.kind == LayerKind::recurrent_lif;
   const int k_out = readout ? n : run.output->K();
   const int k_in = run.input.K;
-  const int64_t lists = static_cast<int64_t>(T) * B;
-  const Buffer grad_current = acquire_buffer(lists * n);
+  const int64_t lists = static_cast<int64_t>(w.t1 - w.t0) * B;  // gI row (t, b): (t - t0) B + b
 
   parallel_for(0, B, [&](int64_t b) {  // phase A: the time recursion, independent per sample
-    std::vector<float> gv(n, 0.0f), flags(n, 0.0f), grad_rec(recurrent ? k_out : 0, 0.0f);
-    for (int t = T - 1; t >= 0; --t) {
+    float* gv = carry.grad_membrane.data() + b * n;
+    float* grad_rec = recurrent ? carry.grad_rec.data() + b * k_out : nullptr;
+    std::vector<float> flags(n, 0.0f);
+    for (int t = w.t1 - 1; t >= w.t0; --t) {
       const int64_t list = static_cast<int64_t>(t) * B + b;
-      if (t < T - 1) carry_membrane_grad(run, t, b, gv.data(), flags.data());
+      if (t < T - 1) carry_membrane_grad(run, t, static_cast<int>(b), gv, flags.data());
       const float* g_out = grad_output + list * k_out;
       if (readout) {
-        kernels::add_row(gv.data(), g_out, n);
+        kernels::add_row(gv, g_out, n);
       } else {
-        const float* v = run.membrane + list * n;
+        const float* v = run.v(t, static_cast<int>(b));
         const int32_t* ids = run.output->list(t, b);
         const int n_tot = run.output->n_tot(t, b);
-        kernels::accumulate_state_grad(gv.data(), v, ids, g_out, n_tot, c.theta1, c.surrogate,
-                                       c.beta);
+        kernels::accumulate_state_grad(gv, v, ids, g_out, n_tot, c.theta1, c.surrogate, c.beta);
         if (recurrent && t < T - 1)
-          kernels::accumulate_state_grad(gv.data(), v, ids, grad_rec.data(), n_tot, c.theta1,
-                                         c.surrogate, c.beta);
+          kernels::accumulate_state_grad(gv, v, ids, grad_rec, n_tot, c.theta1, c.surrogate,
+                                         c.beta);
       }
-      float* gi = grad_current.get() + list * n;
+      float* gi = grad_current + (static_cast<int64_t>(t - w.t0) * B + b) * n;
       for (int j = 0; j < n; ++j) gi[j] = kernels::current_grad(gv[j], p.alpha[j], c.gain);
       if (recurrent && t > 0)
-        kernels::dot_rows(grad_rec.data(), p.weight_rec, n, run.output->list(t - 1, b),
+        kernels::dot_rows(grad_rec, p.weight_rec, n, run.output->list(t - 1, b),
                           run.output->n_tot(t - 1, b), gi, n);
     }
   });
@@ -157,26 +164,26 @@ void sparse_backward(const LayerRun& run, const float* grad_output, const LayerG
     for_each_block(lists, kListChunk, [&](int64_t l0, int64_t l1) {
       std::vector<float> dots(k_in);
       for (int64_t list = l0; list < l1; ++list) {
-        const int t_in = static_cast<int>(list / B) - run.input_delay;
+        const int t_in = w.t0 + static_cast<int>(list / B) - run.input_delay;
         const int b = static_cast<int>(list % B);
         if (t_in < 0) continue;
         const int n_in = run.input.total(t_in, b);
         kernels::dot_rows(dots.data(), p.weight, n, run.input.list(t_in, b), n_in,
-                          grad_current.get() + list * n, n);
+                          grad_current + list * n, n);
         float* g_in = grad_input + (static_cast<int64_t>(t_in) * B + b) * k_in;
         kernels::add_row(g_in, dots.data(), n_in);
       }
     });
   }
 
-  // phase C: dW[i, cols] += the gI rows of the lists that i fed, chunk by chunk; a chunk's gI
-  // block stays in cache while every input neuron gathers its rows from it.
+  // phase C: dW[i, cols] += the gI rows of the lists that i fed, chunk by chunk, latest first; a
+  // chunk's gI block stays in cache while every input neuron gathers its rows from it.
   const auto weight_grad = [&](float* dw, const SpikeView& spikes, int delay) {
-    const SpikesByNeuron by_neuron(spikes, T, delay);
+    const SpikesByNeuron by_neuron(spikes, w, delay, scatter_chunk_steps(B));
     for_each_block(n, kColumnBlock, [&](int c0, int c1) {
-      for (int64_t chunk = 0; chunk < by_neuron.chunks(); ++chunk)
+      for (int64_t chunk = by_neuron.chunks(); chunk-- > 0;)
         for (int i = 0; i < spikes.N; ++i)
-          kernels::gather_rows(dw + static_cast<int64_t>(i) * n + c0, grad_current.get() + c0, n,
+          kernels::gather_rows(dw + static_cast<int64_t>(i) * n + c0, grad_current + c0, n,
                                by_neuron.lists(chunk, i), by_neuron.count(chunk, i), c1 - c0);
     });
   };
@@ -185,8 +192,8 @@ void sparse_backward(const LayerRun& run, const float* grad_output, const LayerG
     weight_grad(grads.weight_rec, run.output->view(), 1);
   if (grads.bias != nullptr && c.bias) {
     for_each_block(n, kColumnBlock, [&](int c0, int c1) {
-      for (int64_t list = 0; list < lists; ++list)
-        kernels::add_row(grads.bias + c0, grad_current.get() + list * n + c0, c1 - c0);
+      for (int64_t list = lists; list-- > 0;)
+        kernels::add_row(grads.bias + c0, grad_current + list * n + c0, c1 - c0);
     });
   }
 }
