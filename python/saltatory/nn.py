@@ -166,10 +166,16 @@ class Sequential:
     coupling: "same_step" (layer l reads layer l-1 at step t) or "delayed" (at t-1).
     mode: "sparse" (the method) or "dense" (dense-matrix baseline, no capacity limit).
     overflow: "lowest" or "random" (seeded) choice of the spikes kept when a list overflows.
+    recompute_segment: BPTT memory (checkpointing in time, sparse mode). 0 (default) stores every
+    membrane [T, B, N] for backward. S > 0 keeps only the spike lists and one membrane every S
+    steps, and backward recomputes the membranes S steps at a time: memory falls from O(T N) to
+    O(T K + (S + T / S) N) per layer for about one extra forward. "auto" picks
+    S = ceil(sqrt(T / 2)), which minimises the membrane memory. Gradients are bitwise the same.
     """
 
     def __init__(self, *layers, coupling: str = "same_step", mode: str = "sparse",
-                 overflow: str = "lowest", seed: int = 0, device: str = "cpu"):
+                 overflow: str = "lowest", seed: int = 0, device: str = "cpu",
+                 recompute_segment: int | str = 0):
         if not layers:
             raise ValueError("[Sequential] needs at least one layer")
         for i, layer in enumerate(layers):
@@ -183,6 +189,12 @@ class Sequential:
                                  f"{i - 1} has {layers[i - 1].n_out} outputs")
         self.layers = list(layers)
         self.coupling, self.mode, self.overflow, self.seed, self.device = coupling, mode, overflow, seed, device
+        if not (recompute_segment == "auto" or (isinstance(recompute_segment, (int, np.integer))
+                                                and not isinstance(recompute_segment, bool)
+                                                and recompute_segment >= 0)):
+            raise ValueError(f"[Sequential] recompute_segment must be 0, a positive number of steps or "
+                             f"'auto', got {recompute_segment!r}")
+        self.recompute_segment = recompute_segment
         self._context = None
         self.spikes: list[SpikeTensor] = []
         self.dropped: list[int] = []
@@ -193,9 +205,13 @@ class Sequential:
         and the spikes each layer dropped by capacity in ``self.dropped``."""
         if not isinstance(x, SpikeTensor):
             raise TypeError(f"[Sequential.forward] input must be a SpikeTensor, got {type(x).__name__}")
+        segment = self.recompute_segment
+        if segment == "auto":
+            segment = math.ceil(math.sqrt(x.shape[0] / 2))
         ctx = _core.lif_stack_forward([layer.config() for layer in self.layers],
                                       [layer._arrays() for layer in self.layers], x, self.coupling,
-                                      self.mode, self.overflow, int(self.seed), self.device)
+                                      self.mode, self.overflow, int(self.seed), self.device,
+                                      int(segment))
         self._context = ctx
         self.spikes = [SpikeTensor(ids, n_spk, n_tot, n_neurons=n, dropped=d, validate=False)
                        for ids, n_spk, n_tot, n, d in ctx.spikes]

@@ -105,9 +105,10 @@ class SparseSequential(torch.nn.Module):
     """
 
     def __init__(self, *layers, coupling: str = "same_step", mode: str = "sparse", overflow: str = "lowest",
-                 seed: int = 0, input_capacity: int | None = None):
+                 seed: int = 0, input_capacity: int | None = None, recompute_segment: int | str = 0):
         super().__init__()
-        self.net = Sequential(*layers, coupling=coupling, mode=mode, overflow=overflow, seed=seed)
+        self.net = Sequential(*layers, coupling=coupling, mode=mode, overflow=overflow, seed=seed,
+                              recompute_segment=recompute_segment)
         self.input_capacity = input_capacity
         self._order = []
         for i, layer in enumerate(self.net.layers):

@@ -45,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                        "'train' replaced by 'test')")
     p.add_argument("--mode", choices=["sparse", "dense"], default="sparse")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--recompute-segment", type=_segment, default=0, metavar="S",
+                   help="BPTT memory: keep a membrane every S steps and recompute the rest in "
+                        "backward (sparse mode); 'auto' = ceil(sqrt(T/2)); 0 = store all (default)")
     p.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer widths")
     p.add_argument("--recurrent", action="store_true", help="RecurrentLIF hidden layers")
     p.add_argument("--coupling", choices=["same_step", "delayed"], default="same_step")
@@ -84,6 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--dataset {args.dataset} needs --data")
     if args.device not in sal.available_devices():
         p.error(f"--device {args.device} is not available here; available: {sal.available_devices()}")
+    if args.recompute_segment and args.mode != "sparse":
+        p.error("--recompute-segment needs --mode sparse")
     if args.resume and not args.checkpoint_dir:
         p.error("--resume needs --checkpoint-dir")
     if min(args.hidden) <= 0 or args.epochs <= 0 or args.batch_size <= 0 or args.steps <= 0:
@@ -138,6 +143,14 @@ def load_datasets(args, rng: np.random.Generator):
     return train, test, n_classes
 
 
+def _segment(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a number of steps >= 0, got {text!r}")
+    return int(text)
+
+
 def build_network(args, n_in: int, n_classes: int) -> sal.Sequential:
     layers, width = [], n_in
     kind = sal.RecurrentLIF if args.recurrent else sal.LIF
@@ -147,7 +160,7 @@ def build_network(args, n_in: int, n_classes: int) -> sal.Sequential:
         width = hidden
     layers.append(sal.Readout(width, n_classes, seed=args.seed + len(args.hidden)))
     return sal.Sequential(*layers, coupling=args.coupling, mode=args.mode, device=args.device,
-                          seed=args.seed)
+                          seed=args.seed, recompute_segment=args.recompute_segment)
 
 
 def evaluate(net: sal.Sequential, loader: data.Loader) -> float:

@@ -111,7 +111,7 @@ void init_ops(py::module_& m) {
   m.def("lif_stack_forward", [](const std::vector<LayerConfig>& layers, const py::list& params,
                                 const py::handle& input, const std::string& coupling,
                                 const std::string& mode, const std::string& overflow, uint64_t seed,
-                                const std::string& device) {
+                                const std::string& device, int recompute_segment) {
     const char* op = "lif_stack_forward";
     StackConfig config;
     config.layers = layers;
@@ -123,6 +123,7 @@ void init_ops(py::module_& m) {
         {{"lowest", OverflowPolicy::lowest_ids}, {"random", OverflowPolicy::random}});
     config.seed = seed;
     config.device = parse_device(device);
+    config.recompute_segment = recompute_segment;
     if (params.size() != layers.size())
       throw py::value_error("[lif_stack_forward] got parameters for " +
                             std::to_string(params.size()) + " layers, expected " +

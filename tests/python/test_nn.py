@@ -658,3 +658,35 @@ def test_deterministic_across_thread_counts(mode: str) -> None:
         for a, b in zip(ref[3], other[3]):
             assert np.array_equal(a, b)
         assert ref[4] == other[4]
+
+
+@pytest.mark.parametrize("segment", [1, 3, "auto", 29, 100])
+def test_recompute_segment_gives_bitwise_the_stored_gradients(segment) -> None:
+    rng = np.random.default_rng(5)
+    x = SpikeTensor.from_dense((rng.random((30, 128, 40)) < 0.2).astype(np.float32))
+    labels = rng.integers(0, 5, 128).astype(np.int32)
+
+    def run(recompute_segment):
+        net = Sequential(LIF(40, 48, 8, seed=1), RecurrentLIF(48, 32, 6, bias=True, seed=2),
+                             Readout(32, 5, seed=3), recompute_segment=recompute_segment)
+        out = net(x)
+        _, grad = saltatory.losses.membrane_cross_entropy(out, labels)
+        grad_in = net.backward(grad, input_grad=True)
+        return out.copy(), [s.ids.copy() for s in net.spikes], [p.grad for p in net.parameters()], grad_in
+
+    stored, recomputed = run(0), run(segment)
+    np.testing.assert_array_equal(recomputed[0], stored[0])
+    for a, b in zip(recomputed[1], stored[1]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(recomputed[2], stored[2]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(recomputed[3], stored[3])
+
+
+def test_recompute_segment_errors() -> None:
+    for bad in (-1, 2.5, "half", True):
+        with pytest.raises(ValueError, match=r"\[Sequential\] recompute_segment"):
+            Sequential(LIF(4, 4, 2), recompute_segment=bad)
+    net = Sequential(LIF(4, 4, 2), mode="dense", recompute_segment=4)
+    with pytest.raises(ValueError, match=r"\[lif_stack_forward\] recompute_segment needs sparse mode"):
+        net(SpikeTensor.from_dense(np.zeros((5, 2, 4), np.float32)))

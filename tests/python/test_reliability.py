@@ -161,7 +161,9 @@ def _gradient_digest(mode: str) -> str:
 
 
 # Pinned on x86-64 (Debian 12, g++ 12, no -march=native): a change here means results changed.
-PINNED = {"sparse": "e00edeb6174be13c", "dense": "00523b9e2a36542b"}
+# (Sparse re-pinned when weight gradients began summing chunks of whole steps latest first, so that
+# checkpointing in time gives the same bits.)
+PINNED = {"sparse": "463a7285a5c8430f", "dense": "00523b9e2a36542b"}
 
 
 @pytest.mark.parametrize("mode", ["sparse", "dense"])
