@@ -16,6 +16,8 @@ from saltatory.bench import workloads as wl
 def test_fixed_workloads_and_paper_capacities():
     shd, = wl.workloads(["shd-paper"])
     assert shd.sizes == (700, 974, 974, 974, 20) and (shd.batch, shd.steps, shd.input_capacity) == (48, 100, 48)
+    long, = wl.workloads(["shd-long"])
+    assert long.sizes == shd.sizes and (long.batch, long.steps) == (48, 1000)
     nmnist, = wl.workloads(["nmnist-paper"])
     assert nmnist.sizes == (1152, 978, 978, 976, 10) and nmnist.input_capacity == 32
     single = wl.workloads(["single-layer"])
@@ -81,9 +83,10 @@ def test_plan_runs_baselines_only_where_asked():
     args = parse_args(["--tiny", "--workloads", "shd-paper", "--activities", "0.01,0.05",
                        "--baseline-at", "0.05", "--threads", "1,2"])
     specs = plan(args)
-    sparse = [s for s in specs if s["mode"] == "sparse"]
-    assert sorted((s["activity"], s["threads"]) for s in sparse) == [(0.01, 1), (0.01, 2), (0.05, 1), (0.05, 2)]
-    baselines = [s for s in specs if s["mode"] != "sparse"]
+    for mode in ("sparse", "recompute"):
+        sparse = [s for s in specs if s["mode"] == mode]
+        assert sorted((s["activity"], s["threads"]) for s in sparse) == [(0.01, 1), (0.01, 2), (0.05, 1), (0.05, 2)]
+    baselines = [s for s in specs if s["mode"] not in ("sparse", "recompute")]
     assert {s["activity"] for s in baselines} == {0.05} and {s["threads"] for s in baselines} == {2}
     assert {s["library"] for s in baselines} == {"saltatory", "snntorch", "norse"}
 
@@ -107,18 +110,21 @@ def _smoke(tmp_path, libraries):
 
 
 def test_smoke_run_writes_records_table_and_plot(tmp_path, capsys):
-    records = _smoke(tmp_path, "saltatory-sparse,saltatory-dense")
+    records = _smoke(tmp_path, "saltatory-sparse,saltatory-recompute,saltatory-dense")
     assert {(r["workload"], r["mode"]) for r in records} == {
-        ("shd-paper", "sparse"), ("shd-paper", "dense"), ("single-layer", "sparse"), ("single-layer", "dense")}
+        (w, m) for w in ("shd-paper", "single-layer") for m in ("sparse", "recompute", "dense")}
     for r in records:
         assert "error" not in r, r.get("error")
         for key in ("workload", "library", "mode", "device", "threads", "batch", "steps", "sizes",
                     "hidden_activity", "samples_per_s", "peak_mem_bytes"):
             assert key in r, key
         assert r["samples_per_s"] > 0 and 0 < r["hidden_activity"] < 1
-    for r in (r for r in records if r["mode"] == "sparse"):
+    for r in (r for r in records if r["mode"] in ("sparse", "recompute")):
         assert r["weight_bytes_per_step"] > 0 and r["bound_fraction"] > 0 and r["vs_saltatory_dense"] > 0
-    assert "samples/s" in capsys.readouterr().out
+    for r in (r for r in records if r["mode"] == "recompute"):
+        assert r["vs_stored_memory"] > 0 and r["vs_stored_time"] > 0
+    out = capsys.readouterr().out
+    assert "samples/s" in out and "BPTT memory" in out
 
 
 def test_smoke_run_with_baselines(tmp_path):

@@ -1,5 +1,7 @@
 """``python -m saltatory.bench`` (also ``saltatory-bench``): training throughput of Saltatory's
 sparse path against its dense path, snnTorch and Norse, on fixed workloads, with a roofline.
+``saltatory-recompute`` is the sparse path with checkpointing in time (membranes recomputed in
+backward); its records report peak memory and step time relative to the stored-membrane path.
 
 Every record trains one workload point (workload, sizes, activity) with one library, mode and
 thread count, for warm-up steps and then timed steps, in its own worker process. It reports
@@ -23,7 +25,7 @@ import sys
 from . import report, runners
 from . import workloads as wl
 
-LIBRARIES = ("saltatory-sparse", "saltatory-dense", "snntorch", "norse")
+LIBRARIES = ("saltatory-sparse", "saltatory-recompute", "saltatory-dense", "snntorch", "norse")
 
 
 def _csv(kind):
@@ -33,7 +35,7 @@ def _csv(kind):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="saltatory-bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--workloads", type=_csv(str), default=["shd-paper", "nmnist-paper", "single-layer"],
-                   help="comma list of shd-paper, nmnist-paper, single-layer")
+                   help="comma list of shd-paper, shd-long, nmnist-paper, single-layer")
     p.add_argument("--activities", type=_csv(float), default=list(wl.ACTIVITIES),
                    help="hidden activities to sweep (sparse runs at every one)")
     p.add_argument("--baseline-at", type=_csv(float), default=[0.01, 0.05],
@@ -79,7 +81,7 @@ def plan(args) -> list[dict]:
                     "repeats": args.repeats, "max_seconds": args.max_seconds, "device": args.device}
             for lib in args.libraries:
                 library, _, mode = lib.partition("-")
-                if lib == "saltatory-sparse":
+                if lib in ("saltatory-sparse", "saltatory-recompute"):
                     thread_counts = args.threads
                 elif any(abs(activity - a) < 1e-12 for a in args.baseline_at):
                     thread_counts = [max_threads]
@@ -164,6 +166,8 @@ def main(argv=None) -> int:
             print(f"    skipped: {record['error']}", flush=True)
     report.add_ratios(records)
     print(report.table(records))
+    if any(r.get("vs_stored_memory") for r in records):
+        print(report.memory_table(records))
     print(report.machine_summary(probes, env))
     if args.json:
         with open(args.json, "w") as f:

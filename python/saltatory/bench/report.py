@@ -31,6 +31,11 @@ def add_ratios(records: list[dict]) -> None:
             base = [b for (p, l, m, _), b in by_key.items() if p == _point(r) and l == lib and m == mode]
             if base and base[0] is not r:
                 r[name] = r["samples_per_s"] / base[0]["samples_per_s"]
+        stored = by_key.get((_point(r), "saltatory", "sparse", r["threads"]))
+        if r["library"] == "saltatory" and r["mode"] == "recompute" and stored is not None:
+            if r.get("peak_mem_bytes") and stored.get("peak_mem_bytes"):
+                r["vs_stored_memory"] = stored["peak_mem_bytes"] / r["peak_mem_bytes"]
+            r["vs_stored_time"] = r["step_s"] / stored["step_s"]
         if r["library"] == "saltatory" and r["mode"] == "sparse" and r["threads"] > 1:
             one = by_key.get((_point(r), "saltatory", "sparse", 1))
             if one is not None:
@@ -42,7 +47,7 @@ def _fmt(value, spec: str) -> str:
 
 
 def table(records: list[dict]) -> str:
-    head = (f"{'workload':<13} {'sizes':<22} {'a':>6} {'library':<17} {'thr':>3} {'act %':>6} "
+    head = (f"{'workload':<13} {'sizes':<22} {'a':>6} {'library':<19} {'thr':>3} {'act %':>6} "
             f"{'samples/s':>10} {'x snnTorch':>10} {'x dense':>8} {'x 1 thr':>7} {'peak MB':>8} "
             f"{'bound':>6} {'drop %':>6}")
     lines = [head, "-" * len(head)]
@@ -50,19 +55,38 @@ def table(records: list[dict]) -> str:
         name = f"{r['library']}-{r['mode']}" if r["library"] == "saltatory" else r["library"]
         sizes = "-".join(str(s) for s in r["sizes"])
         if "error" in r:
-            lines.append(f"{r['workload']:<13} {sizes:<22} {r['activity']:>6.3f} {name:<17} "
+            lines.append(f"{r['workload']:<13} {sizes:<22} {r['activity']:>6.3f} {name:<19} "
                          f"{r['threads']:>3}  not run: {r['error']}")
             continue
         peak = None if r.get("peak_mem_bytes") is None else r["peak_mem_bytes"] / 2**20
         drop = r.get("dropped_fraction")
         lines.append(
-            f"{r['workload']:<13} {sizes:<22} {r['activity']:>6.3f} {name:<17} {r['threads']:>3} "
+            f"{r['workload']:<13} {sizes:<22} {r['activity']:>6.3f} {name:<19} {r['threads']:>3} "
             f"{100 * r['hidden_activity']:>6.2f} {r['samples_per_s']:>10.1f} "
             f"{_fmt(r.get('vs_snntorch'), '10.1f')} {_fmt(r.get('vs_saltatory_dense'), '8.1f')} "
             f"{_fmt(r.get('vs_one_thread'), '7.2f')} {_fmt(peak, '8.1f')} "
             f"{_fmt(r.get('bound_fraction'), '6.2f')} {_fmt(None if drop is None else 100 * drop, '6.2f')}")
     lines.append("a: target activity; act %: measured hidden activity; x ...: samples/s ratios at the "
                  "same point; bound: (weight-row bytes / gather bandwidth) / step time")
+    return "\n".join(lines)
+
+
+def memory_table(records: list[dict]) -> str:
+    """Checkpointing in time against the stored-membrane sparse path, per workload point."""
+    head = (f"{'workload':<13} {'T':>5} {'a':>6} {'thr':>3} {'stored MB':>10} {'recompute MB':>12} "
+            f"{'memory /':>9} {'step time x':>11}")
+    lines = ["BPTT memory: sparse path storing every membrane vs recomputing them (checkpointing in time)",
+             head, "-" * len(head)]
+    for r in records:
+        if "vs_stored_time" not in r:
+            continue
+        stored = r["peak_mem_bytes"] * r["vs_stored_memory"] if r.get("vs_stored_memory") else None
+        lines.append(f"{r['workload']:<13} {r['steps']:>5} {r['activity']:>6.3f} {r['threads']:>3} "
+                     f"{_fmt(None if stored is None else stored / 2**20, '10.1f')} "
+                     f"{_fmt(None if r.get('peak_mem_bytes') is None else r['peak_mem_bytes'] / 2**20, '12.1f')} "
+                     f"{_fmt(r.get('vs_stored_memory'), '9.2f')} {r['vs_stored_time']:>11.2f}")
+    lines.append("memory /: stored peak over recompute peak (higher is better); step time x: recompute "
+                 "step time over stored (lower is better)")
     return "\n".join(lines)
 
 

@@ -98,7 +98,7 @@ def run_record(spec: dict) -> dict:
         "layer_activity": run.layer_activity(),
         "peak_mem_bytes": None if peak is None else max(0, peak - rss0),
     }
-    if library == "saltatory" and spec["mode"] == "sparse":
+    if library == "saltatory" and spec["mode"] in ("sparse", "recompute"):
         record["weight_bytes_per_step"] = run.weight_bytes()
         record["dropped_fraction"] = run.dropped_fraction()
     return record

@@ -3,6 +3,8 @@
 Names are fixed so that results stay comparable over time:
 
 - ``shd-paper``: 700-974-974-974-20, B=48, T=100, input capacity 48, spike-count cross-entropy.
+- ``shd-long``: ``shd-paper`` over T=1000 steps, where BPTT memory is what limits training (the
+  workload of checkpointing in time, ``saltatory-recompute``).
 - ``nmnist-paper``: 1152-978-978-976-10, B=48, T=100, input capacity 32, spike-count cross-entropy.
 - ``single-layer``: one Linear+LIF layer n -> n, n in {4096, 8192}, B=16, T=500 (the Open
   Neuromorphic benchmark's shape), input activity equal to the swept activity, sum-of-outputs loss.
@@ -39,6 +41,7 @@ def workloads(names, tiny: bool = False) -> list[Workload]:
     seconds-long smoke run with the same structure."""
     table = {
         "shd-paper": [Workload("shd-paper", (700, 974, 974, 974, 20), 48, 100, 48, 2, "spike_count_ce")],
+        "shd-long": [Workload("shd-long", (700, 974, 974, 974, 20), 48, 1000, 48, 2, "spike_count_ce")],
         "nmnist-paper": [Workload("nmnist-paper", (1152, 978, 978, 976, 10), 48, 100, 32, 2,
                                   "spike_count_ce")],
         "single-layer": [Workload("single-layer", (n, n), 16, 500, None, None, "sum") for n in (4096, 8192)],
@@ -114,11 +117,15 @@ def _lif_layers(w: Workload, gains, caps, arrays) -> list:
 
 
 def build_net(w: Workload, activity: float, gains, mode: str, weight_arrays=None):
-    """The Saltatory stack of the workload with the given per-layer gains."""
+    """The Saltatory stack of the workload with the given per-layer gains. Mode "recompute" is
+    sparse mode with checkpointing in time (``recompute_segment="auto"``)."""
     from ..nn import Sequential
 
     arrays = weight_arrays if weight_arrays is not None else weights(w)
-    return Sequential(*_lif_layers(w, gains, capacities(w, activity), arrays), mode=mode)
+    layers = _lif_layers(w, gains, capacities(w, activity), arrays)
+    if mode == "recompute":
+        return Sequential(*layers, mode="sparse", recompute_segment="auto")
+    return Sequential(*layers, mode=mode)
 
 
 def calibrate_gains(w: Workload, activity: float, iterations: int = 10) -> list[float]:
