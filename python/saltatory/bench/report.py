@@ -43,7 +43,8 @@ def add_ratios(records: list[dict]) -> None:
 
 
 def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    """``value`` formatted by ``spec``, or a dash padded to the spec's width."""
+    return format("-", f">{spec.split('.')[0]}") if value is None else format(value, spec)
 
 
 def table(records: list[dict]) -> str:

@@ -89,21 +89,30 @@ class Loader:
 
     ``epoch(e)`` iterates epoch e; plain iteration runs epochs 0, 1, 2, ... in turn. ``dropped``
     counts the events the last epoch's batches lost to capacity or to the time window.
+
+    Data-parallel training: with ``world_size`` > 1, ``batch_size`` is the global batch and rank
+    ``rank`` gets its contiguous share of each one (sizes differ by at most one). Every rank draws
+    the same order, so the ranks together see exactly the single-process batches. A final batch
+    smaller than ``world_size`` is skipped on every rank, so that every rank steps equally often.
     """
 
     def __init__(self, dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 drop_last: bool = False, prefetch: int = 2):
+                 drop_last: bool = False, prefetch: int = 2, rank: int = 0, world_size: int = 1):
         if batch_size <= 0 or prefetch < 0:
             raise ValueError(f"[Loader] batch_size must be positive and prefetch >= 0, got "
                              f"{batch_size}, {prefetch}")
+        if not 0 <= rank < world_size or world_size > batch_size:
+            raise ValueError(f"[Loader] need 0 <= rank < world_size <= batch_size, got rank {rank}, "
+                             f"world_size {world_size}, batch_size {batch_size}")
         self.dataset, self.batch_size, self.shuffle, self.seed = dataset, int(batch_size), shuffle, int(seed)
         self.drop_last, self.prefetch = drop_last, int(prefetch)
+        self.rank, self.world_size = int(rank), int(world_size)
         self.dropped = 0
         self._next_epoch = 0
 
     def __len__(self) -> int:
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        full, rest = divmod(len(self.dataset), self.batch_size)
+        return full + (0 if self.drop_last or rest < max(1, self.world_size) else 1)
 
     def order(self, epoch: int) -> np.ndarray:
         n = len(self.dataset)
@@ -115,7 +124,11 @@ class Loader:
         order = self.order(epoch)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield self.dataset.spikes(idx, _seed(self.seed, epoch, b)), self.dataset.labels[idx]
+            seed = _seed(self.seed, epoch, b)
+            if self.world_size > 1:  # this rank's share; its own stream for random encodings
+                idx = np.array_split(idx, self.world_size)[self.rank]
+                seed = _seed(self.seed, epoch, b, self.rank)
+            yield self.dataset.spikes(idx, seed), self.dataset.labels[idx]
 
     def epoch(self, epoch: int):
         self._next_epoch = epoch + 1
