@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                        "'train' replaced by 'test')")
     p.add_argument("--mode", choices=["sparse", "dense"], default="sparse")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: launch with mpirun; --batch-size is the global batch")
     p.add_argument("--recompute-segment", type=_segment, default=0, metavar="S",
                    help="BPTT memory: keep a membrane every S steps and recompute the rest in "
                         "backward (sparse mode); 'auto' = ceil(sqrt(T/2)); 0 = store all (default)")
@@ -163,17 +165,24 @@ def build_network(args, n_in: int, n_classes: int) -> sal.Sequential:
                           seed=args.seed, recompute_segment=args.recompute_segment)
 
 
-def evaluate(net: sal.Sequential, loader: data.Loader) -> float:
+def evaluate(net: sal.Sequential, loader: data.Loader, ddp=None) -> float:
+    """Test accuracy; with ``ddp`` every rank evaluates its ``ddp.shard`` of the test set."""
     correct = 0
     for spikes, labels in loader.epoch(0):
         correct += int((sal.losses.predict(net(spikes)) == labels).sum())
-    return correct / len(loader.dataset)
+    if ddp is None:
+        return correct / len(loader.dataset)
+    correct, total = ddp.sum([correct, len(loader.dataset)])
+    return float(correct / total)
 
 
-def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progress=True) -> dict:
-    """One pass over ``loader``'s epoch ``epoch``; appends per-step loss and activity to ``trace``."""
+def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progress=True,
+                ddp=None) -> dict:
+    """One pass over ``loader``'s epoch ``epoch``; appends per-step loss and activity to ``trace``.
+    With ``ddp`` (a ``saltatory.distributed.DataParallel``) gradients are averaged over the ranks
+    before each optimiser step, and the epoch's figures cover every rank."""
     bar = None
-    if progress:
+    if progress and (ddp is None or ddp.is_main):
         try:
             from tqdm import tqdm
             bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", unit="batch")
@@ -186,6 +195,9 @@ def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progre
         loss, grad = sal.losses.membrane_cross_entropy(out, labels)
         net.zero_grad()
         net.backward(grad)
+        if ddp is not None:  # mean gradient and loss over the global batch
+            total = ddp.allreduce_gradients(len(labels))
+            loss = float(ddp.sum([loss * len(labels)])[0] / total)
         opt.step()
         if schedule is not None:
             schedule.step()
@@ -203,10 +215,15 @@ def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progre
     if bar is not None:
         bar.close()
     activity = np.asarray(trace["activity"][-len(losses):]).mean(axis=0)
-    return {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_acc": correct / seen,
-            "samples_per_s": seen / elapsed, "seconds": elapsed,
-            "activity": [float(a) for a in activity], "dropped_hidden": [int(d) for d in np.sum(dropped, axis=0)],
-            "dropped_input": int(loader.dropped)}
+    loss, dropped, dropped_input = float(np.mean(losses)), np.sum(dropped, axis=0), loader.dropped
+    if ddp is not None:  # every rank's figures: sums, and means over ranks
+        totals = ddp.sum([correct, seen, dropped_input, elapsed, *activity, *dropped])
+        correct, seen, dropped_input, elapsed = totals[0], totals[1], totals[2], totals[3] / ddp.size
+        activity, dropped = totals[4:4 + len(activity)] / ddp.size, totals[4 + len(activity):]
+    return {"epoch": epoch + 1, "loss": loss, "train_acc": float(correct / seen),
+            "samples_per_s": float(seen / elapsed), "seconds": elapsed,
+            "activity": [float(a) for a in activity], "dropped_hidden": [int(d) for d in dropped],
+            "dropped_input": int(dropped_input)}
 
 
 def main(argv=None) -> dict:
@@ -217,8 +234,21 @@ def main(argv=None) -> dict:
     net = build_network(args, train.n_units, n_classes)
     opt = sal.optim.Adam(net.parameters(), lr=args.lr)
     schedule = sal.Theta2Schedule(net) if args.theta2_schedule else None
-    train_loader = data.Loader(train, args.batch_size, shuffle=True, seed=args.seed)
-    test_loader = data.Loader(test, args.batch_size, seed=args.seed)
+    ddp, rank, world_size, say = None, 0, 1, print
+    if args.distributed:
+        from saltatory import distributed
+
+        ddp = distributed.DataParallel(net)
+        rank, world_size = ddp.rank, ddp.size
+        if not ddp.is_main:
+            def say(*_args, **_kwargs):  # only rank 0 prints
+                pass
+        if args.batch_size < world_size:
+            raise SystemExit(f"saltatory.train: --batch-size {args.batch_size} is smaller than the "
+                             f"{world_size} ranks")
+    train_loader = data.Loader(train, args.batch_size, shuffle=True, seed=args.seed, rank=rank,
+                               world_size=world_size)
+    test_loader = data.Loader(test if ddp is None else ddp.shard(test), args.batch_size, seed=args.seed)
     architecture = {key: getattr(args, key) for key in _ARCHITECTURE}
 
     history, trace, first_epoch = [], {"loss": [], "activity": []}, 0
@@ -230,24 +260,24 @@ def main(argv=None) -> dict:
             raise SystemExit(f"saltatory.train: {checkpoint} was made with {saved}, this run has "
                              f"{architecture}")
         history, trace, first_epoch = meta["extra"]["history"], meta["extra"]["trace"], meta["epoch"]
-        print(f"resumed from {checkpoint} after epoch {first_epoch}")
+        say(f"resumed from {checkpoint} after epoch {first_epoch}")
     elif args.resume:
-        print(f"no checkpoint at {checkpoint}: starting from scratch")
+        say(f"no checkpoint at {checkpoint}: starting from scratch")
 
-    print(f"saltatory {sal.__version__}: {args.dataset}, {len(train)} train / {len(test)} test, "
-          f"T={args.steps}, {train.n_units}-{'-'.join(map(str, args.hidden))}-{n_classes}"
-          f"{' recurrent' if args.recurrent else ''}, mode={args.mode}, device={args.device}, "
-          f"input capacity {train.capacity}")
+    say(f"saltatory {sal.__version__}: {args.dataset}, {len(train)} train / {len(test)} test, "
+        f"T={args.steps}, {train.n_units}-{'-'.join(map(str, args.hidden))}-{n_classes}"
+        f"{' recurrent' if args.recurrent else ''}, mode={args.mode}, device={args.device}, "
+        f"input capacity {train.capacity}{f', {world_size} MPI ranks' if ddp else ''}")
     try:
         for epoch in range(first_epoch, args.epochs):
-            record = train_epoch(net, opt, train_loader, epoch, trace, schedule, not args.no_progress)
-            record["test_acc"] = evaluate(net, test_loader)
+            record = train_epoch(net, opt, train_loader, epoch, trace, schedule, not args.no_progress, ddp)
+            record["test_acc"] = evaluate(net, test_loader, ddp)
             history.append(record)
-            print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  train acc {record['train_acc']:.4f}  "
-                  f"test acc {record['test_acc']:.4f}  {record['samples_per_s']:.0f} samples/s  "
-                  f"hidden activity {record['activity'][0]:.4f}  dropped spikes: input "
-                  f"{record['dropped_input']}, hidden {sum(record['dropped_hidden'])}")
-            if checkpoint:
+            say(f"epoch {epoch + 1}: loss {record['loss']:.4f}  train acc {record['train_acc']:.4f}  "
+                f"test acc {record['test_acc']:.4f}  {record['samples_per_s']:.0f} samples/s  "
+                f"hidden activity {record['activity'][0]:.4f}  dropped spikes: input "
+                f"{record['dropped_input']}, hidden {sum(record['dropped_hidden'])}")
+            if checkpoint and rank == 0:
                 os.makedirs(args.checkpoint_dir, exist_ok=True)
                 sal.save_checkpoint(checkpoint, net, opt, epoch=epoch + 1, rng=rng, schedule=schedule,
                                     extra={"architecture": architecture, "history": history,
@@ -261,7 +291,9 @@ def main(argv=None) -> dict:
                "test_acc": history[-1]["test_acc"] if history else None,
                "samples_per_s": len(train) * len(history) / seconds if seconds else None,
                "train_seconds": seconds, "threads": sal.build_info()["cpu_threads"],
-               "history": history, "args": vars(args)}
+               "ranks": world_size, "history": history, "args": vars(args)}
+    if rank != 0:  # rank 0 writes the files and the summary line
+        return summary
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -276,7 +308,8 @@ def main(argv=None) -> dict:
                           names=["input"] + [f"hidden {i}" for i in range(len(net.spikes))])
     print(f"summary: {args.dataset} {args.mode}: test accuracy {summary['test_acc']:.4f} after "
           f"{args.epochs} epochs, training throughput {summary['samples_per_s']:.0f} samples/s "
-          f"(forward + backward + Adam, {summary['threads']} threads); plots and summary.json in "
+          f"(forward + backward + Adam, {summary['threads']} threads"
+          f"{f' x {world_size} ranks' if ddp else ''}); plots and summary.json in "
           f"{args.out}")
     return summary
 
