@@ -5,6 +5,7 @@ sets it, since scripts/setup installs both), where their absence fails."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -103,6 +104,38 @@ def test_two_ranks_match_single_process_training(tmp_path: Path) -> None:
     np.testing.assert_allclose(result["losses"], expected, rtol=1e-5, atol=1e-6)
     for name, p in net.named_parameters():
         np.testing.assert_allclose(result[name], p.data, rtol=0, atol=2e-5, err_msg=name)
+
+
+def test_train_command_with_two_ranks_matches_one_process(tmp_path: Path) -> None:
+    common = ["-m", "saltatory.train", "--dataset", "randman", "--epochs", "1", "--threads", "1",
+              "--no-progress", "--no-plots", "--batch-size", "50"]
+    cmd = _mpi_command(2)
+    cmd = cmd[:cmd.index(sys.executable) + 1] + common + ["--distributed", "--out", str(tmp_path / "mpi")]
+    proc = subprocess.run(cmd, env=_mpi_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("summary:") == 1 and "2 MPI ranks" in proc.stdout  # rank 0 alone prints
+    single = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], capture_output=True,
+                            text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    mpi, one = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("mpi", "one"))
+    assert mpi["ranks"] == 2 and one["ranks"] == 1
+    (a,), (b,) = mpi["history"], one["history"]
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    assert a["train_acc"] == b["train_acc"] and a["test_acc"] == b["test_acc"]
+    assert a["dropped_hidden"] == b["dropped_hidden"]
+
+
+def test_scaling_benchmark_smoke(tmp_path: Path) -> None:
+    _mpi_command(2)  # skips (or fails) as the other MPI tests do
+    from saltatory.bench import distributed as bench
+
+    out = tmp_path / "scaling.json"
+    assert bench.main(["--tiny", "--configs", "1x1,2x1", "--scaling", "weak", "--warmup", "0",
+                       "--repeats", "2", "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert [(r["ranks"], r["global_batch"]) for r in records] == [(1, 4), (2, 8)]
+    assert all(r["samples_per_s"] > 0 and r["in_sync"] and 0 <= r["allreduce_fraction"] < 1 for r in records)
+    assert records[0]["speedup"] == 1.0
 
 
 def _worker(out: str) -> None:

@@ -136,6 +136,20 @@ def test_memory_limit_fails_fast_and_restores() -> None:
         sal.set_memory_limit(-5)
 
 
+def test_memory_check_counts_the_recompute_savings() -> None:
+    """A sequence whose stored membranes exceed the limit trains within it by recomputing them."""
+    x = sal.SpikeTensor.from_dense((np.random.default_rng(0).random((1000, 16, 10)) < 0.2).astype(np.float32))
+    net = sal.Sequential(sal.LIF(10, 1024, 8, seed=0), sal.Readout(1024, 2, seed=1))
+    try:  # stored: about 1000*16*(1024 + 10 + 2)*4 B = 66 MB; recomputed: about 3 MB
+        sal.set_memory_limit(32 << 20)
+        with pytest.raises(ValueError, match=r"\[lif_stack_forward\] the forward pass needs .* memory limit"):
+            net(x)
+        net.recompute_segment = "auto"
+        net.backward(np.ones(net(x).shape, np.float32))
+    finally:
+        sal.set_memory_limit(0)
+
+
 def test_memory_limit_from_environment() -> None:
     code = "import saltatory; print(saltatory.memory_limit())"
     env = {**os.environ, "SALTATORY_MEMORY_LIMIT": "3M"}

@@ -99,7 +99,8 @@ class CpuBackend final : public Backend {
         BackwardCarry carry{std::vector<float>(row, 0.0f),
                             std::vector<float>(readout ? 0 : ctx.B * width(l), 0.0f)};
         const Buffer grad_current = acquire_buffer(ctx.window * row);
-        const Buffer buffer = recomputes(ctx, l) ? acquire_buffer((ctx.window + 1) * row) : Buffer();
+        const Buffer buffer =
+            recomputes(ctx, l) ? acquire_buffer((ctx.window + 1) * row) : Buffer();
         for (int k = windows(ctx); k-- > 0;) {
           const Window w = window(ctx, k);
           const LayerRun run =
