@@ -47,7 +47,8 @@ BuildInfo build_info() {
 #endif
   info.cuda = cuda_backend_built();
   info.poplar = poplar_backend_built();
-  info.cpu_threads = tbb::info::default_concurrency();
+  info.cpu_threads = static_cast<int>(  // the set_num_threads cap, if any
+      tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
   return info;
 }
 

@@ -690,3 +690,13 @@ def test_recompute_segment_errors() -> None:
     net = Sequential(LIF(4, 4, 2), mode="dense", recompute_segment=4)
     with pytest.raises(ValueError, match=r"\[lif_stack_forward\] recompute_segment needs sparse mode"):
         net(SpikeTensor.from_dense(np.zeros((5, 2, 4), np.float32)))
+
+
+def test_build_info_reports_the_thread_cap() -> None:
+    default = saltatory.build_info()["cpu_threads"]
+    try:
+        saltatory.set_num_threads(1)
+        assert saltatory.build_info()["cpu_threads"] == 1
+    finally:
+        saltatory.set_num_threads(0)
+    assert saltatory.build_info()["cpu_threads"] == default >= 1

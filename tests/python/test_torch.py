@@ -23,10 +23,13 @@ def _stack_layers(seed: int = 1):
             sal.Readout(N, C, seed=seed + 2))
 
 
-def test_module_gradients_equal_the_numpy_stack() -> None:
+@pytest.mark.parametrize("recompute_segment", [0, 1])
+def test_module_gradients_equal_the_numpy_stack(recompute_segment: int) -> None:
+    """Also with checkpointing in time in the module (B = 4: windows of 64 steps, so T = 12 is one
+    window; a 256-sample batch below splits into windows of one step)."""
     x = _input()
     labels = np.array([0, 1, 2, 1], np.int32)
-    module = SparseSequential(*_stack_layers(), coupling="delayed")
+    module = SparseSequential(*_stack_layers(), coupling="delayed", recompute_segment=recompute_segment)
     reference = sal.Sequential(*_stack_layers(), coupling="delayed")
     spikes = sal.SpikeTensor.from_dense(x)
     out = reference(spikes)
@@ -40,6 +43,18 @@ def test_module_gradients_equal_the_numpy_stack() -> None:
     membrane.backward(torch.from_numpy(grad))
     for (name, param), torch_name in zip(reference.named_parameters(), module._order):
         np.testing.assert_array_equal(getattr(module, torch_name).grad.numpy(), param.grad, err_msg=name)
+
+
+def test_module_with_recompute_segment_gives_the_stored_gradients() -> None:
+    x = torch.from_numpy((np.random.default_rng(3).random((T, 256, N_IN)) < 0.3).astype(np.float32))
+    grads = []
+    for segment in (0, 1, "auto"):
+        module = SparseSequential(*_stack_layers(), recompute_segment=segment)
+        module(x).square().sum().backward()
+        grads.append([p.grad.numpy().copy() for p in module.parameters()])
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_parameters_share_memory_and_torch_optimisers_train() -> None:

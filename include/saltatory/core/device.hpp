@@ -25,7 +25,7 @@ struct BuildInfo {
   std::string compiler;
   bool cuda = false;
   bool poplar = false;
-  int cpu_threads = 0;
+  int cpu_threads = 0;  ///< CPU worker threads now: the default, or the set_num_threads cap
 };
 BuildInfo build_info();
 
