@@ -64,5 +64,6 @@ py::array_t<T> owned(std::vector<T>&& values, std::vector<py::ssize_t> shape) {
 void init_spikes(py::module_& m);
 void init_ops(py::module_& m);
 void init_optim(py::module_& m);
+void init_ipu(py::module_& m);
 
 }  // namespace saltatory::python

@@ -11,6 +11,7 @@ PYBIND11_MODULE(_core, m) {
   saltatory::python::init_spikes(m);
   saltatory::python::init_ops(m);
   saltatory::python::init_optim(m);
+  saltatory::python::init_ipu(m);
   m.def("available_devices", &saltatory::available_devices);
   m.def("set_num_threads", &saltatory::set_num_threads, py::arg("n"));
   m.def("memory_limit", &saltatory::memory_limit);
