@@ -21,8 +21,8 @@ void Backend::lif_stack_backward(StackContext&, const std::vector<const float*>&
 Backend& backend_for(Device device) {
   switch (device) {
     case Device::cuda: return cuda_backend();
-    case Device::ipu_model:
-    case Device::ipu: return ipu_backend(device);
+    case Device::ipu_model: return ipu_model_backend();
+    case Device::ipu: return poplar_backend();
     case Device::cpu:
     default: return cpu::cpu_backend();
   }

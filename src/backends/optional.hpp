@@ -1,5 +1,5 @@
 // Entry points of the optional backends. Each is defined either by the real backend or by its
-// stub (no_cuda.cpp, no_ipu.cpp), chosen by CMake.
+// stub (no_cuda.cpp, no_poplar.cpp), chosen by CMake. The IPU model is always built.
 #pragma once
 
 #include "saltatory/backend/backend.hpp"
@@ -12,9 +12,10 @@ bool cuda_device_present();
 Backend& cuda_backend();
 
 bool poplar_backend_built();
-bool ipu_model_built();
 bool ipu_device_present();
-/// The IPU backend for `device` (ipu_model or ipu); throws Error when unavailable.
-Backend& ipu_backend(Device device);
+/// The IPU backend on Poplar (device "ipu"); throws Error when unavailable.
+Backend& poplar_backend();
+/// The tile-plan interpreter (device "ipu-model"), always built.
+Backend& ipu_model_backend();
 
 }  // namespace saltatory

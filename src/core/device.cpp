@@ -32,7 +32,7 @@ std::string device_name(Device device) {
 std::vector<std::string> available_devices() {
   std::vector<std::string> devices{"cpu"};
   if (cuda_device_present()) devices.push_back("cuda");
-  if (ipu_model_built()) devices.push_back("ipu-model");
+  devices.push_back("ipu-model");  // the tile-plan interpreter runs on the host
   if (ipu_device_present()) devices.push_back("ipu");
   return devices;
 }

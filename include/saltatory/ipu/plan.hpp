@@ -105,4 +105,24 @@ Plan plan_stack(const StackConfig& config, const PlanOptions& options,
 /// A human-readable summary: tiles, neurons per tile, memory per tile, exchange and cycles.
 std::string summary(const Plan& plan);
 
+/// What a forward (and backward) on the ipu-model device measured while executing its plan.
+struct RunReport {
+  Plan plan;
+  std::vector<int64_t> tile_bytes;      ///< per used tile: bytes of its buffers at their high-water
+  int64_t exchange_bytes_forward = 0;   ///< bytes received by tiles, whole sequence
+  int64_t exchange_bytes_backward = 0;  ///< likewise in backward
+  /// Compute sets and their estimated cycles (slowest tile, summed over steps), in run order.
+  std::vector<std::pair<std::string, double>> compute_sets;
+};
+
+/// The report of a context made on the ipu-model device; null for other devices.
+const RunReport* run_report(const StackContext& context);
+
+/// The target the ipu-model device plans for: GC200 IPUs, as many as the model needs (up to 16).
+Target ipu_model_target();
+
+/// Neurons per tile of the ipu-model device's plans: 0 (default) lets the planner choose, else an
+/// even number in [2, 16]. Results do not depend on it.
+void set_ipu_model_neurons_per_tile(int n);
+
 }  // namespace saltatory::ipu

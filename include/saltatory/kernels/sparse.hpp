@@ -3,6 +3,7 @@
 //   weight-grad scatter:   dW[i, :] += gI[:]                         (one row per input spike)
 //   input-grad gather-dot: gS[k]     = W[ids_k, :] . gI[:]           k < n_tot
 //   state-grad:            gV[ids_k] += gS[k] * sigma'(V[ids_k] - theta1)   k < n_tot
+//   dot lanes:             the partial sums of one dot over a column slice (IPU tiles chain them)
 //   sparse-to-dense:       D[ids_k] = 1 (k < n_spk);  its gradient gS[k] += gD[ids_k]
 // Summation order is part of each kernel's contract (every backend calls these per column or per
 // column block and gets bit-identical sums): the gather adds rows in groups of four,
@@ -100,14 +101,24 @@ SALTATORY_HD void dot_rows(float* gs, const float* w, int64_t row_stride, const 
   for (; k < n; ++k) gs[k] = dot_row(w + static_cast<int64_t>(ids[k]) * row_stride, g, n_cols);
 }
 
-/// gV[ids_k] += gS[k] * sigma'(V[ids_k] - theta1) for k < n_tot.
+/// gV[ids_k] += gS[k] * sigma'(V[ids_k] - theta1) for k < n_tot. With a slice [j0, j1) (an IPU
+/// tile's neurons), gv and v hold only that slice and entries of other neurons are skipped.
 SALTATORY_HD void accumulate_state_grad(float* gv, const float* v, const int32_t* ids,
                                         const float* gs, int n_tot, float theta1, Surrogate kind,
-                                        float beta) {
+                                        float beta, int32_t j0 = 0, int32_t j1 = 0x7FFFFFFF) {
   for (int k = 0; k < n_tot; ++k) {
     const int32_t j = ids[k];
-    gv[j] += gs[k] * surrogate_grad(kind, v[j] - theta1, beta);
+    if (j < j0 || j >= j1) continue;
+    gv[j - j0] += gs[k] * surrogate_grad(kind, v[j - j0] - theta1, beta);
   }
+}
+
+/// Continues the lane partial sums of dot_row over columns [c0, c1) of a row (lane = column mod
+/// kDotLanes): row slices taken in column order, then reduce_lanes, give dot_row bit for bit.
+/// `row` and `g` point at column c0.
+SALTATORY_HD void dot_row_lanes(float* lane, const float* __restrict row,
+                                const float* __restrict g, int c0, int c1) {
+  for (int c = c0; c < c1; ++c) lane[c % kDotLanes] += row[c - c0] * g[c - c0];
 }
 
 /// dense[ids_k] = value for k < n: writes (value 1) or clears (value 0) a list's footprint.

@@ -1,0 +1,396 @@
+// The ipu-model device: executes a layer stack's tile plan on the host, time step by time step and
+// superstep by superstep (a compute set over every tile of a layer, then an exchange), with
+// per-tile membranes, lists and current gradients, calling the kernels/ math as the CPU does:
+//   forward vertex, tile [j0, j1), sample b:
+//     I = bias + sum_{k < n_spk(S_in[t'])} W[ids_k, j0:j1] (+ W_rec rows of S[t-1]);  V = lif_step
+//     flags: spikes V > theta1 and candidates theta2 < V <= theta1 of the slice, ascending
+//   combine, per b: the tiles' flags concatenated in tile order, kept by the overflow policy
+//   backward vertex: gV = alpha m gV + surrogate terms of the entries in [j0, j1);  gI = g(1-a)gV
+//   entry gradients W[ids_k, :] . gI: dot lanes passed along the layer's tiles in column order
+//   weight gradients: each tile sums its columns by chunks of whole steps, latest first; its
+//   workers split the rows i, so one accumulator holds them and no reduction reorders the sums.
+// Every value equals the CPU backend's bit for bit (the same per-element operations in the same
+// order). Dense mode is the CPU's baseline only.
+#include <algorithm>
+#include <atomic>
+
+#include "backends/cpu/cpu_backend.hpp"
+#include "backends/cpu/spikes_by_neuron.hpp"
+#include "backends/optional.hpp"
+#include "saltatory/core/error.hpp"
+#include "saltatory/ipu/plan.hpp"
+#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/select.hpp"
+#include "saltatory/kernels/sparse.hpp"
+
+namespace saltatory {
+
+namespace ipu {
+
+namespace {
+
+std::atomic<int> model_neurons_per_tile{0};
+
+/// One tile's share of a layer: neurons [j0, j1) and the per-step buffers it keeps.
+struct Tile {
+  int j0 = 0, j1 = 0;
+  std::vector<float> membrane;      ///< V [T, B, n]
+  std::vector<float> grad_current;  ///< gI [T, B, n] (backward)
+  int n() const { return j1 - j0; }
+};
+
+class IpuModelContext : public StackContext {
+ public:
+  std::vector<LayerParams> params;
+  SpikeTensor input;
+  std::vector<std::vector<Tile>> tiles;  ///< per layer
+  RunReport report;
+
+  /// Adds `cycles` (the slowest tile's) to the compute set `name`, created on first use.
+  void charge(const std::string& name, double value) {
+    for (size_t i = 0; i < report.compute_sets.size(); ++i)
+      if (report.compute_sets[i].first == name) {
+        report.compute_sets[i].second += value;
+        return;
+      }
+    report.compute_sets.emplace_back(name, value);
+  }
+};
+
+/// Layer l's input lists and the step delay at which it reads them.
+SpikeView input_of(const IpuModelContext& ctx, size_t l) {
+  return l == 0 ? ctx.input.view() : ctx.spikes[l - 1].view();
+}
+int delay_of(const IpuModelContext& ctx, size_t l) {
+  return ctx.config.coupling == Coupling::delayed && l > 0 ? 1 : 0;
+}
+
+/// Marks in `flags` (the tile's slice, zeroed) the ids of `list[0:count]` inside [j0, j1).
+void mark_slice(float* flags, const int32_t* list, int count, int j0, int j1, float value) {
+  for (int k = 0; k < count; ++k)
+    if (list[k] >= j0 && list[k] < j1) flags[list[k] - j0] = value;
+}
+
+/// Entry gradients W[ids_k, :] . g for k < count, the lanes chained along `tiles` in column
+/// order (bit for bit kernels::dot_row); `g(tile)` is the tile's gI row, `w` is [.., n_out].
+template <class G>
+void chained_dots(float* out, const float* w, int n_out, const int32_t* ids, int count,
+                  const std::vector<Tile>& tiles, G&& g) {
+  for (int k = 0; k < count; ++k) {
+    float lane[kernels::kDotLanes] = {};
+    for (const Tile& tile : tiles)
+      kernels::dot_row_lanes(lane, w + static_cast<int64_t>(ids[k]) * n_out + tile.j0, g(tile),
+                             tile.j0, tile.j1);
+    out[k] = kernels::reduce_lanes(lane);
+  }
+}
+
+class IpuModelBackend final : public Backend {
+ public:
+  std::string name() const override { return "ipu-model"; }
+
+  std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
+                                                  const std::vector<LayerParams>& params,
+                                                  const SpikeView& input) override {
+    check(config.mode == Mode::sparse, "lif_stack_forward",
+          "ipu-model runs the sparse method only; dense mode is the CPU baseline");
+    PlanOptions options;
+    options.T = input.T;
+    options.B = input.B;
+    options.input_capacity = input.K;
+    options.neurons_per_tile = model_neurons_per_tile.load();
+    auto ctx = std::make_shared<IpuModelContext>();
+    ctx->report.plan = plan_stack(config, options, ipu_model_target());
+    ctx->config = config;
+    ctx->params = params;
+    ctx->T = input.T;
+    ctx->B = input.B;
+    ctx->input = SpikeTensor::from_view(input);
+    const Plan& plan = ctx->report.plan;
+    const int T = input.T, B = input.B;
+    for (size_t l = 0; l < config.layers.size(); ++l) {
+      const LayerConfig& c = config.layers[l];
+      std::vector<Tile>& tiles = ctx->tiles.emplace_back();
+      for (int i = 0; i < plan.layers[l].tiles; ++i) {
+        const Plan::TileSlice s = plan.tile(plan.layers[l].first_tile + i);
+        Tile& tile = tiles.emplace_back();
+        tile.j0 = s.begin;
+        tile.j1 = s.end;
+        tile.membrane.assign(static_cast<size_t>(T) * B * tile.n(), 0.0f);
+      }
+      if (c.kind == LayerKind::readout)
+        ctx->readout.assign(static_cast<size_t>(T) * B * c.n_out, 0.0f);
+      else
+        ctx->spikes.emplace_back(T, B, c.capacity, c.n_out);
+      ctx->dropped.push_back(0);
+    }
+    for (int t = 0; t < T; ++t)  // superstep by superstep: layer l's compute set, then exchange
+      for (size_t l = 0; l < config.layers.size(); ++l) forward_step(*ctx, l, t);
+    ctx->dropped.resize(ctx->spikes.size());
+    for (size_t l = 0; l < ctx->spikes.size(); ++l) ctx->spikes[l].set_dropped(ctx->dropped[l]);
+    for (size_t l = 0; l < config.layers.size(); ++l)
+      if (config.layers[l].kind == LayerKind::readout)
+        for (const Tile& tile : ctx->tiles[l])
+          for (int64_t row = 0; row < static_cast<int64_t>(T) * B; ++row)
+            std::copy_n(tile.membrane.data() + row * tile.n(), tile.n(),
+                        ctx->readout.data() + row * config.layers[l].n_out + tile.j0);
+    return ctx;
+  }
+
+  void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,
+                          const std::vector<LayerGrads>& grads, float* grad_input) override {
+    auto& ctx = dynamic_cast<IpuModelContext&>(context);
+    const auto& layers = ctx.config.layers;
+    const int64_t lists = static_cast<int64_t>(ctx.T) * ctx.B;
+    const auto width = [&](size_t l) {
+      return layers[l].kind == LayerKind::readout ? layers[l].n_out : ctx.spikes[l].K();
+    };
+    std::vector<float> grad_out(lists * width(layers.size() - 1), 0.0f), grad_in;
+    if (grad_outputs.back() != nullptr)
+      std::copy_n(grad_outputs.back(), grad_out.size(), grad_out.begin());
+    for (size_t l = layers.size(); l-- > 0;) {
+      float* below = nullptr;
+      if (l > 0) {
+        grad_in.assign(lists * width(l - 1), 0.0f);
+        if (grad_outputs[l - 1] != nullptr)
+          std::copy_n(grad_outputs[l - 1], grad_in.size(), grad_in.begin());
+        below = grad_in.data();
+      } else if (grad_input != nullptr) {
+        std::fill_n(grad_input, lists * ctx.input.K(), 0.0f);
+        below = grad_input;
+      }
+      backward_layer(ctx, l, grad_out.data(), grads[l], below);
+      std::swap(grad_out, grad_in);
+    }
+    finish_report(ctx);
+  }
+
+ private:
+  static void forward_step(IpuModelContext& ctx, size_t l, int t) {
+    const LayerConfig& c = ctx.config.layers[l];
+    const LayerParams& p = ctx.params[l];
+    const SpikeView in = input_of(ctx, l);
+    const int B = ctx.B, t_in = t - delay_of(ctx, l);
+    const bool readout = c.kind == LayerKind::readout;
+    SpikeTensor* out = readout ? nullptr : &ctx.spikes[l];
+    std::vector<Tile>& tiles = ctx.tiles[l];
+    std::vector<int32_t> spikes(c.n_out), candidates(c.n_out);
+    std::vector<float> flags;
+    double slowest = 0;
+    for (int b = 0; b < B; ++b) {
+      int n_above = 0, n_between = 0;
+      for (Tile& tile : tiles) {  // compute set: one vertex per tile and sample
+        const int n = tile.n();
+        float* v = tile.membrane.data() + (static_cast<int64_t>(t) * B + b) * n;
+        if (p.bias != nullptr)
+          std::copy_n(p.bias + tile.j0, n, v);
+        else
+          std::fill_n(v, n, 0.0f);
+        int rows = 0;
+        if (t_in >= 0) {
+          kernels::gather_rows(v, p.weight + tile.j0, c.n_out, in.list(t_in, b), in.spikes(t_in, b),
+                               n);
+          rows += in.spikes(t_in, b);
+        }
+        if (c.kind == LayerKind::recurrent_lif && t > 0) {
+          kernels::gather_rows(v, p.weight_rec + tile.j0, c.n_out, out->list(t - 1, b),
+                               out->n_spk(t - 1, b), n);
+          rows += out->n_spk(t - 1, b);
+        }
+        const float* v_prev = t > 0 ? v - static_cast<int64_t>(B) * n : nullptr;
+        const float* alpha = p.alpha + tile.j0;
+        if (!readout && t > 0 && c.reset == ResetMode::spike) {
+          flags.assign(n, 0.0f);
+          mark_slice(flags.data(), out->list(t - 1, b), out->n_spk(t - 1, b), tile.j0, tile.j1,
+                     1.0f);
+        }
+        for (int j = 0; j < n; ++j) {
+          float reset = 0.0f;
+          if (t > 0 && !readout)
+            reset =
+                c.reset == ResetMode::state ? kernels::state_reset(v_prev[j], c.theta1) : flags[j];
+          v[j] = kernels::lif_step(t > 0 ? v_prev[j] : 0.0f, reset, alpha[j], c.gain, v[j]);
+        }
+        if (!readout)
+          for (int j = 0; j < n; ++j) {  // flags of the slice, ascending
+            if (v[j] > c.theta1)
+              spikes[n_above++] = tile.j0 + j;
+            else if (v[j] > c.theta2)
+              candidates[n_between++] = tile.j0 + j;
+          }
+        slowest = std::max(slowest, (rows + 4.0) * n / kFloatsPerCycle + n);
+      }
+      if (readout) continue;
+      // exchange and combine: the tiles' flags in tile order, then the capacity by policy
+      const uint64_t stream =
+          kernels::stream_key(kernels::stream_key(ctx.config.seed, l, 0x5E1EC7, 0), t, b, 0);
+      std::vector<uint64_t> priority(out->K());
+      int32_t* ids = out->list(t, b);
+      const int n_spk = kernels::keep_subset(spikes.data(), n_above, ids, out->K(),
+                                             ctx.config.overflow, stream, priority.data());
+      const int n_cand =
+          kernels::keep_subset(candidates.data(), n_between, ids + n_spk, out->K() - n_spk,
+                               ctx.config.overflow, kernels::mix64(stream + 1), priority.data());
+      out->n_spk(t, b) = n_spk;
+      out->n_tot(t, b) = n_spk + n_cand;
+      ctx.dropped[l] += n_above - n_spk;
+      // bytes: each tile's flags to the combiner; the list to every tile that reads it
+      const auto consumers = static_cast<int64_t>(
+          (l + 1 < ctx.tiles.size() ? ctx.tiles[l + 1].size() : 0) +
+          (c.kind == LayerKind::recurrent_lif || c.reset == ResetMode::spike ? tiles.size() : 0));
+      ctx.report.exchange_bytes_forward +=
+          4 * (n_above + n_between + 2 * static_cast<int64_t>(tiles.size())) +
+          4 * (n_spk + n_cand + 2) * consumers;
+    }
+    ctx.charge("forward layer " + std::to_string(l), slowest * B);
+  }
+
+  static void backward_layer(IpuModelContext& ctx, size_t l, const float* grad_output,
+                             const LayerGrads& grads, float* grad_input) {
+    const LayerConfig& c = ctx.config.layers[l];
+    const LayerParams& p = ctx.params[l];
+    const SpikeView in = input_of(ctx, l);
+    const int T = ctx.T, B = ctx.B, delay = delay_of(ctx, l);
+    const bool readout = c.kind == LayerKind::readout;
+    const bool recurrent = c.kind == LayerKind::recurrent_lif;
+    SpikeTensor* out = readout ? nullptr : &ctx.spikes[l];
+    const int k_out = readout ? c.n_out : out->K();
+    std::vector<Tile>& tiles = ctx.tiles[l];
+    for (Tile& tile : tiles) tile.grad_current.assign(static_cast<size_t>(T) * B * tile.n(), 0.0f);
+    const auto gi = [&](const Tile& tile, int t, int b) {
+      return tile.grad_current.data() + (static_cast<int64_t>(t) * B + b) * tile.n();
+    };
+    double state_cycles = 0, dot_cycles = 0, weight_cycles = 0;
+    for (int b = 0; b < B; ++b) {  // the time recursion: vertices per tile, entry dots exchanged
+      std::vector<std::vector<float>> gv(tiles.size());
+      for (size_t i = 0; i < tiles.size(); ++i) gv[i].assign(tiles[i].n(), 0.0f);
+      std::vector<float> grad_rec(recurrent ? k_out : 0, 0.0f), flags;
+      for (int t = T - 1; t >= 0; --t) {
+        const int64_t list = static_cast<int64_t>(t) * B + b;
+        const float* g_out = grad_output + list * k_out;
+        for (size_t i = 0; i < tiles.size(); ++i) {
+          const Tile& tile = tiles[i];
+          const int n = tile.n();
+          float* g = gv[i].data();
+          const float* v = tile.membrane.data() + list * n;
+          const float* alpha = p.alpha + tile.j0;
+          if (t < T - 1) {
+            if (readout || c.reset_grad == ResetGrad::pass) {
+              for (int j = 0; j < n; ++j) g[j] *= alpha[j];
+            } else if (c.reset == ResetMode::state) {
+              for (int j = 0; j < n; ++j)
+                g[j] *= kernels::carry_factor(alpha[j], kernels::state_reset(v[j], c.theta1),
+                                              ResetGrad::mask);
+            } else {
+              flags.assign(n, 0.0f);
+              mark_slice(flags.data(), out->list(t, b), out->n_spk(t, b), tile.j0, tile.j1, 1.0f);
+              for (int j = 0; j < n; ++j)
+                g[j] *= kernels::carry_factor(alpha[j], flags[j], ResetGrad::mask);
+            }
+          }
+          if (readout) {
+            kernels::add_row(g, g_out + tile.j0, n);
+          } else {
+            kernels::accumulate_state_grad(g, v, out->list(t, b), g_out, out->n_tot(t, b), c.theta1,
+                                           c.surrogate, c.beta, tile.j0, tile.j1);
+            if (recurrent && t < T - 1)
+              kernels::accumulate_state_grad(g, v, out->list(t, b), grad_rec.data(),
+                                             out->n_tot(t, b), c.theta1, c.surrogate, c.beta,
+                                             tile.j0, tile.j1);
+          }
+          float* g_i = tiles[i].grad_current.data() + list * n;
+          for (int j = 0; j < n; ++j) g_i[j] = kernels::current_grad(g[j], alpha[j], c.gain);
+          state_cycles =
+              std::max(state_cycles, 3.0 * n / kFloatsPerCycle + 8.0 * std::min(n, k_out));
+        }
+        if (recurrent && t > 0) {
+          const int count = out->n_tot(t - 1, b);
+          chained_dots(grad_rec.data(), p.weight_rec, c.n_out, out->list(t - 1, b), count, tiles,
+                       [&](const Tile& tile) { return gi(tile, t, b); });
+          ctx.report.exchange_bytes_backward +=
+              4 * count * (kernels::kDotLanes * static_cast<int64_t>(tiles.size() - 1) + 1);
+        }
+      }
+    }
+    if (grad_input != nullptr) {  // entry gradients of the input lists
+      std::vector<float> dots(in.K);
+      for (int t = delay; t < T; ++t)
+        for (int b = 0; b < B; ++b) {
+          const int t_in = t - delay, count = in.total(t_in, b);
+          chained_dots(dots.data(), p.weight, c.n_out, in.list(t_in, b), count, tiles,
+                       [&](const Tile& tile) { return gi(tile, t, b); });
+          kernels::add_row(grad_input + (static_cast<int64_t>(t_in) * B + b) * in.K, dots.data(),
+                           count);
+          ctx.report.exchange_bytes_backward +=
+              4 * count * (kernels::kDotLanes * static_cast<int64_t>(tiles.size() - 1) + 1);
+          dot_cycles += count * (2.0 * tiles.front().n() / kFloatsPerCycle);
+        }
+    }
+    // weight gradients: per tile, its columns, chunks of whole steps latest first (the CPU's order)
+    const auto weight_grad = [&](float* dw, const SpikeView& spikes, int d) {
+      const cpu::SpikesByNeuron by_neuron(spikes, {0, T}, d, cpu::scatter_chunk_steps(B));
+      for (const Tile& tile : tiles) {
+        double ops = 0;
+        for (int64_t chunk = by_neuron.chunks(); chunk-- > 0;)
+          for (int i = 0; i < spikes.N; ++i) {
+            kernels::gather_rows(dw + static_cast<int64_t>(i) * c.n_out + tile.j0,
+                                 tile.grad_current.data(), tile.n(), by_neuron.lists(chunk, i),
+                                 by_neuron.count(chunk, i), tile.n());
+            ops += by_neuron.count(chunk, i) * tile.n();
+          }
+        weight_cycles = std::max(weight_cycles, ops / kFloatsPerCycle);
+      }
+    };
+    if (grads.weight != nullptr) weight_grad(grads.weight, in, delay);
+    if (grads.weight_rec != nullptr && recurrent) weight_grad(grads.weight_rec, out->view(), 1);
+    if (grads.bias != nullptr && c.bias)
+      for (const Tile& tile : tiles)
+        for (int64_t list = static_cast<int64_t>(T) * B; list-- > 0;)
+          kernels::add_row(grads.bias + tile.j0, tile.grad_current.data() + list * tile.n(),
+                           tile.n());
+    const std::string layer = " layer " + std::to_string(l);
+    ctx.charge("backward" + layer, state_cycles * T * B);
+    ctx.charge("entry gradients" + layer, dot_cycles);
+    ctx.charge("weight gradients" + layer, weight_cycles);
+  }
+
+  /// Each used tile's bytes: its plan's accounting, with the buffers this run really held.
+  static void finish_report(IpuModelContext& ctx) {
+    RunReport& r = ctx.report;
+    r.tile_bytes.clear();
+    for (size_t l = 0; l < ctx.tiles.size(); ++l)
+      for (const Tile& tile : ctx.tiles[l]) {
+        TileMemory m = r.plan.layers[l].memory;
+        m.membranes = static_cast<int64_t>(tile.membrane.size()) * 4;
+        r.tile_bytes.push_back(m.total() + static_cast<int64_t>(tile.grad_current.size()) * 4);
+      }
+  }
+};
+
+}  // namespace
+
+void set_ipu_model_neurons_per_tile(int n) {
+  check(n == 0 || (n >= 2 && n <= 16 && n % 2 == 0), "set_ipu_model_neurons_per_tile",
+        "neurons per tile ", n, " must be 0 (automatic) or even in [2, 16]");
+  model_neurons_per_tile = n;
+}
+
+Target ipu_model_target() {
+  Target target;
+  target.ipus = 16;
+  return target;
+}
+
+const RunReport* run_report(const StackContext& context) {
+  const auto* ctx = dynamic_cast<const IpuModelContext*>(&context);
+  return ctx != nullptr ? &ctx->report : nullptr;
+}
+
+}  // namespace ipu
+
+Backend& ipu_model_backend() {
+  static ipu::IpuModelBackend backend;
+  return backend;
+}
+
+}  // namespace saltatory
