@@ -221,6 +221,12 @@ class Sequential:
 
     __call__ = forward
 
+    @property
+    def ipu_report(self) -> dict | None:
+        """On ``device="ipu-model"``: what the last forward (and backward) measured while executing
+        the tile plan (tiles, bytes per tile, exchange bytes, compute-set cycle estimates)."""
+        return None if self._context is None else self._context.ipu_report
+
     def backward(self, grad_output, *, grad_spikes=None, input_grad: bool = False):
         """BPTT through the last forward. ``grad_output``: dL/d(readout membrane) [T, B, C], or
         dL/d(entries of the last layer's lists) [T, B, K]. ``grad_spikes``: optional per-layer

@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings.hpp"
+#include "saltatory/ipu/plan.hpp"
 #include "saltatory/ops/lif_stack.hpp"
 #include "saltatory/ops/losses.hpp"
 
@@ -105,6 +106,21 @@ void init_ops(py::module_& m) {
                                                      c.context->input_capacity);
                              })
       .def_property_readonly("dropped", [](const PyContext& c) { return c.context->dropped; })
+      .def_property_readonly("ipu_report",
+                             [](const PyContext& c) -> py::object {
+                               const ipu::RunReport* r = ipu::run_report(*c.context);
+                               if (r == nullptr) return py::none();
+                               py::dict d;
+                               d["tiles_used"] = r->plan.tiles_used;
+                               d["ipus_used"] = r->plan.ipus_used;
+                               d["neurons_per_tile"] = r->plan.neurons_per_tile;
+                               d["tile_bytes"] = r->tile_bytes;
+                               d["exchange_bytes_forward"] = r->exchange_bytes_forward;
+                               d["exchange_bytes_backward"] = r->exchange_bytes_backward;
+                               d["compute_sets"] = r->compute_sets;
+                               d["plan_summary"] = ipu::summary(r->plan);
+                               return d;
+                             })
       .def_property_readonly("backward_done",
                              [](const PyContext& c) { return c.context->backward_done; });
 

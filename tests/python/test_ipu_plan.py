@@ -1,10 +1,12 @@
-"""The IPU tile planner from Python: plans of Sequential models, the plan summary command, its
-CPU comparison and its errors. (The planner's invariants are tested in C++, test_ipu_plan.cpp.)"""
+"""The IPU backend from Python: tile plans of Sequential models, the plan summary command, its CPU
+comparison and errors, and the ipu-model device against the CPU (the planner's invariants and the
+full bit-for-bit sweep are tested in C++)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import saltatory as sal
@@ -60,3 +62,34 @@ def test_plan_command_compares_with_the_cpu_backend(tmp_path, capsys) -> None:
     assert record["cpu_step_s"] > 0 and record["estimated_speedup_vs_cpu"] > 0
     assert 0 < record["hidden_activity"] < 1
     assert "estimated speed-up" in capsys.readouterr().out
+
+
+def test_ipu_model_device_equals_cpu_bit_for_bit() -> None:
+    rng = np.random.default_rng(4)
+    x = sal.SpikeTensor.from_dense((rng.random((12, 5, 30)) < 0.2).astype(np.float32))
+    labels = rng.integers(0, 4, 5).astype(np.int32)
+    results = {}
+    for device in ("cpu", "ipu-model"):
+        net = sal.Sequential(sal.LIF(30, 26, 6, seed=1), sal.RecurrentLIF(26, 18, 5, bias=True, seed=2),
+                             sal.Readout(18, 4, seed=3), coupling="delayed", device=device)
+        out = net(x)
+        _, grad = sal.losses.membrane_cross_entropy(out, labels)
+        grad_in = net.backward(grad, input_grad=True)
+        results[device] = (out.copy(), [p.grad.copy() for p in net.parameters()], grad_in, net.ipu_report)
+    cpu, ipu = results["cpu"], results["ipu-model"]
+    np.testing.assert_array_equal(ipu[0], cpu[0])
+    for a, b in zip(ipu[1], cpu[1]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ipu[2], cpu[2])
+    assert cpu[3] is None
+    report = ipu[3]
+    assert report["tiles_used"] == len(report["tile_bytes"]) == 13 + 9 + 2
+    assert report["exchange_bytes_forward"] > 0 and report["exchange_bytes_backward"] > 0
+    assert {name for name, _ in report["compute_sets"]} >= {"forward layer 0", "weight gradients layer 2"}
+    assert "ipu-model" in sal.available_devices()
+
+
+def test_ipu_device_needs_the_sdk() -> None:
+    net = sal.Sequential(sal.LIF(4, 4, 2), device="ipu")
+    with pytest.raises(ValueError, match="no Poplar SDK"):
+        net(sal.SpikeTensor.from_dense(np.zeros((2, 1, 4), np.float32)))

@@ -2,8 +2,9 @@
 // owns consecutive tiles, in layer order; a layer never straddles two IPUs (when an IPU is full
 // the next layer starts on the next one). Each tile holds a contiguous, even-sized slice of one
 // layer's neurons [j0, j1) and, for them:
-//   weights W[:, j0:j1] (and W_rec[:, j0:j1]), input-major;  one weight-gradient accumulator per
-//   worker thread;  optimiser state;  alpha, bias;  the membrane history [T, B, n];  the input lists
+//   weights W[:, j0:j1] (and W_rec[:, j0:j1]), input-major;  their gradient accumulator, whose
+//   rows i the tile's worker threads split between them (the paper gave each worker a private
+//   copy and reduced them: 6x the memory, and a reduction that reorders the sums);  optimiser state;  alpha, bias;  the membrane history [T, B, n];  the input lists
 //   of every step [T, B, K_in + 2] (broadcast to every tile of the layer);  its own part of the
 //   output lists [T, B, min(n, K) + 2] (parallel compaction);  per-step scratch.
 // Per step only lists move forward (each layer's list broadcast to the tiles that consume it) and

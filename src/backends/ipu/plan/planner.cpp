@@ -1,6 +1,6 @@
 // The IPU tile planner (include/saltatory/ipu/plan.hpp): per layer n neurons per tile,
 //   tiles_l = ceil(N_l / n), layers on consecutive tiles, the next IPU when one is full;
-//   tile bytes = (N_in [+ N]) n 4 (1 + workers + optimiser slots)  + T B n 4 (membranes)
+//   tile bytes = (N_in [+ N]) n 4 (2 + optimiser slots)  + T B n 4 (membranes)
 //              + T B (K_in + 2) 4 [+ T B (K + 2) 4]  + T B (min(n, K) + 2) 4  + scratch;
 //   tile cycles per time step, forward: B (K_in [+ K]) n / 2 (gathers) + B n (4 / 2 + 1) (update,
 //   compaction); backward: 2 B (K_in [+ K]) n / 2 (input-entry dots, weight gradients)
@@ -43,7 +43,7 @@ TileMemory tile_memory(const LayerShape& s, int n, const PlanOptions& o, const T
   const int64_t T = o.T, B = o.B, rows = s.n_in + (s.recurrent ? s.n_out : 0);
   TileMemory m;
   m.weights = rows * n * kWord;
-  m.weight_grads = t.workers_per_tile * m.weights;
+  m.weight_grads = m.weights;  // one accumulator: each worker owns rows i of it, no reduction
   m.optimizer = o.optimizer_slots * m.weights;
   m.parameters = (s.bias ? 3 : 1) * int64_t{n} * kWord;  // alpha; bias and its gradient
   m.membranes = membrane_steps * B * n * kWord;
