@@ -133,7 +133,8 @@ TEST(IpuPlan, FortyEightHiddenLayersArePlacedAcrossTwoIpus) {
   ipu::PlanOptions long_run = paper_options();
   long_run.T = 100;
   const std::string memory = plan_error(config, long_run, two);
-  EXPECT_NE(memory.find("at 16, layer 0, tile 0 (neurons 0-15) needs"), std::string::npos) << memory;
+  EXPECT_NE(memory.find("at 16, layer 0, tile 0 (neurons 0-15) needs"), std::string::npos)
+      << memory;
   EXPECT_NE(memory.find("more than the 592.0 KiB a tile offers"), std::string::npos) << memory;
 }
 

@@ -116,8 +116,8 @@ SALTATORY_HD void accumulate_state_grad(float* gv, const float* v, const int32_t
 /// Continues the lane partial sums of dot_row over columns [c0, c1) of a row (lane = column mod
 /// kDotLanes): row slices taken in column order, then reduce_lanes, give dot_row bit for bit.
 /// `row` and `g` point at column c0.
-SALTATORY_HD void dot_row_lanes(float* lane, const float* __restrict row,
-                                const float* __restrict g, int c0, int c1) {
+SALTATORY_HD void dot_row_lanes(float* lane, const float* __restrict row, const float* __restrict g,
+                                int c0, int c1) {
   for (int c = c0; c < c1; ++c) lane[c % kDotLanes] += row[c - c0] * g[c - c0];
 }
 

@@ -8,8 +8,9 @@ namespace saltatory {
 bool poplar_backend_built() { return false; }
 bool ipu_device_present() { return false; }
 Backend& poplar_backend() {
-  throw Error("device", "ipu is not available: this build has no Poplar SDK (use ipu-model, which "
-                        "runs the tile plan on the host)");
+  throw Error("device",
+              "ipu is not available: this build has no Poplar SDK (use ipu-model, which "
+              "runs the tile plan on the host)");
 }
 
 }  // namespace saltatory
