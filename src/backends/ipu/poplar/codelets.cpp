@@ -1,0 +1,202 @@
+// Poplar codelets of the ipu device: thin poplar::Vertex wrappers whose compute() calls the shared
+// kernels/ math, one vertex per tile and sample (as the ipu-model interpreter runs them). Compiled
+// for the IPU by graph.addCodelets (popc) at run time; only with the Poplar SDK, which this
+// project's machines lack, so this file has never been compiled here.
+// Lists on the device are [n_spk, n_tot, ids...]; flags of a tile are [n_spikes, n_candidates,
+// spike ids (n), candidate ids (n)], ids global.
+//   Forward:    V = lif_step(V_prev, reset, alpha, g, bias + sum W[ids, slice] (+ W_rec rows))
+//   Select:     the tiles' flags in tile order, keep_subset by policy -> list; dropped += spikes lost
+//   Backward:   gV = alpha m gV + surrogate terms of the slice's entries;  gI = g (1 - alpha) gV
+//   EntryLanes: lane partial sums of W[ids_k, slice] . gI[slice];  EntryReduce: lanes -> entries
+//   WeightGrad: dW[i, slice] += gI rows of the lists that i fed (worker w owns rows i = w mod W)
+#include <poplar/Vertex.hpp>
+
+#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/select.hpp"
+#include "saltatory/kernels/sparse.hpp"
+#include "saltatory/kernels/surrogate.hpp"
+
+using namespace poplar;
+namespace k = saltatory::kernels;
+
+class Forward : public Vertex {
+ public:
+  Input<Vector<float>> weight;      // [n_in, n]
+  Input<Vector<float>> weight_rec;  // [N, n] (recurrent; else one element, unused)
+  Input<Vector<int>> in_list;       // the input list this step reads
+  Input<Vector<int>> own_prev;      // this layer's list of t - 1
+  Input<Vector<float>> v_prev;      // [n] (zeros at t = 0)
+  Output<Vector<float>> v;          // [n]
+  Input<Vector<float>> alpha, bias;
+  Output<Vector<int>> flags;  // [2 + 2 n]
+  unsigned n, j0, has_input, has_prev, recurrent, spike_reset, readout, use_bias;
+  float gain, theta1, theta2;
+
+  bool compute() {
+    for (unsigned j = 0; j < n; ++j) v[j] = use_bias ? bias[j] : 0.0f;
+    if (has_input) k::gather_rows(&v[0], &weight[0], n, &in_list[2], in_list[0], n);
+    if (recurrent && has_prev)
+      k::gather_rows(&v[0], &weight_rec[0], n, &own_prev[2], own_prev[0], n);
+    for (unsigned j = 0; j < n; ++j) {
+      float reset = 0.0f;
+      if (has_prev && !readout) {
+        if (spike_reset) {
+          for (int e = 0; e < own_prev[0]; ++e)
+            if (own_prev[2 + e] == static_cast<int>(j0 + j)) reset = 1.0f;
+        } else {
+          reset = k::state_reset(v_prev[j], theta1);
+        }
+      }
+      v[j] = k::lif_step(has_prev ? v_prev[j] : 0.0f, reset, alpha[j], gain, v[j]);
+    }
+    int spikes = 0, candidates = 0;
+    for (unsigned j = 0; j < n && !readout; ++j) {
+      if (v[j] > theta1)
+        flags[2 + spikes++] = static_cast<int>(j0 + j);
+      else if (v[j] > theta2)
+        flags[2 + n + candidates++] = static_cast<int>(j0 + j);
+    }
+    flags[0] = spikes;
+    flags[1] = candidates;
+    return true;
+  }
+};
+
+class Select : public Vertex {
+ public:
+  Vector<Input<Vector<int>>> flags;            // one per tile of the layer, in tile order
+  Output<Vector<int>> list;                    // [2 + K]
+  InOut<Vector<int>> found;                    // scratch [2 N]
+  InOut<Vector<unsigned long long>> priority;  // scratch [K]
+  InOut<int> dropped;
+  unsigned n_neurons, capacity, policy, seed_lo, seed_hi, t, b;
+
+  bool compute() {
+    int n_spk_found = 0, n_cand_found = 0;
+    for (unsigned i = 0; i < flags.size(); ++i) {
+      const unsigned n = (flags[i].size() - 2) / 2;
+      for (int e = 0; e < flags[i][0]; ++e) found[n_spk_found++] = flags[i][2 + e];
+      for (int e = 0; e < flags[i][1]; ++e) found[n_neurons + n_cand_found++] = flags[i][2 + n + e];
+    }
+    const uint64_t layer_seed = (static_cast<uint64_t>(seed_hi) << 32) | seed_lo;
+    const uint64_t stream = k::stream_key(layer_seed, t, b, 0);
+    const auto policy_kind = static_cast<k::OverflowPolicy>(policy);
+    auto* prio = reinterpret_cast<uint64_t*>(&priority[0]);
+    const int n_spk =
+        k::keep_subset(&found[0], n_spk_found, &list[2], capacity, policy_kind, stream, prio);
+    const int n_cand = k::keep_subset(&found[n_neurons], n_cand_found, &list[2 + n_spk],
+                                      capacity - n_spk, policy_kind, k::mix64(stream + 1), prio);
+    list[0] = n_spk;
+    list[1] = n_spk + n_cand;
+    *dropped += n_spk_found - n_spk;
+    return true;
+  }
+};
+
+class Backward : public Vertex {
+ public:
+  InOut<Vector<float>> gv;            // [n], carried from step t + 1
+  Input<Vector<float>> v;             // V[t] of the slice
+  Input<Vector<int>> list;            // this layer's list of t (spiking layers)
+  Input<Vector<float>> grad_entries;  // [K] entry gradients, or [n] readout rows (slice)
+  Input<Vector<float>> grad_rec;      // [K] entry gradients sent back through W_rec by t + 1
+  Input<Vector<float>> alpha;
+  Output<Vector<float>> gi;  // [n]
+  unsigned n, j0, last_step, readout, recurrent, mask, spike_reset, surrogate;
+  float gain, theta1, beta;
+
+  bool compute() {
+    for (unsigned j = 0; j < n && !last_step; ++j) {
+      float reset = 0.0f;
+      if (!readout && mask) {
+        if (spike_reset) {
+          for (int e = 0; e < list[0]; ++e)
+            if (list[2 + e] == static_cast<int>(j0 + j)) reset = 1.0f;
+        } else {
+          reset = k::state_reset(v[j], theta1);
+        }
+      }
+      gv[j] *= readout || !mask ? alpha[j] : k::carry_factor(alpha[j], reset, k::ResetGrad::mask);
+    }
+    const auto kind = static_cast<k::Surrogate>(surrogate);
+    if (readout) {
+      k::add_row(&gv[0], &grad_entries[0], n);
+    } else {
+      k::accumulate_state_grad(&gv[0], &v[0], &list[2], &grad_entries[0], list[1], theta1, kind,
+                               beta, j0, j0 + n);
+      if (recurrent && !last_step)
+        k::accumulate_state_grad(&gv[0], &v[0], &list[2], &grad_rec[0], list[1], theta1, kind, beta,
+                                 j0, j0 + n);
+    }
+    for (unsigned j = 0; j < n; ++j) gi[j] = k::current_grad(gv[j], alpha[j], gain);
+    return true;
+  }
+};
+
+class EntryLanes : public Vertex {
+ public:
+  Input<Vector<float>> weight;  // [rows, n] slice of W (or W_rec)
+  Input<Vector<int>> list;      // the entries whose gradients these are
+  Input<Vector<float>> gi;      // [n]
+  Output<Vector<float>> lanes;  // [K * kDotLanes]
+  unsigned n, j0;
+
+  bool compute() {
+    for (int e = 0; e < list[1]; ++e) {
+      float* lane = &lanes[e * k::kDotLanes];
+      for (int l = 0; l < k::kDotLanes; ++l) lane[l] = 0.0f;
+      k::dot_row_lanes(lane, &weight[list[2 + e] * n], &gi[0], j0, j0 + n);
+    }
+    return true;
+  }
+};
+
+class EntryReduce : public Vertex {
+ public:
+  Vector<Input<Vector<float>>> lanes;  // one per tile, in tile order
+  Input<Vector<int>> list;
+  InOut<Vector<float>> grad;  // [K]: += the entries' dot products (or = with `assign`)
+  unsigned assign;
+
+  bool compute() {
+    for (int e = 0; e < list[1]; ++e) {
+      float lane[k::kDotLanes] = {};
+      for (unsigned i = 0; i < lanes.size(); ++i)
+        for (int l = 0; l < k::kDotLanes; ++l) lane[l] += lanes[i][e * k::kDotLanes + l];
+      grad[e] = (assign ? 0.0f : grad[e]) + k::reduce_lanes(lane);
+    }
+    return true;
+  }
+};
+
+class WeightGrad : public Vertex {
+ public:
+  Input<Vector<int>> lists;  // [T, B, 2 + K] lists that fed this layer
+  Input<Vector<float>> gi;   // [T, B, n] of the slice
+  InOut<Vector<float>> dw;   // [rows, n]
+  unsigned n, steps, batch, width, delay, worker, workers;
+
+  bool compute() {
+    for (unsigned t = steps; t-- > delay;)
+      for (unsigned b = 0; b < batch; ++b) {
+        const int* list = &lists[((t - delay) * batch + b) * width];
+        const float* g = &gi[(t * batch + b) * n];
+        for (int e = 0; e < list[0]; ++e)
+          if (static_cast<unsigned>(list[2 + e]) % workers == worker)
+            k::add_row(&dw[list[2 + e] * n], g, n);
+      }
+    return true;
+  }
+};
+
+class BiasGrad : public Vertex {
+ public:
+  Input<Vector<float>> gi;  // [T, B, n] of the slice
+  InOut<Vector<float>> dbias;
+  unsigned n, rows;
+
+  bool compute() {
+    for (unsigned r = rows; r-- > 0;) k::add_row(&dbias[0], &gi[r * n], n);
+    return true;
+  }
+};

@@ -1,0 +1,623 @@
+// The ipu device: emits a poplar::Graph from the tile plan (include/saltatory/ipu/plan.hpp), one
+// engine per shape, and runs it on an attached IPU. Built only with the Poplar SDK; this project's
+// machines have none, so this file has never been compiled or run here. Kept mechanical: the
+// compute sets are those the ipu-model interpreter executes, unrolled over T, one vertex per tile
+// and sample (codelets.cpp).
+// Device tensors, per layer and tile (neurons [j0, j1), n of them): W [n_in, n], W_rec [N, n],
+// alpha and bias [n], V and gI [T, B, n], gV [B, n], dW, dW_rec, dbias, flags [B, 2 + 2n], lanes
+// [B, K_max, 8]; per layer on its first tile: lists [T, B, 2 + K], entry gradients [T, B, K].
+// Backward runs the training program (the forward again, then BPTT), so engines hold no state
+// between calls. Entry gradients add the tiles' lane partial sums and weight gradients run per
+// worker over rows: the sums are ordered differently from the CPU's, so results agree with it to
+// rounding, not bit for bit (the interpreter, which chains the lanes, is the bit-exact model).
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <poplar/DeviceManager.hpp>
+#include <poplar/Engine.hpp>
+#include <poplar/Graph.hpp>
+#include <poplar/Program.hpp>
+#include <sstream>
+
+#include "backends/optional.hpp"
+#include "saltatory/core/error.hpp"
+#include "saltatory/ipu/plan.hpp"
+#include "saltatory/kernels/select.hpp"
+#include "saltatory/kernels/sparse.hpp"
+
+namespace saltatory {
+
+namespace {
+
+using poplar::Tensor;
+namespace prog = poplar::program;
+
+struct TileTensors {
+  int j0 = 0, j1 = 0;
+  unsigned tile = 0;
+  Tensor w, w_rec, alpha, bias, v, gv, gi, dw, dw_rec, dbias, flags, lanes, zeros;
+};
+
+struct LayerTensors {
+  std::vector<TileTensors> tiles;
+  unsigned list_tile = 0;
+  Tensor list, grad_entries, grad_rec, found, priority, dropped, grad_rows;
+};
+
+/// One compiled shape: its engine and the host buffers its streams read and write.
+struct Compiled {
+  std::unique_ptr<poplar::Engine> engine;
+  std::map<std::string, std::vector<float>> floats;
+  std::map<std::string, std::vector<int>> ints;
+};
+
+poplar::Device& device() {
+  static poplar::Device attached = [] {
+    auto manager = poplar::DeviceManager::createDeviceManager();
+    for (auto& d : manager.getDevices(poplar::TargetType::IPU, 1))
+      if (d.attach()) return std::move(d);
+    throw Error("device", "ipu: no IPU could be attached");
+  }();
+  return attached;
+}
+
+class Emitter {
+ public:
+  Emitter(const StackConfig& config, const ipu::Plan& plan, int T, int B, int k_in)
+      : config_(config), plan_(plan), T_(T), B_(B), k_in_(k_in), graph_(device().getTarget()) {
+    graph_.addCodelets(SALTATORY_CODELETS, poplar::CodeletFileType::Auto,
+                       std::string("-O2 -I") + SALTATORY_INCLUDE_DIR);
+    input_ = variable(poplar::INT, T * B * (2 + k_in), 0, "input");
+    grad_input_ = variable(poplar::FLOAT, T * B * k_in, 0, "grad_input");
+    for (size_t l = 0; l < config.layers.size(); ++l) add_layer(l);
+    prog::Sequence forward_body, backward_body;
+    build_forward(forward_body);
+    build_backward(backward_body);
+    for (prog::Sequence* seq : {&forward_, &train_}) {
+      copy_in(*seq, "input", {input_});
+      for (size_t l = 0; l < layers_.size(); ++l) {
+        const std::string id = std::to_string(l);
+        copy_in(*seq, "w" + id, each(l, &TileTensors::w));
+        copy_in(*seq, "wr" + id, each(l, &TileTensors::w_rec));
+        copy_in(*seq, "alpha" + id, each(l, &TileTensors::alpha));
+        copy_in(*seq, "bias" + id, each(l, &TileTensors::bias));
+        seq->add(prog::Copy(zeros(poplar::INT, B, layers_[l].list_tile), layers_[l].dropped));
+      }
+      seq->add(forward_body);
+    }
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const std::string id = std::to_string(l);
+      copy_out(forward_, "list" + id, {layers_[l].list});
+      copy_out(forward_, "dropped" + id, {layers_[l].dropped});
+      copy_out(forward_, "v" + id, each(l, &TileTensors::v));
+      const bool readout = config.layers[l].kind == LayerKind::readout;
+      copy_in(train_, "g" + id, {readout ? layers_[l].grad_rows : layers_[l].grad_entries});
+    }
+    train_.add(prog::Copy(zeros(poplar::FLOAT, grad_input_.numElements(), 0), grad_input_));
+    train_.add(backward_body);
+    copy_out(train_, "grad_input", {grad_input_});
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const std::string id = std::to_string(l);
+      copy_out(train_, "dw" + id, each(l, &TileTensors::dw));
+      copy_out(train_, "dwr" + id, each(l, &TileTensors::dw_rec));
+      copy_out(train_, "db" + id, each(l, &TileTensors::dbias));
+    }
+  }
+
+  /// An engine with programs 0 (forward) and 1 (forward and backward), loaded on the device.
+  std::unique_ptr<Compiled> compile() {
+    auto c = std::make_unique<Compiled>();
+    c->engine =
+        std::make_unique<poplar::Engine>(graph_, std::vector<prog::Program>{forward_, train_});
+    for (auto& [name, stream] : streams_) {
+      if (stream.second.elementType() == poplar::INT) {
+        c->ints[name].resize(stream.second.numElements());
+        c->engine->connectStream(name, c->ints[name].data());
+      } else {
+        c->floats[name].resize(stream.second.numElements());
+        c->engine->connectStream(name, c->floats[name].data());
+      }
+    }
+    c->engine->load(device());
+    return c;
+  }
+
+ private:
+  Tensor variable(poplar::Type type, size_t size, unsigned tile, const std::string& name) {
+    Tensor t = graph_.addVariable(type, {size}, name);
+    graph_.setTileMapping(t, tile);
+    return t;
+  }
+  Tensor zeros(poplar::Type type, size_t size, unsigned tile) {
+    Tensor t = graph_.addConstant(type, {size}, 0);
+    graph_.setTileMapping(t, tile);
+    return t;
+  }
+  std::vector<Tensor> each(size_t l, Tensor TileTensors::*member) const {
+    std::vector<Tensor> out;
+    for (const TileTensors& t : layers_[l].tiles) out.push_back(t.*member);
+    return out;
+  }
+  /// Host -> device copy of `tensors` (concatenated, tile order) through stream `name`.
+  void copy_in(prog::Sequence& seq, const std::string& name, const std::vector<Tensor>& tensors) {
+    auto& [stream, all] = streams_.try_emplace(name).first->second;
+    if (!all.valid()) {
+      all = poplar::concat(tensors);
+      stream = graph_.addHostToDeviceFIFO(name, all.elementType(), all.numElements());
+    }
+    seq.add(prog::Copy(stream, all));
+  }
+  /// Device -> host copy of `tensors` through stream `name`.
+  void copy_out(prog::Sequence& seq, const std::string& name, const std::vector<Tensor>& tensors) {
+    auto& [stream, all] = streams_.try_emplace(name).first->second;
+    all = poplar::concat(tensors);
+    stream = graph_.addDeviceToHostFIFO(name, all.elementType(), all.numElements());
+    seq.add(prog::Copy(all, stream));
+  }
+
+  void add_layer(size_t l) {
+    const LayerConfig& c = config_.layers[l];
+    const ipu::LayerPlacement& p = plan_.layers[l];
+    const bool readout = c.kind == LayerKind::readout;
+    const int K = readout ? 0 : c.capacity,
+              k_below = l == 0 ? k_in_ : config_.layers[l - 1].capacity;
+    LayerTensors& L = layers_.emplace_back();
+    L.list_tile = static_cast<unsigned>(p.first_tile);
+    const std::string id = std::to_string(l);
+    L.list = variable(poplar::INT, T_ * B_ * (2 + K), L.list_tile, "list" + id);
+    L.grad_entries = variable(poplar::FLOAT, std::max(1, T_ * B_ * K), L.list_tile, "gs" + id);
+    L.grad_rec = variable(poplar::FLOAT, std::max(1, B_ * K), L.list_tile, "grec" + id);
+    L.found = variable(poplar::INT, B_ * 2 * c.n_out, L.list_tile, "found" + id);
+    L.priority = variable(poplar::UNSIGNED_LONGLONG, std::max(1, B_ * K), L.list_tile, "prio" + id);
+    L.dropped = variable(poplar::INT, B_, L.list_tile, "dropped" + id);
+    for (int i = 0; i < p.tiles; ++i) {
+      const ipu::Plan::TileSlice s = plan_.tile(p.first_tile + i);
+      TileTensors& t = L.tiles.emplace_back();
+      t.j0 = s.begin;
+      t.j1 = s.end;
+      t.tile = static_cast<unsigned>(p.first_tile + i);
+      const size_t n = s.end - s.begin, lanes = std::max(k_below, K) * kernels::kDotLanes;
+      const std::string tid = id + "." + std::to_string(i);
+      t.w = variable(poplar::FLOAT, c.n_in * n, t.tile, "w" + tid);
+      t.w_rec = variable(poplar::FLOAT, c.kind == LayerKind::recurrent_lif ? c.n_out * n : 1,
+                         t.tile, "wr" + tid);
+      t.alpha = variable(poplar::FLOAT, n, t.tile, "alpha" + tid);
+      t.bias = variable(poplar::FLOAT, n, t.tile, "bias" + tid);
+      t.v = variable(poplar::FLOAT, T_ * B_ * n, t.tile, "v" + tid);
+      t.gv = variable(poplar::FLOAT, B_ * n, t.tile, "gv" + tid);
+      t.gi = variable(poplar::FLOAT, T_ * B_ * n, t.tile, "gi" + tid);
+      t.dw = variable(poplar::FLOAT, c.n_in * n, t.tile, "dw" + tid);
+      t.dw_rec = variable(poplar::FLOAT, t.w_rec.numElements(), t.tile, "dwr" + tid);
+      t.dbias = variable(poplar::FLOAT, n, t.tile, "db" + tid);
+      t.flags = variable(poplar::INT, B_ * (2 + 2 * n), t.tile, "flags" + tid);
+      t.lanes = variable(poplar::FLOAT, B_ * lanes, t.tile, "lanes" + tid);
+      t.zeros = zeros(poplar::FLOAT, n, t.tile);
+    }
+    if (readout) {
+      std::vector<Tensor> rows;
+      for (const TileTensors& t : L.tiles)
+        rows.push_back(variable(poplar::FLOAT, t.gi.numElements(), t.tile, "grows"));
+      L.grad_rows = poplar::concat(rows);
+    }
+  }
+
+  Tensor list_at(size_t l, int t, int b) const {  // layer l's list (l = -1: the input) at (t, b)
+    const int K = l == static_cast<size_t>(-1) ? k_in_ : config_.layers[l].capacity;
+    const Tensor& all = l == static_cast<size_t>(-1) ? input_ : layers_[l].list;
+    const size_t w = 2 + K, at = (static_cast<size_t>(t) * B_ + b) * w;
+    return all.slice(at, at + w);
+  }
+  static Tensor row(const Tensor& x, int t, int b, int B, size_t n) {
+    const size_t at = (static_cast<size_t>(t) * B + b) * n;
+    return x.slice(at, at + n);
+  }
+  template <class V>
+  void set(poplar::VertexRef v, const char* field, V value) {
+    graph_.setInitialValue(v[field], value);
+  }
+
+  void build_forward(prog::Sequence& seq) {
+    for (int t = 0; t < T_; ++t)
+      for (size_t l = 0; l < config_.layers.size(); ++l) {
+        const LayerConfig& c = config_.layers[l];
+        LayerTensors& L = layers_[l];
+        const bool readout = c.kind == LayerKind::readout;
+        const int delay = config_.coupling == Coupling::delayed && l > 0 ? 1 : 0, t_in = t - delay;
+        const size_t below = l == 0 ? static_cast<size_t>(-1) : l - 1;
+        auto cs = graph_.addComputeSet("forward " + std::to_string(l) + " " + std::to_string(t));
+        for (TileTensors& tile : L.tiles) {
+          const size_t n = tile.j1 - tile.j0;
+          for (int b = 0; b < B_; ++b) {
+            auto v = graph_.addVertex(
+                cs, "Forward",
+                {{"weight", tile.w},
+                 {"weight_rec", tile.w_rec},
+                 {"in_list", list_at(below, std::max(t_in, 0), b)},
+                 {"own_prev", readout ? list_at(below, 0, b) : list_at(l, std::max(t - 1, 0), b)},
+                 {"v_prev", t > 0 ? row(tile.v, t - 1, b, B_, n) : tile.zeros},
+                 {"v", row(tile.v, t, b, B_, n)},
+                 {"alpha", tile.alpha},
+                 {"bias", tile.bias},
+                 {"flags", tile.flags.slice(b * (2 + 2 * n), (b + 1) * (2 + 2 * n))}});
+            graph_.setTileMapping(v, tile.tile);
+            set(v, "n", static_cast<unsigned>(n));
+            set(v, "j0", static_cast<unsigned>(tile.j0));
+            set(v, "has_input", static_cast<unsigned>(t_in >= 0));
+            set(v, "has_prev", static_cast<unsigned>(t > 0));
+            set(v, "recurrent", static_cast<unsigned>(c.kind == LayerKind::recurrent_lif));
+            set(v, "spike_reset", static_cast<unsigned>(c.reset == ResetMode::spike));
+            set(v, "readout", static_cast<unsigned>(readout));
+            set(v, "use_bias", static_cast<unsigned>(c.bias));
+            set(v, "gain", c.gain);
+            set(v, "theta1", c.theta1);
+            set(v, "theta2", c.theta2);
+          }
+        }
+        seq.add(prog::Execute(cs));
+        if (readout) continue;
+        auto select = graph_.addComputeSet("select " + std::to_string(l) + " " + std::to_string(t));
+        const uint64_t layer_seed = kernels::stream_key(config_.seed, l, 0x5E1EC7, 0);
+        for (int b = 0; b < B_; ++b) {
+          auto v = graph_.addVertex(select, "Select");
+          graph_.setTileMapping(v, L.list_tile);
+          graph_.setFieldSize(v["flags"], L.tiles.size());
+          for (size_t i = 0; i < L.tiles.size(); ++i) {
+            const size_t n = L.tiles[i].j1 - L.tiles[i].j0;
+            graph_.connect(v["flags"][i],
+                           L.tiles[i].flags.slice(b * (2 + 2 * n), (b + 1) * (2 + 2 * n)));
+          }
+          graph_.connect(v["list"], list_at(l, t, b));
+          graph_.connect(v["found"], L.found.slice(b * 2 * c.n_out, (b + 1) * 2 * c.n_out));
+          graph_.connect(v["priority"], L.priority.slice(b * c.capacity, (b + 1) * c.capacity));
+          graph_.connect(v["dropped"], L.dropped[b]);
+          set(v, "n_neurons", static_cast<unsigned>(c.n_out));
+          set(v, "capacity", static_cast<unsigned>(c.capacity));
+          set(v, "policy", static_cast<unsigned>(config_.overflow));
+          set(v, "seed_lo", static_cast<unsigned>(layer_seed & 0xFFFFFFFFu));
+          set(v, "seed_hi", static_cast<unsigned>(layer_seed >> 32));
+          set(v, "t", static_cast<unsigned>(t));
+          set(v, "b", static_cast<unsigned>(b));
+        }
+        seq.add(prog::Execute(select));
+      }
+  }
+
+  /// Entry gradients of `list(t_list, b)` through `weight(tile)` and gI(t): lanes, then reduce.
+  template <class W, class G>
+  void entry_gradients(prog::Sequence& seq, const LayerTensors& L, W weight, size_t list_layer,
+                       int t_list, int t, G grad, bool assign, unsigned reduce_tile,
+                       const std::string& name) {
+    auto lanes = graph_.addComputeSet("lanes " + name);
+    auto reduce = graph_.addComputeSet("reduce " + name);
+    for (int b = 0; b < B_; ++b) {
+      for (const TileTensors& tile : L.tiles) {
+        const size_t n = tile.j1 - tile.j0, width = tile.lanes.numElements() / B_;
+        auto v = graph_.addVertex(lanes, "EntryLanes",
+                                  {{"weight", weight(tile)},
+                                   {"list", list_at(list_layer, t_list, b)},
+                                   {"gi", row(tile.gi, t, b, B_, n)},
+                                   {"lanes", tile.lanes.slice(b * width, (b + 1) * width)}});
+        graph_.setTileMapping(v, tile.tile);
+        set(v, "n", static_cast<unsigned>(n));
+        set(v, "j0", static_cast<unsigned>(tile.j0));
+      }
+      auto v = graph_.addVertex(reduce, "EntryReduce");
+      graph_.setTileMapping(v, reduce_tile);
+      graph_.setFieldSize(v["lanes"], L.tiles.size());
+      for (size_t i = 0; i < L.tiles.size(); ++i) {
+        const size_t width = L.tiles[i].lanes.numElements() / B_;
+        graph_.connect(v["lanes"][i], L.tiles[i].lanes.slice(b * width, (b + 1) * width));
+      }
+      graph_.connect(v["list"], list_at(list_layer, t_list, b));
+      graph_.connect(v["grad"], grad(b));
+      set(v, "assign", static_cast<unsigned>(assign));
+    }
+    seq.add(prog::Execute(lanes));
+    seq.add(prog::Execute(reduce));
+  }
+
+  void build_backward(prog::Sequence& seq) {
+    for (size_t l = config_.layers.size(); l-- > 0;) {
+      const LayerConfig& c = config_.layers[l];
+      LayerTensors& L = layers_[l];
+      const bool readout = c.kind == LayerKind::readout,
+                 recurrent = c.kind == LayerKind::recurrent_lif;
+      const int delay = config_.coupling == Coupling::delayed && l > 0 ? 1 : 0;
+      const size_t below = l == 0 ? static_cast<size_t>(-1) : l - 1;
+      for (TileTensors& tile : L.tiles)
+        for (Tensor* x : {&tile.gv, &tile.dw, &tile.dw_rec, &tile.dbias})
+          seq.add(prog::Copy(zeros(poplar::FLOAT, x->numElements(), tile.tile), *x));
+      for (int t = T_ - 1; t >= 0; --t) {
+        auto cs = graph_.addComputeSet("backward " + std::to_string(l) + " " + std::to_string(t));
+        size_t offset = 0;
+        for (TileTensors& tile : L.tiles) {
+          const size_t n = tile.j1 - tile.j0;
+          for (int b = 0; b < B_; ++b) {
+            const Tensor entries = readout ? L.grad_rows.slice(offset + (t * B_ + b) * n,
+                                                               offset + (t * B_ + b + 1) * n)
+                                           : row(L.grad_entries, t, b, B_, c.capacity);
+            auto v = graph_.addVertex(
+                cs, "Backward",
+                {{"gv", tile.gv.slice(b * n, (b + 1) * n)},
+                 {"v", row(tile.v, t, b, B_, n)},
+                 {"list", readout ? list_at(below, t, b) : list_at(l, t, b)},
+                 {"grad_entries", entries},
+                 {"grad_rec",
+                  recurrent ? L.grad_rec.slice(b * c.capacity, (b + 1) * c.capacity) : tile.zeros},
+                 {"alpha", tile.alpha},
+                 {"gi", row(tile.gi, t, b, B_, n)}});
+            graph_.setTileMapping(v, tile.tile);
+            set(v, "n", static_cast<unsigned>(n));
+            set(v, "j0", static_cast<unsigned>(tile.j0));
+            set(v, "last_step", static_cast<unsigned>(t == T_ - 1));
+            set(v, "readout", static_cast<unsigned>(readout));
+            set(v, "recurrent", static_cast<unsigned>(recurrent));
+            set(v, "mask", static_cast<unsigned>(c.reset_grad == ResetGrad::mask));
+            set(v, "spike_reset", static_cast<unsigned>(c.reset == ResetMode::spike));
+            set(v, "surrogate", static_cast<unsigned>(c.surrogate));
+            set(v, "gain", c.gain);
+            set(v, "theta1", c.theta1);
+            set(v, "beta", c.beta);
+          }
+          offset += tile.gi.numElements();
+        }
+        seq.add(prog::Execute(cs));
+        if (recurrent && t > 0)
+          entry_gradients(
+              seq, L, [](const TileTensors& x) { return x.w_rec; }, l, t - 1, t,
+              [&](int b) { return L.grad_rec.slice(b * c.capacity, (b + 1) * c.capacity); }, true,
+              L.list_tile, "rec " + std::to_string(l));
+      }
+      const Tensor& grad_below = l == 0 ? grad_input_ : layers_[below].grad_entries;
+      const int k_below = l == 0 ? k_in_ : config_.layers[below].capacity;
+      const unsigned below_tile = l == 0 ? 0 : layers_[below].list_tile;
+      for (int t = delay; t < T_; ++t)
+        entry_gradients(
+            seq, L, [](const TileTensors& x) { return x.w; }, below, t - delay, t,
+            [&](int b) { return row(grad_below, t - delay, b, B_, k_below); }, false, below_tile,
+            "in " + std::to_string(l));
+      auto dw = graph_.addComputeSet("weight gradients " + std::to_string(l));
+      const unsigned workers = graph_.getTarget().getNumWorkerContexts();
+      for (TileTensors& tile : L.tiles) {
+        const size_t n = tile.j1 - tile.j0;
+        for (unsigned w = 0; w < workers; ++w)
+          for (int rec = 0; rec <= static_cast<int>(recurrent); ++rec) {
+            auto v =
+                graph_.addVertex(dw, "WeightGrad",
+                                 {{"lists", rec ? L.list : (l == 0 ? input_ : layers_[below].list)},
+                                  {"gi", tile.gi},
+                                  {"dw", rec ? tile.dw_rec : tile.dw}});
+            graph_.setTileMapping(v, tile.tile);
+            set(v, "n", static_cast<unsigned>(n));
+            set(v, "steps", static_cast<unsigned>(T_));
+            set(v, "batch", static_cast<unsigned>(B_));
+            set(v, "width", static_cast<unsigned>(2 + (rec ? c.capacity : k_below)));
+            set(v, "delay", static_cast<unsigned>(rec ? 1 : delay));
+            set(v, "worker", w);
+            set(v, "workers", workers);
+          }
+        if (c.bias) {
+          auto v = graph_.addVertex(dw, "BiasGrad", {{"gi", tile.gi}, {"dbias", tile.dbias}});
+          graph_.setTileMapping(v, tile.tile);
+          set(v, "n", static_cast<unsigned>(n));
+          set(v, "rows", static_cast<unsigned>(T_ * B_));
+        }
+      }
+      seq.add(prog::Execute(dw));
+    }
+  }
+
+  const StackConfig& config_;
+  const ipu::Plan& plan_;
+  int T_, B_, k_in_;
+  poplar::Graph graph_;
+  Tensor input_, grad_input_;
+  std::vector<LayerTensors> layers_;
+  prog::Sequence forward_, train_;
+  std::map<std::string, std::pair<poplar::DataStream, Tensor>> streams_;
+};
+
+/// Forward state of the ipu device: what backward needs to run the training program again.
+class PoplarContext : public StackContext {
+ public:
+  std::vector<LayerParams> params;
+  SpikeTensor input;
+  Compiled* compiled = nullptr;
+  ipu::Plan plan;
+};
+
+class PoplarBackend final : public Backend {
+ public:
+  std::string name() const override { return "ipu"; }
+
+  std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
+                                                  const std::vector<LayerParams>& params,
+                                                  const SpikeView& input) override {
+    check(config.mode == Mode::sparse, "lif_stack_forward", "ipu runs the sparse method only");
+    auto ctx = std::make_shared<PoplarContext>();
+    ctx->config = config;
+    ctx->params = params;
+    ctx->T = input.T;
+    ctx->B = input.B;
+    ctx->input = SpikeTensor::from_view(input);
+    ipu::PlanOptions options;
+    options.T = input.T;
+    options.B = input.B;
+    options.input_capacity = input.K;
+    const poplar::Target& target = device().getTarget();
+    ipu::Target t;
+    t.ipus = static_cast<int>(target.getNumIPUs());
+    t.tiles_per_ipu = static_cast<int>(target.getTilesPerIPU());
+    t.workers_per_tile = static_cast<int>(target.getNumWorkerContexts());
+    t.bytes_per_tile = static_cast<int64_t>(target.getBytesPerTile());
+    ctx->plan = ipu::plan_stack(config, options, t);
+    ctx->compiled = engine_for(config, ctx->plan, input.T, input.B, input.K);
+    fill_inputs(*ctx);
+    ctx->compiled->engine->run(0);
+    read_outputs(*ctx);
+    return ctx;
+  }
+
+  void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,
+                          const std::vector<LayerGrads>& grads, float* grad_input) override {
+    auto& ctx = dynamic_cast<PoplarContext&>(context);
+    Compiled& c = *ctx.compiled;
+    fill_inputs(ctx);
+    const int64_t lists = static_cast<int64_t>(ctx.T) * ctx.B;
+    for (size_t l = 0; l < ctx.config.layers.size(); ++l) {
+      const LayerConfig& layer = ctx.config.layers[l];
+      std::vector<float>& g = c.floats["g" + std::to_string(l)];
+      std::fill(g.begin(), g.end(), 0.0f);
+      if (grad_outputs[l] == nullptr) continue;
+      if (layer.kind != LayerKind::readout) {
+        std::copy_n(grad_outputs[l], lists * layer.capacity, g.begin());
+      } else {
+        tile_major(ctx, l, [&](int64_t at, int64_t row, int j) {
+          g[at] = grad_outputs[l][row * layer.n_out + j];
+        });
+      }
+    }
+    c.engine->run(1);
+    for (size_t l = 0; l < ctx.config.layers.size(); ++l) {
+      const LayerConfig& layer = ctx.config.layers[l];
+      const std::string id = std::to_string(l);
+      add_columns(ctx, l, c.floats["dw" + id], layer.n_in, grads[l].weight);
+      if (layer.kind == LayerKind::recurrent_lif)
+        add_columns(ctx, l, c.floats["dwr" + id], layer.n_out, grads[l].weight_rec);
+      if (layer.bias) add_columns(ctx, l, c.floats["db" + id], 1, grads[l].bias);
+    }
+    if (grad_input != nullptr)
+      std::copy_n(c.floats["grad_input"].data(), lists * ctx.input.K(), grad_input);
+  }
+
+ private:
+  Compiled* engine_for(const StackConfig& config, const ipu::Plan& plan, int T, int B, int k_in) {
+    std::ostringstream key;  // every setting the graph bakes in
+    key << T << ' ' << B << ' ' << k_in << ' ' << static_cast<int>(config.coupling) << ' '
+        << static_cast<int>(config.overflow) << ' ' << config.seed;
+    for (const LayerConfig& c : config.layers)
+      key << " | " << static_cast<int>(c.kind) << ' ' << c.n_in << ' ' << c.n_out << ' '
+          << c.capacity << ' ' << c.theta1 << ' ' << c.theta2 << ' ' << c.gain << ' '
+          << static_cast<int>(c.surrogate) << ' ' << c.beta << ' ' << static_cast<int>(c.reset)
+          << ' ' << static_cast<int>(c.reset_grad) << ' ' << c.bias;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& slot = engines_[key.str()];
+    if (!slot) slot = Emitter(config, plan, T, B, k_in).compile();
+    return slot.get();
+  }
+
+  /// Calls f(index in the tile-major buffer, list row t * B + b, neuron j) for layer l.
+  template <class F>
+  static void tile_major(const PoplarContext& ctx, size_t l, F&& f) {
+    const ipu::LayerPlacement& p = ctx.plan.layers[l];
+    int64_t at = 0;
+    for (int i = 0; i < p.tiles; ++i) {
+      const ipu::Plan::TileSlice s = ctx.plan.tile(p.first_tile + i);
+      for (int64_t row = 0; row < static_cast<int64_t>(ctx.T) * ctx.B; ++row)
+        for (int j = s.begin; j < s.end; ++j) f(at++, row, j);
+    }
+  }
+
+  /// Per-tile column slices [rows, n] of a [rows, N] matrix, in tile order, and back.
+  static void to_tiles(const PoplarContext& ctx, size_t l, const float* m, int rows,
+                       std::vector<float>& out) {
+    const ipu::LayerPlacement& p = ctx.plan.layers[l];
+    const int N = ctx.config.layers[l].n_out;
+    int64_t at = 0;
+    for (int i = 0; i < p.tiles; ++i) {
+      const ipu::Plan::TileSlice s = ctx.plan.tile(p.first_tile + i);
+      for (int r = 0; r < rows; ++r)
+        for (int j = s.begin; j < s.end; ++j)
+          out[at++] = m != nullptr ? m[static_cast<int64_t>(r) * N + j] : 0.0f;
+    }
+  }
+  static void add_columns(const PoplarContext& ctx, size_t l, const std::vector<float>& tiles,
+                          int rows, float* m) {
+    if (m == nullptr) return;
+    const ipu::LayerPlacement& p = ctx.plan.layers[l];
+    const int N = ctx.config.layers[l].n_out;
+    int64_t at = 0;
+    for (int i = 0; i < p.tiles; ++i) {
+      const ipu::Plan::TileSlice s = ctx.plan.tile(p.first_tile + i);
+      for (int r = 0; r < rows; ++r)
+        for (int j = s.begin; j < s.end; ++j) m[static_cast<int64_t>(r) * N + j] += tiles[at++];
+    }
+  }
+
+  static void fill_inputs(PoplarContext& ctx) {
+    Compiled& c = *ctx.compiled;
+    const SpikeView in = ctx.input.view();
+    std::vector<int>& lists = c.ints["input"];
+    for (int64_t r = 0; r < static_cast<int64_t>(in.T) * in.B; ++r) {
+      int* list = lists.data() + r * (2 + in.K);
+      list[0] = in.n_spk[r];
+      list[1] = in.n_tot[r];
+      std::copy_n(in.ids + r * in.K, in.K, list + 2);
+    }
+    for (size_t l = 0; l < ctx.config.layers.size(); ++l) {
+      const LayerConfig& layer = ctx.config.layers[l];
+      const LayerParams& p = ctx.params[l];
+      const std::string id = std::to_string(l);
+      to_tiles(ctx, l, p.weight, layer.n_in, c.floats["w" + id]);
+      if (layer.kind == LayerKind::recurrent_lif)
+        to_tiles(ctx, l, p.weight_rec, layer.n_out, c.floats["wr" + id]);
+      to_tiles(ctx, l, p.alpha, 1, c.floats["alpha" + id]);
+      to_tiles(ctx, l, p.bias, 1, c.floats["bias" + id]);
+    }
+  }
+
+  static void read_outputs(PoplarContext& ctx) {
+    Compiled& c = *ctx.compiled;
+    const int T = ctx.T, B = ctx.B;
+    for (size_t l = 0; l < ctx.config.layers.size(); ++l) {
+      const LayerConfig& layer = ctx.config.layers[l];
+      const std::string id = std::to_string(l);
+      if (layer.kind == LayerKind::readout) {
+        ctx.readout.assign(static_cast<size_t>(T) * B * layer.n_out, 0.0f);
+        const std::vector<float>& v = c.floats["v" + id];
+        tile_major(ctx, l, [&](int64_t at, int64_t row, int j) {
+          ctx.readout[row * layer.n_out + j] = v[at];
+        });
+        continue;
+      }
+      SpikeTensor& s = ctx.spikes.emplace_back(T, B, layer.capacity, layer.n_out);
+      const std::vector<int>& lists = c.ints["list" + id];
+      for (int t = 0; t < T; ++t)
+        for (int b = 0; b < B; ++b) {
+          const int* list = lists.data() + (static_cast<int64_t>(t) * B + b) * (2 + layer.capacity);
+          s.n_spk(t, b) = list[0];
+          s.n_tot(t, b) = list[1];
+          std::copy_n(list + 2, list[1], s.list(t, b));
+        }
+      int64_t dropped = 0;
+      for (int d : c.ints["dropped" + id]) dropped += d;
+      s.set_dropped(dropped);
+      ctx.dropped.push_back(dropped);
+    }
+  }
+
+  std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<Compiled>> engines_;
+};
+
+}  // namespace
+
+bool poplar_backend_built() { return true; }
+
+bool ipu_device_present() {
+  try {
+    device();
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+Backend& poplar_backend() {
+  static PoplarBackend backend;
+  device();  // throws Error when no IPU can be attached
+  return backend;
+}
+
+}  // namespace saltatory
