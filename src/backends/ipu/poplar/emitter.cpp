@@ -141,18 +141,19 @@ class Emitter {
   }
   /// Host -> device copy of `tensors` (concatenated, tile order) through stream `name`.
   void copy_in(prog::Sequence& seq, const std::string& name, const std::vector<Tensor>& tensors) {
-    auto& [stream, all] = streams_.try_emplace(name).first->second;
-    if (!all.valid()) {
-      all = poplar::concat(tensors);
-      stream = graph_.addHostToDeviceFIFO(name, all.elementType(), all.numElements());
+    auto it = streams_.find(name);
+    if (it == streams_.end()) {
+      const Tensor all = poplar::concat(tensors);
+      auto stream = graph_.addHostToDeviceFIFO(name, all.elementType(), all.numElements());
+      it = streams_.emplace(name, std::make_pair(stream, all)).first;
     }
-    seq.add(prog::Copy(stream, all));
+    seq.add(prog::Copy(it->second.first, it->second.second));
   }
-  /// Device -> host copy of `tensors` through stream `name`.
+  /// Device -> host copy of `tensors` (concatenated, tile order) through stream `name`.
   void copy_out(prog::Sequence& seq, const std::string& name, const std::vector<Tensor>& tensors) {
-    auto& [stream, all] = streams_.try_emplace(name).first->second;
-    all = poplar::concat(tensors);
-    stream = graph_.addDeviceToHostFIFO(name, all.elementType(), all.numElements());
+    const Tensor all = poplar::concat(tensors);
+    auto stream = graph_.addDeviceToHostFIFO(name, all.elementType(), all.numElements());
+    streams_.emplace(name, std::make_pair(stream, all));
     seq.add(prog::Copy(all, stream));
   }
 
