@@ -13,6 +13,7 @@ py::dict memory_dict(const ipu::TileMemory& m) {
   d["optimizer"] = m.optimizer;
   d["parameters"] = m.parameters;
   d["membranes"] = m.membranes;
+  d["current_grads"] = m.current_grads;
   d["input_lists"] = m.input_lists;
   d["output_lists"] = m.output_lists;
   d["scratch"] = m.scratch;

@@ -44,7 +44,7 @@ struct PlanOptions {
 /// Bytes one tile needs, by purpose.
 struct TileMemory {
   int64_t weights = 0, weight_grads = 0, optimizer = 0, parameters = 0, membranes = 0,
-          input_lists = 0, output_lists = 0, scratch = 0;
+          current_grads = 0, input_lists = 0, output_lists = 0, scratch = 0;
   int64_t total() const;
 };
 

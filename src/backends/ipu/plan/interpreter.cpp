@@ -362,7 +362,8 @@ class IpuModelBackend final : public Backend {
       for (const Tile& tile : ctx.tiles[l]) {
         TileMemory m = r.plan.layers[l].memory;
         m.membranes = static_cast<int64_t>(tile.membrane.size()) * 4;
-        r.tile_bytes.push_back(m.total() + static_cast<int64_t>(tile.grad_current.size()) * 4);
+        m.current_grads = static_cast<int64_t>(tile.grad_current.size()) * 4;
+        r.tile_bytes.push_back(m.total());
       }
   }
 };

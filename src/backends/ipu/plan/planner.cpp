@@ -1,6 +1,6 @@
 // The IPU tile planner (include/saltatory/ipu/plan.hpp): per layer n neurons per tile,
 //   tiles_l = ceil(N_l / n), layers on consecutive tiles, the next IPU when one is full;
-//   tile bytes = (N_in [+ N]) n 4 (2 + optimiser slots)  + T B n 4 (membranes)
+//   tile bytes = (N_in [+ N]) n 4 (2 + optimiser slots)  + 2 T B n 4 (membranes, gI)
 //              + T B (K_in + 2) 4 [+ T B (K + 2) 4]  + T B (min(n, K) + 2) 4  + scratch;
 //   tile cycles per time step, forward: B (K_in [+ K]) n / 2 (gathers) + B n (4 / 2 + 1) (update,
 //   compaction); backward: 2 B (K_in [+ K]) n / 2 (input-entry dots, weight gradients)
@@ -47,6 +47,7 @@ TileMemory tile_memory(const LayerShape& s, int n, const PlanOptions& o, const T
   m.optimizer = o.optimizer_slots * m.weights;
   m.parameters = (s.bias ? 3 : 1) * int64_t{n} * kWord;  // alpha; bias and its gradient
   m.membranes = membrane_steps * B * n * kWord;
+  m.current_grads = m.membranes;  // gI of the same steps, read by the weight gradients
   m.input_lists = T * B * (s.k_in + 2) * kWord + (s.recurrent ? T * B * (s.k_out + 2) * kWord : 0);
   m.output_lists = s.k_out > 0 ? T * B * (std::min(n, s.k_out) + 2) * kWord : 0;
   m.scratch = (2 * B * n + B * s.k_in) * kWord;  // current and gV of a step; input-entry partials
@@ -135,8 +136,8 @@ std::string place(Plan& plan, const StackConfig& config, int npt) {
 }  // namespace
 
 int64_t TileMemory::total() const {
-  return weights + weight_grads + optimizer + parameters + membranes + input_lists + output_lists +
-         scratch;
+  return weights + weight_grads + optimizer + parameters + membranes + current_grads + input_lists +
+         output_lists + scratch;
 }
 
 Plan::TileSlice Plan::tile(int tile) const {
@@ -257,7 +258,7 @@ std::string summary(const Plan& plan) {
   }
   s << ": " << plan.weights / 1e6 << " M weights, " << plan.neurons_per_tile
     << " neurons per tile, " << plan.tiles_used << " tiles on " << plan.ipus_used << " IPU(s)\n";
-  s << "layer neurons ipu tiles n/tile  KiB/tile = weights + grads + optimiser + membranes + lists"
+  s << "layer neurons ipu tiles n/tile  KiB/tile = weights + grads + optimiser + V and gI + lists"
        " + other   exchange KiB/step fwd, bwd\n";
   for (const LayerPlacement& p : plan.layers) {
     const TileMemory& m = p.memory;
@@ -265,9 +266,9 @@ std::string summary(const Plan& plan) {
     s << std::setw(5) << p.layer << std::setw(8) << plan.layer_sizes[p.layer] << std::setw(4)
       << p.ipu << std::setw(6) << p.tiles << std::setw(7) << p.neurons_per_tile << std::setw(10)
       << k(m.total()) << " = " << k(m.weights) << " + " << k(m.weight_grads) << " + "
-      << k(m.optimizer) << " + " << k(m.membranes) << " + " << k(m.input_lists + m.output_lists)
-      << " + " << k(m.parameters + m.scratch) << std::setw(12) << k(p.exchange_forward) << ", "
-      << k(p.exchange_backward) << "\n";
+      << k(m.optimizer) << " + " << k(m.membranes + m.current_grads) << " + "
+      << k(m.input_lists + m.output_lists) << " + " << k(m.parameters + m.scratch) << std::setw(12)
+      << k(p.exchange_forward) << ", " << k(p.exchange_backward) << "\n";
   }
   s << "memory per tile: max " << kib(plan.max_tile_bytes) << ", mean "
     << kib(static_cast<int64_t>(plan.mean_tile_bytes)) << " of "
