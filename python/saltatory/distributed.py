@@ -3,10 +3,12 @@
 Every rank (process) holds the whole network. Each global batch is split between the ranks
 (``Loader(..., rank=, world_size=)``), every rank runs forward and BPTT on its share, and
 ``DataParallel.allreduce_gradients`` replaces each gradient with the batch-weighted mean over
-ranks, sum_r n_r g_r / sum_r n_r, in one MPI all-reduce. Since the ranks start from the same
-weights (broadcast from rank 0) and apply the same optimiser to the same gradient, they stay
-identical, and training follows the single-process run on the same global batch up to the order
-of float summation::
+ranks, sum_r n_r g_r / sum_r n_r, in one MPI all-reduce (in float64). Since the ranks start from
+the same weights (broadcast from rank 0) and apply the same optimiser to the same gradient, they
+stay identical, and training follows the single-process run on the same global batch up to the
+order of float summation. (Random input encodings and random overflow draw a stream per rank, so
+with those the ranks see other, equally distributed, random spikes than one process would.) An
+uncaught exception on any rank aborts every rank (MPI_Abort) instead of leaving them waiting::
 
     from saltatory import distributed
     ddp = distributed.DataParallel(net)                    # broadcasts rank 0's parameters
@@ -25,6 +27,7 @@ see the README. Needs MPI and mpi4py: ``apt-get install openmpi-bin libopenmpi-d
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import numpy as np
 
@@ -49,8 +52,20 @@ class DataParallel:
         self.comm = comm if comm is not None else self.MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.net = net
-        self._buffer = np.empty(sum(p.data.size for p in net.parameters()) + 1, np.float32)
+        self._buffer = np.empty(sum(p.data.size for p in net.parameters()) + 1, np.float64)
+        if self.size > 1:
+            self._abort_on_uncaught_exceptions()
         self.broadcast_parameters()
+
+    def _abort_on_uncaught_exceptions(self) -> None:
+        previous = sys.excepthook
+
+        def hook(kind, value, traceback):
+            previous(kind, value, traceback)
+            sys.stderr.flush()
+            self.comm.Abort(1)
+
+        sys.excepthook = hook
 
     @property
     def is_main(self) -> bool:
@@ -76,16 +91,16 @@ class DataParallel:
         for p in params:
             flat[offset:offset + p.grad.size] = p.grad.ravel()
             offset += p.grad.size
-        flat[:-1] *= np.float32(local_batch)
+        flat[:-1] *= local_batch
         flat[-1] = local_batch
         self.comm.Allreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM)
         total = int(flat[-1])
         if total == 0:
             raise ValueError("[DataParallel.allreduce_gradients] no rank had any samples")
-        flat[:-1] /= np.float32(total)
+        flat[:-1] /= total
         offset = 0
         for p in params:
-            p.grad.ravel()[...] = flat[offset:offset + p.grad.size]
+            np.copyto(p.grad, flat[offset:offset + p.grad.size].reshape(p.grad.shape), casting="same_kind")
             offset += p.grad.size
         return total
 
@@ -102,9 +117,10 @@ class DataParallel:
         return dataset.subset(np.array_split(np.arange(len(dataset)), self.size)[self.rank])
 
     def in_sync(self) -> bool:
-        """Whether every rank holds bitwise the same parameters (a debugging check, one all-reduce)."""
-        digest = np.array([int.from_bytes(hashlib.sha256(p.data.tobytes()).digest()[:8], "little", signed=True)
-                           for p in self.net.parameters()], np.int64)
+        """Whether every rank holds bitwise the same parameters and alphas (a debugging check)."""
+        arrays = [p.data for p in self.net.parameters()] + [layer.alpha for layer in self.net.layers]
+        digest = np.array([int.from_bytes(hashlib.sha256(a.tobytes()).digest()[:8], "little", signed=True)
+                           for a in arrays], np.int64)
         low = np.empty_like(digest)
         high = np.empty_like(digest)
         self.comm.Allreduce(digest, low, op=self.MPI.MIN)

@@ -77,6 +77,11 @@ def parse_args(argv=None):
         args.sizes = [args.sizes[0]] + [args.sizes[1]] * args.hidden_layers + [args.sizes[-1]]
     if not 0 < args.activity <= 1 or min(args.steps, args.batch, args.input_capacity) <= 0:
         p.error("--activity must lie in (0, 1]; --steps, --batch and --input-capacity must be positive")
+    if args.recompute_segment < 0:
+        p.error("--recompute-segment must be >= 0")
+    if args.cpu and (args.readout or args.recurrent or args.coupling != "same_step" or args.recompute_segment):
+        p.error("--cpu times the benchmark's feed-forward same-step LIF stack: drop --readout, "
+                "--recurrent, --coupling and --recompute-segment")
     return args
 
 
@@ -125,10 +130,6 @@ def main(argv=None) -> int:
         return 2
     print(result["summary"])
     if args.cpu:
-        if args.readout or args.recurrent:
-            print("--cpu times the benchmark's feed-forward LIF stack; drop --readout/--recurrent",
-                  file=sys.stderr)
-            return 2
         cpu = time_cpu(args)
         result.update(cpu)
         ipu_s = result["seconds_per_training_step"]

@@ -170,7 +170,9 @@ class Sequential:
     membrane [T, B, N] for backward. S > 0 keeps only the spike lists and one membrane every S
     steps, and backward recomputes the membranes S steps at a time: memory falls from O(T N) to
     O(T K + (S + T / S) N) per layer for about one extra forward. "auto" picks
-    S = ceil(sqrt(T / 2)), which minimises the membrane memory. Gradients are bitwise the same.
+    S = ceil(sqrt(T / 2)), which minimises the membrane memory. Gradients are bitwise the same. The
+    CPU rounds S up to a multiple of max(1, 256 // B) steps (its weight-gradient chunk), so with
+    small batches and short sequences it may end up storing everything.
     """
 
     def __init__(self, *layers, coupling: str = "same_step", mode: str = "sparse",
@@ -194,6 +196,9 @@ class Sequential:
                                                 and recompute_segment >= 0)):
             raise ValueError(f"[Sequential] recompute_segment must be 0, a positive number of steps or "
                              f"'auto', got {recompute_segment!r}")
+        if recompute_segment != 0 and mode != "sparse":
+            raise ValueError("[Sequential] recompute_segment needs mode='sparse'; the dense baseline "
+                             "stores every membrane")
         self.recompute_segment = recompute_segment
         self._context = None
         self.spikes: list[SpikeTensor] = []

@@ -50,6 +50,7 @@ class _StackFunction(torch.autograd.Function):
         spikes_in = x if isinstance(x, SpikeTensor) else module.to_spikes(x)
         out = module.net(spikes_in)
         ctx.saltatory = module.net._context  # this forward's context: several may be pending
+        ctx.save_for_backward(*parameters)  # so that torch refuses backward after in-place changes
         ctx.module, ctx.spikes_in, ctx.dense_input = module, spikes_in, not isinstance(x, SpikeTensor)
         ctx.spikes_out = module.net.spikes[-1] if isinstance(out, SpikeTensor) else None
         result = out.to_dense() if isinstance(out, SpikeTensor) else out
@@ -59,6 +60,7 @@ class _StackFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         if ctx.saltatory.backward_done:
             raise RuntimeError("[SparseSequential] backward through the same forward twice")
+        ctx.saved_tensors  # noqa: B018 - raises if a parameter changed in place since forward
         grad = np.ascontiguousarray(np.from_dlpack(grad_output.detach().contiguous()), dtype=np.float32)
         if ctx.spikes_out is not None:  # dense spike gradient -> gradient of each listed entry
             grad = _gather_entries(grad, ctx.spikes_out)
@@ -149,17 +151,18 @@ class SparseLIF(SparseSequential):
     dense spikes [T, B, n_in] -> dense spikes [T, B, n_out]."""
 
     def __init__(self, n_in: int, n_out: int, capacity: int | None = None, *, mode: str = "sparse",
-                 input_capacity: int | None = None, **options):
-        super().__init__(LIF(n_in, n_out, capacity, **options), mode=mode, input_capacity=input_capacity)
+                 input_capacity: int | None = None, recompute_segment: int | str = 0, **options):
+        super().__init__(LIF(n_in, n_out, capacity, **options), mode=mode, input_capacity=input_capacity,
+                         recompute_segment=recompute_segment)
 
 
 class SparseRecurrentLIF(SparseSequential):
     """One recurrent LIF layer (see ``saltatory.RecurrentLIF``) as a module."""
 
     def __init__(self, n_in: int, n_out: int, capacity: int | None = None, *, mode: str = "sparse",
-                 input_capacity: int | None = None, **options):
+                 input_capacity: int | None = None, recompute_segment: int | str = 0, **options):
         super().__init__(RecurrentLIF(n_in, n_out, capacity, **options), mode=mode,
-                         input_capacity=input_capacity)
+                         input_capacity=input_capacity, recompute_segment=recompute_segment)
 
 
 __all__ = ["SparseSequential", "SparseLIF", "SparseRecurrentLIF", "LIF", "RecurrentLIF", "Readout"]

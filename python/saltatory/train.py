@@ -217,9 +217,9 @@ def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progre
     activity = np.asarray(trace["activity"][-len(losses):]).mean(axis=0)
     loss, dropped, dropped_input = float(np.mean(losses)), np.sum(dropped, axis=0), loader.dropped
     if ddp is not None:  # every rank's figures: sums, and means over ranks
-        totals = ddp.sum([correct, seen, dropped_input, elapsed, *activity, *dropped])
+        totals = ddp.sum([correct, seen, dropped_input, elapsed, *(activity * seen), *dropped])
         correct, seen, dropped_input, elapsed = totals[0], totals[1], totals[2], totals[3] / ddp.size
-        activity, dropped = totals[4:4 + len(activity)] / ddp.size, totals[4 + len(activity):]
+        activity, dropped = totals[4:4 + len(activity)] / seen, totals[4 + len(activity):]
     return {"epoch": epoch + 1, "loss": loss, "train_acc": float(correct / seen),
             "samples_per_s": float(seen / elapsed), "seconds": elapsed,
             "activity": [float(a) for a in activity], "dropped_hidden": [int(d) for d in dropped],
@@ -253,13 +253,22 @@ def main(argv=None) -> dict:
 
     history, trace, first_epoch = [], {"loss": [], "activity": []}, 0
     checkpoint = os.path.join(args.checkpoint_dir, "last.ckpt") if args.checkpoint_dir else None
-    if args.resume and os.path.exists(checkpoint):
+    found = bool(args.resume and os.path.exists(checkpoint))
+    if ddp is not None and args.resume:  # rank 0 decides; every rank must see the same file
+        found = bool(ddp.comm.bcast(found, root=0))
+        missing = ddp.sum([found and not os.path.exists(checkpoint)])[0]
+        if missing:
+            raise SystemExit(f"saltatory.train: {checkpoint} is not visible on every rank; "
+                             f"--checkpoint-dir must be on a file system all nodes share")
+    if found:
         meta = sal.load_checkpoint(checkpoint, net, opt, rng=rng, schedule=schedule)
         saved = meta["extra"].get("architecture")
         if saved != json.loads(json.dumps(architecture)):
             raise SystemExit(f"saltatory.train: {checkpoint} was made with {saved}, this run has "
                              f"{architecture}")
         history, trace, first_epoch = meta["extra"]["history"], meta["extra"]["trace"], meta["epoch"]
+        if ddp is not None and not ddp.in_sync():
+            raise SystemExit(f"saltatory.train: the ranks loaded different weights from {checkpoint}")
         say(f"resumed from {checkpoint} after epoch {first_epoch}")
     elif args.resume:
         say(f"no checkpoint at {checkpoint}: starting from scratch")

@@ -119,6 +119,8 @@ void init_ops(py::module_& m) {
                                d["exchange_bytes_backward"] = r->exchange_bytes_backward;
                                d["compute_sets"] = r->compute_sets;
                                d["plan_summary"] = ipu::summary(r->plan);
+                               d["fits"] = r->fits;
+                               d["fit_error"] = r->fit_error;
                                return d;
                              })
       .def_property_readonly("backward_done",

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backends/cpu/cpu_backend.hpp"
 #include "saltatory/backend/backend.hpp"
 #include "saltatory/core/error.hpp"
 #include "saltatory/core/memory.hpp"
@@ -51,13 +52,12 @@ void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerP
 
 /// Working memory of a forward (per layer: membrane history, spike lists and counts, and in dense
 /// mode the dense spikes) or of a backward (per layer: current gradients and entry gradients), in
-/// bytes; a lower bound that scales as the real allocations do. With a recompute segment S the
+/// bytes; a lower bound that scales as the real allocations do. With a recompute window S < T the
 /// membranes and current gradients of spiking layers shrink to about (2 S + T / S) rows of [B, N].
 double working_bytes(const StackConfig& config, int T, int B, bool backward) {
-  const int S = config.mode == Mode::sparse && config.recompute_segment > 0
-                    ? std::min(T, config.recompute_segment)
-                    : 0;
-  const double membrane_steps = S > 0 ? 2.0 * S + static_cast<double>(T) / S : T;
+  const int S =
+      config.device == Device::cpu ? cpu::window_steps(config, T, B) : T;  // as the backend
+  const double membrane_steps = S < T ? 2.0 * S + (T + S - 1) / S : T;
   double bytes = 0;
   for (const LayerConfig& c : config.layers) {
     const bool readout = c.kind == LayerKind::readout;

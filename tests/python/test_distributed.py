@@ -125,6 +125,29 @@ def test_train_command_with_two_ranks_matches_one_process(tmp_path: Path) -> Non
     assert a["dropped_hidden"] == b["dropped_hidden"]
 
 
+def test_train_command_resumes_on_every_rank(tmp_path: Path) -> None:
+    cmd = _mpi_command(2)
+    base = cmd[:cmd.index(sys.executable) + 1] + [
+        "-m", "saltatory.train", "--dataset", "randman", "--threads", "1", "--no-progress", "--no-plots",
+        "--batch-size", "50", "--distributed", "--checkpoint-dir", str(tmp_path / "ckpt"), "--out",
+        str(tmp_path / "out")]
+    first = subprocess.run(base + ["--epochs", "1"], env=_mpi_env(), capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = subprocess.run(base + ["--epochs", "2", "--resume"], env=_mpi_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "resumed from" in second.stdout and "after epoch 1" in second.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+
+
+def test_an_error_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
+    proc = subprocess.run(_mpi_command(2, "--fail-on-rank-1"), env=_mpi_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "rank 1 failed on purpose" in proc.stderr
+
+
 def test_scaling_benchmark_smoke(tmp_path: Path) -> None:
     _mpi_command(2)  # skips (or fails) as the other MPI tests do
     from saltatory.bench import distributed as bench
@@ -155,5 +178,17 @@ def _worker(out: str) -> None:
                  **{name: p.data for name, p in net.named_parameters()})
 
 
+def _fail_on_rank_1() -> None:
+    """Rank 1 raises while rank 0 waits in an all-reduce: DataParallel must abort both."""
+    from saltatory import distributed
+
+    ddp = distributed.DataParallel(_net())
+    if ddp.rank == 1:
+        raise RuntimeError("rank 1 failed on purpose")
+    ddp.allreduce_gradients(1)  # would wait forever without the abort
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
     _worker(sys.argv[2])
+elif __name__ == "__main__" and sys.argv[1:2] == ["--fail-on-rank-1"]:
+    _fail_on_rank_1()

@@ -83,10 +83,21 @@ def test_ipu_model_device_equals_cpu_bit_for_bit() -> None:
     np.testing.assert_array_equal(ipu[2], cpu[2])
     assert cpu[3] is None
     report = ipu[3]
-    assert report["tiles_used"] == len(report["tile_bytes"]) == 13 + 9 + 2
+    assert report["fits"] and report["tiles_used"] == len(report["tile_bytes"]) == 13 + 9 + 2
     assert report["exchange_bytes_forward"] > 0 and report["exchange_bytes_backward"] > 0
     assert {name for name, _ in report["compute_sets"]} >= {"forward layer 0", "weight gradients layer 2"}
     assert "ipu-model" in sal.available_devices()
+
+
+def test_ipu_model_runs_a_model_too_big_for_its_target_and_says_so() -> None:
+    rng = np.random.default_rng(2)
+    x = sal.SpikeTensor.from_dense((rng.random((100, 40, 300)) < 0.2).astype(np.float32), capacity=48)
+    nets = [sal.Sequential(sal.LIF(300, 16, 4, seed=1), device=d) for d in ("cpu", "ipu-model")]
+    outs = [net(x) for net in nets]
+    np.testing.assert_array_equal(outs[0].ids, outs[1].ids)
+    report = nets[1].ipu_report
+    assert report["fits"] is False and "fits at no even number of neurons per tile" in report["fit_error"]
+    assert nets[0].ipu_report is None
 
 
 def test_ipu_device_needs_the_sdk() -> None:

@@ -687,7 +687,11 @@ def test_recompute_segment_errors() -> None:
     for bad in (-1, 2.5, "half", True):
         with pytest.raises(ValueError, match=r"\[Sequential\] recompute_segment"):
             Sequential(LIF(4, 4, 2), recompute_segment=bad)
-    net = Sequential(LIF(4, 4, 2), mode="dense", recompute_segment=4)
+    for segment in (4, "auto"):
+        with pytest.raises(ValueError, match=r"\[Sequential\] recompute_segment needs mode='sparse'"):
+            Sequential(LIF(4, 4, 2), mode="dense", recompute_segment=segment)
+    net = Sequential(LIF(4, 4, 2), mode="dense")
+    net.recompute_segment = 4  # changed after construction: the C++ check still refuses it
     with pytest.raises(ValueError, match=r"\[lif_stack_forward\] recompute_segment needs sparse mode"):
         net(SpikeTensor.from_dense(np.zeros((5, 2, 4), np.float32)))
 

@@ -108,7 +108,11 @@ std::string summary(const Plan& plan);
 
 /// What a forward (and backward) on the ipu-model device measured while executing its plan.
 struct RunReport {
+  /// The plan executed: on the ipu-model target when the model fits it; otherwise on the same
+  /// target with unbounded tiles and IPUs (results are the same), with `fit_error` saying why.
   Plan plan;
+  bool fits = true;
+  std::string fit_error;
   std::vector<int64_t> tile_bytes;      ///< per used tile: bytes of its buffers at their high-water
   int64_t exchange_bytes_forward = 0;   ///< bytes received by tiles, whole sequence
   int64_t exchange_bytes_backward = 0;  ///< likewise in backward

@@ -119,6 +119,8 @@ def main(argv=None) -> int:
     for scaling in args.scaling:
         for ranks, threads in args.configs:
             global_batch = w.batch * ranks if scaling == "weak" else w.batch
+            if ranks > global_batch:
+                raise SystemExit(f"{ranks} ranks need a global batch of at least {ranks}, got {global_batch}")
             spec = {"workload": w.__dict__, "activity": args.activity, "gains": gains, "threads": threads,
                     "global_batch": global_batch, "warmup": args.warmup, "repeats": args.repeats}
             cmd = mpirun_command(ranks) + [sys.executable, "-m", "saltatory.bench.distributed",

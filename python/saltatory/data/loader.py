@@ -92,7 +92,8 @@ class Loader:
 
     Data-parallel training: with ``world_size`` > 1, ``batch_size`` is the global batch and rank
     ``rank`` gets its contiguous share of each one (sizes differ by at most one). Every rank draws
-    the same order, so the ranks together see exactly the single-process batches. A final batch
+    the same order, so the ranks together see exactly the single-process batches' samples (random
+    encodings and random overflow draw a stream per rank, though). A final batch
     smaller than ``world_size`` is skipped on every rank, so that every rank steps equally often.
     """
 

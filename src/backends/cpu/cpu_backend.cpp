@@ -114,12 +114,6 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  /// Steps per window: T, or the recompute segment rounded up to whole weight-gradient chunks.
-  static int window_steps(const StackConfig& config, int T, int B) {
-    const int segment = config.recompute_segment, chunk = scatter_chunk_steps(B);
-    if (segment <= 0 || config.mode == Mode::dense) return T;
-    return std::min(T, (segment + chunk - 1) / chunk * chunk);
-  }
   static int windows(const CpuContext& ctx) { return (ctx.T + ctx.window - 1) / ctx.window; }
   static Window window(const CpuContext& ctx, int k) {
     return {k * ctx.window, std::min(ctx.T, (k + 1) * ctx.window)};
@@ -212,6 +206,12 @@ void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* fl
     for (int j = 0; j < n; ++j) gv[j] *= kernels::carry_factor(alpha[j], flags[j], ResetGrad::mask);
     kernels::scatter_value(flags, emitted, n_emitted, 0.0f);
   }
+}
+
+int window_steps(const StackConfig& config, int T, int B) {
+  const int segment = config.recompute_segment, chunk = scatter_chunk_steps(B);
+  if (segment <= 0 || config.mode == Mode::dense) return T;
+  return std::min(T, (segment + chunk - 1) / chunk * chunk);
 }
 
 Backend& cpu_backend() {

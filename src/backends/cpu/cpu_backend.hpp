@@ -59,6 +59,10 @@ class CpuContext : public StackContext {
 /// the window.
 int scatter_chunk_steps(int B);
 
+/// Steps per window of a call: T, or the recompute segment rounded up to whole weight-gradient
+/// chunks (T when that reaches T, or in dense mode).
+int window_steps(const StackConfig& config, int T, int B);
+
 /// Runs steps [w.t0, w.t1) of one sparse layer forward, reading V[w.t0 - 1] from the membrane
 /// buffer; returns the spikes dropped by capacity. With `select` false it only recomputes the
 /// membranes of lists already selected (bitwise those of the forward).

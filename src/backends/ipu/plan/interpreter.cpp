@@ -100,7 +100,18 @@ class IpuModelBackend final : public Backend {
     options.input_capacity = input.K;
     options.neurons_per_tile = model_neurons_per_tile.load();
     auto ctx = std::make_shared<IpuModelContext>();
-    ctx->report.plan = plan_stack(config, options, ipu_model_target());
+    StackConfig stored = config;  // the interpreter keeps every step's membranes
+    stored.recompute_segment = 0;
+    try {
+      ctx->report.plan = plan_stack(stored, options, ipu_model_target());
+    } catch (const Error& e) {  // run anyway, on tiles without limits, and say why it would not fit
+      ctx->report.fits = false;
+      ctx->report.fit_error = e.what();
+      Target unbounded = ipu_model_target();
+      unbounded.ipus = 1 << 16;
+      unbounded.bytes_per_tile = int64_t{1} << 40;
+      ctx->report.plan = plan_stack(stored, options, unbounded);
+    }
     ctx->config = config;
     ctx->params = params;
     ctx->T = input.T;
@@ -134,6 +145,7 @@ class IpuModelBackend final : public Backend {
           for (int64_t row = 0; row < static_cast<int64_t>(T) * B; ++row)
             std::copy_n(tile.membrane.data() + row * tile.n(), tile.n(),
                         ctx->readout.data() + row * config.layers[l].n_out + tile.j0);
+    finish_report(*ctx);
     return ctx;
   }
 
@@ -354,7 +366,7 @@ class IpuModelBackend final : public Backend {
     ctx.charge("weight gradients" + layer, weight_cycles);
   }
 
-  /// Each used tile's bytes: its plan's accounting, with the buffers this run really held.
+  /// Each used tile's bytes: its plan's accounting, with the buffers this run really holds.
   static void finish_report(IpuModelContext& ctx) {
     RunReport& r = ctx.report;
     r.tile_bytes.clear();

@@ -79,11 +79,9 @@ std::string place(Plan& plan, const StackConfig& config, int npt) {
   const Target& t = plan.target;
   const PlanOptions& o = plan.options;
   const std::vector<LayerShape> layer_shapes = shapes(config, o);
+  const int segment = std::min(o.T, config.recompute_segment);
   const int membrane_steps =
-      config.recompute_segment > 0
-          ? std::min(o.T, 2 * config.recompute_segment +
-                              (o.T + config.recompute_segment - 1) / config.recompute_segment)
-          : o.T;
+      segment > 0 ? std::min(o.T, 2 * segment + (o.T + segment - 1) / segment) : o.T;
   const int64_t budget = t.bytes_per_tile - t.reserved_bytes_per_tile;
   plan.layers.clear();
   int ipu = 0, used = 0;
@@ -155,6 +153,7 @@ Plan plan_stack(const StackConfig& config, const PlanOptions& options, const Tar
         "), B (", options.B, ") and the input capacity (", options.input_capacity,
         ") must be positive");
   check(options.optimizer_slots >= 0, kOp, "optimizer_slots must be >= 0");
+  check(config.recompute_segment >= 0, kOp, "recompute_segment must be >= 0");
   check(options.neurons_per_tile == 0 ||
             (options.neurons_per_tile >= 2 && options.neurons_per_tile <= 16 &&
              options.neurons_per_tile % 2 == 0),
@@ -172,6 +171,8 @@ Plan plan_stack(const StackConfig& config, const PlanOptions& options, const Tar
           " must be positive");
     check(c.kind == LayerKind::readout || c.capacity > 0, kOp, "layer ", l, ": capacity ",
           c.capacity, " must be positive");
+    check(c.kind != LayerKind::readout || l + 1 == config.layers.size(), kOp, "layer ", l,
+          ": a readout layer must be last");
     check(l == 0 || c.n_in == config.layers[l - 1].n_out, kOp, "layer ", l, " expects ", c.n_in,
           " inputs but layer ", l - 1, " has ", config.layers[l - 1].n_out, " outputs");
   }

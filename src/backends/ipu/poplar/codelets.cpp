@@ -8,7 +8,7 @@
 //   Select:     the tiles' flags in tile order, keep_subset by policy -> list; dropped += spikes lost
 //   Backward:   gV = alpha m gV + surrogate terms of the slice's entries;  gI = g (1 - alpha) gV
 //   EntryLanes: lane partial sums of W[ids_k, slice] . gI[slice];  EntryReduce: lanes -> entries
-//   WeightGrad: dW[i, slice] += gI rows of the lists that i fed (worker w owns rows i = w mod W)
+//   WeightGrad: dW[i, slice] += gI rows of the lists that i fed (each worker owns a row range)
 #include <poplar/Vertex.hpp>
 
 #include "saltatory/kernels/lif.hpp"
@@ -163,7 +163,8 @@ class EntryReduce : public Vertex {
       float lane[k::kDotLanes] = {};
       for (unsigned i = 0; i < lanes.size(); ++i)
         for (int l = 0; l < k::kDotLanes; ++l) lane[l] += lanes[i][e * k::kDotLanes + l];
-      grad[e] = (assign ? 0.0f : grad[e]) + k::reduce_lanes(lane);
+      const float dot = k::reduce_lanes(lane);
+      grad[e] = assign ? dot : grad[e] + dot;
     }
     return true;
   }
@@ -173,17 +174,18 @@ class WeightGrad : public Vertex {
  public:
   Input<Vector<int>> lists;  // [T, B, 2 + K] lists that fed this layer
   Input<Vector<float>> gi;   // [T, B, n] of the slice
-  InOut<Vector<float>> dw;   // [rows, n]
-  unsigned n, steps, batch, width, delay, worker, workers;
+  InOut<Vector<float>> dw;   // rows [row0, row1) of [rows, n]: this worker's
+  unsigned n, steps, batch, width, delay, row0, row1;
 
   bool compute() {
     for (unsigned t = steps; t-- > delay;)
       for (unsigned b = 0; b < batch; ++b) {
         const int* list = &lists[((t - delay) * batch + b) * width];
         const float* g = &gi[(t * batch + b) * n];
-        for (int e = 0; e < list[0]; ++e)
-          if (static_cast<unsigned>(list[2 + e]) % workers == worker)
-            k::add_row(&dw[list[2 + e] * n], g, n);
+        for (int e = 0; e < list[0]; ++e) {
+          const auto i = static_cast<unsigned>(list[2 + e]);
+          if (i >= row0 && i < row1) k::add_row(&dw[(i - row0) * n], g, n);
+        }
       }
     return true;
   }

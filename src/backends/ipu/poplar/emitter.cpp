@@ -47,6 +47,7 @@ struct LayerTensors {
 
 /// One compiled shape: its engine and the host buffers its streams read and write.
 struct Compiled {
+  std::mutex mutex;  // one run at a time: fill the buffers, run, read them
   std::unique_ptr<poplar::Engine> engine;
   std::map<std::string, std::vector<float>> floats;
   std::map<std::string, std::vector<int>> ints;
@@ -67,7 +68,7 @@ class Emitter {
   Emitter(const StackConfig& config, const ipu::Plan& plan, int T, int B, int k_in)
       : config_(config), plan_(plan), T_(T), B_(B), k_in_(k_in), graph_(device().getTarget()) {
     graph_.addCodelets(SALTATORY_CODELETS, poplar::CodeletFileType::Auto,
-                       std::string("-O2 -I") + SALTATORY_INCLUDE_DIR);
+                       std::string("-O2 -ffp-contract=off -I") + SALTATORY_INCLUDE_DIR);
     input_ = variable(poplar::INT, T * B * (2 + k_in), 0, "input");
     grad_input_ = variable(poplar::FLOAT, T * B * k_in, 0, "grad_input");
     for (size_t l = 0; l < config.layers.size(); ++l) add_layer(l);
@@ -382,22 +383,27 @@ class Emitter {
       const unsigned workers = graph_.getTarget().getNumWorkerContexts();
       for (TileTensors& tile : L.tiles) {
         const size_t n = tile.j1 - tile.j0;
-        for (unsigned w = 0; w < workers; ++w)
-          for (int rec = 0; rec <= static_cast<int>(recurrent); ++rec) {
+        for (int rec = 0; rec <= static_cast<int>(recurrent); ++rec) {
+          const unsigned rows = rec ? c.n_out : c.n_in;
+          for (unsigned w = 0; w < workers; ++w) {  // each worker owns a row range of dW
+            const unsigned row0 = rows * w / workers, row1 = rows * (w + 1) / workers;
+            if (row0 == row1) continue;
+            const Tensor& grad = rec ? tile.dw_rec : tile.dw;
             auto v =
                 graph_.addVertex(dw, "WeightGrad",
                                  {{"lists", rec ? L.list : (l == 0 ? input_ : layers_[below].list)},
                                   {"gi", tile.gi},
-                                  {"dw", rec ? tile.dw_rec : tile.dw}});
+                                  {"dw", grad.slice(row0 * n, row1 * n)}});
             graph_.setTileMapping(v, tile.tile);
             set(v, "n", static_cast<unsigned>(n));
             set(v, "steps", static_cast<unsigned>(T_));
             set(v, "batch", static_cast<unsigned>(B_));
             set(v, "width", static_cast<unsigned>(2 + (rec ? c.capacity : k_below)));
             set(v, "delay", static_cast<unsigned>(rec ? 1 : delay));
-            set(v, "worker", w);
-            set(v, "workers", workers);
+            set(v, "row0", row0);
+            set(v, "row1", row1);
           }
+        }
         if (c.bias) {
           auto v = graph_.addVertex(dw, "BiasGrad", {{"gi", tile.gi}, {"dbias", tile.dbias}});
           graph_.setTileMapping(v, tile.tile);
@@ -452,8 +458,11 @@ class PoplarBackend final : public Backend {
     t.tiles_per_ipu = static_cast<int>(target.getTilesPerIPU());
     t.workers_per_tile = static_cast<int>(target.getNumWorkerContexts());
     t.bytes_per_tile = static_cast<int64_t>(target.getBytesPerTile());
-    ctx->plan = ipu::plan_stack(config, options, t);
+    StackConfig stored = config;  // the graph keeps every step's membranes
+    stored.recompute_segment = 0;
+    ctx->plan = ipu::plan_stack(stored, options, t);
     ctx->compiled = engine_for(config, ctx->plan, input.T, input.B, input.K);
+    std::lock_guard<std::mutex> lock(ctx->compiled->mutex);
     fill_inputs(*ctx);
     ctx->compiled->engine->run(0);
     read_outputs(*ctx);
@@ -464,6 +473,7 @@ class PoplarBackend final : public Backend {
                           const std::vector<LayerGrads>& grads, float* grad_input) override {
     auto& ctx = dynamic_cast<PoplarContext&>(context);
     Compiled& c = *ctx.compiled;
+    std::lock_guard<std::mutex> lock(c.mutex);
     fill_inputs(ctx);
     const int64_t lists = static_cast<int64_t>(ctx.T) * ctx.B;
     for (size_t l = 0; l < ctx.config.layers.size(); ++l) {
@@ -494,7 +504,8 @@ class PoplarBackend final : public Backend {
 
  private:
   Compiled* engine_for(const StackConfig& config, const ipu::Plan& plan, int T, int B, int k_in) {
-    std::ostringstream key;  // every setting the graph bakes in
+    std::ostringstream key;  // every setting the graph bakes in, floats exactly
+    key << std::hexfloat;
     key << T << ' ' << B << ' ' << k_in << ' ' << static_cast<int>(config.coupling) << ' '
         << static_cast<int>(config.overflow) << ' ' << config.seed;
     for (const LayerConfig& c : config.layers)
@@ -504,7 +515,7 @@ class PoplarBackend final : public Backend {
           << ' ' << static_cast<int>(c.reset_grad) << ' ' << c.bias;
     std::lock_guard<std::mutex> lock(mutex_);
     auto& slot = engines_[key.str()];
-    if (!slot) slot = Emitter(config, plan, T, B, k_in).compile();
+    if (!slot) slot = Emitter(config, plan, T, B, k_in).compile();  // plan has no recompute
     return slot.get();
   }
 
