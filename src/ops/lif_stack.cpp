@@ -57,7 +57,8 @@ void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerP
 double working_bytes(const StackConfig& config, int T, int B, bool backward) {
   const int S =
       config.device == Device::cpu ? cpu::window_steps(config, T, B) : T;  // as the backend
-  const double membrane_steps = S < T ? 2.0 * S + (T + S - 1) / S : T;
+  const int windows = (T + S - 1) / S;
+  const double membrane_steps = S < T ? 2.0 * S + windows : T;
   double bytes = 0;
   for (const LayerConfig& c : config.layers) {
     const bool readout = c.kind == LayerKind::readout;
