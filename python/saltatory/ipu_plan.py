@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -39,11 +38,8 @@ def plan(net: Sequential, *, steps: int, batch: int, input_capacity: int, neuron
     if target is None:
         target = _core.IpuTarget()
         target.ipus = int(ipus)
-    segment = net.recompute_segment
-    if segment == "auto":
-        segment = math.ceil(math.sqrt(steps / 2))
-    return _core.ipu_plan([layer.config() for layer in net.layers], net.coupling, int(segment), options,
-                          target)
+    return _core.ipu_plan([layer.config() for layer in net.layers], net.coupling,
+                          net.segment_for(steps), options, target)
 
 
 def _csv_ints(text: str) -> list[int]:

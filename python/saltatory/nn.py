@@ -210,13 +210,10 @@ class Sequential:
         and the spikes each layer dropped by capacity in ``self.dropped``."""
         if not isinstance(x, SpikeTensor):
             raise TypeError(f"[Sequential.forward] input must be a SpikeTensor, got {type(x).__name__}")
-        segment = self.recompute_segment
-        if segment == "auto":
-            segment = math.ceil(math.sqrt(x.shape[0] / 2))
         ctx = _core.lif_stack_forward([layer.config() for layer in self.layers],
                                       [layer._arrays() for layer in self.layers], x, self.coupling,
                                       self.mode, self.overflow, int(self.seed), self.device,
-                                      int(segment))
+                                      self.segment_for(x.shape[0]))
         self._context = ctx
         self.spikes = [SpikeTensor(ids, n_spk, n_tot, n_neurons=n, dropped=d, validate=False)
                        for ids, n_spk, n_tot, n, d in ctx.spikes]
@@ -225,6 +222,12 @@ class Sequential:
         return readout if readout is not None else self.spikes[-1]
 
     __call__ = forward
+
+    def segment_for(self, steps: int) -> int:
+        """The recompute segment a forward over ``steps`` steps asks for (0: store every membrane)."""
+        if self.recompute_segment == "auto":
+            return math.ceil(math.sqrt(steps / 2))
+        return int(self.recompute_segment)
 
     @property
     def ipu_report(self) -> dict | None:

@@ -234,15 +234,12 @@ def main(argv=None) -> dict:
     net = build_network(args, train.n_units, n_classes)
     opt = sal.optim.Adam(net.parameters(), lr=args.lr)
     schedule = sal.Theta2Schedule(net) if args.theta2_schedule else None
-    ddp, rank, world_size, say = None, 0, 1, print
+    ddp, rank, world_size = None, 0, 1
     if args.distributed:
         from saltatory import distributed
 
         ddp = distributed.DataParallel(net)
         rank, world_size = ddp.rank, ddp.size
-        if not ddp.is_main:
-            def say(*_args, **_kwargs):  # only rank 0 prints
-                pass
         if args.batch_size < world_size:
             raise SystemExit(f"saltatory.train: --batch-size {args.batch_size} is smaller than the "
                              f"{world_size} ranks")
@@ -250,6 +247,7 @@ def main(argv=None) -> dict:
                                world_size=world_size)
     test_loader = data.Loader(test if ddp is None else ddp.shard(test), args.batch_size, seed=args.seed)
     architecture = {key: getattr(args, key) for key in _ARCHITECTURE}
+    say = print if rank == 0 else (lambda *_args, **_kwargs: None)  # only rank 0 prints
 
     history, trace, first_epoch = [], {"loss": [], "activity": []}, 0
     checkpoint = os.path.join(args.checkpoint_dir, "last.ckpt") if args.checkpoint_dir else None

@@ -174,6 +174,20 @@ Grads run_backward(StackContext& ctx, const Net& net,
   return g;
 }
 
+/// Bit equality of two forwards (lists, drops, readout) and of their backwards' gradients.
+void expect_bitwise_same(const StackContext& ctx, const StackContext& ref, const Grads& g,
+                         const Grads& expected) {
+  for (size_t l = 0; l < ctx.spikes.size(); ++l) {
+    expect_same_lists(ctx.spikes[l], ref.spikes[l], "layer " + std::to_string(l));
+    EXPECT_EQ(ctx.dropped[l], ref.dropped[l]);
+  }
+  EXPECT_EQ(ctx.readout, ref.readout);
+  EXPECT_EQ(g.w, expected.w);
+  EXPECT_EQ(g.w_rec, expected.w_rec);
+  EXPECT_EQ(g.bias, expected.bias);
+  EXPECT_EQ(g.input, expected.input);
+}
+
 class StackVsReference : public ::testing::TestWithParam<std::tuple<std::string, Case>> {};
 
 TEST_P(StackVsReference, ForwardAndBackward) {
@@ -315,16 +329,7 @@ TEST_P(RecomputeEqualsStored, BitwiseSameSpikesAndGradients) {
       SCOPED_TRACE("B " + std::to_string(B) + ", segment " + std::to_string(segment));
       net.config.recompute_segment = segment;
       auto ctx = lif_stack_forward(net.config, net.params(), input.view());
-      for (size_t l = 0; l < ctx->spikes.size(); ++l) {
-        expect_same_lists(ctx->spikes[l], stored->spikes[l], "layer " + std::to_string(l));
-        EXPECT_EQ(ctx->dropped[l], stored->dropped[l]);
-      }
-      EXPECT_EQ(ctx->readout, stored->readout);
-      const Grads g = run_backward(*ctx, net, g_out);
-      EXPECT_EQ(g.w, expected.w);
-      EXPECT_EQ(g.w_rec, expected.w_rec);
-      EXPECT_EQ(g.bias, expected.bias);
-      EXPECT_EQ(g.input, expected.input);
+      expect_bitwise_same(*ctx, *stored, run_backward(*ctx, net, g_out), expected);
     }
   }
 }
@@ -489,16 +494,7 @@ TEST_P(IpuModelEqualsCpu, BitwiseSameSpikesAndGradients) {
       config.device = Device::ipu_model;
       auto ctx = lif_stack_forward(config, net.params(), input.view());
       ipu::set_ipu_model_neurons_per_tile(0);
-      for (size_t l = 0; l < ctx->spikes.size(); ++l) {
-        expect_same_lists(ctx->spikes[l], cpu->spikes[l], "layer " + std::to_string(l));
-        EXPECT_EQ(ctx->dropped[l], cpu->dropped[l]);
-      }
-      EXPECT_EQ(ctx->readout, cpu->readout);
-      const Grads g = run_backward(*ctx, net, g_out);
-      EXPECT_EQ(g.w, expected.w);
-      EXPECT_EQ(g.w_rec, expected.w_rec);
-      EXPECT_EQ(g.bias, expected.bias);
-      EXPECT_EQ(g.input, expected.input);
+      expect_bitwise_same(*ctx, *cpu, run_backward(*ctx, net, g_out), expected);
       const ipu::RunReport* report = ipu::run_report(*ctx);
       ASSERT_NE(report, nullptr);
       EXPECT_EQ(static_cast<int>(report->tile_bytes.size()), report->plan.tiles_used);

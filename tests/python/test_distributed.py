@@ -17,6 +17,7 @@ import pytest
 
 import saltatory as sal
 from saltatory import data
+from saltatory.bench.distributed import mpi_env, mpirun_command
 
 STEPS, N_IN, CLASSES, SAMPLES = 20, 30, 5, 64
 
@@ -80,15 +81,11 @@ def _mpi_command(ranks: int, *args: str) -> list[str]:
         if shutil.which("mpirun") is None:
             pytest.skip("no mpirun (apt-get install openmpi-bin libopenmpi-dev)")
         pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install mpi4py)")
-    mpirun = shutil.which("mpirun")
-    assert mpirun is not None, "SALTATORY_REQUIRE_MPI=1 but there is no mpirun"
-    return [mpirun, "-np", str(ranks), "--oversubscribe", sys.executable, __file__, *args]
+    return mpirun_command(ranks) + [sys.executable, __file__, *args]
 
 
 def _mpi_env() -> dict:
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_btl_vader_single_copy_mechanism="none", OMPI_MCA_rmaps_base_oversubscribe="1")
-    return env
+    return mpi_env(threads=1)
 
 
 def test_two_ranks_match_single_process_training(tmp_path: Path) -> None:

@@ -69,48 +69,31 @@ class CpuBackend final : public Backend {
   void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,
                           const std::vector<LayerGrads>& grads, float* grad_input) override {
     auto& ctx = dynamic_cast<CpuContext&>(context);
-    const auto& layers = ctx.config.layers;
-    const int64_t lists = static_cast<int64_t>(ctx.T) * ctx.B;
-    // Output-entry gradient of the current layer: the caller's, plus what the layer above sent.
-    std::vector<float> grad_out, grad_in;
-    const auto width = [&](size_t l) {
-      return layers[l].kind == LayerKind::readout ? layers[l].n_out : ctx.spikes[l].K();
-    };
-    grad_out.assign(lists * width(layers.size() - 1), 0.0f);
-    if (grad_outputs.back() != nullptr)
-      std::copy_n(grad_outputs.back(), grad_out.size(), grad_out.begin());
-    for (size_t l = layers.size(); l-- > 0;) {
-      float* below = nullptr;
-      if (l > 0) {
-        grad_in.assign(lists * width(l - 1), 0.0f);
-        if (grad_outputs[l - 1] != nullptr)
-          std::copy_n(grad_outputs[l - 1], grad_in.size(), grad_in.begin());
-        below = grad_in.data();
-      } else if (grad_input != nullptr) {
-        std::fill_n(grad_input, lists * ctx.input.K(), 0.0f);
-        below = grad_input;
-      }
-      const bool readout = layers[l].kind == LayerKind::readout;
-      float* stored = readout ? ctx.readout.data() : ctx.membrane[l].get();
-      if (ctx.config.mode == Mode::dense) {
-        dense_backward(layer_run(ctx, l, stored, 0), grad_out.data(), grads[l], below);
-      } else {  // window by window, latest first, recomputing the membranes if they were not kept
-        const int64_t row = static_cast<int64_t>(ctx.B) * layers[l].n_out;
-        BackwardCarry carry{std::vector<float>(row, 0.0f),
-                            std::vector<float>(readout ? 0 : ctx.B * width(l), 0.0f)};
-        const Buffer grad_current = acquire_buffer(ctx.window * row);
-        const Buffer buffer =
-            recomputes(ctx, l) ? acquire_buffer((ctx.window + 1) * row) : Buffer();
-        for (int k = windows(ctx); k-- > 0;) {
-          const Window w = window(ctx, k);
-          const LayerRun run =
-              buffer ? window_run(ctx, l, buffer.get(), k) : layer_run(ctx, l, stored, 0);
-          if (buffer) sparse_forward(run, w, false);
-          sparse_backward(run, w, grad_out.data(), grads[l], below, carry, grad_current.get());
-        }
-      }
-      std::swap(grad_out, grad_in);
-    }
+    backward_top_down(
+        ctx, grad_outputs, grad_input, ctx.input.K(),
+        [&](size_t l, const float* grad_out, float* below) {
+          const LayerConfig& c = ctx.config.layers[l];
+          const bool readout = c.kind == LayerKind::readout;
+          float* stored = readout ? ctx.readout.data() : ctx.membrane[l].get();
+          if (ctx.config.mode == Mode::dense) {
+            dense_backward(layer_run(ctx, l, stored, 0), grad_out, grads[l], below);
+            return;
+          }
+          // window by window, latest first, recomputing the membranes if they were not kept
+          const int64_t row = static_cast<int64_t>(ctx.B) * c.n_out;
+          BackwardCarry carry{std::vector<float>(row, 0.0f),
+                              std::vector<float>(readout ? 0 : ctx.B * ctx.spikes[l].K(), 0.0f)};
+          const Buffer grad_current = acquire_buffer(ctx.window * row);
+          const Buffer buffer =
+              recomputes(ctx, l) ? acquire_buffer((ctx.window + 1) * row) : Buffer();
+          for (int k = windows(ctx); k-- > 0;) {
+            const Window w = window(ctx, k);
+            const LayerRun run =
+                buffer ? window_run(ctx, l, buffer.get(), k) : layer_run(ctx, l, stored, 0);
+            if (buffer) sparse_forward(run, w, false);
+            sparse_backward(run, w, grad_out, grads[l], below, carry, grad_current.get());
+          }
+        });
   }
 
  private:

@@ -57,6 +57,14 @@ class IpuModelContext : public StackContext {
   }
 };
 
+/// Buffers of one forward step, allocated once per forward: the flags of a layer's tiles
+/// concatenated (spikes, candidates), a tile's reset flags, and the random policy's priorities.
+struct StepScratch {
+  std::vector<int32_t> spikes, candidates;
+  std::vector<float> flags;
+  std::vector<uint64_t> priority;
+};
+
 /// Layer l's input lists and the step delay at which it reads them.
 SpikeView input_of(const IpuModelContext& ctx, size_t l) {
   return l == 0 ? ctx.input.view() : ctx.spikes[l - 1].view();
@@ -119,6 +127,7 @@ class IpuModelBackend final : public Backend {
     ctx->input = SpikeTensor::from_view(input);
     const Plan& plan = ctx->report.plan;
     const int T = input.T, B = input.B;
+    StepScratch scratch;
     for (size_t l = 0; l < config.layers.size(); ++l) {
       const LayerConfig& c = config.layers[l];
       std::vector<Tile>& tiles = ctx->tiles.emplace_back();
@@ -129,15 +138,18 @@ class IpuModelBackend final : public Backend {
         tile.j1 = s.end;
         tile.membrane.assign(static_cast<size_t>(T) * B * tile.n(), 0.0f);
       }
-      if (c.kind == LayerKind::readout)
+      if (c.kind == LayerKind::readout) {
         ctx->readout.assign(static_cast<size_t>(T) * B * c.n_out, 0.0f);
-      else
+      } else {
         ctx->spikes.emplace_back(T, B, c.capacity, c.n_out);
-      ctx->dropped.push_back(0);
+        ctx->dropped.push_back(0);
+      }
+      scratch.spikes.resize(std::max<size_t>(scratch.spikes.size(), c.n_out));
+      scratch.candidates.resize(scratch.spikes.size());
+      scratch.priority.resize(std::max<size_t>(scratch.priority.size(), c.capacity));
     }
     for (int t = 0; t < T; ++t)  // superstep by superstep: layer l's compute set, then exchange
-      for (size_t l = 0; l < config.layers.size(); ++l) forward_step(*ctx, l, t);
-    ctx->dropped.resize(ctx->spikes.size());
+      for (size_t l = 0; l < config.layers.size(); ++l) forward_step(*ctx, l, t, scratch);
     for (size_t l = 0; l < ctx->spikes.size(); ++l) ctx->spikes[l].set_dropped(ctx->dropped[l]);
     for (size_t l = 0; l < config.layers.size(); ++l)
       if (config.layers[l].kind == LayerKind::readout)
@@ -152,33 +164,15 @@ class IpuModelBackend final : public Backend {
   void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,
                           const std::vector<LayerGrads>& grads, float* grad_input) override {
     auto& ctx = dynamic_cast<IpuModelContext&>(context);
-    const auto& layers = ctx.config.layers;
-    const int64_t lists = static_cast<int64_t>(ctx.T) * ctx.B;
-    const auto width = [&](size_t l) {
-      return layers[l].kind == LayerKind::readout ? layers[l].n_out : ctx.spikes[l].K();
-    };
-    std::vector<float> grad_out(lists * width(layers.size() - 1), 0.0f), grad_in;
-    if (grad_outputs.back() != nullptr)
-      std::copy_n(grad_outputs.back(), grad_out.size(), grad_out.begin());
-    for (size_t l = layers.size(); l-- > 0;) {
-      float* below = nullptr;
-      if (l > 0) {
-        grad_in.assign(lists * width(l - 1), 0.0f);
-        if (grad_outputs[l - 1] != nullptr)
-          std::copy_n(grad_outputs[l - 1], grad_in.size(), grad_in.begin());
-        below = grad_in.data();
-      } else if (grad_input != nullptr) {
-        std::fill_n(grad_input, lists * ctx.input.K(), 0.0f);
-        below = grad_input;
-      }
-      backward_layer(ctx, l, grad_out.data(), grads[l], below);
-      std::swap(grad_out, grad_in);
-    }
+    cpu::backward_top_down(ctx, grad_outputs, grad_input, ctx.input.K(),
+                           [&](size_t l, const float* grad_out, float* below) {
+                             backward_layer(ctx, l, grad_out, grads[l], below);
+                           });
     finish_report(ctx);
   }
 
  private:
-  static void forward_step(IpuModelContext& ctx, size_t l, int t) {
+  static void forward_step(IpuModelContext& ctx, size_t l, int t, StepScratch& scratch) {
     const LayerConfig& c = ctx.config.layers[l];
     const LayerParams& p = ctx.params[l];
     const SpikeView in = input_of(ctx, l);
@@ -186,8 +180,9 @@ class IpuModelBackend final : public Backend {
     const bool readout = c.kind == LayerKind::readout;
     SpikeTensor* out = readout ? nullptr : &ctx.spikes[l];
     std::vector<Tile>& tiles = ctx.tiles[l];
-    std::vector<int32_t> spikes(c.n_out), candidates(c.n_out);
-    std::vector<float> flags;
+    std::vector<int32_t>& spikes = scratch.spikes;
+    std::vector<int32_t>& candidates = scratch.candidates;
+    std::vector<float>& flags = scratch.flags;
     double slowest = 0;
     for (int b = 0; b < B; ++b) {
       int n_above = 0, n_between = 0;
@@ -236,7 +231,7 @@ class IpuModelBackend final : public Backend {
       // exchange and combine: the tiles' flags in tile order, then the capacity by policy
       const uint64_t stream =
           kernels::stream_key(kernels::stream_key(ctx.config.seed, l, 0x5E1EC7, 0), t, b, 0);
-      std::vector<uint64_t> priority(out->K());
+      std::vector<uint64_t>& priority = scratch.priority;
       int32_t* ids = out->list(t, b);
       const int n_spk = kernels::keep_subset(spikes.data(), n_above, ids, out->K(),
                                              ctx.config.overflow, stream, priority.data());

@@ -479,15 +479,12 @@ class PoplarBackend final : public Backend {
     for (size_t l = 0; l < ctx.config.layers.size(); ++l) {
       const LayerConfig& layer = ctx.config.layers[l];
       std::vector<float>& g = c.floats["g" + std::to_string(l)];
-      std::fill(g.begin(), g.end(), 0.0f);
-      if (grad_outputs[l] == nullptr) continue;
-      if (layer.kind != LayerKind::readout) {
+      if (layer.kind == LayerKind::readout)
+        to_tiles(ctx, l, grad_outputs[l], static_cast<int>(lists), g);  // null: zeros
+      else if (grad_outputs[l] != nullptr)
         std::copy_n(grad_outputs[l], lists * layer.capacity, g.begin());
-      } else {
-        tile_major(ctx, l, [&](int64_t at, int64_t row, int j) {
-          g[at] = grad_outputs[l][row * layer.n_out + j];
-        });
-      }
+      else
+        std::fill(g.begin(), g.end(), 0.0f);
     }
     c.engine->run(1);
     for (size_t l = 0; l < ctx.config.layers.size(); ++l) {
@@ -519,42 +516,25 @@ class PoplarBackend final : public Backend {
     return slot.get();
   }
 
-  /// Calls f(index in the tile-major buffer, list row t * B + b, neuron j) for layer l.
+  /// Calls f(index in the tile-major buffer, row r, neuron j) for rows r < `rows` of layer l's
+  /// [rows, N] host matrix: tiles in order, each holding its columns [rows, n].
   template <class F>
-  static void tile_major(const PoplarContext& ctx, size_t l, F&& f) {
+  static void tile_major(const PoplarContext& ctx, size_t l, int64_t rows, F&& f) {
     const ipu::LayerPlacement& p = ctx.plan.layers[l];
     int64_t at = 0;
     for (int i = 0; i < p.tiles; ++i) {
       const ipu::Plan::TileSlice s = ctx.plan.tile(p.first_tile + i);
-      for (int64_t row = 0; row < static_cast<int64_t>(ctx.T) * ctx.B; ++row)
-        for (int j = s.begin; j < s.end; ++j) f(at++, row, j);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int j = s.begin; j < s.end; ++j) f(at++, r * ctx.config.layers[l].n_out + j);
     }
   }
-
-  /// Per-tile column slices [rows, n] of a [rows, N] matrix, in tile order, and back.
   static void to_tiles(const PoplarContext& ctx, size_t l, const float* m, int rows,
                        std::vector<float>& out) {
-    const ipu::LayerPlacement& p = ctx.plan.layers[l];
-    const int N = ctx.config.layers[l].n_out;
-    int64_t at = 0;
-    for (int i = 0; i < p.tiles; ++i) {
-      const ipu::Plan::TileSlice s = ctx.plan.tile(p.first_tile + i);
-      for (int r = 0; r < rows; ++r)
-        for (int j = s.begin; j < s.end; ++j)
-          out[at++] = m != nullptr ? m[static_cast<int64_t>(r) * N + j] : 0.0f;
-    }
+    tile_major(ctx, l, rows, [&](int64_t at, int64_t i) { out[at] = m != nullptr ? m[i] : 0.0f; });
   }
   static void add_columns(const PoplarContext& ctx, size_t l, const std::vector<float>& tiles,
                           int rows, float* m) {
-    if (m == nullptr) return;
-    const ipu::LayerPlacement& p = ctx.plan.layers[l];
-    const int N = ctx.config.layers[l].n_out;
-    int64_t at = 0;
-    for (int i = 0; i < p.tiles; ++i) {
-      const ipu::Plan::TileSlice s = ctx.plan.tile(p.first_tile + i);
-      for (int r = 0; r < rows; ++r)
-        for (int j = s.begin; j < s.end; ++j) m[static_cast<int64_t>(r) * N + j] += tiles[at++];
-    }
+    if (m != nullptr) tile_major(ctx, l, rows, [&](int64_t at, int64_t i) { m[i] += tiles[at]; });
   }
 
   static void fill_inputs(PoplarContext& ctx) {
@@ -588,9 +568,8 @@ class PoplarBackend final : public Backend {
       if (layer.kind == LayerKind::readout) {
         ctx.readout.assign(static_cast<size_t>(T) * B * layer.n_out, 0.0f);
         const std::vector<float>& v = c.floats["v" + id];
-        tile_major(ctx, l, [&](int64_t at, int64_t row, int j) {
-          ctx.readout[row * layer.n_out + j] = v[at];
-        });
+        tile_major(ctx, l, static_cast<int64_t>(T) * B,
+                   [&](int64_t at, int64_t i) { ctx.readout[i] = v[at]; });
         continue;
       }
       SpikeTensor& s = ctx.spikes.emplace_back(T, B, layer.capacity, layer.n_out);
