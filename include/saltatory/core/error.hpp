@@ -14,6 +14,13 @@ class Error : public std::invalid_argument {
       : std::invalid_argument("[" + op + "] " + message) {}
 };
 
+/// A device or runtime failure (a CUDA error, device memory exhausted). Python sees RuntimeError.
+class DeviceError : public std::runtime_error {
+ public:
+  DeviceError(const std::string& op, const std::string& message)
+      : std::runtime_error("[" + op + "] " + message) {}
+};
+
 /// Throws Error(op, message) unless `condition` holds. `message` is built only on failure.
 template <class... Parts>
 void check(bool condition, const char* op, const Parts&... parts) {

@@ -38,7 +38,7 @@ std::vector<LayerShape> shapes(const StackConfig& config, const PlanOptions& o) 
   return out;
 }
 
-TileMemory tile_memory(const LayerShape& s, int n, const PlanOptions& o, const Target& t,
+TileMemory tile_memory(const LayerShape& s, int n, const PlanOptions& o, const Target& /*target*/,
                        int membrane_steps) {
   const int64_t T = o.T, B = o.B, rows = s.n_in + (s.recurrent ? s.n_out : 0);
   TileMemory m;

@@ -1,0 +1,337 @@
+// Kernel bodies of the CUDA backend, written once against a thread block `Blk` (rank, size, sync,
+// exclusive_sum) so that nvcc runs them on the GPU and tests run them on the CPU through an
+// emulated block of threads with barriers. Per-element math is the shared kernels/ code, called in
+// the CPU backend's order, so sums round identically (no FMA contraction on either side).
+// Layouts: membranes and current gradients [T, B, N]; lists [T, B, K]; W input-major [N_in, N].
+//   forward step (one block per sample b):
+//     I = bias + sum_{k<n_spk(S_in[t'])} W[ids_k, :] + sum_{k<n_spk(S[t-1])} W_rec[ids_k, :]
+//     V[t] = lif_step(V[t-1], r[t], I);  S[t] = two-threshold selection, compacted in id order by
+//     block-wide prefix sums over tiles of `size` neurons
+//   backward step (one block per sample b, t = T-1..0):
+//     gV = alpha m gV + sum_{k<n_tot} (gS[k] + gRec[k]) sigma'(V[ids_k] - theta1);  gI = g (1-a) gV
+//     gRec[k] = W_rec[ids_k, :] . gI   k < n_tot(S[t-1])
+//   element bodies (one thread per index): input-entry gradients, the spikes-by-neuron grouping
+//   of the weight gradient (keys chunk * N_in + i, stably sorted), dW columns, dbias columns.
+#pragma once
+
+#include <cstdint>
+
+#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/select.hpp"
+#include "saltatory/kernels/sparse.hpp"
+#include "saltatory/ops/lif_stack.hpp"
+
+namespace saltatory::cuda {
+
+/// Lists [T, B, K] with counts [T, B], in device memory.
+struct Lists {
+  int32_t* ids = nullptr;
+  int32_t* n_spk = nullptr;
+  int32_t* n_tot = nullptr;
+  int K = 0;
+  int B = 0;
+
+  SALTATORY_HD int64_t at(int t, int b) const { return static_cast<int64_t>(t) * B + b; }
+  SALTATORY_HD int32_t* list(int t, int b) const { return ids + at(t, b) * K; }
+};
+
+/// One layer of a call: configuration, device parameters, lists and membranes.
+struct Layer {
+  LayerConfig c;
+  const float* w = nullptr;      ///< [n_in, n]
+  const float* w_rec = nullptr;  ///< [n, n] (recurrent)
+  const float* bias = nullptr;   ///< [n] or null
+  const float* alpha = nullptr;  ///< [n]
+  Lists in;                      ///< the lists this layer consumes
+  int delay = 0;                 ///< step t reads input step t - delay
+  Lists out;                     ///< own lists (ids null for a readout)
+  float* v = nullptr;            ///< V [T, B, n] (the readout's output)
+  int T = 0;
+  int B = 0;
+  OverflowPolicy overflow = OverflowPolicy::lowest_ids;
+  uint64_t seed = 0;  ///< stream seed of this layer's overflow policy
+
+  SALTATORY_HD bool readout() const { return c.kind == LayerKind::readout; }
+  SALTATORY_HD bool recurrent() const { return c.kind == LayerKind::recurrent_lif; }
+  template <class F>
+  SALTATORY_HD F* row(F* x, int t, int b) const {
+    return x + (static_cast<int64_t>(t) * B + b) * c.n_out;
+  }
+};
+
+/// Per-sample scratch of the step bodies (device memory, one slice per sample).
+struct Scratch {
+  float* flags;        ///< [B, n], zero between uses (spike reset footprint)
+  int32_t* found;      ///< [B, 2 n] (selection compaction)
+  uint64_t* priority;  ///< [B, K] (random overflow policy)
+  float* gv;           ///< [B, n] carried membrane gradient
+  float* grad_rec;     ///< [B, K] gradients of S[t-1]'s entries through W_rec
+};
+
+/// Sets (1) or clears (0) the footprint of list (t, b)'s spikes in `flags`.
+template <class Blk>
+SALTATORY_HD void footprint(Blk& blk, const Lists& s, int t, int b, float* flags, float value) {
+  const int32_t* ids = s.list(t, b);
+  for (int k = blk.rank(); k < s.n_spk[s.at(t, b)]; k += blk.size()) flags[ids[k]] = value;
+}
+
+/// Two-threshold selection of V[t, b] into list (t, b); returns the dropped spikes (on rank 0).
+template <class Blk>
+SALTATORY_HD int select_list(Blk& blk, const Layer& L, int t, int b, const float* v,
+                             int32_t* found, uint64_t* priority) {
+  const int n = L.c.n_out;
+  int32_t* spikes = found;
+  int32_t* candidates = found + n;
+  int n_above = 0, n_between = 0;  // the same on every thread
+  for (int base = 0; base < n; base += blk.size()) {
+    const int j = base + blk.rank();
+    int flag = 0;  // spike in the low half, candidate in the high half
+    if (j < n) {
+      const float x = v[j];
+      flag = (x > L.c.theta1 ? 1 : 0) | (((x > L.c.theta2) & (x <= L.c.theta1)) ? 1 << 16 : 0);
+    }
+    int total = 0;
+    const int before = blk.exclusive_sum(flag, total);
+    if (flag & 0xFFFF) spikes[n_above + (before & 0xFFFF)] = j;
+    if (flag >> 16) candidates[n_between + (before >> 16)] = j;
+    n_above += total & 0xFFFF;
+    n_between += total >> 16;
+  }
+  blk.sync();
+  const int cap = L.out.K;
+  const int n_spk = n_above < cap ? n_above : cap;
+  const int n_cand = n_between < cap - n_spk ? n_between : cap - n_spk;
+  int32_t* out = L.out.list(t, b);
+  const uint64_t stream = kernels::stream_key(L.seed, t, b, 0);
+  const bool random = L.overflow == OverflowPolicy::random;
+  // Groups that fit (or keep their lowest ids) are copied in parallel; a random subset is drawn
+  // by one thread with the CPU's keep_subset.
+  for (int i = blk.rank(); i < n_spk; i += blk.size())
+    if (!random || n_above <= cap) out[i] = spikes[i];
+  for (int i = blk.rank(); i < n_cand; i += blk.size())
+    if (!random || n_between <= cap - n_spk) out[n_spk + i] = candidates[i];
+  if (blk.rank() == 0) {
+    if (random && n_above > cap)
+      kernels::keep_subset(spikes, n_above, out, cap, L.overflow, stream, priority);
+    if (random && n_between > cap - n_spk)
+      kernels::keep_subset(candidates, n_between, out + n_spk, cap - n_spk, L.overflow,
+                           kernels::mix64(stream + 1), priority);
+    L.out.n_spk[L.out.at(t, b)] = n_spk;
+    L.out.n_tot[L.out.at(t, b)] = n_spk + n_cand;
+  }
+  blk.sync();
+  return n_above - n_spk;
+}
+
+/// Forward step t of sample b: current (from `current` [T, B, n] when given, else the sparse
+/// gathers), membrane update and, for spiking layers, selection. Returns the dropped spikes (on
+/// rank 0).
+template <class Blk>
+SALTATORY_HD int forward_step(Blk& blk, const Layer& L, int t, int b, const float* current,
+                              const Scratch& s) {
+  const LayerConfig& c = L.c;
+  const int n = c.n_out;
+  float* flags = s.flags + static_cast<int64_t>(b) * n;
+  const bool spike_reset = !L.readout() && c.reset == ResetMode::spike && t > 0;
+  if (spike_reset) {
+    footprint(blk, L.out, t - 1, b, flags, 1.0f);
+    blk.sync();
+  }
+  float* v = L.row(L.v, t, b);
+  const float* v_prev = t > 0 ? L.row(L.v, t - 1, b) : nullptr;
+  const int t_in = t - L.delay;
+  for (int j = blk.rank(); j < n; j += blk.size()) {
+    float in = 0.0f;
+    if (current != nullptr) {
+      in = L.row(current, t, b)[j];
+    } else {
+      if (L.bias != nullptr) in = L.bias[j];
+      if (t_in >= 0)
+        kernels::gather_rows(&in, L.w + j, n, L.in.list(t_in, b), L.in.n_spk[L.in.at(t_in, b)], 1);
+      if (L.recurrent() && t > 0)
+        kernels::gather_rows(&in, L.w_rec + j, n, L.out.list(t - 1, b),
+                             L.out.n_spk[L.out.at(t - 1, b)], 1);
+    }
+    float reset = 0.0f;
+    const float previous = t > 0 ? v_prev[j] : 0.0f;
+    if (t > 0 && !L.readout())
+      reset = c.reset == ResetMode::state ? kernels::state_reset(previous, c.theta1) : flags[j];
+    v[j] = kernels::lif_step(previous, reset, L.alpha[j], c.gain, in);
+  }
+  blk.sync();
+  if (spike_reset) footprint(blk, L.out, t - 1, b, flags, 0.0f);
+  if (L.readout()) return 0;
+  return select_list(blk, L, t, b, v, s.found + static_cast<int64_t>(b) * 2 * n,
+                     s.priority + static_cast<int64_t>(b) * L.out.K);
+}
+
+/// gV *= alpha m[t+1] for sample b (t < T - 1): the carry from step t + 1 to step t.
+template <class Blk>
+SALTATORY_HD void carry_step(Blk& blk, const Layer& L, int t, int b, float* gv, float* flags) {
+  const LayerConfig& c = L.c;
+  const int n = c.n_out;
+  if (L.readout() || c.reset_grad == ResetGrad::pass) {
+    for (int j = blk.rank(); j < n; j += blk.size()) gv[j] *= L.alpha[j];
+  } else if (c.reset == ResetMode::state) {  // r[t+1] = H(V[t] - theta1)
+    const float* v = L.row(L.v, t, b);
+    for (int j = blk.rank(); j < n; j += blk.size())
+      gv[j] *= kernels::carry_factor(L.alpha[j], kernels::state_reset(v[j], c.theta1),
+                                     ResetGrad::mask);
+  } else {  // r[t+1] = emitted at t
+    footprint(blk, L.out, t, b, flags, 1.0f);
+    blk.sync();
+    for (int j = blk.rank(); j < n; j += blk.size())
+      gv[j] *= kernels::carry_factor(L.alpha[j], flags[j], ResetGrad::mask);
+    blk.sync();
+    footprint(blk, L.out, t, b, flags, 0.0f);
+  }
+  blk.sync();
+}
+
+/// The sparse backward time recursion of sample b over all steps, latest first: writes gI rows
+/// into `grad_current` [T, B, n]. grad_out: [T, B, K] entries, or [T, B, n] for a readout.
+template <class Blk>
+SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, const float* grad_out,
+                                  float* grad_current, const Scratch& s) {
+  const LayerConfig& c = L.c;
+  const int n = c.n_out;
+  const int k_out = L.readout() ? n : L.out.K;
+  float* gv = s.gv + static_cast<int64_t>(b) * n;
+  float* flags = s.flags + static_cast<int64_t>(b) * n;
+  float* grad_rec = s.grad_rec + static_cast<int64_t>(b) * L.out.K;
+  for (int t = L.T - 1; t >= 0; --t) {
+    if (t < L.T - 1) carry_step(blk, L, t, b, gv, flags);
+    const float* g = grad_out + (static_cast<int64_t>(t) * L.B + b) * k_out;
+    if (L.readout()) {
+      for (int j = blk.rank(); j < n; j += blk.size()) kernels::add_row(gv + j, g + j, 1);
+    } else {
+      const float* v = L.row(L.v, t, b);
+      const int32_t* ids = L.out.list(t, b);
+      const bool from_rec = L.recurrent() && t < L.T - 1;
+      // ids are distinct, so each entry's neuron is updated by one thread, in the CPU's order
+      for (int k = blk.rank(); k < L.out.n_tot[L.out.at(t, b)]; k += blk.size()) {
+        kernels::accumulate_state_grad(gv, v, ids + k, g + k, 1, c.theta1, c.surrogate, c.beta);
+        if (from_rec)
+          kernels::accumulate_state_grad(gv, v, ids + k, grad_rec + k, 1, c.theta1, c.surrogate,
+                                         c.beta);
+      }
+    }
+    blk.sync();
+    float* gi = L.row(grad_current, t, b);
+    for (int j = blk.rank(); j < n; j += blk.size())
+      gi[j] = kernels::current_grad(gv[j], L.alpha[j], c.gain);
+    blk.sync();
+    if (L.recurrent() && t > 0) {
+      const int32_t* prev = L.out.list(t - 1, b);
+      for (int k = blk.rank(); k < L.out.n_tot[L.out.at(t - 1, b)]; k += blk.size())
+        grad_rec[k] = kernels::dot_row(L.w_rec + static_cast<int64_t>(prev[k]) * n, gi, n);
+      blk.sync();
+    }
+  }
+}
+
+/// Dense-mode backward step t of sample b: `grad_spikes` [B, n] holds gI[t+1] W_rec^T (or
+/// zeros); the entries' gradients are scattered into it and pass the masked surrogate.
+template <class Blk>
+SALTATORY_HD void dense_backward_step(Blk& blk, const Layer& L, int t, int b, const float* grad_out,
+                                      float* grad_spikes, float* grad_current, const Scratch& s) {
+  const LayerConfig& c = L.c;
+  const int n = c.n_out;
+  const int k_out = L.readout() ? n : L.out.K;
+  float* gv = s.gv + static_cast<int64_t>(b) * n;
+  if (t < L.T - 1) carry_step(blk, L, t, b, gv, s.flags + static_cast<int64_t>(b) * n);
+  const float* g = grad_out + (static_cast<int64_t>(t) * L.B + b) * k_out;
+  if (L.readout()) {
+    for (int j = blk.rank(); j < n; j += blk.size()) kernels::add_row(gv + j, g + j, 1);
+  } else {
+    float* gs = grad_spikes + static_cast<int64_t>(b) * n;
+    const int32_t* ids = L.out.list(t, b);
+    for (int k = blk.rank(); k < L.out.n_tot[L.out.at(t, b)]; k += blk.size()) gs[ids[k]] += g[k];
+    blk.sync();
+    const float* v = L.row(L.v, t, b);
+    for (int j = blk.rank(); j < n; j += blk.size())
+      if (v[j] > c.theta2)
+        gv[j] += gs[j] * kernels::surrogate_grad(c.surrogate, v[j] - c.theta1, c.beta);
+  }
+  blk.sync();
+  float* gi = L.row(grad_current, t, b);
+  for (int j = blk.rank(); j < n; j += blk.size())
+    gi[j] = kernels::current_grad(gv[j], L.alpha[j], c.gain);
+}
+
+/// Input-entry gradient of entry k of the input list that feeds list `list` = t B + b:
+/// grad_input[t', b, k] += W[ids_k, :] . gI[t, b].
+SALTATORY_HD void input_entry_grad(const Layer& L, int64_t list, int k, const float* grad_current,
+                                   float* grad_input) {
+  const int t_in = static_cast<int>(list / L.B) - L.delay;
+  const int b = static_cast<int>(list % L.B);
+  if (t_in < 0 || k >= L.in.n_tot[L.in.at(t_in, b)]) return;
+  const int n = L.c.n_out;
+  const float dot = kernels::dot_row(L.w + static_cast<int64_t>(L.in.list(t_in, b)[k]) * n,
+                                     grad_current + list * n, n);
+  kernels::add_row(grad_input + L.in.at(t_in, b) * L.in.K + k, &dot, 1);
+}
+
+/// The spikes feeding the weight gradient, grouped as the CPU groups them (SpikesByNeuron):
+/// list (t, b) is fed by the spikes of `s` at step t - delay; chunks hold `chunk_steps` steps.
+struct Feeding {
+  Lists s;
+  int delay;
+  int T;
+  int N;  ///< neurons of s
+  int chunk_steps;
+
+  SALTATORY_HD int chunks() const { return (T + chunk_steps - 1) / chunk_steps; }
+  /// Spikes feeding list `list`.
+  SALTATORY_HD int count(int64_t list) const {
+    const int t = static_cast<int>(list / s.B);
+    return t < delay ? 0 : s.n_spk[s.at(t - delay, static_cast<int>(list % s.B))];
+  }
+  /// Writes the (key, list) pairs of list `list`'s spike k at `offset` + k: key = chunk N + i.
+  SALTATORY_HD void pair(int64_t list, int k, const int64_t* offset, int64_t* keys,
+                         int32_t* lists) const {
+    if (k >= count(list)) return;
+    const int t = static_cast<int>(list / s.B);
+    const int32_t i = s.list(t - delay, static_cast<int>(list % s.B))[k];
+    keys[offset[list] + k] = static_cast<int64_t>(t / chunk_steps) * N + i;
+    lists[offset[list] + k] = static_cast<int32_t>(list);
+  }
+};
+
+/// start[key] = the first position of `key` in the sorted keys[0:n] (n when none is >= key).
+SALTATORY_HD void group_start(int64_t key, const int64_t* keys, int64_t n, int64_t* start) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (keys[mid] < key)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  start[key] = lo;
+}
+
+/// dW[i, col] += gI[list, col] over the lists i fed, chunk by chunk, latest first (rows of `dw`
+/// have n_out entries; `lists` are grouped by key with `start`).
+SALTATORY_HD void weight_grad_column(const Feeding& f, int i, int col, int n_out,
+                                     const float* grad_current, const int64_t* start,
+                                     const int32_t* lists, float* dw) {
+  float acc = dw[static_cast<int64_t>(i) * n_out + col];
+  for (int chunk = f.chunks(); chunk-- > 0;) {
+    const int64_t key = static_cast<int64_t>(chunk) * f.N + i;
+    kernels::gather_rows(&acc, grad_current + col, n_out, lists + start[key],
+                         static_cast<int>(start[key + 1] - start[key]), 1);
+  }
+  dw[static_cast<int64_t>(i) * n_out + col] = acc;
+}
+
+/// dbias[col] += gI[list, col] over all lists, latest first.
+SALTATORY_HD void bias_grad_column(int col, int n_out, int64_t lists, const float* grad_current,
+                                   float* dbias) {
+  float acc = dbias[col];
+  for (int64_t list = lists; list-- > 0;)
+    kernels::add_row(&acc, grad_current + list * n_out + col, 1);
+  dbias[col] = acc;
+}
+
+}  // namespace saltatory::cuda
