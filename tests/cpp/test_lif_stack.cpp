@@ -657,3 +657,35 @@ TEST(Cuda, BuildAndAvailabilityAreReported) {
     EXPECT_NE(std::string(e.what()).find("cuda is not available"), std::string::npos) << e.what();
   }
 }
+
+// Lists that arrive in device memory (DLPack) skip the host's validation and are checked by the
+// CUDA driver on the device: run here through the emulated grid, with one corruption at a time.
+TEST(EmulatedCuda, ValidatesListsThatArriveInDeviceMemory) {
+  Case c{"device_input", 6, 3, 12, {10}, 4, 0.3};
+  Net net = make_net(c, Mode::sparse, 2);
+  SpikeTensor input = make_input(c, 2);
+  SpikeView view = input.view();
+  view.on_device = true;
+  auto cpu = lif_stack_forward(net.config, net.params(), input.view());
+  expect_same_lists(emulated_forward(net.config, net.params(), view)->spikes[0], cpu->spikes[0],
+                    "valid device lists");
+  EXPECT_THROW(lif_stack_forward(net.config, net.params(), view), Error);  // cpu refuses them
+  int t = 0, b = 0;  // a list with two entries
+  while (input.n_tot(t, b) < 2) std::tie(t, b) = b + 1 < c.B ? std::pair{t, b + 1} : std::pair{t + 1, 0};
+  const auto expect_error = [&](const std::string& needle) {
+    try {
+      emulated_forward(net.config, net.params(), view);
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  const int32_t first = input.list(t, b)[0], second = input.list(t, b)[1];
+  input.list(t, b)[1] = c.n_in;
+  expect_error("id 12 at [" + std::to_string(t) + ", " + std::to_string(b) + ", 1] is outside");
+  input.list(t, b)[1] = first;
+  expect_error("appears twice in list [" + std::to_string(t) + ", " + std::to_string(b) + "]");
+  input.list(t, b)[1] = second;
+  input.n_tot(t, b) = input.K() + 1;
+  expect_error("counts at [" + std::to_string(t) + ", " + std::to_string(b) + "]");
+}

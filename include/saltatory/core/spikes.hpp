@@ -19,6 +19,9 @@ struct SpikeView {
   const int32_t* n_spk = nullptr;
   const int32_t* n_tot = nullptr;
   int T = 0, B = 0, K = 0, N = 0;
+  /// The arrays are in CUDA device memory (e.g. from PyTorch or CuPy through DLPack). Only the
+  /// cuda device accepts such a view; it validates it on the device.
+  bool on_device = false;
 
   const int32_t* list(int t, int b) const { return ids + (static_cast<int64_t>(t) * B + b) * K; }
   int spikes(int t, int b) const { return n_spk[static_cast<int64_t>(t) * B + b]; }

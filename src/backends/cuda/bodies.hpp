@@ -68,6 +68,20 @@ struct Scratch {
   float* grad_rec;     ///< [B, K] gradients of S[t-1]'s entries through W_rec
 };
 
+/// The first problem of list `list` of `s` over N neurons (the invariants of core/spikes.hpp):
+/// 0 none; else kind | k << 2 with kind 1 (counts), 2 (id k out of range), 3 (id k repeated).
+SALTATORY_HD int64_t list_problem(const Lists& s, int N, int64_t list) {
+  const int n_spk = s.n_spk[list], n_tot = s.n_tot[list];
+  if (!(0 <= n_spk && n_spk <= n_tot && n_tot <= s.K)) return 1;
+  const int32_t* ids = s.ids + list * s.K;
+  for (int k = 0; k < n_tot; ++k) {
+    if (ids[k] < 0 || ids[k] >= N) return 2 | static_cast<int64_t>(k) << 2;
+    for (int i = 0; i < k; ++i)
+      if (ids[i] == ids[k]) return 3 | static_cast<int64_t>(k) << 2;
+  }
+  return 0;
+}
+
 /// Sets (1) or clears (0) the footprint of list (t, b)'s spikes in `flags`.
 template <class Blk>
 SALTATORY_HD void footprint(Blk& blk, const Lists& s, int t, int b, float* flags, float value) {

@@ -104,6 +104,33 @@ typename Exec::template Array<float> dense_rows(Exec& exec, const Lists& s, int 
   return x;
 }
 
+/// Checks lists that arrived in device memory (one thread per list); throws Error naming `op` and
+/// the first offending [t, b, k], as validate() does for host lists.
+template <class Exec>
+void validate_on_device(Exec& exec, const Lists& s, int T, int N, const char* op) {
+  const int64_t lists = static_cast<int64_t>(T) * s.B;
+  typename Exec::template Array<int64_t> problems(lists);
+  int64_t* out = problems.data();
+  exec.for_each(lists,
+                [=] SALTATORY_DEVICE_LAMBDA(int64_t list) { out[list] = list_problem(s, N, list); });
+  std::vector<int64_t> found(lists);
+  exec.download(found.data(), out, lists);
+  const auto bad = std::find_if(found.begin(), found.end(), [](int64_t p) { return p != 0; });
+  if (bad == found.end()) return;
+  const int64_t list = bad - found.begin();
+  const int t = static_cast<int>(list / s.B), b = static_cast<int>(list % s.B);
+  const int k = static_cast<int>(*bad >> 2);
+  int32_t id = 0;
+  if ((*bad & 3) != 1) exec.download(&id, s.ids + list * s.K + k, 1);
+  const std::string where = std::to_string(t) + ", " + std::to_string(b);
+  const int64_t kind = *bad & 3;
+  check(kind != 1, op, "input spikes (in CUDA memory): counts at [", where,
+        "] violate 0 <= n_spk <= n_tot <= K (", s.K, ")");
+  check(kind != 2, op, "input spikes (in CUDA memory): id ", id, " at [", where, ", ", k,
+        "] is outside [0, ", N, ")");
+  check(false, op, "input spikes (in CUDA memory): id ", id, " appears twice in list [", where, "]");
+}
+
 template <class Exec>
 std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig& config,
                                                    const std::vector<LayerParams>& params,
@@ -123,6 +150,10 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
   upload(ctx->in_ids, input.ids, lists * input.K);
   upload(ctx->in_n_spk, input.n_spk, lists);
   upload(ctx->in_n_tot, input.n_tot, lists);
+  if (input.on_device)
+    validate_on_device(exec, {ctx->in_ids.data(), ctx->in_n_spk.data(), ctx->in_n_tot.data(),
+                              input.K, B},
+                       T, input.N, "lif_stack_forward");
   const bool dense = config.mode == Mode::dense;
   int widest_capacity = 1;
   for (size_t l = 0; l < config.layers.size(); ++l) {
