@@ -22,23 +22,43 @@ def _int32(name: str, value, op: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 
+_CUDA_DLPACK_DEVICES = (2, 13)  # kDLCUDA, kDLCUDAManaged
+
+
+def _on_cuda(value) -> bool:
+    """Whether ``value`` is a DLPack producer (PyTorch, CuPy, ...) holding CUDA memory."""
+    device = getattr(value, "__dlpack_device__", None)
+    return device is not None and not isinstance(value, np.ndarray) and device()[0] in _CUDA_DLPACK_DEVICES
+
+
 class SpikeTensor:
     """Spike lists of ``n_neurons`` neurons over T steps and B samples, capacity K per list.
 
     Arrays that are already int32 and C-contiguous are used without copying. ``dropped`` counts
     spikes lost to capacity when the tensor was built.
+
+    Arrays in CUDA memory (PyTorch or CuPy int32 tensors, or anything with ``__dlpack__``) stay
+    there: ``device`` is then ``"cuda"``, a forward on ``device="cuda"`` reads them through DLPack
+    without a round trip through the host and validates them on the GPU, and host-only methods
+    (``to_dense``, ``counts``, ``activity``) raise.
     """
 
     def __init__(self, ids, n_spk, n_tot=None, *, n_neurons: int, dropped: int = 0, validate: bool = True):
         op = "SpikeTensor"
-        self.ids = _int32("ids", ids, op)
-        self.n_spk = _int32("n_spk", n_spk, op)
-        self.n_tot = self.n_spk if n_tot is None else _int32("n_tot", n_tot, op)
+        arrays = [ids, n_spk] + ([] if n_tot is None else [n_tot])
+        on_cuda = [_on_cuda(a) for a in arrays]
+        if any(on_cuda) and not all(on_cuda):
+            raise ValueError(f"[{op}] ids, n_spk and n_tot must all be in CUDA memory or all on the host")
+        self.device = "cuda" if all(on_cuda) else "cpu"
+        convert = (lambda name, a: a) if self.device == "cuda" else (lambda name, a: _int32(name, a, op))
+        self.ids = convert("ids", ids)
+        self.n_spk = convert("n_spk", n_spk)
+        self.n_tot = self.n_spk if n_tot is None else convert("n_tot", n_tot)
         if int(n_neurons) <= 0:
             raise ValueError(f"[{op}] n_neurons must be positive, got {n_neurons}")
         self.n_neurons = int(n_neurons)
         self.dropped = int(dropped)
-        if validate:
+        if validate and self.device == "cpu":
             _core.validate_spikes(self, op)
 
     @classmethod
@@ -88,10 +108,12 @@ class SpikeTensor:
 
     def to_dense(self) -> np.ndarray:
         """Dense float32 0/1 [T, B, N] of the spikes (candidates excluded)."""
+        self._host_only("SpikeTensor.to_dense")
         return _core.spikes_to_dense(self)
 
     def counts(self) -> np.ndarray:
         """Spike counts per sample and neuron, float32 [B, N]."""
+        self._host_only("SpikeTensor.counts")
         return _core.spike_counts(self)
 
     @property
@@ -103,13 +125,21 @@ class SpikeTensor:
     def capacity(self) -> int:
         return self.ids.shape[2]
 
+    def _host_only(self, op: str) -> None:
+        if self.device != "cpu":
+            raise ValueError(f"[{op}] the spikes are in CUDA memory; copy ids, n_spk and n_tot to "
+                             "the host first")
+
     def activity(self) -> float:
         """Measured activity: spikes per neuron per step, averaged over the batch."""
+        self._host_only("SpikeTensor.activity")
         T, B, _ = self.ids.shape
         return float(self.n_spk.sum(dtype=np.int64)) / (T * B * self.n_neurons)
 
     def __repr__(self) -> str:
         T, B, K = self.shape
+        if self.device != "cpu":
+            return f"SpikeTensor(T={T}, B={B}, K={K}, n_neurons={self.n_neurons}, device={self.device})"
         return (f"SpikeTensor(T={T}, B={B}, K={K}, n_neurons={self.n_neurons}, "
                 f"spikes={int(self.n_spk.sum())}, dropped={self.dropped})")
 

@@ -44,8 +44,10 @@ py::array checked(const py::handle& obj, const char* op, const char* name,
   return arr;
 }
 
-/// A SpikeView of a Python SpikeTensor (attributes ids, n_spk, n_tot, n_neurons), without copying.
-SpikeView spike_view(const py::handle& spikes, const char* op);
+/// A SpikeView of a Python SpikeTensor (attributes ids, n_spk, n_tot, n_neurons, device), without
+/// copying. On device "cuda" the arrays are read through DLPack (PyTorch, CuPy, ...) and the view
+/// points into CUDA memory; the DLPack capsules are appended to `keep_alive` when given.
+SpikeView spike_view(const py::handle& spikes, const char* op, py::list* keep_alive = nullptr);
 
 /// A numpy array over `data`, kept alive by `owner`.
 template <class T>

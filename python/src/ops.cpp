@@ -156,7 +156,7 @@ void init_ops(py::module_& m) {
       ps[l].bias = optional_floats(p[2], "bias", {n_out}, result.keep_alive);
       ps[l].alpha = optional_floats(p[3], "alpha", {n_out}, result.keep_alive);
     }
-    const SpikeView view = spike_view(input, op);
+    const SpikeView view = spike_view(input, op, &result.keep_alive);
     {
       py::gil_scoped_release release;
       result.context = lif_stack_forward(config, ps, view);

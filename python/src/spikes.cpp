@@ -4,7 +4,100 @@
 
 namespace saltatory::python {
 
-SpikeView spike_view(const py::handle& spikes, const char* op) {
+namespace {
+
+// The DLPack C ABI (dlpack.h, v0.8 and later; stable since): just what a consumer reads.
+struct DLDevice {
+  int32_t device_type;  // kDLCPU 1, kDLCUDA 2, kDLCUDAHost 3, kDLCUDAManaged 13
+  int32_t device_id;
+};
+struct DLDataType {
+  uint8_t code;  // kDLInt 0
+  uint8_t bits;
+  uint16_t lanes;
+};
+struct DLTensor {
+  void* data;
+  DLDevice device;
+  int32_t ndim;
+  DLDataType dtype;
+  int64_t* shape;
+  int64_t* strides;  // in elements; null means C-contiguous
+  uint64_t byte_offset;
+};
+struct DLManagedTensor {
+  DLTensor dl_tensor;
+  void* manager_ctx;
+  void (*deleter)(DLManagedTensor*);
+};
+
+/// The int32 array behind a DLPack producer, checked like `checked` checks numpy arrays;
+/// `device_type` receives where its memory is.
+const int32_t* dlpack_int32(const py::handle& obj, const char* op, const char* name,
+                            std::vector<py::ssize_t> shape, std::vector<int64_t>& got,
+                            int32_t& device_type, py::list* keep_alive) {
+  const std::string what = std::string("[") + op + "] " + name;
+  if (!py::hasattr(obj, "__dlpack__"))
+    throw py::type_error(what + " must support DLPack (__dlpack__) for device cuda, got " +
+                         std::string(py::str(obj.get_type().attr("__name__"))));
+  // CUDA producers synchronise their stream with the consumer's: 1 is CUDA's legacy default
+  // stream, which the backend uses.
+  const py::object capsule = obj.attr("__dlpack__")(py::arg("stream") = 1);
+  auto* managed =
+      static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
+  if (managed == nullptr) {
+    PyErr_Clear();
+    throw py::type_error(what + ": __dlpack__ did not return an unused DLPack capsule");
+  }
+  const DLTensor& t = managed->dl_tensor;
+  if (t.dtype.code != 0 || t.dtype.bits != 32 || t.dtype.lanes != 1)
+    throw py::type_error(what + " must have dtype int32, got DLPack type code " +
+                         std::to_string(t.dtype.code) + " with " + std::to_string(t.dtype.bits) +
+                         " bits");
+  if (t.ndim != static_cast<int32_t>(shape.size()))
+    throw py::value_error(what + " must have " + std::to_string(shape.size()) +
+                          " dimensions, got " + std::to_string(t.ndim));
+  got.assign(t.shape, t.shape + t.ndim);
+  int64_t stride = 1;
+  for (int d = t.ndim; d-- > 0;) {
+    if (shape[d] >= 0 && got[d] != shape[d])
+      throw py::value_error(what + " has size " + std::to_string(got[d]) + " in dimension " +
+                            std::to_string(d) + ", expected " + std::to_string(shape[d]));
+    if (t.strides != nullptr && got[d] > 1 && t.strides[d] != stride)
+      throw py::value_error(what + " must be C-contiguous");
+    stride *= got[d];
+  }
+  device_type = t.device.device_type;
+  if (keep_alive != nullptr) keep_alive->append(capsule);
+  return reinterpret_cast<const int32_t*>(static_cast<const char*>(t.data) + t.byte_offset);
+}
+
+}  // namespace
+
+SpikeView spike_view(const py::handle& spikes, const char* op, py::list* keep_alive) {
+  const int n_neurons = spikes.attr("n_neurons").cast<int>();
+  if (py::hasattr(spikes, "device") && py::str(spikes.attr("device")).cast<std::string>() == "cuda") {
+    std::vector<int64_t> shape;
+    int32_t device[3];
+    SpikeView v;
+    v.ids = dlpack_int32(spikes.attr("ids"), op, "ids", {-1, -1, -1}, shape, device[0], keep_alive);
+    v.T = static_cast<int>(shape[0]);
+    v.B = static_cast<int>(shape[1]);
+    v.K = static_cast<int>(shape[2]);
+    v.n_spk =
+        dlpack_int32(spikes.attr("n_spk"), op, "n_spk", {v.T, v.B}, shape, device[1], keep_alive);
+    v.n_tot =
+        dlpack_int32(spikes.attr("n_tot"), op, "n_tot", {v.T, v.B}, shape, device[2], keep_alive);
+    const char* names[3] = {"ids", "n_spk", "n_tot"};
+    for (int i = 0; i < 3; ++i)
+      if (device[i] != 2 && device[i] != 13)  // kDLCUDA, kDLCUDAManaged
+        throw py::value_error(std::string("[") + op + "] " + names[i] +
+                              " is on DLPack device type " + std::to_string(device[i]) +
+                              ", expected CUDA (2) or CUDA managed (13) memory");
+    v.N = n_neurons;
+    v.on_device = true;
+    return v;
+  }
   const py::array ids = checked<int32_t>(spikes.attr("ids"), op, "ids", {-1, -1, -1});
   const py::ssize_t T = ids.shape(0), B = ids.shape(1);
   const py::array n_spk = checked<int32_t>(spikes.attr("n_spk"), op, "n_spk", {T, B});
@@ -15,7 +108,7 @@ SpikeView spike_view(const py::handle& spikes, const char* op) {
                    static_cast<int>(T),
                    static_cast<int>(B),
                    static_cast<int>(ids.shape(2)),
-                   spikes.attr("n_neurons").cast<int>()};
+                   n_neurons};
 }
 
 namespace {

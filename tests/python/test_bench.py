@@ -135,3 +135,20 @@ def test_smoke_run_with_baselines(tmp_path):
     sparse = [r for r in records if r["mode"] == "sparse"]
     assert all(r["vs_snntorch"] > 0 for r in sparse)
     assert all(0 < r["hidden_activity"] < 1 for r in records if r["library"] != "saltatory")
+
+
+def test_cuda_device_needs_a_gpu_or_runs_every_library_there(tmp_path, capsys):
+    from saltatory import available_devices
+
+    argv = ["--tiny", "--workloads", "single-layer", "--activities", "0.05", "--baseline-at", "0.05",
+            "--threads", "1", "--repeats", "1", "--warmup", "0", "--device", "cuda",
+            "--json", str(tmp_path / "cuda.json")]
+    if "cuda" not in available_devices():
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "device cuda is not available here" in capsys.readouterr().err
+        return
+    assert main(argv) == 0  # on a GPU: Saltatory sparse and dense, snnTorch and Norse
+    records = json.loads((tmp_path / "cuda.json").read_text())
+    assert {r["device"] for r in records} == {"cuda"}
+    assert all("error" not in r for r in records if r["library"] == "saltatory")

@@ -48,7 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed steps; the median is reported")
     p.add_argument("--max-seconds", type=float, default=60.0,
                    help="stop timing a record after this many seconds of timed steps (at least one)")
-    p.add_argument("--device", default="cpu", help="cpu (the only device benchmarked so far)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where every library trains: cpu, or cuda (Saltatory's CUDA backend, and "
+                        "snnTorch and Norse on the GPU through PyTorch)")
     p.add_argument("--tiny", action="store_true", help="shrunken workloads: a seconds-long smoke run")
     p.add_argument("--json", metavar="PATH", help="write the records as a JSON list")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of throughput against activity")
@@ -57,8 +59,12 @@ def parse_args(argv=None):
     for lib in args.libraries:
         if lib not in LIBRARIES:
             p.error(f"unknown library {lib!r}; choose from {', '.join(LIBRARIES)}")
-    if args.device != "cpu":
-        p.error(f"device {args.device!r} is not benchmarked yet; only cpu")
+    if args.device == "cuda" and not args.worker:
+        from .. import available_devices, build_info
+
+        if "cuda" not in available_devices():
+            p.error("device cuda is not available here: " + (
+                "no CUDA device found" if build_info()["cuda"] else "this build has no CUDA backend"))
     if any(not 0 < a <= 1 for a in args.activities + args.baseline_at):
         p.error("activities must lie in (0, 1]")
     if any(t < 1 for t in args.threads) or args.repeats < 1 or args.warmup < 0:
@@ -145,8 +151,8 @@ def main(argv=None) -> int:
         print(json.dumps(runners.run_record(json.loads(args.worker))))
         return 0
     specs = plan(args)
-    print(f"saltatory-bench: {len(specs)} records", flush=True)
-    probes = probe(specs)
+    print(f"saltatory-bench: {len(specs)} records on {args.device}", flush=True)
+    probes = probe(specs) if args.device == "cpu" else {}  # the roofline probe measures the CPU
     env = environment()
     records = []
     for i, spec in enumerate(specs, 1):
@@ -155,9 +161,9 @@ def main(argv=None) -> int:
         result = run_worker(spec)
         record = {k: v for k, v in spec.items() if k not in ("warmup", "max_seconds")}
         record.update(result)
-        record.update(probes[(tuple(spec["sizes"]), spec["threads"])])
+        record.update(probes.get((tuple(spec["sizes"]), spec["threads"]), {}))
         record["env"] = env
-        if "weight_bytes_per_step" in record:
+        if "weight_bytes_per_step" in record and "gather_bytes_per_s" in record:
             bound_s = record["weight_bytes_per_step"] / record["gather_bytes_per_s"]
             record["bound_s"] = bound_s
             record["bound_fraction"] = bound_s / record["step_s"]
@@ -168,7 +174,8 @@ def main(argv=None) -> int:
     print(report.table(records))
     if any(r.get("vs_stored_memory") for r in records):
         print(report.memory_table(records))
-    print(report.machine_summary(probes, env))
+    if probes:
+        print(report.machine_summary(probes, env))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)

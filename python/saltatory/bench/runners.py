@@ -86,9 +86,14 @@ def run_record(spec: dict) -> dict:
     rss0 = _status_kib("VmRSS") or 0
     _reset_peak()
     x, labels = wl.make_input(w, activity)
-    run = runner(w, activity, spec["gains"], spec["mode"], x, labels)
+    device = spec.get("device", "cpu")
+    run = runner(w, activity, spec["gains"], spec["mode"], x, labels, device)
     times = _timed_steps(run, spec["warmup"], spec["repeats"], spec["max_seconds"])
-    peak = _status_kib("VmHWM")
+    if device == "cpu":  # the worker's resident-set high-water mark above its start
+        peak = _status_kib("VmHWM")
+        peak = None if peak is None else max(0, peak - rss0)
+    else:
+        peak = run.device_peak_bytes()
     step_s = statistics.median(times)
     record = {
         "samples_per_s": w.batch / step_s,
@@ -96,7 +101,7 @@ def run_record(spec: dict) -> dict:
         "repeats": len(times),
         "hidden_activity": run.hidden_activity(),
         "layer_activity": run.layer_activity(),
-        "peak_mem_bytes": None if peak is None else max(0, peak - rss0),
+        "peak_mem_bytes": peak,
     }
     if library == "saltatory" and spec["mode"] in ("sparse", "recompute"):
         record["weight_bytes_per_step"] = run.weight_bytes()
@@ -111,13 +116,17 @@ def _hidden_activity(w: wl.Workload, layer_activity: list[float]) -> float:
 
 
 class _SaltatoryRunner:
-    def __init__(self, w: wl.Workload, activity: float, gains, mode: str, x, labels):
+    def __init__(self, w: wl.Workload, activity: float, gains, mode: str, x, labels, device: str = "cpu"):
         from .. import losses, optim
 
         self.w, self.x, self.labels, self.losses = w, x, labels, losses
         self.initial = wl.weights(w)
-        self.net = wl.build_net(w, activity, gains, mode, self.initial)
+        self.net = wl.build_net(w, activity, gains, mode, self.initial, device=device)
         self.opt = optim.Adam(self.net.parameters(), lr=1e-3)
+
+    @staticmethod
+    def device_peak_bytes() -> None:
+        return None  # the CUDA backend's device memory is not tracked yet
 
     def restore(self) -> None:
         for layer, weight in zip(self.net.layers, self.initial):
@@ -160,20 +169,23 @@ class _SaltatoryRunner:
 class _TorchRunner:
     """Shared parts of the PyTorch baselines: dense input, folded weights, loss and Adam."""
 
-    def __init__(self, w: wl.Workload, activity: float, gains, mode: str, x, labels):
+    def __init__(self, w: wl.Workload, activity: float, gains, mode: str, x, labels, device: str = "cpu"):
         import torch
 
-        self.torch, self.w = torch, w
-        self.x = torch.from_numpy(x.to_dense())  # [T, B, N_in] float32
-        self.labels = torch.from_numpy(np.asarray(labels, np.int64))
+        self.torch, self.w, self.device = torch, w, device
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("this PyTorch has no CUDA")
+        self.x = torch.from_numpy(x.to_dense()).to(device)  # [T, B, N_in] float32
+        self.labels = torch.from_numpy(np.asarray(labels, np.int64)).to(device)
         self.linears = torch.nn.ModuleList()
         for i, weight in enumerate(wl.weights(w)):
             lin = torch.nn.Linear(w.sizes[i], w.sizes[i + 1], bias=False)
             with torch.no_grad():  # fold Saltatory's input scale into the weights
                 lin.weight.copy_(torch.from_numpy(weight.T * self.input_scale(gains[i])))
             self.linears.append(lin)
+        self.linears.to(device)
         self.initial = [lin.weight.detach().clone() for lin in self.linears]
-        self.neurons = self.make_neurons()
+        self.neurons = [neuron.to(device) for neuron in self.make_neurons()]
         self.opt = torch.optim.Adam(self.linears.parameters(), lr=1e-3)
         self.spikes = []
 
@@ -194,6 +206,11 @@ class _TorchRunner:
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()  # the step's time includes its kernels
+
+    def device_peak_bytes(self) -> int | None:
+        return self.torch.cuda.max_memory_allocated() if self.device == "cuda" else None
 
     def layer_activity(self) -> list[float]:
         return [float(s.mean()) for s in self.spikes]

@@ -116,16 +116,16 @@ def _lif_layers(w: Workload, gains, caps, arrays) -> list:
     return layers
 
 
-def build_net(w: Workload, activity: float, gains, mode: str, weight_arrays=None):
-    """The Saltatory stack of the workload with the given per-layer gains. Mode "recompute" is
-    sparse mode with checkpointing in time (``recompute_segment="auto"``)."""
+def build_net(w: Workload, activity: float, gains, mode: str, weight_arrays=None, device: str = "cpu"):
+    """The Saltatory stack of the workload with the given per-layer gains, on ``device``. Mode
+    "recompute" is sparse mode with checkpointing in time (``recompute_segment="auto"``)."""
     from ..nn import Sequential
 
     arrays = weight_arrays if weight_arrays is not None else weights(w)
     layers = _lif_layers(w, gains, capacities(w, activity), arrays)
     if mode == "recompute":
-        return Sequential(*layers, mode="sparse", recompute_segment="auto")
-    return Sequential(*layers, mode=mode)
+        return Sequential(*layers, mode="sparse", recompute_segment="auto", device=device)
+    return Sequential(*layers, mode=mode, device=device)
 
 
 def calibrate_gains(w: Workload, activity: float, iterations: int = 10) -> list[float]:
