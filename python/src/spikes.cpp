@@ -75,7 +75,6 @@ const int32_t* dlpack_int32(const py::handle& obj, const char* op, const char* n
 }  // namespace
 
 SpikeView spike_view(const py::handle& spikes, const char* op, py::list* keep_alive) {
-  const int n_neurons = spikes.attr("n_neurons").cast<int>();
   if (py::hasattr(spikes, "device") && py::str(spikes.attr("device")).cast<std::string>() == "cuda") {
     std::vector<int64_t> shape;
     int32_t device[3];
@@ -94,7 +93,7 @@ SpikeView spike_view(const py::handle& spikes, const char* op, py::list* keep_al
         throw py::value_error(std::string("[") + op + "] " + names[i] +
                               " is on DLPack device type " + std::to_string(device[i]) +
                               ", expected CUDA (2) or CUDA managed (13) memory");
-    v.N = n_neurons;
+    v.N = spikes.attr("n_neurons").cast<int>();
     v.on_device = true;
     return v;
   }
@@ -108,7 +107,7 @@ SpikeView spike_view(const py::handle& spikes, const char* op, py::list* keep_al
                    static_cast<int>(T),
                    static_cast<int>(B),
                    static_cast<int>(ids.shape(2)),
-                   n_neurons};
+                   spikes.attr("n_neurons").cast<int>()};
 }
 
 namespace {
