@@ -43,8 +43,7 @@ const int32_t* dlpack_int32(const py::handle& obj, const char* op, const char* n
   // CUDA producers synchronise their stream with the consumer's: 1 is CUDA's legacy default
   // stream, which the backend uses.
   const py::object capsule = obj.attr("__dlpack__")(py::arg("stream") = 1);
-  auto* managed =
-      static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
+  auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
   if (managed == nullptr) {
     PyErr_Clear();
     throw py::type_error(what + ": __dlpack__ did not return an unused DLPack capsule");
@@ -75,7 +74,8 @@ const int32_t* dlpack_int32(const py::handle& obj, const char* op, const char* n
 }  // namespace
 
 SpikeView spike_view(const py::handle& spikes, const char* op, py::list* keep_alive) {
-  if (py::hasattr(spikes, "device") && py::str(spikes.attr("device")).cast<std::string>() == "cuda") {
+  if (py::hasattr(spikes, "device") &&
+      py::str(spikes.attr("device")).cast<std::string>() == "cuda") {
     std::vector<int64_t> shape;
     int32_t device[3];
     SpikeView v;

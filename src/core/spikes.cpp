@@ -134,7 +134,8 @@ int64_t SpikeTensor::total_spikes() const {
 }
 
 void validate(const SpikeView& view, const char* op) {
-  check(!view.on_device, op, "the spikes are in CUDA memory; this op reads host lists (copy them to "
+  check(!view.on_device, op,
+        "the spikes are in CUDA memory; this op reads host lists (copy them to "
         "the host, or pass them to a forward on device cuda)");
   check(view.T > 0 && view.B > 0 && view.K > 0 && view.N > 0, op, "spike tensor shape [T=", view.T,
         ", B=", view.B, ", K=", view.K, "] over N=", view.N, " neurons must be positive");

@@ -83,11 +83,13 @@ std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
         "recompute_segment needs sparse mode; the dense baseline stores every membrane");
   check(params.size() == config.layers.size(), op, "got parameters for ", params.size(),
         " layers, expected ", config.layers.size());
-  check(input.T > 0 && input.B > 0 && input.K > 0 && input.N > 0, op, "input spike shape [T=",
-        input.T, ", B=", input.B, ", K=", input.K, "] over N=", input.N, " must be positive");
+  check(input.T > 0 && input.B > 0 && input.K > 0 && input.N > 0, op,
+        "input spike shape [T=", input.T, ", B=", input.B, ", K=", input.K, "] over N=", input.N,
+        " must be positive");
   if (input.on_device)  // validated by the backend, where the lists are
-    check(config.device == Device::cuda, op, "the input spikes are in CUDA memory, but the device is ",
-          device_name(config.device), "; use device cuda or copy them to the host");
+    check(config.device == Device::cuda, op,
+          "the input spikes are in CUDA memory, but the device is ", device_name(config.device),
+          "; use device cuda or copy them to the host");
   else
     validate(input, op);
   for (size_t l = 0; l < config.layers.size(); ++l) {

@@ -211,8 +211,9 @@ std::shared_ptr<StackContext> emulated_forward(const StackConfig& config,
 }
 void emulated_backward(StackContext& ctx, const std::vector<const float*>& g_out,
                        const std::vector<LayerGrads>& grads, float* grad_input) {
-  cuda::stack_backward(emulated, dynamic_cast<cuda::DeviceContext<test_support::EmulatedExec>&>(ctx),
-                       g_out, grads, grad_input);
+  cuda::stack_backward(emulated,
+                       dynamic_cast<cuda::DeviceContext<test_support::EmulatedExec>&>(ctx), g_out,
+                       grads, grad_input);
 }
 
 using ForwardFn = std::shared_ptr<StackContext> (*)(const StackConfig&,
@@ -250,14 +251,14 @@ void expect_matches_reference(const Case& c, Mode mode, Device device,
 }
 
 /// Skips a test of `device` when this build or machine cannot run it, saying why.
-#define SKIP_UNLESS_AVAILABLE(device)                                                     \
-  do {                                                                                    \
-    const auto devices = available_devices();                                             \
-    if (std::find(devices.begin(), devices.end(), device) == devices.end())              \
-      GTEST_SKIP() << device << " is not available here: "                                \
-                   << (build_info().cuda || (device) != std::string("cuda")               \
-                           ? "no device found at run time"                                \
-                           : "this build has no CUDA backend");                           \
+#define SKIP_UNLESS_AVAILABLE(device)                                       \
+  do {                                                                      \
+    const auto devices = available_devices();                               \
+    if (std::find(devices.begin(), devices.end(), device) == devices.end()) \
+      GTEST_SKIP() << device << " is not available here: "                  \
+                   << (build_info().cuda || (device) != std::string("cuda") \
+                           ? "no device found at run time"                  \
+                           : "this build has no CUDA backend");             \
   } while (0)
 
 class StackVsReference : public ::testing::TestWithParam<std::tuple<std::string, Case>> {};
@@ -671,7 +672,8 @@ TEST(EmulatedCuda, ValidatesListsThatArriveInDeviceMemory) {
                     "valid device lists");
   EXPECT_THROW(lif_stack_forward(net.config, net.params(), view), Error);  // cpu refuses them
   int t = 0, b = 0;  // a list with two entries
-  while (input.n_tot(t, b) < 2) std::tie(t, b) = b + 1 < c.B ? std::pair{t, b + 1} : std::pair{t + 1, 0};
+  while (input.n_tot(t, b) < 2)
+    std::tie(t, b) = b + 1 < c.B ? std::pair{t, b + 1} : std::pair{t + 1, 0};
   const auto expect_error = [&](const std::string& needle) {
     try {
       emulated_forward(net.config, net.params(), view);

@@ -91,8 +91,8 @@ SALTATORY_HD void footprint(Blk& blk, const Lists& s, int t, int b, float* flags
 
 /// Two-threshold selection of V[t, b] into list (t, b); returns the dropped spikes (on rank 0).
 template <class Blk>
-SALTATORY_HD int select_list(Blk& blk, const Layer& L, int t, int b, const float* v,
-                             int32_t* found, uint64_t* priority) {
+SALTATORY_HD int select_list(Blk& blk, const Layer& L, int t, int b, const float* v, int32_t* found,
+                             uint64_t* priority) {
   const int n = L.c.n_out;
   int32_t* spikes = found;
   int32_t* candidates = found + n;
@@ -189,8 +189,8 @@ SALTATORY_HD void carry_step(Blk& blk, const Layer& L, int t, int b, float* gv, 
   } else if (c.reset == ResetMode::state) {  // r[t+1] = H(V[t] - theta1)
     const float* v = L.row(L.v, t, b);
     for (int j = blk.rank(); j < n; j += blk.size())
-      gv[j] *= kernels::carry_factor(L.alpha[j], kernels::state_reset(v[j], c.theta1),
-                                     ResetGrad::mask);
+      gv[j] *=
+          kernels::carry_factor(L.alpha[j], kernels::state_reset(v[j], c.theta1), ResetGrad::mask);
   } else {  // r[t+1] = emitted at t
     footprint(blk, L.out, t, b, flags, 1.0f);
     blk.sync();

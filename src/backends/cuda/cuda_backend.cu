@@ -83,8 +83,9 @@ class CudaExec {
     Array() = default;
     explicit Array(size_t n) : n_(n) {
       if (n == 0) return;
-      check_cuda(cudaMalloc(&p_, n * sizeof(T)),
-                 ("allocating " + std::to_string(n * sizeof(T)) + " bytes of device memory").c_str());
+      check_cuda(
+          cudaMalloc(&p_, n * sizeof(T)),
+          ("allocating " + std::to_string(n * sizeof(T)) + " bytes of device memory").c_str());
       check_cuda(cudaMemset(p_, 0, n * sizeof(T)), "cudaMemset");
     }
     Array(Array&& other) noexcept
@@ -184,8 +185,8 @@ class CudaExec {
   void gemm_add(const float* a, bool a_transposed, const float* b, bool b_transposed, float* c,
                 int64_t m, int64_t k, int64_t n) {
     if (m == 0 || n == 0 || k == 0) return;
-    check(m < INT_MAX && n < INT_MAX && k < INT_MAX, current_op, "GEMM [", m, ", ", k, "] x [",
-          k, ", ", n, "] is too large");
+    check(m < INT_MAX && n < INT_MAX && k < INT_MAX, current_op, "GEMM [", m, ", ", k, "] x [", k,
+          ", ", n, "] is too large");
     if (blas_ == nullptr) {
       check_cublas(cublasCreate(&blas_), "cublasCreate");
       check_cublas(cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");

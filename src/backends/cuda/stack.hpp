@@ -42,9 +42,9 @@ class DeviceContext final : public StackContext {
   Array<int32_t> in_ids, in_n_spk, in_n_tot;
   int in_K = 0;
   std::vector<LayerData> data;
-  Array<float> flags;       ///< Scratch::flags, zero between uses
-  Array<int32_t> found;     ///< Scratch::found
-  Array<uint64_t> priority; ///< Scratch::priority
+  Array<float> flags;        ///< Scratch::flags, zero between uses
+  Array<int32_t> found;      ///< Scratch::found
+  Array<uint64_t> priority;  ///< Scratch::priority
 
   /// The kernels' view of layer l.
   Layer layer(size_t l) const {
@@ -111,8 +111,8 @@ void validate_on_device(Exec& exec, const Lists& s, int T, int N, const char* op
   const int64_t lists = static_cast<int64_t>(T) * s.B;
   typename Exec::template Array<int64_t> problems(lists);
   int64_t* out = problems.data();
-  exec.for_each(lists,
-                [=] SALTATORY_DEVICE_LAMBDA(int64_t list) { out[list] = list_problem(s, N, list); });
+  exec.for_each(
+      lists, [=] SALTATORY_DEVICE_LAMBDA(int64_t list) { out[list] = list_problem(s, N, list); });
   std::vector<int64_t> found(lists);
   exec.download(found.data(), out, lists);
   const auto bad = std::find_if(found.begin(), found.end(), [](int64_t p) { return p != 0; });
@@ -128,7 +128,8 @@ void validate_on_device(Exec& exec, const Lists& s, int T, int N, const char* op
         "] violate 0 <= n_spk <= n_tot <= K (", s.K, ")");
   check(kind != 2, op, "input spikes (in CUDA memory): id ", id, " at [", where, ", ", k,
         "] is outside [0, ", N, ")");
-  check(false, op, "input spikes (in CUDA memory): id ", id, " appears twice in list [", where, "]");
+  check(false, op, "input spikes (in CUDA memory): id ", id, " appears twice in list [", where,
+        "]");
 }
 
 template <class Exec>
@@ -151,8 +152,8 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
   upload(ctx->in_n_spk, input.n_spk, lists);
   upload(ctx->in_n_tot, input.n_tot, lists);
   if (input.on_device)
-    validate_on_device(exec, {ctx->in_ids.data(), ctx->in_n_spk.data(), ctx->in_n_tot.data(),
-                              input.K, B},
+    validate_on_device(exec,
+                       {ctx->in_ids.data(), ctx->in_n_spk.data(), ctx->in_n_tot.data(), input.K, B},
                        T, input.N, "lif_stack_forward");
   const bool dense = config.mode == Mode::dense;
   int widest_capacity = 1;
@@ -178,9 +179,8 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
   ctx->flags = typename DeviceContext<Exec>::template Array<float>(static_cast<size_t>(B) * widest);
   ctx->found =
       typename DeviceContext<Exec>::template Array<int32_t>(static_cast<size_t>(B) * 2 * widest);
-  ctx->priority =
-      typename DeviceContext<Exec>::template Array<uint64_t>(static_cast<size_t>(B) *
-                                                             widest_capacity);
+  ctx->priority = typename DeviceContext<Exec>::template Array<uint64_t>(static_cast<size_t>(B) *
+                                                                         widest_capacity);
 
   typename Exec::template Array<int64_t> dropped(B);
   for (size_t l = 0; l < config.layers.size(); ++l) {
@@ -200,8 +200,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
       if (L.bias != nullptr) {
         float* cur = current.data();
         const float* bias = L.bias;
-        exec.for_each(lists * n,
-                      [=] SALTATORY_DEVICE_LAMBDA(int64_t i) { cur[i] = bias[i % n]; });
+        exec.for_each(lists * n, [=] SALTATORY_DEVICE_LAMBDA(int64_t i) { cur[i] = bias[i % n]; });
       }
       const auto x = dense_rows(exec, L.in, T, L.c.n_in, L.delay);
       exec.gemm_add(x.data(), false, L.w, false, current.data(), lists, L.c.n_in, n);
@@ -387,7 +386,8 @@ void stack_backward(Exec& exec, DeviceContext<Exec>& ctx,
       below = callers(l - 1);
     else if (grad_input != nullptr)
       below = F32(lists * ctx.in_K);
-    layer_backward(exec, ctx, l, grad_out.data(), grads[l], below.size() > 0 ? below.data() : nullptr);
+    layer_backward(exec, ctx, l, grad_out.data(), grads[l],
+                   below.size() > 0 ? below.data() : nullptr);
     if (l == 0 && grad_input != nullptr) exec.download(grad_input, below.data(), below.size());
     grad_out = std::move(below);
   }
