@@ -250,22 +250,20 @@ void expect_matches_reference(const Case& c, Mode mode, Device device,
   expect_close(g.input, ref_g.input, "d input entries");
 }
 
-/// Skips a test of `device` when this build or machine cannot run it, saying why.
-#define SKIP_UNLESS_AVAILABLE(device)                                       \
-  do {                                                                      \
-    const auto devices = available_devices();                               \
-    if (std::find(devices.begin(), devices.end(), device) == devices.end()) \
-      GTEST_SKIP() << device << " is not available here: "                  \
-                   << (build_info().cuda || (device) != std::string("cuda") \
-                           ? "no device found at run time"                  \
-                           : "this build has no CUDA backend");             \
-  } while (0)
+/// Why this build or machine cannot run `device`, or "" when it can.
+std::string unavailable(const std::string& device) {
+  const auto devices = available_devices();
+  if (std::find(devices.begin(), devices.end(), device) != devices.end()) return "";
+  return device + " is not available here: " +
+         (device != "cuda" || build_info().cuda ? "no device found at run time"
+                                                : "this build has no CUDA backend");
+}
 
 class StackVsReference : public ::testing::TestWithParam<std::tuple<std::string, Case>> {};
 
 TEST_P(StackVsReference, ForwardAndBackward) {
   const auto& [device, c] = GetParam();
-  SKIP_UNLESS_AVAILABLE(device);
+  if (const std::string why = unavailable(device); !why.empty()) GTEST_SKIP() << why;
   for (Mode mode : {Mode::sparse, Mode::dense}) {
     if (mode == Mode::dense && device == "ipu-model") continue;  // the IPU runs the method only
     SCOPED_TRACE(mode == Mode::sparse ? "sparse" : "dense");
@@ -609,7 +607,7 @@ INSTANTIATE_TEST_SUITE_P(Sweep, EmulatedCudaEqualsCpu, ::testing::ValuesIn(sweep
 class CudaEqualsCpu : public ::testing::TestWithParam<Case> {};
 
 TEST_P(CudaEqualsCpu, SameListsAsCpu) {
-  SKIP_UNLESS_AVAILABLE("cuda");
+  if (const std::string why = unavailable("cuda"); !why.empty()) GTEST_SKIP() << why;
   Case c = GetParam();
   for (Coupling coupling : {Coupling::same_step, Coupling::delayed}) {
     SCOPED_TRACE(coupling == Coupling::delayed ? "delayed" : "same step");
