@@ -264,8 +264,9 @@ bool cuda_backend_built() { return true; }
 bool cuda_device_present() { return cuda::unavailable_reason().empty(); }
 Backend& cuda_backend() {
   check(cuda_device_present(), "device", "cuda is not available: ", cuda::unavailable_reason());
-  static cuda::CudaBackend backend;
-  return backend;
+  // Never destroyed: its cuBLAS handle must not outlive the CUDA runtime's own exit teardown.
+  static auto* backend = new cuda::CudaBackend;
+  return *backend;
 }
 
 }  // namespace saltatory
