@@ -166,13 +166,16 @@ class Sequential:
     coupling: "same_step" (layer l reads layer l-1 at step t) or "delayed" (at t-1).
     mode: "sparse" (the method) or "dense" (dense-matrix baseline, no capacity limit).
     overflow: "lowest" or "random" (seeded) choice of the spikes kept when a list overflows.
+    device: "cpu", "cuda" (the CUDA backend; input spikes may then also be CUDA tensors, see
+    SpikeTensor) or "ipu-model" (the IPU tile plan, interpreted on the host); see
+    ``available_devices()``.
     recompute_segment: BPTT memory (checkpointing in time, sparse mode). 0 (default) stores every
     membrane [T, B, N] for backward. S > 0 keeps only the spike lists and one membrane every S
     steps, and backward recomputes the membranes S steps at a time: memory falls from O(T N) to
     O(T K + (S + T / S) N) per layer for about one extra forward. "auto" picks
     S = ceil(sqrt(T / 2)), which minimises the membrane memory. Gradients are bitwise the same. The
     CPU rounds S up to a multiple of max(1, 256 // B) steps (its weight-gradient chunk), so with
-    small batches and short sequences it may end up storing everything.
+    small batches and short sequences it may end up storing everything. Not on "cuda" yet.
     """
 
     def __init__(self, *layers, coupling: str = "same_step", mode: str = "sparse",
