@@ -637,7 +637,18 @@ TEST_P(CudaEqualsCpu, SameListsAsCpu) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Sweep, CudaEqualsCpu, ::testing::ValuesIn(sweep()),
+/// The sweep, plus layers wider than a 256-thread block (selection over several tiles, the last
+/// one partial) at B = 64 (weight-gradient chunks of 4 steps).
+std::vector<Case> gpu_cases() {
+  std::vector<Case> cases = sweep();
+  cases.push_back({"wide", 20, 64, 300, {600, 530}, 60, 0.2, 7});
+  Case wide_recurrent{"wide_recurrent_overflow", 16, 64, 257, {700}, 20, 0.3, 0, true};
+  wide_recurrent.reset = ResetMode::spike;
+  cases.push_back(wide_recurrent);
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Sweep, CudaEqualsCpu, ::testing::ValuesIn(gpu_cases()),
                          [](const auto& info) { return info.param.name; });
 
 TEST(Cuda, BuildAndAvailabilityAreReported) {

@@ -31,8 +31,9 @@ constexpr int64_t kMaxGrid = int64_t{1} << 20;
 thread_local const char* current_op = "cuda";  // the op named by errors
 
 void check_cuda(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
-    throw DeviceError(current_op, std::string(what) + ": " + cudaGetErrorString(status));
+  if (status == cudaSuccess) return;
+  cudaGetLastError();  // clear it, so that a later launch check does not report it again
+  throw DeviceError(current_op, std::string(what) + ": " + cudaGetErrorString(status));
 }
 
 void check_cublas(cublasStatus_t status, const char* what) {
@@ -106,7 +107,7 @@ class CudaExec {
 
    private:
     void release() {
-      if (p_ != nullptr) cudaFree(p_);
+      if (p_ != nullptr && cudaFree(p_) != cudaSuccess) cudaGetLastError();  // e.g. at exit
       p_ = nullptr;
       n_ = 0;
     }
@@ -227,6 +228,7 @@ class CudaBackend final : public Backend {
     check(config.recompute_segment == 0, "lif_stack_forward",
           "recompute_segment is not implemented on cuda (it stores every membrane); use 0");
     const std::lock_guard<std::mutex> lock(mutex_);
+    check_cuda(cudaSetDevice(0), "cudaSetDevice");  // device 0 (CUDA_VISIBLE_DEVICES chooses it)
     return stack_forward(exec_, config, params, input);
   }
 
@@ -234,6 +236,7 @@ class CudaBackend final : public Backend {
                           const std::vector<LayerGrads>& grads, float* grad_input) override {
     const OpScope scope("lif_stack_backward");
     const std::lock_guard<std::mutex> lock(mutex_);
+    check_cuda(cudaSetDevice(0), "cudaSetDevice");
     stack_backward(exec_, dynamic_cast<DeviceContext<CudaExec>&>(context), grad_outputs, grads,
                    grad_input);
   }

@@ -204,7 +204,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
       }
       const auto x = dense_rows(exec, L.in, T, L.c.n_in, L.delay);
       exec.gemm_add(x.data(), false, L.w, false, current.data(), lists, L.c.n_in, n);
-      typename Exec::template Array<float> previous(L.recurrent() ? B * n : 0);
+      typename Exec::template Array<float> previous(L.recurrent() ? static_cast<size_t>(B) * n : 0);
       for (int t = 0; t < T; ++t) {
         float* current_t = current.data() + static_cast<int64_t>(t) * B * n;
         if (L.recurrent() && t > 0) {
