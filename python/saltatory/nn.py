@@ -175,7 +175,7 @@ class Sequential:
     O(T K + (S + T / S) N) per layer for about one extra forward. "auto" picks
     S = ceil(sqrt(T / 2)), which minimises the membrane memory. Gradients are bitwise the same. The
     CPU rounds S up to a multiple of max(1, 256 // B) steps (its weight-gradient chunk), so with
-    small batches and short sequences it may end up storing everything. Not on "cuda" yet.
+    small batches and short sequences it may end up storing everything. "cuda" rounds as the CPU does.
     """
 
     def __init__(self, *layers, coupling: str = "same_step", mode: str = "sparse",

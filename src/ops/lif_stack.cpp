@@ -55,8 +55,8 @@ void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerP
 /// bytes; a lower bound that scales as the real allocations do. With a recompute window S < T the
 /// membranes and current gradients of spiking layers shrink to about (2 S + T / S) rows of [B, N].
 double working_bytes(const StackConfig& config, int T, int B, bool backward) {
-  const int S =
-      config.device == Device::cpu ? cpu::window_steps(config, T, B) : T;  // as the backend
+  const bool windowed = config.device == Device::cpu || config.device == Device::cuda;
+  const int S = windowed ? cpu::window_steps(config, T, B) : T;  // as the backend
   const int windows = (T + S - 1) / S;
   const double membrane_steps = S < T ? 2.0 * S + windows : T;
   double bytes = 0;

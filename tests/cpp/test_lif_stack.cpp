@@ -571,8 +571,8 @@ TEST(IpuModel, RefusesDenseModeAndModelsThatDoNotFit) {
 // The CUDA backend's driver and kernel bodies (src/backends/cuda/stack.hpp, bodies.hpp) run on the
 // CPU through an emulated grid (blocks of threads with barriers) and equal the CPU backend bit for
 // bit in sparse mode: every case of the sweep, both couplings, the random overflow policy, and
-// B = 64 (weight-gradient chunks of 4 steps). Dense mode (its GEMMs in double here) matches the
-// reference.
+// B = 64 (weight-gradient chunks of 4 steps), storing every membrane or recomputing them in
+// windows (checkpointing in time). Dense mode (its GEMMs in double here) matches the reference.
 class EmulatedCudaEqualsCpu : public ::testing::TestWithParam<Case> {};
 
 TEST_P(EmulatedCudaEqualsCpu, BitwiseSameSpikesAndGradients) {
@@ -590,8 +590,13 @@ TEST_P(EmulatedCudaEqualsCpu, BitwiseSameSpikesAndGradients) {
       auto cpu = lif_stack_forward(net.config, net.params(), input.view());
       const auto g_out = make_grad_outputs(*cpu, 29);
       const Grads expected = run_backward(*cpu, net, g_out);
-      auto ctx = emulated_forward(net.config, net.params(), input.view());
-      expect_bitwise_same(*ctx, *cpu, run_backward(*ctx, net, g_out, emulated_backward), expected);
+      for (int segment : {0, 3}) {  // stored, and checkpointing in time (windows of 4 at B = 64)
+        SCOPED_TRACE("segment " + std::to_string(segment));
+        net.config.recompute_segment = segment;
+        auto ctx = emulated_forward(net.config, net.params(), input.view());
+        expect_bitwise_same(*ctx, *cpu, run_backward(*ctx, net, g_out, emulated_backward),
+                            expected);
+      }
     }
   SCOPED_TRACE("dense");
   expect_matches_reference(GetParam(), Mode::dense, Device::cpu, emulated_forward,

@@ -45,7 +45,8 @@ struct Layer {
   Lists in;                      ///< the lists this layer consumes
   int delay = 0;                 ///< step t reads input step t - delay
   Lists out;                     ///< own lists (ids null for a readout)
-  float* v = nullptr;            ///< V [T, B, n] (the readout's output)
+  float* v = nullptr;            ///< V rows of steps v_first, v_first + 1, ... (each [B, n])
+  int v_first = 0;               ///< 0 for a whole-sequence buffer, t0 - 1 for a window's
   int T = 0;
   int B = 0;
   OverflowPolicy overflow = OverflowPolicy::lowest_ids;
@@ -53,10 +54,12 @@ struct Layer {
 
   SALTATORY_HD bool readout() const { return c.kind == LayerKind::readout; }
   SALTATORY_HD bool recurrent() const { return c.kind == LayerKind::recurrent_lif; }
+  /// Row (t, b) of a [steps, B, n] buffer whose first row is step `first`.
   template <class F>
-  SALTATORY_HD F* row(F* x, int t, int b) const {
-    return x + (static_cast<int64_t>(t) * B + b) * c.n_out;
+  SALTATORY_HD F* row(F* x, int t, int b, int first = 0) const {
+    return x + (static_cast<int64_t>(t - first) * B + b) * c.n_out;
   }
+  SALTATORY_HD float* vrow(int t, int b) const { return row(v, t, b, v_first); }
 };
 
 /// Per-sample scratch of the step bodies (device memory, one slice per sample).
@@ -138,11 +141,11 @@ SALTATORY_HD int select_list(Blk& blk, const Layer& L, int t, int b, const float
 }
 
 /// Forward step t of sample b: current (from `current` [T, B, n] when given, else the sparse
-/// gathers), membrane update and, for spiking layers, selection. Returns the dropped spikes (on
-/// rank 0).
+/// gathers), membrane update and, for spiking layers when `select`, selection (a recompute
+/// replays the step on lists already selected). Returns the dropped spikes (on rank 0).
 template <class Blk>
 SALTATORY_HD int forward_step(Blk& blk, const Layer& L, int t, int b, const float* current,
-                              const Scratch& s) {
+                              const Scratch& s, bool select = true) {
   const LayerConfig& c = L.c;
   const int n = c.n_out;
   float* flags = s.flags + static_cast<int64_t>(b) * n;
@@ -151,8 +154,8 @@ SALTATORY_HD int forward_step(Blk& blk, const Layer& L, int t, int b, const floa
     footprint(blk, L.out, t - 1, b, flags, 1.0f);
     blk.sync();
   }
-  float* v = L.row(L.v, t, b);
-  const float* v_prev = t > 0 ? L.row(L.v, t - 1, b) : nullptr;
+  float* v = L.vrow(t, b);
+  const float* v_prev = t > 0 ? L.vrow(t - 1, b) : nullptr;
   const int t_in = t - L.delay;
   for (int j = blk.rank(); j < n; j += blk.size()) {
     float in = 0.0f;
@@ -173,8 +176,11 @@ SALTATORY_HD int forward_step(Blk& blk, const Layer& L, int t, int b, const floa
     v[j] = kernels::lif_step(previous, reset, L.alpha[j], c.gain, in);
   }
   blk.sync();
-  if (spike_reset) footprint(blk, L.out, t - 1, b, flags, 0.0f);
-  if (L.readout()) return 0;
+  if (spike_reset) {  // cleared before any thread sets the next step's footprint
+    footprint(blk, L.out, t - 1, b, flags, 0.0f);
+    blk.sync();
+  }
+  if (L.readout() || !select) return 0;
   return select_list(blk, L, t, b, v, s.found + static_cast<int64_t>(b) * 2 * n,
                      s.priority + static_cast<int64_t>(b) * L.out.K);
 }
@@ -187,7 +193,7 @@ SALTATORY_HD void carry_step(Blk& blk, const Layer& L, int t, int b, float* gv, 
   if (L.readout() || c.reset_grad == ResetGrad::pass) {
     for (int j = blk.rank(); j < n; j += blk.size()) gv[j] *= L.alpha[j];
   } else if (c.reset == ResetMode::state) {  // r[t+1] = H(V[t] - theta1)
-    const float* v = L.row(L.v, t, b);
+    const float* v = L.vrow(t, b);
     for (int j = blk.rank(); j < n; j += blk.size())
       gv[j] *=
           kernels::carry_factor(L.alpha[j], kernels::state_reset(v[j], c.theta1), ResetGrad::mask);
@@ -202,24 +208,25 @@ SALTATORY_HD void carry_step(Blk& blk, const Layer& L, int t, int b, float* gv, 
   blk.sync();
 }
 
-/// The sparse backward time recursion of sample b over all steps, latest first: writes gI rows
-/// into `grad_current` [T, B, n]. grad_out: [T, B, K] entries, or [T, B, n] for a readout.
+/// The sparse backward time recursion of sample b over steps [t0, t1), latest first, carrying gV
+/// and gRec in `s` from step t1 and leaving them for step t0 - 1: writes gI rows into
+/// `grad_current` [t1 - t0, B, n]. grad_out: [T, B, K] entries, or [T, B, n] for a readout.
 template <class Blk>
-SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, const float* grad_out,
-                                  float* grad_current, const Scratch& s) {
+SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, int t0, int t1,
+                                  const float* grad_out, float* grad_current, const Scratch& s) {
   const LayerConfig& c = L.c;
   const int n = c.n_out;
   const int k_out = L.readout() ? n : L.out.K;
   float* gv = s.gv + static_cast<int64_t>(b) * n;
   float* flags = s.flags + static_cast<int64_t>(b) * n;
   float* grad_rec = s.grad_rec + static_cast<int64_t>(b) * L.out.K;
-  for (int t = L.T - 1; t >= 0; --t) {
+  for (int t = t1 - 1; t >= t0; --t) {
     if (t < L.T - 1) carry_step(blk, L, t, b, gv, flags);
     const float* g = grad_out + (static_cast<int64_t>(t) * L.B + b) * k_out;
     if (L.readout()) {
       for (int j = blk.rank(); j < n; j += blk.size()) kernels::add_row(gv + j, g + j, 1);
     } else {
-      const float* v = L.row(L.v, t, b);
+      const float* v = L.vrow(t, b);
       const int32_t* ids = L.out.list(t, b);
       const bool from_rec = L.recurrent() && t < L.T - 1;
       // ids are distinct, so each entry's neuron is updated by one thread, in the CPU's order
@@ -231,7 +238,7 @@ SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, const float* 
       }
     }
     blk.sync();
-    float* gi = L.row(grad_current, t, b);
+    float* gi = L.row(grad_current, t, b, t0);
     for (int j = blk.rank(); j < n; j += blk.size())
       gi[j] = kernels::current_grad(gv[j], L.alpha[j], c.gain);
     blk.sync();
@@ -262,7 +269,7 @@ SALTATORY_HD void dense_backward_step(Blk& blk, const Layer& L, int t, int b, co
     const int32_t* ids = L.out.list(t, b);
     for (int k = blk.rank(); k < L.out.n_tot[L.out.at(t, b)]; k += blk.size()) gs[ids[k]] += g[k];
     blk.sync();
-    const float* v = L.row(L.v, t, b);
+    const float* v = L.vrow(t, b);
     for (int j = blk.rank(); j < n; j += blk.size())
       if (v[j] > c.theta2)
         gv[j] += gs[j] * kernels::surrogate_grad(c.surrogate, v[j] - c.theta1, c.beta);
@@ -273,11 +280,12 @@ SALTATORY_HD void dense_backward_step(Blk& blk, const Layer& L, int t, int b, co
     gi[j] = kernels::current_grad(gv[j], L.alpha[j], c.gain);
 }
 
-/// Input-entry gradient of entry k of the input list that feeds list `list` = t B + b:
-/// grad_input[t', b, k] += W[ids_k, :] . gI[t, b].
-SALTATORY_HD void input_entry_grad(const Layer& L, int64_t list, int k, const float* grad_current,
-                                   float* grad_input) {
-  const int t_in = static_cast<int>(list / L.B) - L.delay;
+/// Input-entry gradient of entry k of the input list that feeds list (t, b), list = (t - t0) B + b
+/// of a window starting at t0: grad_input[t', b, k] += W[ids_k, :] . gI[t, b] (gI rows numbered
+/// from the window's first list).
+SALTATORY_HD void input_entry_grad(const Layer& L, int t0, int64_t list, int k,
+                                   const float* grad_current, float* grad_input) {
+  const int t_in = t0 + static_cast<int>(list / L.B) - L.delay;
   const int b = static_cast<int>(list % L.B);
   if (t_in < 0 || k >= L.in.n_tot[L.in.at(t_in, b)]) return;
   const int n = L.c.n_out;
@@ -286,28 +294,29 @@ SALTATORY_HD void input_entry_grad(const Layer& L, int64_t list, int k, const fl
   kernels::add_row(grad_input + L.in.at(t_in, b) * L.in.K + k, &dot, 1);
 }
 
-/// The spikes feeding the weight gradient, grouped as the CPU groups them (SpikesByNeuron):
-/// list (t, b) is fed by the spikes of `s` at step t - delay; chunks hold `chunk_steps` steps.
+/// The spikes feeding the weight gradient of the window [t0, t1), grouped as the CPU groups them
+/// (SpikesByNeuron): list (t, b), numbered (t - t0) B + b, is fed by the spikes of `s` at step
+/// t - delay; chunks hold `chunk_steps` steps from t0.
 struct Feeding {
   Lists s;
   int delay;
-  int T;
+  int t0, t1;
   int N;  ///< neurons of s
   int chunk_steps;
 
-  SALTATORY_HD int chunks() const { return (T + chunk_steps - 1) / chunk_steps; }
+  SALTATORY_HD int chunks() const { return (t1 - t0 + chunk_steps - 1) / chunk_steps; }
   /// Spikes feeding list `list`.
   SALTATORY_HD int count(int64_t list) const {
-    const int t = static_cast<int>(list / s.B);
+    const int t = t0 + static_cast<int>(list / s.B);
     return t < delay ? 0 : s.n_spk[s.at(t - delay, static_cast<int>(list % s.B))];
   }
   /// Writes the (key, list) pairs of list `list`'s spike k at `offset` + k: key = chunk N + i.
   SALTATORY_HD void pair(int64_t list, int k, const int64_t* offset, int64_t* keys,
                          int32_t* lists) const {
     if (k >= count(list)) return;
-    const int t = static_cast<int>(list / s.B);
+    const int t = t0 + static_cast<int>(list / s.B);
     const int32_t i = s.list(t - delay, static_cast<int>(list % s.B))[k];
-    keys[offset[list] + k] = static_cast<int64_t>(t / chunk_steps) * N + i;
+    keys[offset[list] + k] = static_cast<int64_t>((t - t0) / chunk_steps) * N + i;
     lists[offset[list] + k] = static_cast<int32_t>(list);
   }
 };

@@ -225,8 +225,6 @@ class CudaBackend final : public Backend {
                                                   const std::vector<LayerParams>& params,
                                                   const SpikeView& input) override {
     const OpScope scope("lif_stack_forward");
-    check(config.recompute_segment == 0, "lif_stack_forward",
-          "recompute_segment is not implemented on cuda (it stores every membrane); use 0");
     const std::lock_guard<std::mutex> lock(mutex_);
     check_cuda(cudaSetDevice(0), "cudaSetDevice");  // device 0 (CUDA_VISIBLE_DEVICES chooses it)
     return stack_forward(exec_, config, params, input);

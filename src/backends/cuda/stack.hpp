@@ -1,10 +1,12 @@
 // The CUDA backend's stack driver, written against an executor `Exec` so that the same code runs
 // on the GPU (CudaExec, cuda_backend.cu) and, in tests, on the CPU (an emulated grid). Every
 // tensor stays in the executor's memory from the input upload to the gradient download.
-//   forward, per layer: sparse mode runs one block per sample over all T steps (forward_step);
+//   forward, per layer: sparse mode runs one block per sample over all T steps (forward_step), or
+//     window by window under checkpointing in time (keeping V at the end of each window);
 //     dense mode forms I = X W + bias with one GEMM, adds S[t-1] W_rec per step by GEMM, and runs
 //     the same step body with capacity N
-//   backward, top-down: phase A (backward_sample, or dense_backward_step with GEMMs for the
+//   backward, top-down, sparse window by window (recomputing a window's membranes when they were
+//     not kept): phase A (backward_sample, or dense_backward_step with GEMMs for the
 //     recurrent term), input-entry gradients, and weight gradients: sparse mode groups the feeding
 //     spikes by (chunk, neuron) with a stable sort and gathers gI rows per (neuron, column), in the
 //     CPU's order (no atomics); dense mode uses GEMMs.
@@ -36,11 +38,13 @@ class DeviceContext final : public StackContext {
   template <class T>
   using Array = typename Exec::template Array<T>;
   struct LayerData {
-    Array<float> w, w_rec, bias, alpha, v;
+    Array<float> w, w_rec, bias, alpha;
+    Array<float> v;  ///< V [T, B, n] when stored; else V at the end of every window but the last
     Array<int32_t> ids, n_spk, n_tot;
   };
   Array<int32_t> in_ids, in_n_spk, in_n_tot;
   int in_K = 0;
+  int window = 0;  ///< steps per window: T, or the recompute segment (as the CPU rounds it)
   std::vector<LayerData> data;
   Array<float> flags;        ///< Scratch::flags, zero between uses
   Array<int32_t> found;      ///< Scratch::found
@@ -77,6 +81,13 @@ class DeviceContext final : public StackContext {
   int list_capacity(size_t l) const {
     const LayerConfig& c = config.layers[l];
     return config.mode == Mode::dense ? c.n_out : c.capacity;
+  }
+  int windows() const { return (T + window - 1) / window; }
+  /// Steps [t0, t1) of window k.
+  std::pair<int, int> steps(int k) const { return {k * window, std::min(T, (k + 1) * window)}; }
+  /// Whether layer l's membranes are recomputed in backward rather than stored.
+  bool recomputes(size_t l) const {
+    return window < T && config.layers[l].kind != LayerKind::readout;
   }
   int widest() const {
     int n = 1;
@@ -132,6 +143,30 @@ void validate_on_device(Exec& exec, const Lists& s, int T, int N, const char* op
         "]");
 }
 
+/// Sparse forward steps [t0, t1) of layer L, one block per sample; adds the dropped spikes to
+/// drops[b] (when given). With `select` false it recomputes membranes of lists already selected.
+template <class Exec>
+void forward_window(Exec& exec, const Layer& L, int t0, int t1, const Scratch& s, int64_t* drops,
+                    bool select) {
+  exec.blocks(L.B, [=] SALTATORY_DEVICE_LAMBDA(typename Exec::Block & blk, int b) {
+    int64_t d = 0;
+    for (int t = t0; t < t1; ++t) d += forward_step(blk, L, t, b, nullptr, s, select);
+    if (drops != nullptr && blk.rank() == 0) drops[b] += d;
+  });
+}
+
+/// Layer l over window k in `buffer` ((window + 1) rows of [B, n]): its first row holds V[t0 - 1],
+/// loaded from the membranes kept at the end of window k - 1.
+template <class Exec>
+Layer window_layer(Exec& exec, const DeviceContext<Exec>& ctx, size_t l, float* buffer, int k) {
+  Layer L = ctx.layer(l);
+  const int64_t row = static_cast<int64_t>(ctx.B) * L.c.n_out;
+  if (k > 0) exec.upload(buffer, ctx.data[l].v.data() + (k - 1) * row, row);
+  L.v = buffer;
+  L.v_first = ctx.steps(k).first - 1;
+  return L;
+}
+
 template <class Exec>
 std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig& config,
                                                    const std::vector<LayerParams>& params,
@@ -143,6 +178,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
   ctx->T = T;
   ctx->B = B;
   ctx->in_K = input.K;
+  ctx->window = cpu::window_steps(config, T, B);  // chunks and windows as the CPU's
   const int64_t lists = static_cast<int64_t>(T) * B;
   const auto upload = [&](auto& array, const auto* src, int64_t n) {
     array = std::remove_reference_t<decltype(array)>(n);
@@ -166,7 +202,9 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
       upload(d.w_rec, p.weight_rec, static_cast<int64_t>(c.n_out) * c.n_out);
     if (c.bias) upload(d.bias, p.bias, c.n_out);
     upload(d.alpha, p.alpha, c.n_out);
-    d.v = typename DeviceContext<Exec>::template Array<float>(lists * c.n_out);
+    d.v = typename DeviceContext<Exec>::template Array<float>(
+        ctx->recomputes(l) ? (ctx->windows() - 1) * static_cast<int64_t>(B) * c.n_out
+                           : lists * c.n_out);
     if (c.kind == LayerKind::readout) continue;
     const int K = ctx->list_capacity(l);
     widest_capacity = std::max(widest_capacity, K);
@@ -189,12 +227,18 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
     int64_t* drops = dropped.data();
     exec.fill_bytes(drops, 0, B * sizeof(int64_t));
     const int n = L.c.n_out;
-    if (!dense) {
-      exec.blocks(B, [=] SALTATORY_DEVICE_LAMBDA(Block & blk, int b) {
-        int64_t d = 0;
-        for (int t = 0; t < L.T; ++t) d += forward_step(blk, L, t, b, nullptr, s);
-        if (blk.rank() == 0) drops[b] = d;
-      });
+    if (!dense && !ctx->recomputes(l)) {
+      forward_window(exec, L, 0, T, s, drops, true);
+    } else if (!dense) {  // window by window, keeping V at the end of every window but the last
+      const int64_t row = static_cast<int64_t>(B) * n;
+      typename Exec::template Array<float> buffer((ctx->window + 1) * row);
+      for (int k = 0; k < ctx->windows(); ++k) {
+        const int t0 = ctx->steps(k).first, t1 = ctx->steps(k).second;
+        const Layer Lw = window_layer(exec, *ctx, l, buffer.data(), k);
+        forward_window(exec, Lw, t0, t1, s, drops, true);
+        if (k + 1 < ctx->windows())
+          exec.upload(ctx->data[l].v.data() + k * row, Lw.vrow(t1 - 1, 0), row);
+      }
     } else {
       typename Exec::template Array<float> current(lists * n);
       if (L.bias != nullptr) {
@@ -246,15 +290,16 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
   return ctx;
 }
 
-/// dW += the gradient of W fed by lists `s` (delay 0 or 1), without atomics: the (chunk, neuron,
+/// dW += the gradient of W fed by lists `s` (delay 0 or 1) over the window [t0, t1) (gI rows
+/// numbered from its first list), without atomics: the (chunk, neuron,
 /// list) triples are stably sorted by (chunk, neuron), then each (neuron, column) gathers its gI
 /// rows chunk by chunk, latest first (the CPU's SpikesByNeuron order).
 template <class Exec>
-void sparse_weight_grad(Exec& exec, const Lists& s, int N, int delay, int T, int n_out,
+void sparse_weight_grad(Exec& exec, const Lists& s, int N, int delay, int t0, int t1, int n_out,
                         const float* grad_current, float* dw) {
   using I64 = typename Exec::template Array<int64_t>;
-  const int64_t lists = static_cast<int64_t>(T) * s.B;
-  const Feeding f{s, delay, T, N, cpu::scatter_chunk_steps(s.B)};
+  const int64_t lists = static_cast<int64_t>(t1 - t0) * s.B;
+  const Feeding f{s, delay, t0, t1, N, cpu::scatter_chunk_steps(s.B)};
   I64 count(lists + 1), offset(lists + 1);
   int64_t* counts = count.data();
   exec.for_each(lists, [=] SALTATORY_DEVICE_LAMBDA(int64_t list) { counts[list] = f.count(list); });
@@ -281,36 +326,61 @@ void sparse_weight_grad(Exec& exec, const Lists& s, int N, int delay, int T, int
   });
 }
 
-/// Adds a host gradient buffer's share computed by `compute(device_buffer)`: upload, add, download.
-template <class Exec, class F>
-void accumulate_into(Exec& exec, float* host, int64_t n, F&& compute) {
-  if (host == nullptr) return;
-  typename Exec::template Array<float> d(n);
-  exec.upload(d.data(), host, n);
-  compute(d.data());
-  exec.download(host, d.data(), n);
+/// A device copy of a host gradient buffer (empty when `host` is null), to add into.
+template <class Exec>
+typename Exec::template Array<float> device_copy(Exec& exec, const float* host, int64_t n) {
+  typename Exec::template Array<float> d(host != nullptr ? n : 0);
+  if (host != nullptr) exec.upload(d.data(), host, n);
+  return d;
 }
 
 /// Backward of layer l: grad_out [T, B, K_l] (or [T, B, n]), below [T, B, K_in] (or null).
+/// Sparse mode runs window by window, latest first (recomputing the membranes of a window from
+/// the lists and the kept membrane when they were not stored), so that current gradients exist
+/// for one window at a time; every sum keeps the whole-sequence order.
 template <class Exec>
 void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float* grad_out,
                     const LayerGrads& grads, float* below) {
   using Block = typename Exec::Block;
   using F32 = typename Exec::template Array<float>;
   const Layer L = ctx.layer(l);
-  const int n = L.c.n_out, B = L.B, T = L.T;
-  const int64_t lists = static_cast<int64_t>(T) * B;
-  F32 grad_current(lists * n), gv(static_cast<size_t>(B) * n),
-      grad_rec(static_cast<size_t>(B) * std::max(L.out.K, 1));
+  const int n = L.c.n_out, n_in = L.c.n_in, B = L.B, T = L.T, k_in = L.in.K;
+  F32 gv(static_cast<size_t>(B) * n), grad_rec(static_cast<size_t>(B) * std::max(L.out.K, 1));
   const Scratch s = ctx.scratch(gv.data(), grad_rec.data());
-  float* gI = grad_current.data();
-  const bool dense = ctx.config.mode == Mode::dense;
-  if (!dense) {
-    exec.blocks(B, [=] SALTATORY_DEVICE_LAMBDA(Block & blk, int b) {
-      backward_sample(blk, L, b, grad_out, gI, s);
-    });
-  } else {
-    F32 grad_spikes(static_cast<size_t>(B) * n);
+  F32 dw = device_copy(exec, grads.weight, static_cast<int64_t>(n_in) * n);
+  F32 dw_rec =
+      device_copy(exec, L.recurrent() ? grads.weight_rec : nullptr, static_cast<int64_t>(n) * n);
+  F32 db = device_copy(exec, L.c.bias ? grads.bias : nullptr, n);
+  float* dbias = db.data();
+
+  if (ctx.config.mode == Mode::sparse) {
+    const int64_t row = static_cast<int64_t>(B) * n;
+    F32 grad_current(ctx.window * row);
+    F32 buffer(ctx.recomputes(l) ? (ctx.window + 1) * row : 0);
+    float* gI = grad_current.data();
+    for (int k = ctx.windows(); k-- > 0;) {
+      const int t0 = ctx.steps(k).first, t1 = ctx.steps(k).second;
+      const int64_t lists = static_cast<int64_t>(t1 - t0) * B;
+      const Layer Lw = ctx.recomputes(l) ? window_layer(exec, ctx, l, buffer.data(), k) : L;
+      if (ctx.recomputes(l)) forward_window(exec, Lw, t0, t1, s, nullptr, false);
+      exec.blocks(B, [=] SALTATORY_DEVICE_LAMBDA(Block & blk, int b) {
+        backward_sample(blk, Lw, b, t0, t1, grad_out, gI, s);
+      });
+      if (dw.size() > 0) sparse_weight_grad(exec, L.in, n_in, L.delay, t0, t1, n, gI, dw.data());
+      if (dw_rec.size() > 0) sparse_weight_grad(exec, L.out, n, 1, t0, t1, n, gI, dw_rec.data());
+      if (db.size() > 0)
+        exec.for_each(n, [=] SALTATORY_DEVICE_LAMBDA(int64_t col) {
+          bias_grad_column(static_cast<int>(col), n, lists, gI, dbias);
+        });
+      if (below != nullptr)
+        exec.for_each(lists * k_in, [=] SALTATORY_DEVICE_LAMBDA(int64_t e) {
+          input_entry_grad(Lw, t0, e / k_in, static_cast<int>(e % k_in), gI, below);
+        });
+    }
+  } else {  // dense: the whole sequence, products by GEMM
+    const int64_t lists = static_cast<int64_t>(T) * B;
+    F32 grad_current(lists * n), grad_spikes(static_cast<size_t>(B) * n);
+    float* gI = grad_current.data();
     float* gs = grad_spikes.data();
     for (int t = T - 1; t >= 0; --t) {
       exec.fill_bytes(gs, 0, grad_spikes.size() * sizeof(float));
@@ -321,47 +391,35 @@ void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float*
         dense_backward_step(blk, L, t, b, grad_out, gs, gI, s);
       });
     }
-  }
-
-  const auto weight_grad = [&](const Lists& from, int N, int delay, float* dw) {
-    if (!dense) {
-      sparse_weight_grad(exec, from, N, delay, T, n, gI, dw);
-    } else {
-      const auto x = dense_rows(exec, from, T, N, delay);
-      exec.gemm_add(x.data(), true, gI, false, dw, N, lists, n);
+    if (dw.size() > 0) {
+      const auto x = dense_rows(exec, L.in, T, n_in, L.delay);
+      exec.gemm_add(x.data(), true, gI, false, dw.data(), n_in, lists, n);
     }
-  };
-  accumulate_into(exec, grads.weight, static_cast<int64_t>(L.c.n_in) * n,
-                  [&](float* dw) { weight_grad(L.in, L.c.n_in, L.delay, dw); });
-  if (L.recurrent())
-    accumulate_into(exec, grads.weight_rec, static_cast<int64_t>(n) * n,
-                    [&](float* dw) { weight_grad(L.out, n, 1, dw); });
-  if (L.c.bias)
-    accumulate_into(exec, grads.bias, n, [&](float* db) {
+    if (dw_rec.size() > 0) {
+      const auto x = dense_rows(exec, L.out, T, n, 1);
+      exec.gemm_add(x.data(), true, gI, false, dw_rec.data(), n, lists, n);
+    }
+    if (db.size() > 0)
       exec.for_each(n, [=] SALTATORY_DEVICE_LAMBDA(int64_t col) {
-        bias_grad_column(static_cast<int>(col), n, lists, gI, db);
+        bias_grad_column(static_cast<int>(col), n, lists, gI, dbias);
       });
-    });
-  if (below == nullptr) return;
-  const int k_in = L.in.K;
-  if (!dense) {
-    exec.for_each(lists * k_in, [=] SALTATORY_DEVICE_LAMBDA(int64_t e) {
-      input_entry_grad(L, e / k_in, static_cast<int>(e % k_in), gI, below);
-    });
-  } else {  // gX = gI W^T, gathered to the input entries
-    F32 grad_x(lists * L.c.n_in);
-    float* gx = grad_x.data();
-    const int n_in = L.c.n_in;
-    exec.gemm_add(gI, false, L.w, true, gx, lists, n, n_in);
-    exec.for_each(lists * k_in, [=] SALTATORY_DEVICE_LAMBDA(int64_t e) {
-      const int64_t list = e / k_in;
-      const int k = static_cast<int>(e % k_in);
-      const int t_in = static_cast<int>(list / B) - L.delay, b = static_cast<int>(list % B);
-      if (t_in < 0 || k >= L.in.n_tot[L.in.at(t_in, b)]) return;
-      kernels::add_gathered(below + L.in.at(t_in, b) * k_in + k, gx + list * n_in,
-                            L.in.list(t_in, b) + k, 1);
-    });
+    if (below != nullptr) {  // gX = gI W^T, gathered to the input entries
+      F32 grad_x(lists * n_in);
+      float* gx = grad_x.data();
+      exec.gemm_add(gI, false, L.w, true, gx, lists, n, n_in);
+      exec.for_each(lists * k_in, [=] SALTATORY_DEVICE_LAMBDA(int64_t e) {
+        const int64_t list = e / k_in;
+        const int k = static_cast<int>(e % k_in);
+        const int t_in = static_cast<int>(list / B) - L.delay, b = static_cast<int>(list % B);
+        if (t_in < 0 || k >= L.in.n_tot[L.in.at(t_in, b)]) return;
+        kernels::add_gathered(below + L.in.at(t_in, b) * k_in + k, gx + list * n_in,
+                              L.in.list(t_in, b) + k, 1);
+      });
+    }
   }
+  if (dw.size() > 0) exec.download(grads.weight, dw.data(), dw.size());
+  if (dw_rec.size() > 0) exec.download(grads.weight_rec, dw_rec.data(), dw_rec.size());
+  if (db.size() > 0) exec.download(grads.bias, dbias, db.size());
 }
 
 /// BPTT through the stack, top-down (as cpu::backward_top_down, in executor memory).
