@@ -161,3 +161,18 @@ def test_cuda_trains_like_the_cpu() -> None:
         losses[device] = history
     np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-4)
     assert losses["cuda"][-1] < losses["cuda"][0]
+
+
+@needs_gpu
+def test_cuda_recompute_equals_stored() -> None:
+    x = _input(5, T=40, B=64)
+    results = []
+    for segment in (0, 5):
+        net = sal.Sequential(sal.LIF(30, 26, 6, seed=1), sal.RecurrentLIF(26, 18, 5, seed=2),
+                             sal.Readout(18, 4, seed=3), device="cuda", recompute_segment=segment)
+        out = net(x)
+        _, grad = sal.losses.membrane_cross_entropy(out, np.arange(64, dtype=np.int32) % 4)
+        net.backward(grad)
+        results.append([out.copy()] + [p.grad.copy() for p in net.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
