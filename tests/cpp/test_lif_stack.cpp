@@ -259,6 +259,25 @@ std::string unavailable(const std::string& device) {
                                                 : "this build has no CUDA backend");
 }
 
+/// The CPU backend's run of case c with the random overflow policy (the baseline the other
+/// backends and paths are held to): the network, input, output gradients and the gradients.
+struct CpuRun {
+  Net net;
+  SpikeTensor input;
+  std::shared_ptr<StackContext> ctx;
+  std::vector<std::vector<float>> g_out;
+  Grads grads;
+};
+CpuRun cpu_run(const Case& c, uint32_t seed, uint64_t overflow_seed) {
+  CpuRun r{make_net(c, Mode::sparse, seed), make_input(c, seed), nullptr, {}, {}};
+  r.net.config.overflow = OverflowPolicy::random;
+  r.net.config.seed = overflow_seed;
+  r.ctx = lif_stack_forward(r.net.config, r.net.params(), r.input.view());
+  r.g_out = make_grad_outputs(*r.ctx, seed);
+  r.grads = run_backward(*r.ctx, r.net, r.g_out);
+  return r;
+}
+
 class StackVsReference : public ::testing::TestWithParam<std::tuple<std::string, Case>> {};
 
 TEST_P(StackVsReference, ForwardAndBackward) {
@@ -367,18 +386,13 @@ TEST_P(RecomputeEqualsStored, BitwiseSameSpikesAndGradients) {
   Case c = GetParam();
   for (int B : {64, 256}) {  // weight-gradient chunks of 4 steps and of 1 step
     c.B = B;
-    Net net = make_net(c, Mode::sparse, 11);
-    net.config.overflow = OverflowPolicy::random;
-    net.config.seed = 3;
-    const SpikeTensor input = make_input(c, 11);
-    auto stored = lif_stack_forward(net.config, net.params(), input.view());
-    const auto g_out = make_grad_outputs(*stored, 11);
-    const Grads expected = run_backward(*stored, net, g_out);
+    CpuRun stored = cpu_run(c, 11, 3);
+    Net& net = stored.net;
     for (int segment : {1, 3, 5, c.T - 1, c.T + 4}) {
       SCOPED_TRACE("B " + std::to_string(B) + ", segment " + std::to_string(segment));
       net.config.recompute_segment = segment;
-      auto ctx = lif_stack_forward(net.config, net.params(), input.view());
-      expect_bitwise_same(*ctx, *stored, run_backward(*ctx, net, g_out), expected);
+      auto ctx = lif_stack_forward(net.config, net.params(), stored.input.view());
+      expect_bitwise_same(*ctx, *stored.ctx, run_backward(*ctx, net, stored.g_out), stored.grads);
     }
   }
 }
@@ -528,22 +542,16 @@ TEST_P(IpuModelEqualsCpu, BitwiseSameSpikesAndGradients) {
   Case c = GetParam();
   for (Coupling coupling : {Coupling::same_step, Coupling::delayed}) {
     c.coupling = coupling;
-    Net net = make_net(c, Mode::sparse, 23);
-    net.config.overflow = OverflowPolicy::random;
-    net.config.seed = 9;
-    const SpikeTensor input = make_input(c, 23);
-    auto cpu = lif_stack_forward(net.config, net.params(), input.view());
-    const auto g_out = make_grad_outputs(*cpu, 23);
-    const Grads expected = run_backward(*cpu, net, g_out);
+    const CpuRun cpu = cpu_run(c, 23, 9);
     for (int neurons_per_tile : {0, 6, 16}) {
       SCOPED_TRACE(std::string(coupling == Coupling::delayed ? "delayed" : "same step") + ", " +
                    std::to_string(neurons_per_tile) + " neurons per tile");
       ipu::set_ipu_model_neurons_per_tile(neurons_per_tile);
-      StackConfig config = net.config;
+      StackConfig config = cpu.net.config;
       config.device = Device::ipu_model;
-      auto ctx = lif_stack_forward(config, net.params(), input.view());
+      auto ctx = lif_stack_forward(config, cpu.net.params(), cpu.input.view());
       ipu::set_ipu_model_neurons_per_tile(0);
-      expect_bitwise_same(*ctx, *cpu, run_backward(*ctx, net, g_out), expected);
+      expect_bitwise_same(*ctx, *cpu.ctx, run_backward(*ctx, cpu.net, cpu.g_out), cpu.grads);
       const ipu::RunReport* report = ipu::run_report(*ctx);
       ASSERT_NE(report, nullptr);
       EXPECT_EQ(static_cast<int>(report->tile_bytes.size()), report->plan.tiles_used);
@@ -551,7 +559,7 @@ TEST_P(IpuModelEqualsCpu, BitwiseSameSpikesAndGradients) {
       for (int64_t bytes : report->tile_bytes) EXPECT_LE(bytes, report->plan.target.bytes_per_tile);
       EXPECT_GT(report->exchange_bytes_forward, 0);
       EXPECT_FALSE(report->compute_sets.empty());
-      EXPECT_EQ(ipu::run_report(*cpu), nullptr);
+      EXPECT_EQ(ipu::run_report(*cpu.ctx), nullptr);
     }
   }
 }
@@ -583,19 +591,13 @@ TEST_P(EmulatedCudaEqualsCpu, BitwiseSameSpikesAndGradients) {
                    (coupling == Coupling::delayed ? ", delayed" : ", same step"));
       c.B = B;
       c.coupling = coupling;
-      Net net = make_net(c, Mode::sparse, 29);
-      net.config.overflow = OverflowPolicy::random;
-      net.config.seed = 4;
-      const SpikeTensor input = make_input(c, 29);
-      auto cpu = lif_stack_forward(net.config, net.params(), input.view());
-      const auto g_out = make_grad_outputs(*cpu, 29);
-      const Grads expected = run_backward(*cpu, net, g_out);
+      CpuRun cpu = cpu_run(c, 29, 4);
       for (int segment : {0, 3}) {  // stored, and checkpointing in time (windows of 4 at B = 64)
         SCOPED_TRACE("segment " + std::to_string(segment));
-        net.config.recompute_segment = segment;
-        auto ctx = emulated_forward(net.config, net.params(), input.view());
-        expect_bitwise_same(*ctx, *cpu, run_backward(*ctx, net, g_out, emulated_backward),
-                            expected);
+        cpu.net.config.recompute_segment = segment;
+        auto ctx = emulated_forward(cpu.net.config, cpu.net.params(), cpu.input.view());
+        expect_bitwise_same(*ctx, *cpu.ctx,
+                            run_backward(*ctx, cpu.net, cpu.g_out, emulated_backward), cpu.grads);
       }
     }
   SCOPED_TRACE("dense");
@@ -617,22 +619,17 @@ TEST_P(CudaEqualsCpu, SameListsAsCpu) {
   for (Coupling coupling : {Coupling::same_step, Coupling::delayed}) {
     SCOPED_TRACE(coupling == Coupling::delayed ? "delayed" : "same step");
     c.coupling = coupling;
-    Net net = make_net(c, Mode::sparse, 31);
-    net.config.overflow = OverflowPolicy::random;
-    net.config.seed = 8;
-    const SpikeTensor input = make_input(c, 31);
-    auto cpu = lif_stack_forward(net.config, net.params(), input.view());
-    const auto g_out = make_grad_outputs(*cpu, 31);
-    const Grads expected = run_backward(*cpu, net, g_out);
-    StackConfig config = net.config;
+    const CpuRun cpu = cpu_run(c, 31, 8);
+    const Grads& expected = cpu.grads;
+    StackConfig config = cpu.net.config;
     config.device = Device::cuda;
-    auto gpu = lif_stack_forward(config, net.params(), input.view());
+    auto gpu = lif_stack_forward(config, cpu.net.params(), cpu.input.view());
     for (size_t l = 0; l < gpu->spikes.size(); ++l) {
-      expect_same_lists(gpu->spikes[l], cpu->spikes[l], "layer " + std::to_string(l));
-      EXPECT_EQ(gpu->dropped[l], cpu->dropped[l]);
+      expect_same_lists(gpu->spikes[l], cpu.ctx->spikes[l], "layer " + std::to_string(l));
+      EXPECT_EQ(gpu->dropped[l], cpu.ctx->dropped[l]);
     }
-    EXPECT_EQ(gpu->readout, cpu->readout);
-    const Grads g = run_backward(*gpu, net, g_out);
+    EXPECT_EQ(gpu->readout, cpu.ctx->readout);
+    const Grads g = run_backward(*gpu, cpu.net, cpu.g_out);
     for (size_t l = 0; l < g.w.size(); ++l) {
       expect_close(g.w[l], to_double(expected.w[l]), "dW layer " + std::to_string(l), 1e-5);
       expect_close(g.w_rec[l], to_double(expected.w_rec[l]), "dW_rec " + std::to_string(l), 1e-5);

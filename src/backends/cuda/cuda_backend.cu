@@ -224,22 +224,28 @@ class CudaBackend final : public Backend {
   std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                   const std::vector<LayerParams>& params,
                                                   const SpikeView& input) override {
-    const OpScope scope("lif_stack_forward");
-    const std::lock_guard<std::mutex> lock(mutex_);
-    check_cuda(cudaSetDevice(0), "cudaSetDevice");  // device 0 (CUDA_VISIBLE_DEVICES chooses it)
-    return stack_forward(exec_, config, params, input);
+    return run("lif_stack_forward", [&] { return stack_forward(exec_, config, params, input); });
   }
 
   void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,
                           const std::vector<LayerGrads>& grads, float* grad_input) override {
-    const OpScope scope("lif_stack_backward");
-    const std::lock_guard<std::mutex> lock(mutex_);
-    check_cuda(cudaSetDevice(0), "cudaSetDevice");
-    stack_backward(exec_, dynamic_cast<DeviceContext<CudaExec>&>(context), grad_outputs, grads,
-                   grad_input);
+    run("lif_stack_backward", [&] {
+      stack_backward(exec_, dynamic_cast<DeviceContext<CudaExec>&>(context), grad_outputs, grads,
+                     grad_input);
+    });
   }
 
  private:
+  /// Runs f as op `op`: errors name it, one call at a time, on device 0 (CUDA_VISIBLE_DEVICES
+  /// chooses which GPU that is).
+  template <class F>
+  auto run(const char* op, F&& f) -> decltype(f()) {
+    const OpScope scope(op);
+    const std::lock_guard<std::mutex> lock(mutex_);
+    check_cuda(cudaSetDevice(0), "cudaSetDevice");
+    return f();
+  }
+
   std::mutex mutex_;  // one call at a time: the executor's cuBLAS handle and default stream
   CudaExec exec_;
 };

@@ -31,12 +31,16 @@
 
 namespace saltatory::cuda {
 
+/// The executor's owning, zero-filled device array of T.
+template <class Exec, class T>
+using ArrayOf = typename Exec::template Array<T>;
+
 /// Forward state in executor memory; `spikes` and `readout` (host) are copies of it.
 template <class Exec>
 class DeviceContext final : public StackContext {
  public:
   template <class T>
-  using Array = typename Exec::template Array<T>;
+  using Array = ArrayOf<Exec, T>;
   struct LayerData {
     Array<float> w, w_rec, bias, alpha;
     Array<float> v;  ///< V [T, B, n] when stored; else V at the end of every window but the last
@@ -101,9 +105,8 @@ class DeviceContext final : public StackContext {
 
 /// Dense 0/1 rows [T * B, s.N] of lists `s` over `N` neurons, row (t, b) holding step t - delay.
 template <class Exec>
-typename Exec::template Array<float> dense_rows(Exec& exec, const Lists& s, int T, int N,
-                                                int delay) {
-  typename Exec::template Array<float> x(static_cast<size_t>(T) * s.B * N);
+ArrayOf<Exec, float> dense_rows(Exec& exec, const Lists& s, int T, int N, int delay) {
+  ArrayOf<Exec, float> x(static_cast<size_t>(T) * s.B * N);
   float* out = x.data();
   const int K = s.K;
   exec.for_each(static_cast<int64_t>(T) * s.B * K, [=] SALTATORY_DEVICE_LAMBDA(int64_t e) {
@@ -120,7 +123,7 @@ typename Exec::template Array<float> dense_rows(Exec& exec, const Lists& s, int 
 template <class Exec>
 void validate_on_device(Exec& exec, const Lists& s, int T, int N, const char* op) {
   const int64_t lists = static_cast<int64_t>(T) * s.B;
-  typename Exec::template Array<int64_t> problems(lists);
+  ArrayOf<Exec, int64_t> problems(lists);
   int64_t* out = problems.data();
   exec.for_each(
       lists, [=] SALTATORY_DEVICE_LAMBDA(int64_t list) { out[list] = list_problem(s, N, list); });
@@ -202,25 +205,23 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
       upload(d.w_rec, p.weight_rec, static_cast<int64_t>(c.n_out) * c.n_out);
     if (c.bias) upload(d.bias, p.bias, c.n_out);
     upload(d.alpha, p.alpha, c.n_out);
-    d.v = typename DeviceContext<Exec>::template Array<float>(
-        ctx->recomputes(l) ? (ctx->windows() - 1) * static_cast<int64_t>(B) * c.n_out
-                           : lists * c.n_out);
+    d.v = ArrayOf<Exec, float>(ctx->recomputes(l)
+                                   ? (ctx->windows() - 1) * static_cast<int64_t>(B) * c.n_out
+                                   : lists * c.n_out);
     if (c.kind == LayerKind::readout) continue;
     const int K = ctx->list_capacity(l);
     widest_capacity = std::max(widest_capacity, K);
-    d.ids = typename DeviceContext<Exec>::template Array<int32_t>(lists * K);
+    d.ids = ArrayOf<Exec, int32_t>(lists * K);
     exec.fill_bytes(d.ids.data(), 0xFF, d.ids.size() * sizeof(int32_t));  // padding ids are -1
-    d.n_spk = typename DeviceContext<Exec>::template Array<int32_t>(lists);
-    d.n_tot = typename DeviceContext<Exec>::template Array<int32_t>(lists);
+    d.n_spk = ArrayOf<Exec, int32_t>(lists);
+    d.n_tot = ArrayOf<Exec, int32_t>(lists);
   }
   const int widest = ctx->widest();
-  ctx->flags = typename DeviceContext<Exec>::template Array<float>(static_cast<size_t>(B) * widest);
-  ctx->found =
-      typename DeviceContext<Exec>::template Array<int32_t>(static_cast<size_t>(B) * 2 * widest);
-  ctx->priority = typename DeviceContext<Exec>::template Array<uint64_t>(static_cast<size_t>(B) *
-                                                                         widest_capacity);
+  ctx->flags = ArrayOf<Exec, float>(static_cast<size_t>(B) * widest);
+  ctx->found = ArrayOf<Exec, int32_t>(static_cast<size_t>(B) * 2 * widest);
+  ctx->priority = ArrayOf<Exec, uint64_t>(static_cast<size_t>(B) * widest_capacity);
 
-  typename Exec::template Array<int64_t> dropped(B);
+  ArrayOf<Exec, int64_t> dropped(B);
   for (size_t l = 0; l < config.layers.size(); ++l) {
     const Layer L = ctx->layer(l);
     const Scratch s = ctx->scratch();
@@ -231,7 +232,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
       forward_window(exec, L, 0, T, s, drops, true);
     } else if (!dense) {  // window by window, keeping V at the end of every window but the last
       const int64_t row = static_cast<int64_t>(B) * n;
-      typename Exec::template Array<float> buffer((ctx->window + 1) * row);
+      ArrayOf<Exec, float> buffer((ctx->window + 1) * row);
       for (int k = 0; k < ctx->windows(); ++k) {
         const int t0 = ctx->steps(k).first, t1 = ctx->steps(k).second;
         const Layer Lw = window_layer(exec, *ctx, l, buffer.data(), k);
@@ -240,7 +241,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
           exec.upload(ctx->data[l].v.data() + k * row, Lw.vrow(t1 - 1, 0), row);
       }
     } else {
-      typename Exec::template Array<float> current(lists * n);
+      ArrayOf<Exec, float> current(lists * n);
       if (L.bias != nullptr) {
         float* cur = current.data();
         const float* bias = L.bias;
@@ -248,7 +249,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
       }
       const auto x = dense_rows(exec, L.in, T, L.c.n_in, L.delay);
       exec.gemm_add(x.data(), false, L.w, false, current.data(), lists, L.c.n_in, n);
-      typename Exec::template Array<float> previous(L.recurrent() ? static_cast<size_t>(B) * n : 0);
+      ArrayOf<Exec, float> previous(L.recurrent() ? static_cast<size_t>(B) * n : 0);
       for (int t = 0; t < T; ++t) {
         float* current_t = current.data() + static_cast<int64_t>(t) * B * n;
         if (L.recurrent() && t > 0) {
@@ -297,7 +298,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
 template <class Exec>
 void sparse_weight_grad(Exec& exec, const Lists& s, int N, int delay, int t0, int t1, int n_out,
                         const float* grad_current, float* dw) {
-  using I64 = typename Exec::template Array<int64_t>;
+  using I64 = ArrayOf<Exec, int64_t>;
   const int64_t lists = static_cast<int64_t>(t1 - t0) * s.B;
   const Feeding f{s, delay, t0, t1, N, cpu::scatter_chunk_steps(s.B)};
   I64 count(lists + 1), offset(lists + 1);
@@ -306,7 +307,7 @@ void sparse_weight_grad(Exec& exec, const Lists& s, int N, int delay, int t0, in
   const int64_t total = exec.exclusive_sum(count.data(), offset.data(), lists + 1);
   const int64_t n_keys = static_cast<int64_t>(f.chunks()) * N;
   I64 keys(std::max<int64_t>(total, 1)), start(n_keys + 1);
-  typename Exec::template Array<int32_t> feeding(std::max<int64_t>(total, 1));
+  ArrayOf<Exec, int32_t> feeding(std::max<int64_t>(total, 1));
   int64_t* key = keys.data();
   int32_t* fed = feeding.data();
   const int64_t* off = offset.data();
@@ -328,8 +329,8 @@ void sparse_weight_grad(Exec& exec, const Lists& s, int N, int delay, int t0, in
 
 /// A device copy of a host gradient buffer (empty when `host` is null), to add into.
 template <class Exec>
-typename Exec::template Array<float> device_copy(Exec& exec, const float* host, int64_t n) {
-  typename Exec::template Array<float> d(host != nullptr ? n : 0);
+ArrayOf<Exec, float> device_copy(Exec& exec, const float* host, int64_t n) {
+  ArrayOf<Exec, float> d(host != nullptr ? n : 0);
   if (host != nullptr) exec.upload(d.data(), host, n);
   return d;
 }
@@ -342,7 +343,7 @@ template <class Exec>
 void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float* grad_out,
                     const LayerGrads& grads, float* below) {
   using Block = typename Exec::Block;
-  using F32 = typename Exec::template Array<float>;
+  using F32 = ArrayOf<Exec, float>;
   const Layer L = ctx.layer(l);
   const int n = L.c.n_out, n_in = L.c.n_in, B = L.B, T = L.T, k_in = L.in.K;
   F32 gv(static_cast<size_t>(B) * n), grad_rec(static_cast<size_t>(B) * std::max(L.out.K, 1));
@@ -427,7 +428,7 @@ template <class Exec>
 void stack_backward(Exec& exec, DeviceContext<Exec>& ctx,
                     const std::vector<const float*>& grad_outputs,
                     const std::vector<LayerGrads>& grads, float* grad_input) {
-  using F32 = typename Exec::template Array<float>;
+  using F32 = ArrayOf<Exec, float>;
   const auto& layers = ctx.config.layers;
   const int64_t lists = static_cast<int64_t>(ctx.T) * ctx.B;
   const auto callers = [&](size_t l) {  // the caller's gradient of layer l's outputs, or zeros
