@@ -109,7 +109,7 @@ def time_cpu(args, repeats: int = 3) -> dict:
     for _ in range(repeats + 1):
         t0 = time.perf_counter()
         _, grad = losses.spike_count_cross_entropy(net(x), labels)
-        net.backward(grad)
+        net.backward(grad_entries=grad)
         times.append(time.perf_counter() - t0)
     return {"cpu_step_s": statistics.median(times[1:]), "cpu_threads": build_info()["cpu_threads"],
             "hidden_activity": sum(s.activity() for s in net.spikes[:-1]) / max(1, len(net.spikes) - 1)}

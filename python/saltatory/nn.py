@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from . import _core
+from . import _checks, _core
 from .spikes import SpikeTensor
 
 _SURROGATES = {"super_spike": _core.Surrogate.super_spike, "arctan": _core.Surrogate.arctan,
@@ -22,10 +22,14 @@ _RESETS = {"state": _core.ResetMode.state, "spike": _core.ResetMode.spike}
 _RESET_GRADS = {"pass": _core.ResetGrad.pass_, "mask": _core.ResetGrad.mask}
 
 
+_COUPLINGS = ("same_step", "delayed")
+_MODES = ("sparse", "dense")
+_POLICIES = ("random", "lowest")
+_DEVICES = ("cpu", "cuda", "ipu-model", "ipu")
+
+
 def _choice(table: dict, value: str, what: str, layer: str):
-    if value not in table:
-        raise ValueError(f"[{layer}] {what} must be one of {sorted(table)}, got {value!r}")
-    return table[value]
+    return table[_checks.choice(value, table, what, layer)]
 
 
 class Parameter:
@@ -65,11 +69,10 @@ class _Layer:
 
     def __init__(self, n_in: int, n_out: int, *, alpha, gain: float, bias: bool, seed: int | None):
         name = type(self).__name__
-        if int(n_in) <= 0 or int(n_out) <= 0:
-            raise ValueError(f"[{name}] sizes must be positive, got {n_in} -> {n_out}")
-        self.n_in, self.n_out = int(n_in), int(n_out)
-        self.gain = float(gain)
-        rng = np.random.default_rng(seed)
+        self.n_in = _checks.integer(n_in, "n_in", name, 1)
+        self.n_out = _checks.integer(n_out, "n_out", name, 1)
+        self.gain = _checks.real(gain, "gain", name)
+        rng = np.random.default_rng(None if seed is None else _checks.seed(seed, name))
         self.weight = Parameter(paper_init(self.n_in, self.n_out, rng))
         self.bias = Parameter(np.zeros(self.n_out, np.float32)) if bias else None
         self.alpha = _alpha_vector(alpha, self.n_out, name)
@@ -118,10 +121,12 @@ class LIF(_Layer):
                  reset_grad: str = "pass", bias: bool = False, seed: int | None = None):
         super().__init__(n_in, n_out, alpha=alpha, gain=gain, bias=bias, seed=seed)
         name = type(self).__name__
-        self.capacity = max(2, 2 * int(0.05 * self.n_out / 2)) if capacity is None else int(capacity)
-        if self.capacity <= 0:
-            raise ValueError(f"[{name}] capacity must be positive, got {capacity}")
-        self.theta1, self.theta2, self.beta = float(theta1), float(theta2), float(beta)
+        self.capacity = (max(2, 2 * int(0.05 * self.n_out / 2)) if capacity is None
+                         else _checks.integer(capacity, "capacity", name, 1))
+        self.theta1, self.theta2 = _checks.real(theta1, "theta1", name), _checks.real(theta2, "theta2", name)
+        self.beta = _checks.real(beta, "beta", name)
+        if self.beta <= 0:
+            raise ValueError(f"[{name}] surrogate slope beta must be positive, got {beta}")
         if not self.theta2 <= self.theta1:
             raise ValueError(f"[{name}] theta2 ({theta2}) must not exceed theta1 ({theta1})")
         self.surrogate = surrogate
@@ -165,7 +170,11 @@ class Sequential:
 
     coupling: "same_step" (layer l reads layer l-1 at step t) or "delayed" (at t-1).
     mode: "sparse" (the method) or "dense" (dense-matrix baseline, no capacity limit).
-    overflow: "lowest" or "random" (seeded) choice of the spikes kept when a list overflows.
+    overflow: which spikes, and then which gradient candidates, a full list keeps: "random" (the
+    default: a subset drawn from ``seed``, the same on every backend) or "lowest" (the lowest ids,
+    the paper's choice: it starves high ids of spikes and gradients, so keep it for reproducing the
+    paper). Drops are counted in ``dropped`` and ``dropped_candidates``.
+    seed: an integer in [0, 2^64), the stream of the random overflow policy.
     device: "cpu", "cuda" (the CUDA backend; input spikes may then also be CUDA tensors, see
     SpikeTensor) or "ipu-model" (the IPU tile plan, interpreted on the host); see
     ``available_devices()``.
@@ -179,8 +188,15 @@ class Sequential:
     """
 
     def __init__(self, *layers, coupling: str = "same_step", mode: str = "sparse",
-                 overflow: str = "lowest", seed: int = 0, device: str = "cpu",
+                 overflow: str = "random", seed: int = 0, device: str = "cpu",
                  recompute_segment: int | str = 0):
+        op = "Sequential"
+        _checks.choice(coupling, _COUPLINGS, "coupling", op)
+        _checks.choice(mode, _MODES, "mode", op)
+        _checks.choice(overflow, _POLICIES, "overflow", op)
+        _checks.choice(device, _DEVICES, "device", op)
+        _core.require_device(device)  # ValueError saying why this build or machine cannot run it
+        seed = _checks.seed(seed, op)
         if not layers:
             raise ValueError("[Sequential] needs at least one layer")
         for i, layer in enumerate(layers):
@@ -194,11 +210,11 @@ class Sequential:
                                  f"{i - 1} has {layers[i - 1].n_out} outputs")
         self.layers = list(layers)
         self.coupling, self.mode, self.overflow, self.seed, self.device = coupling, mode, overflow, seed, device
-        if not (recompute_segment == "auto" or (isinstance(recompute_segment, (int, np.integer))
-                                                and not isinstance(recompute_segment, bool)
-                                                and recompute_segment >= 0)):
-            raise ValueError(f"[Sequential] recompute_segment must be 0, a positive number of steps or "
-                             f"'auto', got {recompute_segment!r}")
+        if recompute_segment != "auto":
+            if isinstance(recompute_segment, str):
+                raise ValueError(f"[Sequential] recompute_segment must be 0, a positive number of steps "
+                                 f"or 'auto', got {recompute_segment!r}")
+            recompute_segment = _checks.integer(recompute_segment, "recompute_segment", op)
         if recompute_segment != 0 and mode != "sparse":
             raise ValueError("[Sequential] recompute_segment needs mode='sparse'; the dense baseline "
                              "stores every membrane")
@@ -206,23 +222,35 @@ class Sequential:
         self._context = None
         self.spikes: list[SpikeTensor] = []
         self.dropped: list[int] = []
+        self.dropped_candidates: list[int] = []
 
     def forward(self, x: SpikeTensor):
         """Runs all T steps. Returns the readout membrane [T, B, C] (float32) if the stack ends in
-        a Readout, else the last layer's SpikeTensor. Per-layer outputs stay in ``self.spikes``
-        and the spikes each layer dropped by capacity in ``self.dropped``."""
+        a Readout, else the last layer's SpikeTensor. Per-layer outputs stay in ``self.spikes``,
+        the spikes each layer dropped by capacity in ``self.dropped`` and the gradient candidates
+        in ``self.dropped_candidates``. The outputs are read-only views of the forward context,
+        which backward reads."""
         if not isinstance(x, SpikeTensor):
             raise TypeError(f"[Sequential.forward] input must be a SpikeTensor, got {type(x).__name__}")
-        ctx = _core.lif_stack_forward([layer.config() for layer in self.layers],
-                                      [layer._arrays() for layer in self.layers], x, self.coupling,
-                                      self.mode, self.overflow, int(self.seed), self.device,
-                                      self.segment_for(x.shape[0]))
+        ctx = _core.lif_stack_forward(
+            [layer.config() for layer in self.layers], [layer._arrays() for layer in self.layers], x,
+            coupling=self.coupling, mode=self.mode, overflow=self.overflow, seed=self.seed,
+            device=self.device, recompute_segment=self.segment_for(x.shape[0]))
         self._context = ctx
-        self.spikes = [SpikeTensor(ids, n_spk, n_tot, n_neurons=n, dropped=d, validate=False)
-                       for ids, n_spk, n_tot, n, d in ctx.spikes]
+        self.spikes = [SpikeTensor(ids, n_spk, n_tot, n_neurons=n, dropped=d, dropped_candidates=dc,
+                                   validate=False)
+                       for ids, n_spk, n_tot, n, d, dc in ctx.spikes]
         self.dropped = list(ctx.dropped)
+        self.dropped_candidates = list(ctx.dropped_candidates)
         readout = ctx.readout
         return readout if readout is not None else self.spikes[-1]
+
+    def __getstate__(self) -> dict:
+        """Pickling and deepcopy keep the network and its last outputs, not the forward context
+        (process memory that backward consumes): a copy needs a forward before its backward."""
+        state = self.__dict__.copy()
+        state["_context"] = None
+        return state
 
     __call__ = forward
 
@@ -238,24 +266,63 @@ class Sequential:
         the tile plan (tiles, bytes per tile, exchange bytes, compute-set cycle estimates)."""
         return None if self._context is None else self._context.ipu_report
 
-    def backward(self, grad_output, *, grad_spikes=None, input_grad: bool = False):
-        """BPTT through the last forward. ``grad_output``: dL/d(readout membrane) [T, B, C], or
-        dL/d(entries of the last layer's lists) [T, B, K]. ``grad_spikes``: optional per-layer
-        entry gradients (e.g. activity regularisers), None where absent. Gradients are added into
-        each parameter's ``.grad``. Returns dL/d(input entries) [T, B, K_in] if ``input_grad``."""
+    def backward(self, grad_output=None, *, grad_entries=None, grad_neurons=None,
+                 input_grad: bool = False):
+        """BPTT through the last forward; gradients are added into each parameter's ``.grad``.
+
+        The gradient of the loss comes in one of three explicit forms, so that none can be taken
+        for another (a per-neuron array has the shape of a per-entry one when K == N):
+
+        - ``grad_output``: dL/d(readout membrane) [T, B, C], for a stack that ends in a Readout;
+        - ``grad_entries``: dL/d(list entries) [T, B, K] of a spiking layer, entry k of list
+          (t, b) being neuron ``ids[t, b, k]`` (what ``saltatory.losses`` return);
+        - ``grad_neurons``: dL/dS per neuron [T, B, N] of a spiking layer (a dense gradient);
+          Saltatory reads it at the listed entries (spikes and candidates), since the method
+          carries no gradient through other neurons.
+
+        ``grad_entries`` and ``grad_neurons`` are each one float32 array, for the last layer, or a
+        list with one array (or None) per layer, e.g. for activity regularisers on hidden layers.
+        Each forward allows one backward (also across threads). Returns dL/d(input entries)
+        [T, B, K_in] if ``input_grad``."""
+        op = "Sequential.backward"
         if self._context is None or self._context.backward_done:
-            raise ValueError("[Sequential.backward] call forward first (each forward allows one backward)")
-        grads_out = list(grad_spikes) if grad_spikes is not None else [None] * len(self.layers)
-        if len(grads_out) != len(self.layers):
-            raise ValueError(f"[Sequential.backward] grad_spikes needs {len(self.layers)} entries")
-        if grads_out[-1] is not None:
-            raise ValueError("[Sequential.backward] pass the last layer's gradient as grad_output")
-        grads_out[-1] = grad_output
+            raise ValueError(f"[{op}] call forward first (each forward allows one backward)")
+        n = len(self.layers)
+        ends_in_readout = isinstance(self.layers[-1], Readout)
+        if grad_output is not None and not ends_in_readout:
+            raise ValueError(f"[{op}] the last layer spikes, so grad_output is ambiguous: pass "
+                             "grad_entries= (per list entry [T, B, K], as the losses return) or "
+                             "grad_neurons= (per neuron [T, B, N])")
+        entries = self._per_layer(grad_entries, "grad_entries", op)
+        neurons = self._per_layer(grad_neurons, "grad_neurons", op)
+        grads_out = [None] * n
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Readout):
+                if entries[i] is not None or neurons[i] is not None:
+                    raise ValueError(f"[{op}] layer {i} is a Readout: pass its gradient as grad_output")
+                grads_out[i] = grad_output
+            elif entries[i] is not None and neurons[i] is not None:
+                raise ValueError(f"[{op}] layer {i} got both grad_entries and grad_neurons; give one")
+            elif neurons[i] is not None:
+                grads_out[i] = self.spikes[i].gather(neurons[i])
+            else:
+                grads_out[i] = entries[i]
         grad_in = None
         if input_grad:
             grad_in = np.zeros(self._context.input_shape, np.float32)
         _core.lif_stack_backward(self._context, grads_out, [layer._grads() for layer in self.layers], grad_in)
         return grad_in
+
+    def _per_layer(self, grads, name: str, op: str) -> list:
+        """One gradient (or None) per layer from None, one array (the last layer's) or a list."""
+        n = len(self.layers)
+        if grads is None:
+            return [None] * n
+        if isinstance(grads, (list, tuple)):
+            if len(grads) != n:
+                raise ValueError(f"[{op}] {name} needs one entry (or None) per layer: {n}, got {len(grads)}")
+            return list(grads)
+        return [None] * (n - 1) + [grads]
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         return [(f"layers.{i}.{name}", p) for i, layer in enumerate(self.layers)
@@ -324,10 +391,38 @@ class Theta2Schedule:
         return {"theta2": [layer.theta2 for layer in self.layers], "targets": list(self.targets),
                 "rate": self.rate, "steps": self.steps}
 
+    def validate_state_dict(self, state, theta1=None) -> None:
+        """Raises ValueError unless ``state`` fits this schedule: one theta2 and target per layer,
+        each at most the layer's theta1 (``theta1``: those values, by default the layers' own), all
+        finite as float32, a rate in (0, 1] and a step count >= 0."""
+        op = "[Theta2Schedule.load_state_dict]"
+        if not isinstance(state, dict):
+            raise ValueError(f"{op} state must be a dict, got {type(state).__name__}")
+        missing = {"theta2", "targets", "rate", "steps"} - set(state)
+        if missing:
+            raise ValueError(f"{op} missing keys {sorted(missing)}")
+        theta2, targets, rate, steps = state["theta2"], state["targets"], state["rate"], state["steps"]
+        n = len(self.layers)
+        if not (isinstance(theta2, (list, tuple)) and isinstance(targets, (list, tuple))
+                and len(theta2) == len(targets) == n):
+            raise ValueError(f"{op} theta2 and targets must be lists of {n} numbers, one per layer")
+        f32_max = float(np.finfo(np.float32).max)  # a Python float: exact against any int
+        if not all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+                   and abs(x) <= f32_max for x in (*theta2, *targets, rate)):
+            raise ValueError(f"{op} theta2, targets and rate must be finite float32 numbers")
+        if not 0 < rate <= 1:
+            raise ValueError(f"{op} rate must lie in (0, 1], got {rate}")
+        if not (isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps >= 0):
+            raise ValueError(f"{op} steps must be an integer >= 0, got {steps!r:.40}")
+        theta1 = [layer.theta1 for layer in self.layers] if theta1 is None else theta1
+        for i, (t2, target, t1) in enumerate(zip(theta2, targets, theta1)):
+            if not (t2 <= t1 and target <= t1):
+                raise ValueError(f"{op} layer {i}: theta2 {t2} and target {target} must not exceed "
+                                 f"theta1 {t1}")
+
     def load_state_dict(self, state: dict) -> None:
-        if len(state["theta2"]) != len(self.layers) or len(state["targets"]) != len(self.layers):
-            raise ValueError(f"[Theta2Schedule.load_state_dict] state is for {len(state['theta2'])} "
-                             f"layers, this schedule has {len(self.layers)}")
+        """Restores a ``state_dict``; on ValueError (see ``validate_state_dict``) nothing changes."""
+        self.validate_state_dict(state)
         for layer, theta2 in zip(self.layers, state["theta2"]):
             layer.theta2 = float(theta2)
         self.targets = [float(t) for t in state["targets"]]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
+from . import _checks, _core
 
-_POLICIES = ("lowest", "random")
+_POLICIES = ("random", "lowest")
 
 
 def _int32(name: str, value, op: str) -> np.ndarray:
@@ -35,7 +35,8 @@ class SpikeTensor:
     """Spike lists of ``n_neurons`` neurons over T steps and B samples, capacity K per list.
 
     Arrays that are already int32 and C-contiguous are used without copying. ``dropped`` counts
-    spikes lost to capacity when the tensor was built.
+    spikes lost to capacity when the tensor was built (or by the layer that selected them), and
+    ``dropped_candidates`` the gradient candidates lost to it.
 
     Arrays in CUDA memory (PyTorch or CuPy int32 tensors, or anything with ``__dlpack__``) stay
     there: ``device`` is then ``"cuda"``, a forward on ``device="cuda"`` reads them through DLPack
@@ -43,7 +44,8 @@ class SpikeTensor:
     (``to_dense``, ``counts``, ``activity``) raise.
     """
 
-    def __init__(self, ids, n_spk, n_tot=None, *, n_neurons: int, dropped: int = 0, validate: bool = True):
+    def __init__(self, ids, n_spk, n_tot=None, *, n_neurons: int, dropped: int = 0,
+                 dropped_candidates: int = 0, validate: bool = True):
         op = "SpikeTensor"
         arrays = [ids, n_spk] + ([] if n_tot is None else [n_tot])
         on_cuda = [_on_cuda(a) for a in arrays]
@@ -54,15 +56,14 @@ class SpikeTensor:
         self.ids = convert("ids", ids)
         self.n_spk = convert("n_spk", n_spk)
         self.n_tot = self.n_spk if n_tot is None else convert("n_tot", n_tot)
-        if int(n_neurons) <= 0:
-            raise ValueError(f"[{op}] n_neurons must be positive, got {n_neurons}")
-        self.n_neurons = int(n_neurons)
+        self.n_neurons = _checks.integer(n_neurons, "n_neurons", op, 1)
         self.dropped = int(dropped)
+        self.dropped_candidates = int(dropped_candidates)
         if validate and self.device == "cpu":
             _core.validate_spikes(self, op)
 
     @classmethod
-    def from_dense(cls, dense, capacity: int | None = None, *, overflow: str = "lowest", seed: int = 0):
+    def from_dense(cls, dense, capacity: int | None = None, *, overflow: str = "random", seed: int = 0):
         """From dense 0/1 spikes [T, B, N]. ``capacity`` defaults to the largest list size."""
         op = "SpikeTensor.from_dense"
         arr = np.asarray(dense)
@@ -80,12 +81,13 @@ class SpikeTensor:
         if capacity is None:
             capacity = max(1, int(np.count_nonzero(arr, axis=2).max(initial=0)))
         _check_policy(overflow, op)
-        ids, n_spk, n_tot, dropped = _core.spikes_from_dense(arr, int(capacity), overflow, int(seed))
+        ids, n_spk, n_tot, dropped = _core.spikes_from_dense(
+            arr, _checks.integer(capacity, "capacity", op, 1), overflow, _checks.seed(seed, op))
         return cls(ids, n_spk, n_tot, n_neurons=arr.shape[2], dropped=dropped, validate=False)
 
     @classmethod
     def from_events(cls, times, units, *, bin_width: float, n_steps: int, n_neurons: int, capacity: int,
-                    samples=None, batch_size: int | None = None, overflow: str = "lowest", seed: int = 0):
+                    samples=None, batch_size: int | None = None, overflow: str = "random", seed: int = 0):
         """Bins events (time, unit[, sample]) into T = n_steps bins of ``bin_width``.
 
         Events at or after ``n_steps * bin_width`` and spikes beyond ``capacity`` are dropped and
@@ -102,8 +104,8 @@ class SpikeTensor:
             batch_size = int(samples.max(initial=-1)) + 1 if samples.size else 1
         _check_policy(overflow, op)
         ids, n_spk, n_tot, dropped = _core.spikes_from_events(
-            samples, times, units, float(bin_width), int(n_steps), int(batch_size), int(n_neurons),
-            int(capacity), overflow, int(seed))
+            samples, times, units, _checks.real(bin_width, "bin_width", op), n_steps, batch_size,
+            n_neurons, capacity, overflow, seed)
         return cls(ids, n_spk, n_tot, n_neurons=n_neurons, dropped=dropped, validate=False)
 
     def to_dense(self) -> np.ndarray:
@@ -115,6 +117,34 @@ class SpikeTensor:
         """Spike counts per sample and neuron, float32 [B, N]."""
         self._host_only("SpikeTensor.counts")
         return _core.spike_counts(self)
+
+    def gather(self, per_neuron) -> np.ndarray:
+        """Per-entry values [T, B, K] of a per-neuron float32 array [T, B, N] (e.g. dL/dS): entry
+        k of list (t, b) gets ``per_neuron[t, b, ids[t, b, k]]`` for every listed entry (spikes and
+        candidates), 0 for padding."""
+        op = "SpikeTensor.gather"
+        self._host_only(op)
+        dense = _float32_array(per_neuron, (*self.shape[:2], self.n_neurons), op)
+        listed = self._listed()
+        entries = np.take_along_axis(dense, np.where(listed, self.ids, 0), axis=2)
+        return np.where(listed, entries, 0.0).astype(np.float32)
+
+    def scatter(self, per_entry) -> np.ndarray:
+        """The per-neuron float32 array [T, B, N] of per-entry values [T, B, K]: each listed
+        entry's value at its neuron, 0 elsewhere (the inverse of ``gather`` on listed neurons)."""
+        op = "SpikeTensor.scatter"
+        self._host_only(op)
+        entries = _float32_array(per_entry, self.shape, op)
+        T, B, _ = self.shape
+        _check_bytes(4 * T * B * self.n_neurons, op)
+        dense = np.zeros((T, B, self.n_neurons), np.float32)
+        t, b, k = np.nonzero(self._listed())
+        dense[t, b, self.ids[t, b, k]] = entries[t, b, k]  # ids in a list are distinct
+        return dense
+
+    def _listed(self) -> np.ndarray:
+        """[T, B, K] mask of the listed entries (spikes and gradient candidates)."""
+        return np.arange(self.capacity)[None, None, :] < self.n_tot[:, :, None]
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -142,6 +172,22 @@ class SpikeTensor:
             return f"SpikeTensor(T={T}, B={B}, K={K}, n_neurons={self.n_neurons}, device={self.device})"
         return (f"SpikeTensor(T={T}, B={B}, K={K}, n_neurons={self.n_neurons}, "
                 f"spikes={int(self.n_spk.sum())}, dropped={self.dropped})")
+
+
+def _float32_array(value, shape: tuple, op: str) -> np.ndarray:
+    if not isinstance(value, np.ndarray) or value.dtype != np.float32:
+        raise TypeError(f"[{op}] expected a float32 numpy array of shape {shape}, got "
+                        f"{getattr(value, 'dtype', type(value).__name__)}")
+    if value.shape != tuple(shape):
+        raise ValueError(f"[{op}] expected shape {tuple(shape)}, got {value.shape}")
+    return value
+
+
+def _check_bytes(n_bytes: int, op: str) -> None:
+    limit = _core.memory_limit()
+    if n_bytes > limit:
+        raise ValueError(f"[{op}] needs {n_bytes / 2**20:.1f} MiB, more than the memory limit of "
+                         f"{limit / 2**20:.1f} MiB (set_memory_limit or SALTATORY_MEMORY_LIMIT)")
 
 
 def _check_policy(overflow: str, op: str) -> None:

@@ -51,50 +51,32 @@ class _StackFunction(torch.autograd.Function):
         out = module.net(spikes_in)
         ctx.saltatory = module.net._context  # this forward's context: several may be pending
         ctx.save_for_backward(*parameters)  # so that torch refuses backward after in-place changes
-        ctx.module, ctx.spikes_in, ctx.dense_input = module, spikes_in, not isinstance(x, SpikeTensor)
+        ctx.layer_shapes = [tuple(None if p is None else p.shape for p in layer._arrays()[:3])
+                            for layer in module.net.layers]
+        ctx.spikes_in, ctx.dense_input = spikes_in, not isinstance(x, SpikeTensor)
         ctx.spikes_out = module.net.spikes[-1] if isinstance(out, SpikeTensor) else None
-        result = out.to_dense() if isinstance(out, SpikeTensor) else out
-        return torch.from_dlpack(np.ascontiguousarray(result))
+        # (the readout is a read-only view of the context: torch gets a copy it may write)
+        return torch.from_numpy(out.to_dense() if isinstance(out, SpikeTensor) else out.copy())
 
     @staticmethod
     def backward(ctx, grad_output):
         if ctx.saltatory.backward_done:
             raise RuntimeError("[SparseSequential] backward through the same forward twice")
         ctx.saved_tensors  # noqa: B018 - raises if a parameter changed in place since forward
-        grad = np.ascontiguousarray(np.from_dlpack(grad_output.detach().contiguous()), dtype=np.float32)
+        grad = np.ascontiguousarray(grad_output.detach().cpu().numpy(), dtype=np.float32)
         if ctx.spikes_out is not None:  # dense spike gradient -> gradient of each listed entry
-            grad = _gather_entries(grad, ctx.spikes_out)
-        net = ctx.module.net
-        layer_grads = [tuple(None if p is None else np.zeros_like(p) for p in layer._arrays()[:3])
-                       for layer in net.layers]
-        grads_out = [None] * (len(net.layers) - 1) + [grad]
+            grad = ctx.spikes_out.gather(grad)
+        layer_grads = [tuple(None if shape is None else np.zeros(shape, np.float32) for shape in shapes)
+                       for shapes in ctx.layer_shapes]
+        grads_out = [None] * (len(layer_grads) - 1) + [grad]
         want_input = ctx.needs_input_grad[1] and ctx.dense_input
         grad_in = np.zeros(ctx.saltatory.input_shape, np.float32) if want_input else None
         _core.lif_stack_backward(ctx.saltatory, grads_out, layer_grads, grad_in)
         grad_x = None
         if want_input:
-            grad_x = torch.from_numpy(_scatter_entries(grad_in, ctx.spikes_in))
+            grad_x = torch.from_numpy(ctx.spikes_in.scatter(grad_in))
         grads = [torch.from_numpy(g) for layer in layer_grads for g in layer if g is not None]
         return (None, grad_x, *grads)
-
-
-def _listed(spikes: SpikeTensor) -> np.ndarray:
-    """[T, B, K] mask of the listed entries (spikes and gradient candidates)."""
-    return np.arange(spikes.capacity)[None, None, :] < spikes.n_tot[:, :, None]
-
-
-def _gather_entries(dense: np.ndarray, spikes: SpikeTensor) -> np.ndarray:
-    listed = _listed(spikes)
-    entries = np.take_along_axis(dense, np.where(listed, spikes.ids, 0), axis=2)
-    return np.where(listed, entries, 0.0).astype(np.float32)
-
-
-def _scatter_entries(entries: np.ndarray, spikes: SpikeTensor) -> np.ndarray:
-    T, B, _ = spikes.shape
-    dense = np.zeros((T, B, spikes.n_neurons), np.float32)
-    t, b, k = np.nonzero(_listed(spikes))
-    np.add.at(dense, (t, b, spikes.ids[t, b, k]), entries[t, b, k])
-    return dense
 
 
 class SparseSequential(torch.nn.Module):
@@ -103,10 +85,20 @@ class SparseSequential(torch.nn.Module):
     ``forward(x)``: x is a dense [T, B, N_in] tensor of 0/1 spikes (binned into lists of
     ``input_capacity``, default the largest list in x) or a ``saltatory.SpikeTensor``. Returns the
     readout membrane [T, B, C], or the last layer's dense spikes [T, B, N]. Options are those of
-    ``saltatory.Sequential``; ``.spikes`` and ``.dropped`` hold the last forward's lists and drops.
+    ``saltatory.Sequential``; ``.spikes``, ``.dropped`` and ``.dropped_candidates`` hold the last
+    forward's lists and drops.
+
+    The module's tensors are the truth: parameters ``layers_{i}_weight``, ``layers_{i}_weight_rec``
+    and ``layers_{i}_bias``, and buffers ``layers_{i}_alpha``, ``layers_{i}_gain`` and (spiking
+    layers) ``layers_{i}_theta1``, so ``state_dict`` carries everything that changes outputs
+    (theta2, which only selects gradient candidates, stays on ``module.net.layers[i]`` where a
+    ``Theta2Schedule`` moves it). Each forward reads their current storage (so ``.data`` assignment,
+    replaced parameters, ``deepcopy``, ``pickle``, ``share_memory`` and ``.double().float()``
+    work); they must be float32 CPU tensors (this module runs on the CPU), else forward raises.
+    ``torch.compile`` runs the stack outside the compiled graph (a graph break).
     """
 
-    def __init__(self, *layers, coupling: str = "same_step", mode: str = "sparse", overflow: str = "lowest",
+    def __init__(self, *layers, coupling: str = "same_step", mode: str = "sparse", overflow: str = "random",
                  seed: int = 0, input_capacity: int | None = None, recompute_segment: int | str = 0):
         super().__init__()
         self.net = Sequential(*layers, coupling=coupling, mode=mode, overflow=overflow, seed=seed,
@@ -116,10 +108,12 @@ class SparseSequential(torch.nn.Module):
         for i, layer in enumerate(self.net.layers):
             for slot in _PARAM_SLOTS:
                 param = getattr(layer, slot, None)
-                if param is not None:  # a torch view of the numpy array C++ reads: no copy
+                if param is not None:
                     name = f"layers_{i}_{slot}"
-                    self.register_parameter(name, torch.nn.Parameter(torch.from_numpy(param.data)))
+                    self.register_parameter(name, torch.nn.Parameter(torch.tensor(param.data)))
                     self._order.append(name)
+            for name, value in _layer_buffers(layer).items():
+                self.register_buffer(f"layers_{i}_{name}", torch.tensor(value, dtype=torch.float32))
 
     def to_spikes(self, x: torch.Tensor) -> SpikeTensor:
         dense = _dense_numpy(x, "SparseSequential")
@@ -130,12 +124,24 @@ class SparseSequential(torch.nn.Module):
         if not isinstance(x, (torch.Tensor, SpikeTensor)):
             raise TypeError(f"[SparseSequential] input must be a torch.Tensor or SpikeTensor, got "
                             f"{type(x).__name__}")
-        for name in self._order:
-            param = getattr(self, name)
-            if param.dtype != torch.float32 or param.device.type != "cpu" or not param.is_contiguous():
-                raise ValueError(f"[SparseSequential] parameter {name} must stay a contiguous float32 "
-                                 f"CPU tensor, is {param.dtype} on {param.device}")
+        return self._run(x)
+
+    @torch.compiler.disable
+    def _run(self, x):
+        self._bind()
         return _StackFunction.apply(self, x, *(getattr(self, name) for name in self._order))
+
+    def _bind(self) -> None:
+        """Points the stack at the current storage of the module's parameters and buffers."""
+        for i, layer in enumerate(self.net.layers):
+            for slot in _PARAM_SLOTS:
+                param = getattr(layer, slot, None)
+                if param is not None:
+                    param.data = _host_array(self, f"layers_{i}_{slot}", param.grad.shape)
+            layer.alpha = _host_array(self, f"layers_{i}_alpha", (layer.n_out,))
+            layer.gain = float(_host_array(self, f"layers_{i}_gain", ()))
+            if hasattr(layer, "theta1"):
+                layer.theta1 = float(_host_array(self, f"layers_{i}_theta1", ()))
 
     @property
     def spikes(self) -> list[SpikeTensor]:
@@ -144,6 +150,32 @@ class SparseSequential(torch.nn.Module):
     @property
     def dropped(self) -> list[int]:
         return self.net.dropped
+
+    @property
+    def dropped_candidates(self) -> list[int]:
+        return self.net.dropped_candidates
+
+
+def _layer_buffers(layer) -> dict:
+    values = {"alpha": layer.alpha, "gain": layer.gain}
+    if hasattr(layer, "theta1"):
+        values["theta1"] = layer.theta1
+    return values
+
+
+def _host_array(module: SparseSequential, name: str, shape: tuple) -> np.ndarray:
+    """A numpy view of tensor ``name``'s current storage, which must be float32, contiguous, on
+    the CPU and of the shape the stack was built with."""
+    tensor = getattr(module, name)
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"[SparseSequential] {name} must be a torch tensor, is {type(tensor).__name__}")
+    if tensor.dtype != torch.float32 or tensor.device.type != "cpu" or not tensor.is_contiguous():
+        raise ValueError(f"[SparseSequential] {name} must be a contiguous float32 CPU tensor (the "
+                         f"module runs on the CPU), is {tensor.dtype} on {tensor.device}"
+                         f"{'' if tensor.is_contiguous() else ', not contiguous'}")
+    if tuple(tensor.shape) != tuple(shape):
+        raise ValueError(f"[SparseSequential] {name} must have shape {tuple(shape)}, has {tuple(tensor.shape)}")
+    return tensor.detach().numpy()
 
 
 class SparseLIF(SparseSequential):

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
+import tempfile
 import time
 
 import numpy as np
@@ -33,6 +36,34 @@ _DEFAULTS = {"fashion-mnist": (50, None, data.fashion_mnist.DEFAULT_ROOT), "rand
 #: the arguments that fix the network's shape: a checkpoint must match them
 _ARCHITECTURE = ("dataset", "hidden", "recurrent", "coupling", "mode", "steps", "activity", "capacity",
                  "channels")
+_INT_MAX = 2**31 - 1  # counts reach the C++ core as int
+
+
+def _checked(convert, valid, what: str):
+    """An argparse type: ``convert(text)`` if that works and is ``valid``, else an error saying the
+    value must be ``what``."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not valid(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+    return parse
+
+
+def _count(low: int):
+    return _checked(int, lambda n: low <= n <= _INT_MAX, f"a whole number from {low} to {_INT_MAX}")
+
+
+def _real(valid, what: str):
+    return _checked(float, lambda x: math.isfinite(x) and valid(x), what)
+
+
+_segment = _checked(lambda text: text if text == "auto" else int(text),
+                    lambda s: s == "auto" or 0 <= s <= _INT_MAX,
+                    f"'auto' or a whole number from 0 to {_INT_MAX}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,29 +80,32 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="data-parallel over MPI: launch with mpirun; --batch-size is the global batch")
     p.add_argument("--recompute-segment", type=_segment, default=0, metavar="S",
                    help="BPTT memory: keep a membrane every S steps and recompute the rest in "
-                        "backward (sparse mode); 'auto' = ceil(sqrt(T/2)); 0 = store all (default)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer widths")
+                        "backward (sparse mode); 'auto' = ceil(sqrt(T/2)); 0 = store all (default), "
+                        "as does any S >= the number of steps")
+    p.add_argument("--hidden", type=_count(1), nargs="+", default=[256], help="hidden layer widths")
     p.add_argument("--recurrent", action="store_true", help="RecurrentLIF hidden layers")
     p.add_argument("--coupling", choices=["same_step", "delayed"], default="same_step")
-    p.add_argument("--activity", type=float, default=0.2,
-                   help="hidden capacity as a fraction of width (default 0.2)")
-    p.add_argument("--capacity", type=int, default=0, help="hidden capacity (overrides --activity)")
-    p.add_argument("--input-capacity", type=int, default=0,
+    p.add_argument("--activity", type=_real(lambda x: 0 < x <= 1, "a number in (0, 1]"), default=0.2,
+                   help="hidden capacity as a fraction of width, in (0, 1] (default 0.2)")
+    p.add_argument("--capacity", type=_count(0), default=0, help="hidden capacity (overrides --activity)")
+    p.add_argument("--input-capacity", type=_count(0), default=0,
                    help="input list capacity; 0 = the largest list in the data (nothing dropped)")
-    p.add_argument("--steps", type=int, default=0, help="time steps per sample (0 = per data set)")
-    p.add_argument("--bin-ms", type=float, default=0.0, help="event bin width in ms (0 = per data set)")
-    p.add_argument("--channels", type=int, default=64, help="cochlea channels for fsdd-dir")
+    p.add_argument("--steps", type=_count(0), default=0, help="time steps per sample (0 = per data set)")
+    p.add_argument("--bin-ms", type=_real(lambda x: x >= 0, "a number >= 0"), default=0.0,
+                   help="event bin width in ms (0 = per data set)")
+    p.add_argument("--channels", type=_count(1), default=64, help="cochlea channels for fsdd-dir")
     p.add_argument("--theta2-schedule", action="store_true",
                    help="start theta2 at -100 and move it halfway to 0.9 after each step (the paper's)")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=5e-3)
-    p.add_argument("--train-samples", type=int, default=None,
+    p.add_argument("--epochs", type=_count(1), default=2)
+    p.add_argument("--batch-size", type=_count(1), default=64)
+    p.add_argument("--lr", type=_real(lambda x: x > 0, "a number > 0"), default=5e-3)
+    p.add_argument("--train-samples", type=_count(0), default=None,
                    help="use this many training samples (Fashion-MNIST default 20000; 0 = all)")
-    p.add_argument("--test-samples", type=int, default=None,
+    p.add_argument("--test-samples", type=_count(0), default=None,
                    help="use this many test samples (Fashion-MNIST default 5000; 0 = all)")
-    p.add_argument("--threads", type=int, default=0, help="0 = all cores")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_count(0), default=0, help="0 = all cores")
+    p.add_argument("--seed", default=0,
+                   type=_checked(int, lambda n: 0 <= n < 2**64, "a whole number from 0 to 2**64 - 1"))
     p.add_argument("--checkpoint-dir", help="save the training state here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.ckpt")
     p.add_argument("--out", help="folder for plots and summary.json (default runs/<dataset>-<mode>)")
@@ -91,10 +125,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--device {args.device} is not available here; available: {sal.available_devices()}")
     if args.recompute_segment and args.mode != "sparse":
         p.error("--recompute-segment needs --mode sparse")
+    if args.recompute_segment != "auto":  # S >= T stores all; the core's window arithmetic needs S <= T
+        args.recompute_segment = min(args.recompute_segment, args.steps)
     if args.resume and not args.checkpoint_dir:
         p.error("--resume needs --checkpoint-dir")
-    if min(args.hidden) <= 0 or args.epochs <= 0 or args.batch_size <= 0 or args.steps <= 0:
-        p.error("--hidden, --epochs, --batch-size and --steps must be positive")
     args.out = args.out or os.path.join("runs", f"{args.dataset}-{args.mode}")
     return args
 
@@ -145,12 +179,38 @@ def load_datasets(args, rng: np.random.Generator):
     return train, test, n_classes
 
 
-def _segment(text: str) -> int | str:
-    if text == "auto":
-        return text
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be 'auto' or a number of steps >= 0, got {text!r}")
-    return int(text)
+def _ensure_writable(option: str, folder: str) -> None:
+    """Creates ``folder`` and writes (and removes) a file in it, so that a folder the results
+    cannot go to stops the run before training, not after."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(handle)
+        os.remove(probe)
+    except OSError as exc:
+        raise SystemExit(f"saltatory.train: {option} {folder} is not a writable folder: "
+                         f"{exc.strerror}") from None
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Removes the temporary files ``.NAME.tmp-PID`` that a killed save_checkpoint of ``path``
+    left behind, those whose process is gone."""
+    folder, name = os.path.split(path)
+    prefix = f".{name}.tmp-"
+    for entry in os.listdir(folder):
+        pid = entry[len(prefix):]
+        if entry.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
+            os.remove(os.path.join(folder, entry))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # someone else's process
+        return True
+    except (ProcessLookupError, OverflowError):
+        return False
+    return True
 
 
 def build_network(args, n_in: int, n_classes: int) -> sal.Sequential:
@@ -158,9 +218,9 @@ def build_network(args, n_in: int, n_classes: int) -> sal.Sequential:
     kind = sal.RecurrentLIF if args.recurrent else sal.LIF
     for i, hidden in enumerate(args.hidden):
         capacity = args.capacity or max(2, 2 * int(args.activity * hidden / 2))
-        layers.append(kind(width, hidden, capacity, seed=args.seed + i))
+        layers.append(kind(width, hidden, capacity, seed=(args.seed + i) % 2**64))
         width = hidden
-    layers.append(sal.Readout(width, n_classes, seed=args.seed + len(args.hidden)))
+    layers.append(sal.Readout(width, n_classes, seed=(args.seed + len(args.hidden)) % 2**64))
     return sal.Sequential(*layers, coupling=args.coupling, mode=args.mode, device=args.device,
                           seed=args.seed, recompute_segment=args.recompute_segment)
 
@@ -248,18 +308,28 @@ def main(argv=None) -> dict:
     test_loader = data.Loader(test if ddp is None else ddp.shard(test), args.batch_size, seed=args.seed)
     architecture = {key: getattr(args, key) for key in _ARCHITECTURE}
     say = print if rank == 0 else (lambda *_args, **_kwargs: None)  # only rank 0 prints
+    if rank == 0:
+        _ensure_writable("--out", args.out)
+        if args.checkpoint_dir:
+            _ensure_writable("--checkpoint-dir", args.checkpoint_dir)
 
     history, trace, first_epoch = [], {"loss": [], "activity": []}, 0
     checkpoint = os.path.join(args.checkpoint_dir, "last.ckpt") if args.checkpoint_dir else None
-    found = bool(args.resume and os.path.exists(checkpoint))
+    # only no file at all starts afresh: a dangling link or a link loop is an unusable checkpoint
+    found = bool(args.resume and os.path.lexists(checkpoint))
     if ddp is not None and args.resume:  # rank 0 decides; every rank must see the same file
         found = bool(ddp.comm.bcast(found, root=0))
-        missing = ddp.sum([found and not os.path.exists(checkpoint)])[0]
+        missing = ddp.sum([found and not os.path.lexists(checkpoint)])[0]
         if missing:
             raise SystemExit(f"saltatory.train: {checkpoint} is not visible on every rank; "
                              f"--checkpoint-dir must be on a file system all nodes share")
     if found:
-        meta = sal.load_checkpoint(checkpoint, net, opt, rng=rng, schedule=schedule)
+        try:
+            meta = sal.load_checkpoint(checkpoint, net, opt, rng=rng, schedule=schedule)
+        except OSError as exc:
+            raise SystemExit(f"saltatory.train: cannot resume from {checkpoint}: {exc.strerror}") from None
+        except sal.CheckpointError as exc:
+            raise SystemExit(f"saltatory.train: cannot resume: {exc}") from None
         saved = meta["extra"].get("architecture")
         if saved != json.loads(json.dumps(architecture)):
             raise SystemExit(f"saltatory.train: {checkpoint} was made with {saved}, this run has "
@@ -275,23 +345,28 @@ def main(argv=None) -> dict:
         f"T={args.steps}, {train.n_units}-{'-'.join(map(str, args.hidden))}-{n_classes}"
         f"{' recurrent' if args.recurrent else ''}, mode={args.mode}, device={args.device}, "
         f"input capacity {train.capacity}{f', {world_size} MPI ranks' if ddp else ''}")
+    # SIGTERM (a scheduler's or kill's stop) ends the run as Ctrl-C does: the checkpoint of the
+    # last whole epoch stays, and the run stops with a message
+    previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         for epoch in range(first_epoch, args.epochs):
             record = train_epoch(net, opt, train_loader, epoch, trace, schedule, not args.no_progress, ddp)
             record["test_acc"] = evaluate(net, test_loader, ddp)
             history.append(record)
+            if checkpoint and rank == 0:  # saved before the epoch's line, which thus vouches for it
+                _remove_stale_temporaries(checkpoint)
+                sal.save_checkpoint(checkpoint, net, opt, epoch=epoch + 1, rng=rng, schedule=schedule,
+                                    extra={"architecture": architecture, "history": history,
+                                           "trace": trace})
             say(f"epoch {epoch + 1}: loss {record['loss']:.4f}  train acc {record['train_acc']:.4f}  "
                 f"test acc {record['test_acc']:.4f}  {record['samples_per_s']:.0f} samples/s  "
                 f"hidden activity {record['activity'][0]:.4f}  dropped spikes: input "
                 f"{record['dropped_input']}, hidden {sum(record['dropped_hidden'])}")
-            if checkpoint and rank == 0:
-                os.makedirs(args.checkpoint_dir, exist_ok=True)
-                sal.save_checkpoint(checkpoint, net, opt, epoch=epoch + 1, rng=rng, schedule=schedule,
-                                    extra={"architecture": architecture, "history": history,
-                                           "trace": trace})
     except KeyboardInterrupt:
         where = f"; resume with --resume --checkpoint-dir {args.checkpoint_dir}" if checkpoint else ""
         raise SystemExit(f"\ninterrupted during epoch {len(history) + 1}{where}") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
 
     seconds = sum(h["seconds"] for h in history)
     summary = {"dataset": args.dataset, "mode": args.mode, "epochs": args.epochs,
@@ -301,7 +376,6 @@ def main(argv=None) -> dict:
                "ranks": world_size, "history": history, "args": vars(args)}
     if rank != 0:  # rank 0 writes the files and the summary line
         return summary
-    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     if not args.no_plots and history:

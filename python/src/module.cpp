@@ -1,5 +1,6 @@
 // The compiled core of the `saltatory` Python package: one init function per area.
 #include "bindings.hpp"
+#include "saltatory/backend/backend.hpp"
 #include "saltatory/bench/probe.hpp"
 #include "saltatory/core/device.hpp"
 #include "saltatory/core/memory.hpp"
@@ -13,9 +14,24 @@ PYBIND11_MODULE(_core, m) {
   saltatory::python::init_optim(m);
   saltatory::python::init_ipu(m);
   m.def("available_devices", &saltatory::available_devices);
-  m.def("set_num_threads", &saltatory::set_num_threads, py::arg("n"));
+  m.def(
+      "require_device",
+      [](const std::string& name) { saltatory::backend_for(saltatory::parse_device(name)); },
+      py::arg("name"));
+  m.def(
+      "set_num_threads",
+      [](const py::handle& n) {
+        saltatory::set_num_threads(saltatory::python::integer<int>(n, "set_num_threads", "n", 0));
+      },
+      py::arg("n"));
   m.def("memory_limit", &saltatory::memory_limit);
-  m.def("set_memory_limit", &saltatory::set_memory_limit, py::arg("bytes"));
+  m.def(
+      "set_memory_limit",
+      [](const py::handle& bytes) {
+        saltatory::set_memory_limit(
+            saltatory::python::integer<int64_t>(bytes, "set_memory_limit", "bytes", 0));
+      },
+      py::arg("bytes"));
   m.def(
       "probe_gather_bandwidth",
       [](int rows, int cols, int k, double min_seconds) {

@@ -1,8 +1,10 @@
 // Bindings of the whole-sequence stack ops and the losses. Arrays are read and written in place;
-// the GIL is released while C++ computes. Outputs are numpy views into the forward context.
+// the GIL is released while C++ computes. Outputs are read-only numpy views into the forward
+// context (backward reads the context, so Python must not change it).
 #include <pybind11/stl.h>
 
 #include "bindings.hpp"
+#include "saltatory/core/memory.hpp"
 #include "saltatory/ipu/plan.hpp"
 #include "saltatory/ops/lif_stack.hpp"
 #include "saltatory/ops/losses.hpp"
@@ -79,19 +81,19 @@ void init_ops(py::module_& m) {
       .def_readwrite("bias", &LayerConfig::bias);
 
   py::class_<PyContext>(m, "StackContext")
-      .def_property_readonly(
-          "spikes",
-          [](py::object self) {
-            const auto& ctx = *self.cast<PyContext&>().context;
-            py::list out;
-            for (const SpikeTensor& s : ctx.spikes) {
-              const SpikeView v = s.view();
-              out.append(py::make_tuple(borrowed(v.ids, {v.T, v.B, v.K}, self),
-                                        borrowed(v.n_spk, {v.T, v.B}, self),
-                                        borrowed(v.n_tot, {v.T, v.B}, self), v.N, s.dropped()));
-            }
-            return out;
-          })
+      .def_property_readonly("spikes",
+                             [](py::object self) {
+                               const auto& ctx = *self.cast<PyContext&>().context;
+                               py::list out;
+                               for (const SpikeTensor& s : ctx.spikes) {
+                                 const SpikeView v = s.view();
+                                 out.append(py::make_tuple(borrowed(v.ids, {v.T, v.B, v.K}, self),
+                                                           borrowed(v.n_spk, {v.T, v.B}, self),
+                                                           borrowed(v.n_tot, {v.T, v.B}, self), v.N,
+                                                           s.dropped(), s.dropped_candidates()));
+                               }
+                               return out;
+                             })
       .def_property_readonly("readout",
                              [](py::object self) -> py::object {
                                const auto& ctx = *self.cast<PyContext&>().context;
@@ -106,6 +108,8 @@ void init_ops(py::module_& m) {
                                                      c.context->input_capacity);
                              })
       .def_property_readonly("dropped", [](const PyContext& c) { return c.context->dropped; })
+      .def_property_readonly("dropped_candidates",
+                             [](const PyContext& c) { return c.context->dropped_candidates; })
       .def_property_readonly("ipu_report",
                              [](const PyContext& c) -> py::object {
                                const ipu::RunReport* r = ipu::run_report(*c.context);
@@ -124,45 +128,50 @@ void init_ops(py::module_& m) {
                                return d;
                              })
       .def_property_readonly("backward_done",
-                             [](const PyContext& c) { return c.context->backward_done; });
+                             [](const PyContext& c) { return c.context->backward_done.load(); });
 
-  m.def("lif_stack_forward", [](const std::vector<LayerConfig>& layers, const py::list& params,
-                                const py::handle& input, const std::string& coupling,
-                                const std::string& mode, const std::string& overflow, uint64_t seed,
-                                const std::string& device, int recompute_segment) {
-    const char* op = "lif_stack_forward";
-    StackConfig config;
-    config.layers = layers;
-    config.coupling = parse<Coupling>(
-        coupling, "coupling", {{"same_step", Coupling::same_step}, {"delayed", Coupling::delayed}});
-    config.mode = parse<Mode>(mode, "mode", {{"sparse", Mode::sparse}, {"dense", Mode::dense}});
-    config.overflow = parse<OverflowPolicy>(
-        overflow, "overflow",
-        {{"lowest", OverflowPolicy::lowest_ids}, {"random", OverflowPolicy::random}});
-    config.seed = seed;
-    config.device = parse_device(device);
-    config.recompute_segment = recompute_segment;
-    if (params.size() != layers.size())
-      throw py::value_error("[lif_stack_forward] got parameters for " +
-                            std::to_string(params.size()) + " layers, expected " +
-                            std::to_string(layers.size()));
-    PyContext result;
-    std::vector<LayerParams> ps(layers.size());
-    for (size_t l = 0; l < layers.size(); ++l) {
-      const auto p = params[l].cast<py::tuple>();  // (weight, weight_rec, bias, alpha)
-      const py::ssize_t n_in = layers[l].n_in, n_out = layers[l].n_out;
-      ps[l].weight = optional_floats(p[0], "weight", {n_in, n_out}, result.keep_alive);
-      ps[l].weight_rec = optional_floats(p[1], "weight_rec", {n_out, n_out}, result.keep_alive);
-      ps[l].bias = optional_floats(p[2], "bias", {n_out}, result.keep_alive);
-      ps[l].alpha = optional_floats(p[3], "alpha", {n_out}, result.keep_alive);
-    }
-    const SpikeView view = spike_view(input, op, &result.keep_alive);
-    {
-      py::gil_scoped_release release;
-      result.context = lif_stack_forward(config, ps, view);
-    }
-    return result;
-  });
+  m.def(
+      "lif_stack_forward",
+      [](const std::vector<LayerConfig>& layers, const py::list& params, const py::handle& input,
+         const std::string& coupling, const std::string& mode, const std::string& overflow,
+         const py::handle& seed, const std::string& device, const py::handle& recompute_segment) {
+        const char* op = "lif_stack_forward";
+        StackConfig config;
+        config.layers = layers;
+        config.coupling =
+            parse<Coupling>(coupling, "coupling",
+                            {{"same_step", Coupling::same_step}, {"delayed", Coupling::delayed}});
+        config.mode = parse<Mode>(mode, "mode", {{"sparse", Mode::sparse}, {"dense", Mode::dense}});
+        config.overflow = parse<OverflowPolicy>(
+            overflow, "overflow",
+            {{"lowest", OverflowPolicy::lowest_ids}, {"random", OverflowPolicy::random}});
+        config.seed = integer<uint64_t>(seed, op, "seed");
+        config.device = parse_device(device);
+        config.recompute_segment = integer<int>(recompute_segment, op, "recompute_segment", 0);
+        if (params.size() != layers.size())
+          throw py::value_error("[lif_stack_forward] got parameters for " +
+                                std::to_string(params.size()) + " layers, expected " +
+                                std::to_string(layers.size()));
+        PyContext result;
+        std::vector<LayerParams> ps(layers.size());
+        for (size_t l = 0; l < layers.size(); ++l) {
+          const auto p = params[l].cast<py::tuple>();  // (weight, weight_rec, bias, alpha)
+          const py::ssize_t n_in = layers[l].n_in, n_out = layers[l].n_out;
+          ps[l].weight = optional_floats(p[0], "weight", {n_in, n_out}, result.keep_alive);
+          ps[l].weight_rec = optional_floats(p[1], "weight_rec", {n_out, n_out}, result.keep_alive);
+          ps[l].bias = optional_floats(p[2], "bias", {n_out}, result.keep_alive);
+          ps[l].alpha = optional_floats(p[3], "alpha", {n_out}, result.keep_alive);
+        }
+        const SpikeView view = spike_view(input, op, &result.keep_alive);
+        {
+          py::gil_scoped_release release;
+          result.context = lif_stack_forward(config, ps, view);
+        }
+        return result;
+      },
+      py::arg("layers"), py::arg("params"), py::arg("input"), py::kw_only(), py::arg("coupling"),
+      py::arg("mode"), py::arg("overflow"), py::arg("seed"), py::arg("device"),
+      py::arg("recompute_segment"));
 
   m.def("lif_stack_backward", [](PyContext& ctx, const py::list& grad_outputs,
                                  const py::list& grads, const py::handle& grad_input) {
@@ -197,6 +206,7 @@ void init_ops(py::module_& m) {
   m.def("spike_counts", [](const py::handle& spikes) {
     const SpikeView v = spike_view(spikes, "spike_counts");
     validate(v, "spike_counts");
+    check_memory(4.0 * v.B * v.N, "spike_counts", "counts [B, N]");
     std::vector<float> counts(static_cast<size_t>(v.B) * v.N);
     spike_counts(v, counts.data());
     return owned(std::move(counts), {v.B, v.N});
@@ -213,8 +223,9 @@ void init_ops(py::module_& m) {
   m.def("membrane_cross_entropy", [](const py::handle& membrane, const py::handle& labels) {
     const char* op = "membrane_cross_entropy";
     const py::array v = checked<float>(membrane, op, "membrane", {-1, -1, -1});
-    const int T = static_cast<int>(v.shape(0)), B = static_cast<int>(v.shape(1)),
-              C = static_cast<int>(v.shape(2));
+    const int T = extent(v.shape(0), op, "membrane (T)"),
+              B = extent(v.shape(1), op, "membrane (B)"),
+              C = extent(v.shape(2), op, "membrane (C)");
     const py::array y = checked<int32_t>(labels, op, "labels", {B});
     std::vector<float> grad(static_cast<size_t>(T) * B * C);
     const float loss = membrane_cross_entropy(static_cast<const float*>(v.data()), T, B, C,

@@ -1,6 +1,7 @@
 // Bindings of SpikeTensor construction, conversion and validation. Python's SpikeTensor is a plain
 // class over numpy arrays (ids int32 [T, B, K], n_spk / n_tot int32 [T, B]).
 #include "bindings.hpp"
+#include "saltatory/core/memory.hpp"
 
 namespace saltatory::python {
 
@@ -80,9 +81,9 @@ SpikeView spike_view(const py::handle& spikes, const char* op, py::list* keep_al
     int32_t device[3];
     SpikeView v;
     v.ids = dlpack_int32(spikes.attr("ids"), op, "ids", {-1, -1, -1}, shape, device[0], keep_alive);
-    v.T = static_cast<int>(shape[0]);
-    v.B = static_cast<int>(shape[1]);
-    v.K = static_cast<int>(shape[2]);
+    v.T = extent(shape[0], op, "ids (T)");
+    v.B = extent(shape[1], op, "ids (B)");
+    v.K = extent(shape[2], op, "ids (K)");
     v.n_spk =
         dlpack_int32(spikes.attr("n_spk"), op, "n_spk", {v.T, v.B}, shape, device[1], keep_alive);
     v.n_tot =
@@ -93,7 +94,7 @@ SpikeView spike_view(const py::handle& spikes, const char* op, py::list* keep_al
         throw py::value_error(std::string("[") + op + "] " + names[i] +
                               " is on DLPack device type " + std::to_string(device[i]) +
                               ", expected CUDA (2) or CUDA managed (13) memory");
-    v.N = spikes.attr("n_neurons").cast<int>();
+    v.N = integer<int>(spikes.attr("n_neurons"), op, "n_neurons", 1);
     v.on_device = true;
     return v;
   }
@@ -104,10 +105,10 @@ SpikeView spike_view(const py::handle& spikes, const char* op, py::list* keep_al
   return SpikeView{static_cast<const int32_t*>(ids.data()),
                    static_cast<const int32_t*>(n_spk.data()),
                    static_cast<const int32_t*>(n_tot.data()),
-                   static_cast<int>(T),
-                   static_cast<int>(B),
-                   static_cast<int>(ids.shape(2)),
-                   spikes.attr("n_neurons").cast<int>()};
+                   extent(T, op, "ids (T)"),
+                   extent(B, op, "ids (B)"),
+                   extent(ids.shape(2), op, "ids (K)"),
+                   integer<int>(spikes.attr("n_neurons"), op, "n_neurons", 1)};
 }
 
 namespace {
@@ -128,41 +129,59 @@ py::tuple to_arrays(SpikeTensor&& s) {
 }  // namespace
 
 void init_spikes(py::module_& m) {
-  m.def("spikes_from_dense",
-        [](const py::handle& dense, int capacity, const std::string& policy, uint64_t seed) {
-          const char* op = "SpikeTensor.from_dense";
-          const py::array a = checked<float>(dense, op, "dense", {-1, -1, -1});
-          const auto* data = static_cast<const float*>(a.data());
-          const int T = static_cast<int>(a.shape(0)), B = static_cast<int>(a.shape(1)),
-                    N = static_cast<int>(a.shape(2));
-          const OverflowPolicy p = parse_policy(policy);
-          SpikeTensor s;
-          {
-            py::gil_scoped_release release;
-            s = SpikeTensor::from_dense(data, T, B, N, capacity, p, seed);
-          }
-          return to_arrays(std::move(s));
-        });
-  m.def("spikes_from_events", [](const py::handle& sample, const py::handle& time,
-                                 const py::handle& unit, double bin_width, int T, int B, int N,
-                                 int capacity, const std::string& policy, uint64_t seed) {
-    const char* op = "SpikeTensor.from_events";
-    const py::array s = checked<int64_t>(sample, op, "sample", {-1});
-    const py::array tm = checked<double>(time, op, "times", {s.shape(0)});
-    const py::array u = checked<int64_t>(unit, op, "units", {s.shape(0)});
-    const OverflowPolicy p = parse_policy(policy);
-    SpikeTensor out;
-    {
-      py::gil_scoped_release release;
-      out = SpikeTensor::from_events(
-          static_cast<const int64_t*>(s.data()), static_cast<const double*>(tm.data()),
-          static_cast<const int64_t*>(u.data()), s.shape(0), bin_width, T, B, N, capacity, p, seed);
-    }
-    return to_arrays(std::move(out));
-  });
+  m.def(
+      "spikes_from_dense",
+      [](const py::handle& dense, const py::handle& capacity, const std::string& policy,
+         const py::handle& seed) {
+        const char* op = "SpikeTensor.from_dense";
+        const py::array a = checked<float>(dense, op, "dense", {-1, -1, -1});
+        const auto* data = static_cast<const float*>(a.data());
+        const int T = extent(a.shape(0), op, "dense (T)"), B = extent(a.shape(1), op, "dense (B)"),
+                  N = extent(a.shape(2), op, "dense (N)");
+        const int K = integer<int>(capacity, op, "capacity", 1);
+        const auto stream = integer<uint64_t>(seed, op, "seed");
+        const OverflowPolicy p = parse_policy(policy);
+        SpikeTensor s;
+        {
+          py::gil_scoped_release release;
+          s = SpikeTensor::from_dense(data, T, B, N, K, p, stream);
+        }
+        return to_arrays(std::move(s));
+      },
+      py::arg("dense"), py::arg("capacity"), py::arg("overflow"), py::arg("seed"));
+  m.def(
+      "spikes_from_events",
+      [](const py::handle& samples, const py::handle& times, const py::handle& units,
+         double bin_width, const py::handle& n_steps, const py::handle& batch_size,
+         const py::handle& n_neurons, const py::handle& capacity, const std::string& policy,
+         const py::handle& seed) {
+        const char* op = "SpikeTensor.from_events";
+        const py::array s = checked<int64_t>(samples, op, "samples", {-1});
+        const py::array tm = checked<double>(times, op, "times", {s.shape(0)});
+        const py::array u = checked<int64_t>(units, op, "units", {s.shape(0)});
+        const int T = integer<int>(n_steps, op, "n_steps", 1);
+        const int B = integer<int>(batch_size, op, "batch_size", 1);
+        const int N = integer<int>(n_neurons, op, "n_neurons", 1);
+        const int K = integer<int>(capacity, op, "capacity", 1);
+        const auto stream = integer<uint64_t>(seed, op, "seed");
+        const OverflowPolicy p = parse_policy(policy);
+        SpikeTensor out;
+        {
+          py::gil_scoped_release release;
+          out = SpikeTensor::from_events(
+              static_cast<const int64_t*>(s.data()), static_cast<const double*>(tm.data()),
+              static_cast<const int64_t*>(u.data()), s.shape(0), bin_width, T, B, N, K, p, stream);
+        }
+        return to_arrays(std::move(out));
+      },
+      py::arg("samples"), py::arg("times"), py::arg("units"), py::arg("bin_width"),
+      py::arg("n_steps"), py::arg("batch_size"), py::arg("n_neurons"), py::arg("capacity"),
+      py::arg("overflow"), py::arg("seed"));
   m.def("spikes_to_dense", [](const py::handle& spikes) {
-    const SpikeView v = spike_view(spikes, "SpikeTensor.to_dense");
-    validate(v, "SpikeTensor.to_dense");
+    const char* op = "SpikeTensor.to_dense";
+    const SpikeView v = spike_view(spikes, op);
+    validate(v, op);
+    check_memory(4.0 * v.T * v.B * v.N, op, "a dense [T, B, N] array");
     std::vector<float> dense(static_cast<size_t>(v.T) * v.B * v.N);
     to_dense(v, dense.data());
     return owned(std::move(dense), {v.T, v.B, v.N});

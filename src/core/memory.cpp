@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <string>
 
 #include "saltatory/core/error.hpp"
@@ -15,7 +17,8 @@ namespace {
 
 std::atomic<int64_t> configured{0};
 
-/// "123", "64M", "8G": bytes. Throws Error for anything else.
+/// "123", "64M", "8G": bytes; sizes of 2^63 bytes or more (and "inf") mean unlimited. Throws
+/// Error for anything else.
 int64_t parse_bytes(const std::string& text) {
   const char* op = "SALTATORY_MEMORY_LIMIT";
   size_t used = 0;
@@ -35,8 +38,11 @@ int64_t parse_bytes(const std::string& text) {
           "' has an unknown unit (use K, M, G or T)");
     for (size_t i = 0; i <= power; ++i) scale *= 1024;
   }
-  check(value * scale >= 1, op, "'", text, "' must be at least one byte");
-  return static_cast<int64_t>(value * scale);
+  const double bytes = value * scale;
+  check(!std::isnan(bytes), op, "'", text, "' is not a size in bytes (e.g. 8G)");
+  check(bytes >= 1, op, "'", text, "' must be at least one byte");
+  constexpr double unlimited = 9223372036854775808.0;  // 2^63: no int64_t holds it
+  return bytes >= unlimited ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(bytes);
 }
 
 int64_t default_limit() {

@@ -60,7 +60,7 @@ SpikeTensor SpikeTensor::from_dense(const float* dense, int T, int B, int N, int
       out.n_spk(t, b) = out.n_tot(t, b) = keep.finish();
       dropped += keep.offered - keep.kept;
     }
-  out.dropped_ = dropped;
+  out.dropped_.spikes = dropped;
   return out;
 }
 
@@ -109,7 +109,7 @@ SpikeTensor SpikeTensor::from_events(const int64_t* sample, const double* time, 
       out.n_spk(t, b) = out.n_tot(t, b) = keep.finish();
       dropped += keep.offered - keep.kept;
     }
-  out.dropped_ = dropped;
+  out.dropped_.spikes = dropped;
   return out;
 }
 
@@ -122,6 +122,7 @@ void to_dense(const SpikeView& view, float* dense) {
 }
 
 std::vector<float> SpikeTensor::to_dense() const {
+  check_memory(4.0 * T_ * B_ * N_, "SpikeTensor.to_dense", "a dense [T, B, N] array");
   std::vector<float> dense(static_cast<size_t>(T_) * B_ * N_);
   saltatory::to_dense(view(), dense.data());
   return dense;
@@ -139,21 +140,33 @@ void validate(const SpikeView& view, const char* op) {
         "the host, or pass them to a forward on device cuda)");
   check(view.T > 0 && view.B > 0 && view.K > 0 && view.N > 0, op, "spike tensor shape [T=", view.T,
         ", B=", view.B, ", K=", view.K, "] over N=", view.N, " neurons must be positive");
-  std::vector<int32_t> seen(view.N, -1);  // last list index that listed each neuron
+  // Distinctness: a mark per neuron (the last list that listed it) when N is no larger than the
+  // lists themselves, else a sorted copy of each list, so memory never exceeds the tensor's own.
+  const int64_t lists = static_cast<int64_t>(view.T) * view.B;
+  const bool marks = view.N <= std::max<int64_t>(lists * view.K, 1 << 16);
+  std::vector<int64_t> seen(marks ? view.N : 0, -1);
+  std::vector<int32_t> sorted(marks ? 0 : view.K);
   for (int t = 0; t < view.T; ++t)
     for (int b = 0; b < view.B; ++b) {
       const int n_spk = view.spikes(t, b), n_tot = view.total(t, b);
       check(0 <= n_spk && n_spk <= n_tot && n_tot <= view.K, op, "counts at [", t, ", ", b,
             "] violate 0 <= n_spk (", n_spk, ") <= n_tot (", n_tot, ") <= K (", view.K, ")");
       const int32_t* ids = view.list(t, b);
-      const int32_t list_index = t * view.B + b;
+      const int64_t list_index = static_cast<int64_t>(t) * view.B + b;
       for (int k = 0; k < n_tot; ++k) {
         check(ids[k] >= 0 && ids[k] < view.N, op, "id ", ids[k], " at [", t, ", ", b, ", ", k,
               "] is outside [0, ", view.N, ")");
+        if (!marks) continue;
         check(seen[ids[k]] != list_index, op, "id ", ids[k], " appears twice in list [", t, ", ", b,
               "]");
         seen[ids[k]] = list_index;
       }
+      if (marks) continue;
+      std::copy_n(ids, n_tot, sorted.begin());
+      std::sort(sorted.begin(), sorted.begin() + n_tot);
+      const auto twice = std::adjacent_find(sorted.begin(), sorted.begin() + n_tot);
+      check(twice == sorted.begin() + n_tot, op, "id ", twice == sorted.end() ? 0 : *twice,
+            " appears twice in list [", t, ", ", b, "]");
     }
 }
 

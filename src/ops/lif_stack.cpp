@@ -110,8 +110,9 @@ void lif_stack_backward(StackContext& context, const std::vector<const float*>& 
                         const std::vector<LayerGrads>& grads, float* grad_input) {
   const char* op = "lif_stack_backward";
   const auto& layers = context.config.layers;
-  check(!context.backward_done, op,
-        "this forward context was already consumed by a backward call; run forward again");
+  const char* consumed =
+      "this forward context was already consumed by a backward call; run forward again";
+  check(!context.backward_done, op, consumed);
   check(grad_outputs.size() == layers.size(), op, "got ", grad_outputs.size(),
         " output gradients, expected one (or null) per layer: ", layers.size());
   check(grads.size() == layers.size(), op, "got ", grads.size(), " gradient buffers, expected ",
@@ -126,8 +127,10 @@ void lif_stack_backward(StackContext& context, const std::vector<const float*>& 
     if (!readout) ++spiking;
   }
   check_memory(working_bytes(context.config, context.T, context.B, true), op, "the backward pass");
+  // Claimed atomically: of two threads that passed the check above, one runs and one throws. A
+  // backend that fails part way leaves the context consumed (some gradients may have been added).
+  check(!context.backward_done.exchange(true), op, consumed);
   backend_for(context.config.device).lif_stack_backward(context, grad_outputs, grads, grad_input);
-  context.backward_done = true;
 }
 
 }  // namespace saltatory

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "saltatory/core/error.hpp"
+#include "saltatory/core/memory.hpp"
 
 namespace saltatory {
 
@@ -47,6 +48,7 @@ float spike_count_cross_entropy(const SpikeView& spikes, const int32_t* labels, 
   const char* op = "spike_count_cross_entropy";
   validate(spikes, op);
   check_labels(op, labels, spikes.B, spikes.N);
+  check_memory(8.0 * spikes.B * spikes.N, op, "spike counts and their gradients [B, N]");
   std::vector<float> counts(static_cast<size_t>(spikes.B) * spikes.N);
   std::vector<float> grad_counts(counts.size());
   spike_counts(spikes, counts.data());

@@ -41,7 +41,7 @@ TEST(Select, SpikesThenCandidatesAscending) {
   const Selected s = select(v, 7, k::OverflowPolicy::lowest_ids);
   EXPECT_EQ(s.counts.n_spk, 3);
   EXPECT_EQ(s.counts.n_tot, 6);  // 1.0 equals theta1: a candidate, not a spike
-  EXPECT_EQ(s.counts.dropped, 0);
+  EXPECT_EQ(s.counts.dropped.spikes, 0);
   EXPECT_EQ(std::vector<int32_t>(s.ids.begin(), s.ids.begin() + 6),
             (std::vector<int32_t>{1, 3, 6, 0, 4, 5}));
 }
@@ -51,7 +51,7 @@ TEST(Select, CapacityExactlyFull) {
   const Selected s = select(v, 3, k::OverflowPolicy::lowest_ids);
   EXPECT_EQ(s.counts.n_spk, 2);
   EXPECT_EQ(s.counts.n_tot, 3);
-  EXPECT_EQ(s.counts.dropped, 0);
+  EXPECT_EQ(s.counts.dropped.spikes, 0);
   EXPECT_EQ(s.ids, (std::vector<int32_t>{0, 2, 3}));
 }
 
@@ -60,7 +60,8 @@ TEST(Select, SpikesHavePriorityOverCandidatesAndDropsAreCounted) {
   const Selected s = select(v, 2, k::OverflowPolicy::lowest_ids);
   EXPECT_EQ(s.counts.n_spk, 2);
   EXPECT_EQ(s.counts.n_tot, 2);
-  EXPECT_EQ(s.counts.dropped, 2);
+  EXPECT_EQ(s.counts.dropped.spikes, 2);
+  EXPECT_EQ(s.counts.dropped.candidates, 2);  // ids 0 and 2, in (0.9, 1.0]
   EXPECT_EQ(s.ids, (std::vector<int32_t>{1, 3}));
 }
 
@@ -71,7 +72,7 @@ TEST(Select, RandomPolicyKeepsSortedSeededSubsetOfSpikes) {
   const Selected b = select(v, 10, k::OverflowPolicy::random, 1);
   const Selected c = select(v, 10, k::OverflowPolicy::random, 2);
   EXPECT_EQ(a.counts.n_spk, 10);
-  EXPECT_EQ(a.counts.dropped, 90);
+  EXPECT_EQ(a.counts.dropped.spikes, 90);
   EXPECT_EQ(a.ids, b.ids);
   EXPECT_NE(a.ids, c.ids);
   EXPECT_TRUE(std::is_sorted(a.ids.begin(), a.ids.end()));

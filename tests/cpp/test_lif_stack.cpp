@@ -60,6 +60,7 @@ Net make_net(const Case& c, Mode mode, uint32_t seed) {
   Net net;
   net.config.coupling = c.coupling;
   net.config.mode = mode;
+  net.config.overflow = OverflowPolicy::lowest_ids;  // the reference models this policy
   std::vector<int> widths = c.widths;
   if (c.classes > 0) widths.push_back(c.classes);
   int n_in = c.n_in;
@@ -192,6 +193,7 @@ void expect_bitwise_same(const StackContext& ctx, const StackContext& ref, const
   for (size_t l = 0; l < ctx.spikes.size(); ++l) {
     expect_same_lists(ctx.spikes[l], ref.spikes[l], "layer " + std::to_string(l));
     EXPECT_EQ(ctx.dropped[l], ref.dropped[l]);
+    EXPECT_EQ(ctx.dropped_candidates[l], ref.dropped_candidates[l]);
   }
   EXPECT_EQ(ctx.readout, ref.readout);
   EXPECT_EQ(g.w, expected.w);
@@ -233,6 +235,8 @@ void expect_matches_reference(const Case& c, Mode mode, Device device,
   for (size_t l = 0; l < ref.spikes.size(); ++l) {
     expect_same_lists(ctx->spikes[l], ref.spikes[l], "layer " + std::to_string(l));
     EXPECT_EQ(ctx->dropped[l], ref.dropped[l]) << "layer " << l;
+    EXPECT_EQ(ctx->dropped_candidates[l], ref.dropped_candidates[l]) << "layer " << l;
+    EXPECT_EQ(ctx->spikes[l].dropped_candidates(), ref.dropped_candidates[l]) << "layer " << l;
   }
   if (c.classes > 0) expect_close(ctx->readout, ref.readout, "readout", 1e-4);
 
@@ -407,21 +411,28 @@ TEST(Overflow, SpikesKeepPriorityAndDropsAreCounted) {
   const SpikeTensor input = make_input(c, 3);
   auto ctx = lif_stack_forward(net.config, net.params(), input.view());
   const auto ref = reference::forward(net.config, net.ref, input.view());
-  // Count spikes above theta1 per list from the reference membranes, independently of selection.
-  int64_t expected_dropped = 0;
+  // Count spikes above theta1 (and candidates in (theta2, theta1]) per list from the reference
+  // membranes, independently of selection.
+  int64_t expected_dropped = 0, expected_candidates_dropped = 0;
   const SpikeView out = ctx->spikes[0].view();
   for (int t = 0; t < c.T; ++t)
     for (int b = 0; b < c.B; ++b) {
-      int above = 0;
-      for (int j = 0; j < 40; ++j)
-        above += ref.membrane[0][(static_cast<size_t>(t) * c.B + b) * 40 + j] > 1.0;
+      int above = 0, between = 0;
+      for (int j = 0; j < 40; ++j) {
+        const double v = ref.membrane[0][(static_cast<size_t>(t) * c.B + b) * 40 + j];
+        above += v > 1.0;
+        between += v > 0.9 && v <= 1.0;
+      }
       expected_dropped += std::max(0, above - 3);
+      expected_candidates_dropped += between - (out.total(t, b) - out.spikes(t, b));
       if (above >= 3) EXPECT_EQ(out.total(t, b), out.spikes(t, b)) << "candidates displaced spikes";
       EXPECT_EQ(out.spikes(t, b), std::min(above, 3));
     }
   EXPECT_GT(expected_dropped, 0);
   EXPECT_EQ(ctx->dropped[0], expected_dropped);
   EXPECT_EQ(ctx->spikes[0].dropped(), expected_dropped);
+  EXPECT_GT(expected_candidates_dropped, 0);
+  EXPECT_EQ(ctx->dropped_candidates[0], expected_candidates_dropped);
 }
 
 // Results do not depend on the number of worker threads.
@@ -627,6 +638,7 @@ TEST_P(CudaEqualsCpu, SameListsAsCpu) {
     for (size_t l = 0; l < gpu->spikes.size(); ++l) {
       expect_same_lists(gpu->spikes[l], cpu.ctx->spikes[l], "layer " + std::to_string(l));
       EXPECT_EQ(gpu->dropped[l], cpu.ctx->dropped[l]);
+      EXPECT_EQ(gpu->dropped_candidates[l], cpu.ctx->dropped_candidates[l]);
     }
     EXPECT_EQ(gpu->readout, cpu.ctx->readout);
     const Grads g = run_backward(*gpu, cpu.net, cpu.g_out);

@@ -73,6 +73,7 @@ StackConfig stack_config(const std::vector<ref::Layer>& layers,
   for (const ref::Layer& l : layers) s.layers.push_back(l.config);
   s.coupling = coupling;
   s.mode = mode;
+  s.overflow = OverflowPolicy::lowest_ids;  // the reference models this policy
   return s;
 }
 

@@ -70,10 +70,13 @@ def test_dlpack_inputs_are_checked_before_they_are_read() -> None:
         fake.to_dense()
     with pytest.raises(ValueError, match=r"all be in CUDA memory or all on the host"):
         sal.SpikeTensor(FakeCudaArray(x.ids), x.n_spk, n_neurons=30)
-    # the capsule really holds host memory: refused by its device type, on any device
+    # the capsule really holds host memory: refused by its device type, on any device (the
+    # device is set after construction, which refuses cuda without a GPU)
+    net = _net("cpu")
+    net.device = "cuda"
     with pytest.raises(ValueError, match=r"\[lif_stack_forward\] ids is on DLPack device type 1, "
                                          r"expected CUDA"):
-        _net("cuda")(fake)
+        net(fake)
     wrong_dtype = sal.SpikeTensor(FakeCudaArray(x.ids.astype(np.int64)), FakeCudaArray(x.n_spk),
                                   n_neurons=30)
     with pytest.raises(TypeError, match=r"\[lif_stack_forward\] ids must have dtype int32, got DLPack "

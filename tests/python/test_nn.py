@@ -210,10 +210,27 @@ def test_construction_errors() -> None:
         Readout(4, 3, alpha=np.full(4, 0.9))
 
 
-def test_bad_mode_and_coupling_names() -> None:
+@pytest.mark.parametrize("kwargs", [{"mode": "fast"}, {"coupling": "async"}, {"overflow": "highest"},
+                                    {"device": "gpu"}, {"mode": None}, {"seed": -1}, {"seed": 2**64},
+                                    {"seed": 1.5}, {"recompute_segment": 10**12},
+                                    {"recompute_segment": "sometimes"}, {"recompute_segment": True}])
+def test_bad_settings_are_refused_by_the_constructor(kwargs) -> None:
+    with pytest.raises((ValueError, TypeError), match=r"\[Sequential\]"):
+        Sequential(LIF(8, 10, seed=0), Readout(10, 3, seed=1), **kwargs)
+
+
+def test_unavailable_device_is_refused_by_the_constructor() -> None:
+    for device in ("cuda", "ipu"):
+        if device not in saltatory.available_devices():
+            with pytest.raises(ValueError, match=rf"\[device\] {device} is not available"):
+                Sequential(LIF(8, 10, seed=0), device=device)
+
+
+def test_settings_changed_after_construction_are_checked_at_forward() -> None:
     _, x = _input(4, 2, 8, 0.3, seed=7)
-    for kwargs in ({"mode": "fast"}, {"coupling": "async"}, {"overflow": "highest"}):
-        model = Sequential(LIF(8, 10, seed=0), Readout(10, 3, seed=1), **kwargs)
+    for name, value in (("mode", "fast"), ("coupling", "async"), ("overflow", "highest")):
+        model = Sequential(LIF(8, 10, seed=0), Readout(10, 3, seed=1))
+        setattr(model, name, value)
         with pytest.raises(ValueError, match=r"\[lif_stack_forward\]"):
             model(x)
 
@@ -493,8 +510,8 @@ def test_sparse_equals_dense_with_readout(kind, coupling, reset, reset_grad) -> 
 
 @pytest.mark.parametrize("kind,coupling", [("lif", "same_step"), ("recurrent", "delayed")])
 def test_sparse_equals_dense_spike_output_and_layer_grads(kind, coupling) -> None:
-    """No readout: gradients on the last layer's entries (mapped per neuron for each mode's lists),
-    plus an extra entry gradient on the first layer through grad_spikes."""
+    """No readout: per-neuron gradients on the last layer, plus an extra one on the first layer
+    (read at each mode's listed entries), given per neuron or per entry."""
     T, B = 8, 3
     _, x = _input(T, B, 12, 0.3, seed=31)
     sparse = _stack(kind, "sparse", coupling=coupling, readout=False)
@@ -514,15 +531,21 @@ def test_sparse_equals_dense_spike_output_and_layer_grads(kind, coupling) -> Non
         return g
 
     for model in (sparse, dense):
-        model.backward(entries(model.spikes[1], g_top),
-                       grad_spikes=[entries(model.spikes[0], g_low), None])
+        model.backward(grad_neurons=[g_low, g_top])
     _assert_models_match(sparse, dense)
     assert np.abs(sparse.layers[0].weight.grad).max() > 0
+    by_neuron = [p.grad.copy() for p in sparse.parameters()]
+    sparse.zero_grad()
+    sparse(x)
+    sparse.backward(grad_entries=[entries(sparse.spikes[0], g_low), entries(sparse.spikes[1], g_top)])
+    for a, b in zip(by_neuron, sparse.parameters()):
+        np.testing.assert_array_equal(a, b.grad)
 
 
 def test_small_capacity_sparse_drops_dense_does_not() -> None:
     _, x = _input(10, 4, 12, 0.5, seed=32)
     sparse = _stack("lif", "sparse", capacity_scale=0.1)
+    sparse.overflow = "lowest"
     dense = _stack("lif", "dense", capacity_scale=0.1)
     sparse(x)
     dense(x)
@@ -597,18 +620,47 @@ def test_readout_only_matches_numpy() -> None:
     _close(gx, expected_gx, rtol=1e-5)
 
 
-def test_grad_spikes_errors() -> None:
+def test_gradient_form_errors() -> None:
     _, x = _input(4, 2, 8, 0.3, seed=35)
     model = Sequential(LIF(8, 10, capacity=4, seed=0), Readout(10, 3, seed=1))
     model(x)
     g = np.ones((4, 2, 3), np.float32)
     with pytest.raises(ValueError, match=r"\[Sequential\.backward\]"):
-        model.backward(g, grad_spikes=[None])
-    with pytest.raises(ValueError, match=r"\[Sequential\.backward\]"):
-        model.backward(g, grad_spikes=[None, g])
+        model.backward(g, grad_entries=[None])
+    with pytest.raises(ValueError, match=r"\[Sequential\.backward\] layer 1 is a Readout"):
+        model.backward(g, grad_entries=[None, g])
+    with pytest.raises(ValueError, match=r"\[Sequential\.backward\] layer 1 is a Readout"):
+        model.backward(grad_neurons=g)
     with pytest.raises(ValueError, match=r"\[lif_stack_backward\]"):
-        model.backward(g, grad_spikes=[np.ones((4, 2, 10), np.float32), None])  # K is 4, not 10
-    model.backward(g, grad_spikes=[np.ones((4, 2, 4), np.float32), None])
+        model.backward(g, grad_entries=[np.ones((4, 2, 10), np.float32), None])  # K is 4, not 10
+    with pytest.raises(ValueError, match=r"\[SpikeTensor\.gather\]"):
+        model.backward(g, grad_neurons=[np.ones((4, 2, 4), np.float32), None])  # N is 10, not 4
+    with pytest.raises(ValueError, match=r"both grad_entries and grad_neurons"):
+        model.backward(g, grad_entries=[np.ones((4, 2, 4), np.float32), None],
+                       grad_neurons=[np.ones((4, 2, 10), np.float32), None])
+    model.backward(g, grad_entries=[np.ones((4, 2, 4), np.float32), None])
+
+
+def test_per_neuron_gradient_is_never_taken_for_per_entry() -> None:
+    """K == N: a per-neuron [T, B, N] array has the shape of a per-entry one, so a spiking last
+    layer accepts neither positionally; each form must be named."""
+    _, x = _input(4, 2, 8, 0.3, seed=36)
+    model = Sequential(LIF(8, 6, capacity=6, seed=0), LIF(6, 5, capacity=5, theta2=-1.0, seed=1))
+    model(x)
+    g = np.random.default_rng(0).standard_normal((4, 2, 5)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"grad_output is ambiguous"):
+        model.backward(g)
+    model.backward(grad_neurons=g)
+    by_neuron = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    model(x)
+    model.backward(grad_entries=g)  # read as entries: a different gradient
+    assert any(not np.array_equal(a, p.grad) for a, p in zip(by_neuron, model.parameters()))
+    model.zero_grad()
+    model(x)
+    model.backward(grad_entries=model.spikes[-1].gather(g))
+    for a, p in zip(by_neuron, model.parameters()):
+        np.testing.assert_array_equal(a, p.grad)
 
 
 def test_input_grad_shape() -> None:
@@ -684,8 +736,8 @@ def test_recompute_segment_gives_bitwise_the_stored_gradients(segment) -> None:
 
 
 def test_recompute_segment_errors() -> None:
-    for bad in (-1, 2.5, "half", True):
-        with pytest.raises(ValueError, match=r"\[Sequential\] recompute_segment"):
+    for bad in (-1, 2.5, "half", True, 2**31):
+        with pytest.raises((ValueError, TypeError), match=r"\[Sequential\] recompute_segment"):
             Sequential(LIF(4, 4, 2), recompute_segment=bad)
     for segment in (4, "auto"):
         with pytest.raises(ValueError, match=r"\[Sequential\] recompute_segment needs mode='sparse'"):

@@ -191,7 +191,8 @@ def test_from_events_capacity_overflow_counts() -> None:
     # 6 distinct units in one bin, capacity 4; plus one late event.
     times = [0.1] * 6 + [0.2, 9.0]
     units = [5, 0, 4, 2, 3, 1, 5, 0]
-    st = SpikeTensor.from_events(times, units, bin_width=1.0, n_steps=2, n_neurons=6, capacity=4)
+    st = SpikeTensor.from_events(times, units, bin_width=1.0, n_steps=2, n_neurons=6, capacity=4,
+                                 overflow="lowest")
     assert st.ids[0, 0].tolist() == [0, 1, 2, 3]
     assert st.n_spk[0, 0] == 4 and st.n_spk[1, 0] == 0
     assert st.dropped == 2 + 1  # two over capacity (the duplicate of 5 is not a spike), one late

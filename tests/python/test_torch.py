@@ -38,8 +38,9 @@ def test_module_gradients_equal_the_numpy_stack(recompute_segment: int) -> None:
 
     membrane = module(torch.from_numpy(x))
     assert membrane.shape == (T, B, C) and membrane.dtype == torch.float32
-    assert membrane.data_ptr() == module.net._context.readout.ctypes.data  # DLPack: no copy
     np.testing.assert_array_equal(membrane.detach().numpy(), out)
+    membrane.data[...] = 0  # a copy: the context, which backward reads, stays as it was
+    np.testing.assert_array_equal(module.net._context.readout, out)
     membrane.backward(torch.from_numpy(grad))
     for (name, param), torch_name in zip(reference.named_parameters(), module._order):
         np.testing.assert_array_equal(getattr(module, torch_name).grad.numpy(), param.grad, err_msg=name)
@@ -59,9 +60,10 @@ def test_module_with_recompute_segment_gives_the_stored_gradients() -> None:
 
 def test_parameters_share_memory_and_torch_optimisers_train() -> None:
     module = SparseSequential(sal.LIF(N_IN, 32, 16, seed=0), sal.Readout(32, 2, seed=1))
-    for name, param in module.named_parameters():
+    module(torch.from_numpy(_input()[:, :, :N_IN]))
+    for name, param in module.named_parameters():  # a forward reads the parameters in place
         layer, slot = int(name.split("_")[1]), name.split("_", 2)[2]
-        assert param.data_ptr() == getattr(module.net.layers[layer], slot).data.ctypes.data  # zero copy
+        assert param.data_ptr() == getattr(module.net.layers[layer], slot).data.ctypes.data
     rng = np.random.default_rng(0)
     x = np.zeros((T, 32, N_IN), np.float32)
     labels = rng.integers(0, 2, 32)

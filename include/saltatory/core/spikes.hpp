@@ -11,6 +11,7 @@
 
 namespace saltatory {
 
+using kernels::Drops;
 using kernels::OverflowPolicy;
 
 /// A non-owning view of spike lists (for zero-copy input from numpy or other owners).
@@ -28,7 +29,8 @@ struct SpikeView {
   int total(int t, int b) const { return n_tot[static_cast<int64_t>(t) * B + b]; }
 };
 
-/// Owning spike lists. `dropped` counts spikes lost to capacity when the tensor was built.
+/// Owning spike lists. `dropped` counts spikes lost to capacity when the tensor was built (or by
+/// the layer that selected them), `dropped_candidates` the gradient candidates lost to it.
 class SpikeTensor {
  public:
   SpikeTensor() = default;
@@ -60,8 +62,9 @@ class SpikeTensor {
   int B() const { return B_; }
   int K() const { return K_; }
   int N() const { return N_; }
-  int64_t dropped() const { return dropped_; }
-  void set_dropped(int64_t n) { dropped_ = n; }
+  int64_t dropped() const { return dropped_.spikes; }
+  int64_t dropped_candidates() const { return dropped_.candidates; }
+  void set_dropped(Drops d) { dropped_ = d; }
   /// Spikes (not candidates) over all lists.
   int64_t total_spikes() const;
 
@@ -71,7 +74,7 @@ class SpikeTensor {
 
  private:
   int T_ = 0, B_ = 0, K_ = 0, N_ = 0;
-  int64_t dropped_ = 0;
+  Drops dropped_;
   std::vector<int32_t> ids_, n_spk_, n_tot_;
 };
 

@@ -4,7 +4,7 @@
 // Spikes take priority over candidates. Each group is kept whole when it fits; otherwise the
 // overflow policy keeps the lowest ids, or a seeded random subset (the entries with the smallest
 // hash(stream, j), independent of scan order so every backend picks the same ids). Both groups are
-// written in ascending id order. dropped = spikes that did not fit (candidates are not counted).
+// written in ascending id order. Drops count the spikes and the candidates that did not fit.
 #pragma once
 
 #include "saltatory/kernels/common.hpp"
@@ -115,11 +115,22 @@ struct SubsetCollector {
   }
 };
 
+/// Entries lost to capacity: spikes, and gradient candidates (in their own counter).
+struct Drops {
+  int64_t spikes = 0;
+  int64_t candidates = 0;
+  SALTATORY_HD Drops& operator+=(const Drops& other) {
+    spikes += other.spikes;
+    candidates += other.candidates;
+    return *this;
+  }
+};
+
 /// Counts of one selected list.
 struct SelectCounts {
   int n_spk;
   int n_tot;
-  int dropped;
+  Drops dropped;
 };
 
 /// Keeps up to `cap` of `found[0:count]` (ascending) in `out` by the policy; returns the number kept.
@@ -166,7 +177,7 @@ SALTATORY_HD SelectCounts select_two_threshold(const float* v, int n, float thet
   const int n_spk = keep_subset(spikes, n_above, ids, capacity, policy, stream, priority);
   const int n_cand = keep_subset(candidates, n_between, ids + n_spk, capacity - n_spk, policy,
                                  mix64(stream + 1), priority);
-  return {n_spk, n_spk + n_cand, n_above - n_spk};
+  return {n_spk, n_spk + n_cand, {n_above - n_spk, n_between - n_cand}};
 }
 
 }  // namespace saltatory::kernels

@@ -9,6 +9,7 @@
 // Backward is BPTT with surrogate gradients on listed entries only (METHOD.md section 5).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -50,7 +51,9 @@ struct StackConfig {
   std::vector<LayerConfig> layers;
   Coupling coupling = Coupling::same_step;
   Mode mode = Mode::sparse;
-  OverflowPolicy overflow = OverflowPolicy::lowest_ids;
+  /// Which spikes and candidates a full list keeps: a seeded random subset (default, unbiased) or
+  /// the lowest ids (the paper's choice, which starves high ids of gradient).
+  OverflowPolicy overflow = OverflowPolicy::random;
   uint64_t seed = 0;  ///< for the random overflow policy
   Device device = Device::cpu;
   /// Checkpointing in time (sparse mode). 0 stores every membrane V [T, B, N] for backward.
@@ -85,7 +88,17 @@ class StackContext {
   std::vector<SpikeTensor> spikes;  ///< per spiking layer (dense mode: capacity N, never overflows)
   std::vector<float> readout;       ///< [T, B, N_out] of the readout layer, if any
   std::vector<int64_t> dropped;     ///< spikes dropped by capacity, per spiking layer
-  bool backward_done = false;
+  std::vector<int64_t> dropped_candidates;  ///< gradient candidates dropped, per spiking layer
+  /// Set (atomically) by the backward call that consumes the context; one backward per forward,
+  /// also when several threads try at once.
+  std::atomic<bool> backward_done{false};
+
+  /// Records the drops of the spiking layer whose lists were just appended to `spikes`.
+  void add_dropped(Drops d) {
+    spikes.back().set_dropped(d);
+    dropped.push_back(d.spikes);
+    dropped_candidates.push_back(d.candidates);
+  }
 };
 
 /// Runs the stack forward over all T steps. Validates shapes, parameters and input spikes.
@@ -96,7 +109,8 @@ std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
 /// BPTT through the whole sequence. `grad_outputs[l]` is dL/d(output of layer l): per list entry
 /// [T, B, K_l] for a spiking layer, [T, B, N_out] for the readout; null means zero. Gradients are
 /// added into `grads`; `grad_input` (optional) receives dL/d(entries of the input) [T, B, K_0].
-/// A context can be consumed once.
+/// A context can be consumed once: a second call, also from another thread at the same time,
+/// throws. Calls that fail validation leave it unconsumed.
 void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,
                         const std::vector<LayerGrads>& grads, float* grad_input = nullptr);
 

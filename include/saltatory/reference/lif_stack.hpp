@@ -46,6 +46,7 @@ struct Forward {
   std::vector<std::vector<double>> membrane;  ///< per layer (all kinds), V [T * B * n_out]
   std::vector<double> readout;                ///< [T * B * n_out] of a final readout, else empty
   std::vector<int64_t> dropped;               ///< spikes lost to capacity, per spiking layer
+  std::vector<int64_t> dropped_candidates;    ///< gradient candidates lost, per spiking layer
 };
 
 /// Gradients of a reference backward pass (per layer; empty where the layer has no such parameter).
@@ -231,7 +232,7 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
     const int K = spiking ? capacity_of(config, c) : 0;
     SpikeTensor lists;
     if (spiking && activation == Activation::spikes) lists = SpikeTensor(T, B, K, n);
-    int64_t dropped = 0;
+    int64_t dropped = 0, dropped_candidates = 0;
     std::vector<double> current(n);
     for (int t = 0; t < T; ++t)
       for (int b = 0; b < B; ++b) {
@@ -280,8 +281,13 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
             }
           const int n_spk = kept;
           dropped += count - kept;
-          for (int j = 0; j < n && kept < K; ++j)
-            if (v[row + j] > theta2 && v[row + j] <= theta1) ids[kept++] = j;
+          for (int j = 0; j < n; ++j)
+            if (v[row + j] > theta2 && v[row + j] <= theta1) {
+              if (kept < K)
+                ids[kept++] = j;
+              else
+                ++dropped_candidates;
+            }
           lists.n_spk(t, b) = n_spk;
           lists.n_tot(t, b) = kept;
           for (int k = 0; k < kept; ++k) {
@@ -304,9 +310,10 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
         }
       }
     if (spiking && activation == Activation::spikes) {
-      lists.set_dropped(dropped);
+      lists.set_dropped({dropped, dropped_candidates});
       tr.out.spikes.push_back(std::move(lists));
       tr.out.dropped.push_back(dropped);
+      tr.out.dropped_candidates.push_back(dropped_candidates);
     }
     if (!spiking) tr.out.readout = v;
   }

@@ -75,7 +75,7 @@ def run_worker(spec: dict) -> dict:
         t0 = time.perf_counter()
         _, grad = losses.spike_count_cross_entropy(net(x), labels)
         net.zero_grad()
-        net.backward(grad)
+        net.backward(grad_entries=grad)
         t1 = time.perf_counter()
         ddp.allreduce_gradients(local)
         t2 = time.perf_counter()

@@ -139,7 +139,7 @@ class _SaltatoryRunner:
         else:
             _, grad = self.losses.spike_count_cross_entropy(out, self.labels)
         self.opt.zero_grad()
-        self.net.backward(grad)
+        self.net.backward(grad_entries=grad)
         self.opt.step()
 
     def layer_activity(self) -> list[float]:

@@ -43,7 +43,7 @@ class CpuBackend final : public Backend {
         continue;
       }
       ctx->spikes.emplace_back(input.T, input.B, dense ? c.n_out : c.capacity, c.n_out);
-      int64_t dropped = 0;
+      Drops dropped;
       if (!recomputes(*ctx, l)) {
         ctx->membrane.push_back(acquire_buffer(size));
         const LayerRun run = layer_run(*ctx, l, ctx->membrane.back().get(), 0);
@@ -60,8 +60,7 @@ class CpuBackend final : public Backend {
             std::copy_n(run.v(w.t1 - 1, 0), row, ctx->membrane[l].get() + k * row);
         }
       }
-      ctx->spikes.back().set_dropped(dropped);
-      ctx->dropped.push_back(dropped);
+      ctx->add_dropped(dropped);
     }
     return ctx;
   }
@@ -134,8 +133,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-int update_and_select(const LayerRun& run, int t, int b, const float* current,
-                      SelectScratch& scratch, bool select) {
+Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
+                        SelectScratch& scratch, bool select) {
   float* flags = scratch.flags.data();
   const LayerConfig& c = run.config;
   const int n = c.n_out;
@@ -161,7 +160,7 @@ int update_and_select(const LayerRun& run, int t, int b, const float* current,
       v[j] = kernels::lif_step(v_prev[j], flags[j], alpha[j], c.gain, current[j]);
     kernels::scatter_value(flags, emitted, n_emitted, 0.0f);
   }
-  if (c.kind == LayerKind::readout || !select) return 0;
+  if (c.kind == LayerKind::readout || !select) return {};
   SpikeTensor& out = *run.output;
   const auto counts = kernels::select_two_threshold(
       v, n, c.theta1, c.theta2, out.K(), run.overflow, kernels::stream_key(run.seed, t, b, 0),
@@ -193,7 +192,7 @@ void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* fl
 
 int window_steps(const StackConfig& config, int T, int B) {
   const int segment = config.recompute_segment, chunk = scatter_chunk_steps(B);
-  if (segment <= 0 || config.mode == Mode::dense) return T;
+  if (segment <= 0 || segment >= T || config.mode == Mode::dense) return T;
   return std::min(T, (segment + chunk - 1) / chunk * chunk);
 }
 

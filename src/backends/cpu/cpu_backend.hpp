@@ -98,10 +98,10 @@ int scatter_chunk_steps(int B);
 int window_steps(const StackConfig& config, int T, int B);
 
 /// Runs steps [w.t0, w.t1) of one sparse layer forward, reading V[w.t0 - 1] from the membrane
-/// buffer; returns the spikes dropped by capacity. With `select` false it only recomputes the
+/// buffer; returns the entries dropped by capacity. With `select` false it only recomputes the
 /// membranes of lists already selected (bitwise those of the forward).
-int64_t sparse_forward(const LayerRun& run, Window w, bool select);
-int64_t dense_forward(const LayerRun& run);
+Drops sparse_forward(const LayerRun& run, Window w, bool select);
+Drops dense_forward(const LayerRun& run);
 /// Runs steps [w.t1 - 1 .. w.t0] of one sparse layer backward, taking `carry` from step w.t1 and
 /// leaving it for step w.t0 - 1. grad_output: [T, B, K_out] entries, or [T, B, N] for a readout;
 /// grad_input: [T, B, K_in] entries to add into, or null; grad_current: scratch of
@@ -121,9 +121,9 @@ struct SelectScratch {
 };
 
 /// Membrane update of one (t, b) row and, for spiking layers when `select`, selection into the
-/// output list. Returns the spikes dropped by capacity.
-int update_and_select(const LayerRun& run, int t, int b, const float* current,
-                      SelectScratch& scratch, bool select);
+/// output list. Returns the entries dropped by capacity.
+Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
+                        SelectScratch& scratch, bool select);
 
 /// Carried membrane gradient from step t+1 to t of one row: gV *= alpha (* (1 - r[t+1]) for mask).
 void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* flags);

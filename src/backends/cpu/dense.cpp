@@ -7,7 +7,6 @@
 // Matrices are row-major: X, I, gI [T*B, N]; W [N_in, N_out].
 #include <Eigen/Core>
 #include <algorithm>
-#include <numeric>
 
 #include "backends/cpu/cpu_backend.hpp"
 #include "backends/cpu/parallel.hpp"
@@ -54,7 +53,7 @@ std::vector<float> dense_rows(const SpikeView& spikes, int T, int delay) {
 
 }  // namespace
 
-int64_t dense_forward(const LayerRun& run) {
+Drops dense_forward(const LayerRun& run) {
   const LayerConfig& c = run.config;
   const LayerParams& p = run.params;
   const int n = c.n_out, T = run.T, B = run.B;
@@ -68,7 +67,7 @@ int64_t dense_forward(const LayerRun& run) {
   const bool recurrent = c.kind == LayerKind::recurrent_lif;
   std::vector<float> previous(recurrent ? static_cast<size_t>(B) * n : 0, 0.0f);
   std::vector<SelectScratch> scratch(B, SelectScratch(n, n));
-  std::vector<int64_t> dropped(B, 0);
+  std::vector<Drops> dropped(B);
   for (int t = 0; t < T; ++t) {
     float* current_t = current.data() + static_cast<int64_t>(t) * B * n;
     if (recurrent && t > 0) {
@@ -83,7 +82,9 @@ int64_t dense_forward(const LayerRun& run) {
           update_and_select(run, t, b, current_t + static_cast<int64_t>(b) * n, scratch[b], true);
     });
   }
-  return std::accumulate(dropped.begin(), dropped.end(), int64_t{0});
+  Drops total;
+  for (const Drops& d : dropped) total += d;
+  return total;
 }
 
 void dense_backward(const LayerRun& run, const float* grad_output, const LayerGrads& grads,

@@ -21,7 +21,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <numeric>
 
 #include "backends/cpu/cpu_backend.hpp"
 #include "backends/cpu/parallel.hpp"
@@ -58,13 +57,13 @@ void feedforward_currents(const LayerRun& run, Window w) {
 
 int scatter_chunk_steps(int B) { return std::max(1, kScatterChunk / B); }
 
-int64_t sparse_forward(const LayerRun& run, Window w, bool select) {
+Drops sparse_forward(const LayerRun& run, Window w, bool select) {
   const LayerConfig& c = run.config;
   const LayerParams& p = run.params;
   const int n = c.n_out;
   const int capacity = run.output != nullptr ? run.output->K() : 0;
   feedforward_currents(run, w);
-  std::vector<int64_t> dropped(run.B, 0);
+  std::vector<Drops> dropped(run.B);
   parallel_for(0, run.B, [&](int64_t b) {
     SelectScratch scratch(n, select ? capacity : 0);
     for (int t = w.t0; t < w.t1; ++t) {
@@ -75,7 +74,9 @@ int64_t sparse_forward(const LayerRun& run, Window w, bool select) {
       dropped[b] += update_and_select(run, t, static_cast<int>(b), current, scratch, select);
     }
   });
-  return std::accumulate(dropped.begin(), dropped.end(), int64_t{0});
+  Drops total;
+  for (const Drops& d : dropped) total += d;
+  return total;
 }
 
 void sparse_backward(const LayerRun& run, Window w, const float* grad_output,

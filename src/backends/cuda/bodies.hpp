@@ -92,10 +92,10 @@ SALTATORY_HD void footprint(Blk& blk, const Lists& s, int t, int b, float* flags
   for (int k = blk.rank(); k < s.n_spk[s.at(t, b)]; k += blk.size()) flags[ids[k]] = value;
 }
 
-/// Two-threshold selection of V[t, b] into list (t, b); returns the dropped spikes (on rank 0).
+/// Two-threshold selection of V[t, b] into list (t, b); returns the dropped entries (on rank 0).
 template <class Blk>
-SALTATORY_HD int select_list(Blk& blk, const Layer& L, int t, int b, const float* v, int32_t* found,
-                             uint64_t* priority) {
+SALTATORY_HD kernels::Drops select_list(Blk& blk, const Layer& L, int t, int b, const float* v,
+                                        int32_t* found, uint64_t* priority) {
   const int n = L.c.n_out;
   int32_t* spikes = found;
   int32_t* candidates = found + n;
@@ -137,15 +137,16 @@ SALTATORY_HD int select_list(Blk& blk, const Layer& L, int t, int b, const float
     L.out.n_tot[L.out.at(t, b)] = n_spk + n_cand;
   }
   blk.sync();
-  return n_above - n_spk;
+  return {n_above - n_spk, n_between - n_cand};
 }
 
 /// Forward step t of sample b: current (from `current` [T, B, n] when given, else the sparse
 /// gathers), membrane update and, for spiking layers when `select`, selection (a recompute
-/// replays the step on lists already selected). Returns the dropped spikes (on rank 0).
+/// replays the step on lists already selected). Returns the dropped entries (on rank 0).
 template <class Blk>
-SALTATORY_HD int forward_step(Blk& blk, const Layer& L, int t, int b, const float* current,
-                              const Scratch& s, bool select = true) {
+SALTATORY_HD kernels::Drops forward_step(Blk& blk, const Layer& L, int t, int b,
+                                         const float* current, const Scratch& s,
+                                         bool select = true) {
   const LayerConfig& c = L.c;
   const int n = c.n_out;
   float* flags = s.flags + static_cast<int64_t>(b) * n;
@@ -180,7 +181,7 @@ SALTATORY_HD int forward_step(Blk& blk, const Layer& L, int t, int b, const floa
     footprint(blk, L.out, t - 1, b, flags, 0.0f);
     blk.sync();
   }
-  if (L.readout() || !select) return 0;
+  if (L.readout() || !select) return {};
   return select_list(blk, L, t, b, v, s.found + static_cast<int64_t>(b) * 2 * n,
                      s.priority + static_cast<int64_t>(b) * L.out.K);
 }

@@ -146,13 +146,13 @@ void validate_on_device(Exec& exec, const Lists& s, int T, int N, const char* op
         "]");
 }
 
-/// Sparse forward steps [t0, t1) of layer L, one block per sample; adds the dropped spikes to
+/// Sparse forward steps [t0, t1) of layer L, one block per sample; adds the dropped entries to
 /// drops[b] (when given). With `select` false it recomputes membranes of lists already selected.
 template <class Exec>
-void forward_window(Exec& exec, const Layer& L, int t0, int t1, const Scratch& s, int64_t* drops,
-                    bool select) {
+void forward_window(Exec& exec, const Layer& L, int t0, int t1, const Scratch& s,
+                    kernels::Drops* drops, bool select) {
   exec.blocks(L.B, [=] SALTATORY_DEVICE_LAMBDA(typename Exec::Block & blk, int b) {
-    int64_t d = 0;
+    kernels::Drops d;
     for (int t = t0; t < t1; ++t) d += forward_step(blk, L, t, b, nullptr, s, select);
     if (drops != nullptr && blk.rank() == 0) drops[b] += d;
   });
@@ -221,12 +221,12 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
   ctx->found = ArrayOf<Exec, int32_t>(static_cast<size_t>(B) * 2 * widest);
   ctx->priority = ArrayOf<Exec, uint64_t>(static_cast<size_t>(B) * widest_capacity);
 
-  ArrayOf<Exec, int64_t> dropped(B);
+  ArrayOf<Exec, kernels::Drops> dropped(B);
   for (size_t l = 0; l < config.layers.size(); ++l) {
     const Layer L = ctx->layer(l);
     const Scratch s = ctx->scratch();
-    int64_t* drops = dropped.data();
-    exec.fill_bytes(drops, 0, B * sizeof(int64_t));
+    kernels::Drops* drops = dropped.data();
+    exec.fill_bytes(drops, 0, B * sizeof(kernels::Drops));
     const int n = L.c.n_out;
     if (!dense && !ctx->recomputes(l)) {
       forward_window(exec, L, 0, T, s, drops, true);
@@ -265,7 +265,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
         }
         const float* cur = current.data();
         exec.blocks(B, [=] SALTATORY_DEVICE_LAMBDA(Block & blk, int b) {
-          const int d = forward_step(blk, L, t, b, cur, s);
+          const kernels::Drops d = forward_step(blk, L, t, b, cur, s);
           if (blk.rank() == 0) drops[b] += d;
         });
       }
@@ -281,12 +281,11 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
     exec.download(spikes.ids().data(), d.ids.data(), lists * L.out.K);
     exec.download(spikes.n_spk().data(), d.n_spk.data(), lists);
     exec.download(spikes.n_tot().data(), d.n_tot.data(), lists);
-    std::vector<int64_t> per_sample(B);
+    std::vector<kernels::Drops> per_sample(B);
     exec.download(per_sample.data(), drops, B);
-    int64_t total = 0;
-    for (int64_t x : per_sample) total += x;
-    spikes.set_dropped(total);
-    ctx->dropped.push_back(total);
+    kernels::Drops total;
+    for (const kernels::Drops& x : per_sample) total += x;
+    ctx->add_dropped(total);
   }
   return ctx;
 }

@@ -143,6 +143,7 @@ class IpuModelBackend final : public Backend {
       } else {
         ctx->spikes.emplace_back(T, B, c.capacity, c.n_out);
         ctx->dropped.push_back(0);
+        ctx->dropped_candidates.push_back(0);
       }
       scratch.spikes.resize(std::max<size_t>(scratch.spikes.size(), c.n_out));
       scratch.candidates.resize(scratch.spikes.size());
@@ -150,7 +151,8 @@ class IpuModelBackend final : public Backend {
     }
     for (int t = 0; t < T; ++t)  // superstep by superstep: layer l's compute set, then exchange
       for (size_t l = 0; l < config.layers.size(); ++l) forward_step(*ctx, l, t, scratch);
-    for (size_t l = 0; l < ctx->spikes.size(); ++l) ctx->spikes[l].set_dropped(ctx->dropped[l]);
+    for (size_t l = 0; l < ctx->spikes.size(); ++l)
+      ctx->spikes[l].set_dropped({ctx->dropped[l], ctx->dropped_candidates[l]});
     for (size_t l = 0; l < config.layers.size(); ++l)
       if (config.layers[l].kind == LayerKind::readout)
         for (const Tile& tile : ctx->tiles[l])
@@ -241,6 +243,7 @@ class IpuModelBackend final : public Backend {
       out->n_spk(t, b) = n_spk;
       out->n_tot(t, b) = n_spk + n_cand;
       ctx.dropped[l] += n_above - n_spk;
+      ctx.dropped_candidates[l] += n_between - n_cand;
       // bytes: each tile's flags to the combiner; the list to every tile that reads it
       const auto consumers = static_cast<int64_t>(
           (l + 1 < ctx.tiles.size() ? ctx.tiles[l + 1].size() : 0) +

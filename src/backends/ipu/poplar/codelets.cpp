@@ -5,7 +5,7 @@
 // Lists on the device are [n_spk, n_tot, ids...]; flags of a tile are [n_spikes, n_candidates,
 // spike ids (n), candidate ids (n)], ids global.
 //   Forward:    V = lif_step(V_prev, reset, alpha, g, bias + sum W[ids, slice] (+ W_rec rows))
-//   Select:     the tiles' flags in tile order, keep_subset by policy -> list; dropped += spikes lost
+//   Select:     the tiles' flags in tile order, keep_subset by policy -> list; dropped += losses
 //   Backward:   gV = alpha m gV + surrogate terms of the slice's entries;  gI = g (1 - alpha) gV
 //   EntryLanes: lane partial sums of W[ids_k, slice] . gI[slice];  EntryReduce: lanes -> entries
 //   WeightGrad: dW[i, slice] += gI rows of the lists that i fed (each worker owns a row range)
@@ -68,7 +68,7 @@ class Select : public Vertex {
   Output<Vector<int>> list;                    // [2 + K]
   InOut<Vector<int>> found;                    // scratch [2 N]
   InOut<Vector<unsigned long long>> priority;  // scratch [K]
-  InOut<int> dropped;
+  InOut<Vector<int>> dropped;                  // [2]: spikes and candidates lost to capacity
   unsigned n_neurons, capacity, policy, seed_lo, seed_hi, t, b;
 
   bool compute() {
@@ -88,7 +88,8 @@ class Select : public Vertex {
                                       capacity - n_spk, policy_kind, k::mix64(stream + 1), prio);
     list[0] = n_spk;
     list[1] = n_spk + n_cand;
-    *dropped += n_spk_found - n_spk;
+    dropped[0] += n_spk_found - n_spk;
+    dropped[1] += n_cand_found - n_cand;
     return true;
   }
 };

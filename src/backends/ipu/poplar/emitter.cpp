@@ -83,7 +83,7 @@ class Emitter {
         copy_in(*seq, "wr" + id, each(l, &TileTensors::w_rec));
         copy_in(*seq, "alpha" + id, each(l, &TileTensors::alpha));
         copy_in(*seq, "bias" + id, each(l, &TileTensors::bias));
-        seq->add(prog::Copy(zeros(poplar::INT, B, layers_[l].list_tile), layers_[l].dropped));
+        seq->add(prog::Copy(zeros(poplar::INT, 2 * B, layers_[l].list_tile), layers_[l].dropped));
       }
       seq->add(forward_body);
     }
@@ -125,12 +125,12 @@ class Emitter {
   }
 
  private:
-  Tensor variable(poplar::Type type, size_t size, unsigned tile, const std::string& name) {
+  Tensor variable(const poplar::Type& type, size_t size, unsigned tile, const std::string& name) {
     Tensor t = graph_.addVariable(type, {size}, name);
     graph_.setTileMapping(t, tile);
     return t;
   }
-  Tensor zeros(poplar::Type type, size_t size, unsigned tile) {
+  Tensor zeros(const poplar::Type& type, size_t size, unsigned tile) {
     Tensor t = graph_.addConstant(type, {size}, 0);
     graph_.setTileMapping(t, tile);
     return t;
@@ -172,7 +172,7 @@ class Emitter {
     L.grad_rec = variable(poplar::FLOAT, std::max(1, B_ * K), L.list_tile, "grec" + id);
     L.found = variable(poplar::INT, B_ * 2 * c.n_out, L.list_tile, "found" + id);
     L.priority = variable(poplar::UNSIGNED_LONGLONG, std::max(1, B_ * K), L.list_tile, "prio" + id);
-    L.dropped = variable(poplar::INT, B_, L.list_tile, "dropped" + id);
+    L.dropped = variable(poplar::INT, 2 * B_, L.list_tile, "dropped" + id);  // [B, 2]
     for (int i = 0; i < p.tiles; ++i) {
       const ipu::Plan::TileSlice s = plan_.tile(p.first_tile + i);
       TileTensors& t = L.tiles.emplace_back();
@@ -272,7 +272,7 @@ class Emitter {
           graph_.connect(v["list"], list_at(l, t, b));
           graph_.connect(v["found"], L.found.slice(b * 2 * c.n_out, (b + 1) * 2 * c.n_out));
           graph_.connect(v["priority"], L.priority.slice(b * c.capacity, (b + 1) * c.capacity));
-          graph_.connect(v["dropped"], L.dropped[b]);
+          graph_.connect(v["dropped"], L.dropped.slice(2 * b, 2 * b + 2));
           set(v, "n_neurons", static_cast<unsigned>(c.n_out));
           set(v, "capacity", static_cast<unsigned>(c.capacity));
           set(v, "policy", static_cast<unsigned>(config_.overflow));
@@ -581,10 +581,10 @@ class PoplarBackend final : public Backend {
           s.n_tot(t, b) = list[1];
           std::copy_n(list + 2, list[1], s.list(t, b));
         }
-      int64_t dropped = 0;
-      for (int d : c.ints["dropped" + id]) dropped += d;
-      s.set_dropped(dropped);
-      ctx.dropped.push_back(dropped);
+      Drops dropped;  // [B, 2]: spikes and candidates
+      const std::vector<int>& drops = c.ints["dropped" + id];
+      for (size_t i = 0; i < drops.size(); i += 2) dropped += {drops[i], drops[i + 1]};
+      ctx.add_dropped(dropped);
     }
   }
 
