@@ -14,19 +14,23 @@ File layout (little-endian):
 
 A save writes a temporary file beside the target, fsyncs it and renames it over the target, so an
 interrupted save leaves the previous checkpoint intact. A load verifies magic, version, length and
-checksum before it changes anything, and restores all or nothing.
+checksum, then checks every array and meta field against the objects it loads into, and only then
+assigns: a file that does not fit raises CheckpointError and changes nothing.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
 import os
+import reprlib
 import struct
-import zipfile
 
 import numpy as np
+
+from .optim import finite_array, finite_real
 
 MAGIC = b"SALTCKPT"
 VERSION = 1
@@ -89,7 +93,8 @@ def save_checkpoint(path, net, optimizer=None, *, epoch: int = 0, rng: np.random
 
 
 def read_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
-    """Verifies a checkpoint file and returns (arrays by name, meta)."""
+    """Verifies a checkpoint file and returns (arrays by name, meta). Any content it cannot parse
+    raises CheckpointError."""
     path = os.fspath(path)
     with open(path, "rb") as f:
         data = f.read()
@@ -111,52 +116,125 @@ def read_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
-    except (ValueError, KeyError, OSError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"read_checkpoint: {path}: unreadable payload ({exc})") from exc
+        meta = arrays.pop("meta")
+        meta = json.loads(meta.tobytes().decode()) if isinstance(meta, np.ndarray) else meta
+    except Exception as exc:  # numpy, zipfile and json raise many types on payloads they cannot parse
+        raise CheckpointError(f"read_checkpoint: {path}: unreadable payload ({type(exc).__name__}: "
+                              f"{reprlib.repr(str(exc))})") from exc
+    odd = sorted(name for name, value in arrays.items() if not isinstance(value, np.ndarray))
+    if odd or not isinstance(meta, dict):
+        raise CheckpointError(f"read_checkpoint: {path}: the payload must hold numpy arrays and a JSON "
+                              f"object as meta; {reprlib.repr(odd)} are not arrays, meta is a "
+                              f"{type(meta).__name__}")
     return arrays, meta
 
 
 def load_checkpoint(path, net, optimizer=None, *, rng: np.random.Generator | None = None,
                     schedule=None) -> dict:
-    """Restores what ``save_checkpoint`` saved into the given objects (all or nothing) and returns
-    the meta dict (``epoch``, ``extra``, ...)."""
+    """Restores what ``save_checkpoint`` saved into the given objects and returns the meta dict
+    (``epoch``, ``extra``, ...). Everything is validated before anything is assigned: a
+    CheckpointError leaves ``net``, ``optimizer``, ``rng`` and ``schedule`` as they were."""
     path = os.fspath(path)
     arrays, meta = read_checkpoint(path)
-    net_state = {name[4:]: value for name, value in arrays.items() if name.startswith("net/")}
-    if optimizer is not None and "optim" not in meta:
-        raise CheckpointError(f"load_checkpoint: {path} holds no optimiser state")
-    if optimizer is not None and meta["optim"]["type"] != type(optimizer).__name__:
-        raise CheckpointError(f"load_checkpoint: {path} holds {meta['optim']['type']} state, not "
-                              f"{type(optimizer).__name__}")
-    for what, obj in (("rng", rng), ("schedule", schedule)):
-        if obj is not None and what not in meta:
-            raise CheckpointError(f"load_checkpoint: {path} holds no {what} state")
-    thresholds = meta.get("thresholds", [])
-    if len(thresholds) != len(net.layers):
-        raise CheckpointError(f"load_checkpoint: {path} has {len(thresholds)} layers, the network "
-                              f"{len(net.layers)}")
-
-    backup = (net.state_dict(), _thresholds(net),
-              optimizer.state_dict() if optimizer is not None else None,
-              schedule.state_dict() if schedule is not None else None)
     try:
-        net.load_state_dict(net_state)
-        _set_thresholds(net, thresholds)
-        if optimizer is not None:
-            info = meta["optim"]
-            optimizer.load_state_dict({"lr": info["lr"], "steps": info["steps"],
-                                       "state": [arrays[f"optim/{i}"] for i in range(info["n_state"])]})
+        thresholds = _checked_thresholds(meta, net)
+        net_state = _checked_net_state(arrays, net)
+        if not (isinstance(meta.get("epoch"), int) and not isinstance(meta["epoch"], bool)
+                and isinstance(meta.get("extra"), dict)):
+            raise ValueError("meta needs an integer epoch and an object extra")
+        optim_state = None if optimizer is None else _checked_optim_state(arrays, meta, optimizer)
         if schedule is not None:
-            schedule.load_state_dict(meta["schedule"])
+            _check_schedule_state(meta, schedule, net, thresholds)
         if rng is not None:
-            rng.bit_generator.state = meta["rng"]
-    except (ValueError, KeyError, TypeError) as exc:
-        net.load_state_dict(backup[0])
-        _set_thresholds(net, backup[1])
-        if optimizer is not None:
-            optimizer.load_state_dict(backup[2])
-        if schedule is not None:
-            schedule.load_state_dict(backup[3])
+            _check_rng_state(meta, rng)
+    except ValueError as exc:
         raise CheckpointError(f"load_checkpoint: {path} does not fit: {exc}") from exc
+    net.load_state_dict(net_state)
+    _set_thresholds(net, thresholds)
+    if optimizer is not None:
+        optimizer.load_state_dict(optim_state)
+    if schedule is not None:
+        schedule.load_state_dict(meta["schedule"])
+    if rng is not None:
+        rng.bit_generator.state = meta["rng"]
     return meta
+
+
+def _checked_thresholds(meta: dict, net) -> list:
+    """meta's thresholds: [theta1, theta2] (finite, theta2 <= theta1) per spiking layer, None per
+    readout."""
+    thresholds = meta.get("thresholds")
+    if not isinstance(thresholds, list):
+        raise ValueError(f"meta's thresholds must be a list, one entry per layer, got "
+                         f"{reprlib.repr(thresholds)}")
+    if len(thresholds) != len(net.layers):
+        raise ValueError(f"the checkpoint has {len(thresholds)} layers, the network {len(net.layers)}")
+    for i, (layer, pair) in enumerate(zip(net.layers, thresholds)):
+        if not hasattr(layer, "theta2"):
+            if pair is not None:
+                raise ValueError(f"layer {i} is a {type(layer).__name__}: its thresholds must be null, "
+                                 f"got {reprlib.repr(pair)}")
+        elif not (isinstance(pair, list) and len(pair) == 2 and all(finite_real(x) for x in pair)
+                  and pair[1] <= pair[0]):
+            raise ValueError(f"layer {i} is a {type(layer).__name__}: its thresholds must be [theta1, "
+                             f"theta2], finite with theta2 <= theta1, got {reprlib.repr(pair)}")
+    return thresholds
+
+
+def _checked_net_state(arrays: dict, net) -> dict[str, np.ndarray]:
+    """The net/ arrays as float32, each named, shaped and (for alpha) ranged as in ``net``."""
+    expected = net.state_dict()
+    state = {name[4:]: value for name, value in arrays.items() if name.startswith("net/")}
+    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    if missing or unexpected:
+        raise ValueError(f"network arrays missing {reprlib.repr(missing)}, unexpected "
+                         f"{reprlib.repr(unexpected)}")
+    for name, value in state.items():
+        if value.dtype.kind not in "fiu" or value.shape != expected[name].shape:
+            raise ValueError(f"{name} is a {value.dtype} array of shape {value.shape}; the network needs "
+                             f"a real one of shape {expected[name].shape}")
+        if not finite_array(value):
+            raise ValueError(f"{name} is not finite (as float32)")
+        if name.endswith(".alpha") and not np.all((value >= 0) & (value <= 1)):
+            raise ValueError(f"{name} values must lie in [0, 1]")
+    return {name: value.astype(np.float32) for name, value in state.items()}
+
+
+def _checked_optim_state(arrays: dict, meta: dict, optimizer) -> dict:
+    """The optimiser's state_dict from meta and the optim/ arrays, validated by ``optimizer``."""
+    info = meta.get("optim")
+    if info is None:
+        raise ValueError("no optimiser state")
+    if not (isinstance(info, dict) and {"type", "lr", "steps", "n_state"} <= info.keys()):
+        raise ValueError("optimiser meta must be an object with type, lr, steps and n_state")
+    if info["type"] != type(optimizer).__name__:
+        raise ValueError(f"{reprlib.repr(info['type'])} state, not {type(optimizer).__name__}")
+    names = sorted(name for name in arrays if name.startswith("optim/"))
+    if names != sorted(f"optim/{i}" for i in range(len(names))) or info["n_state"] != len(names):
+        raise ValueError(f"n_state {reprlib.repr(info['n_state'])} and the arrays "
+                         f"{reprlib.repr(names)} do not match")
+    state = {"lr": info["lr"], "steps": info["steps"],
+             "state": [arrays[f"optim/{i}"] for i in range(len(names))]}
+    optimizer.validate_state_dict(state)
+    return state
+
+
+def _check_schedule_state(meta: dict, schedule, net, thresholds: list) -> None:
+    """Raises ValueError unless meta's schedule state fits ``schedule`` once ``net`` has ``thresholds``."""
+    if "schedule" not in meta:
+        raise ValueError("no schedule state")
+    theta1 = {id(layer): pair[0] for layer, pair in zip(net.layers, thresholds) if pair is not None}
+    schedule.validate_state_dict(meta["schedule"],
+                                 [theta1.get(id(layer), layer.theta1) for layer in schedule.layers])
+
+
+def _check_rng_state(meta: dict, rng: np.random.Generator) -> None:
+    """Raises ValueError unless a copy of ``rng``'s bit generator accepts meta's rng state."""
+    if "rng" not in meta:
+        raise ValueError("no rng state")
+    trial = copy.deepcopy(rng.bit_generator)
+    try:
+        trial.state = meta["rng"]
+    except Exception as exc:  # numpy raises ValueError, TypeError, KeyError, OverflowError, ...
+        raise ValueError(f"rng state does not fit {type(trial).__name__}: {type(exc).__name__}: "
+                         f"{reprlib.repr(str(exc))}") from exc

@@ -85,6 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hidden", type=_count(1), nargs="+", default=[256], help="hidden layer widths")
     p.add_argument("--recurrent", action="store_true", help="RecurrentLIF hidden layers")
     p.add_argument("--coupling", choices=["same_step", "delayed"], default="same_step")
+    p.add_argument("--overflow", choices=["random", "lowest"], default="random",
+                   help="which spikes and candidates a full list keeps: a seeded random subset "
+                        "(default) or the lowest ids (the paper's choice, biased towards low ids)")
     p.add_argument("--activity", type=_real(lambda x: 0 < x <= 1, "a number in (0, 1]"), default=0.2,
                    help="hidden capacity as a fraction of width, in (0, 1] (default 0.2)")
     p.add_argument("--capacity", type=_count(0), default=0, help="hidden capacity (overrides --activity)")
@@ -125,8 +128,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--device {args.device} is not available here; available: {sal.available_devices()}")
     if args.recompute_segment and args.mode != "sparse":
         p.error("--recompute-segment needs --mode sparse")
-    if args.recompute_segment != "auto":  # S >= T stores all; the core's window arithmetic needs S <= T
-        args.recompute_segment = min(args.recompute_segment, args.steps)
     if args.resume and not args.checkpoint_dir:
         p.error("--resume needs --checkpoint-dir")
     args.out = args.out or os.path.join("runs", f"{args.dataset}-{args.mode}")
@@ -222,7 +223,8 @@ def build_network(args, n_in: int, n_classes: int) -> sal.Sequential:
         width = hidden
     layers.append(sal.Readout(width, n_classes, seed=(args.seed + len(args.hidden)) % 2**64))
     return sal.Sequential(*layers, coupling=args.coupling, mode=args.mode, device=args.device,
-                          seed=args.seed, recompute_segment=args.recompute_segment)
+                          overflow=args.overflow, seed=args.seed,
+                          recompute_segment=args.recompute_segment)
 
 
 def evaluate(net: sal.Sequential, loader: data.Loader, ddp=None) -> float:
@@ -264,7 +266,7 @@ def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progre
         losses.append(loss)
         correct += int((sal.losses.predict(out) == labels).sum())
         seen += len(labels)
-        dropped.append(net.dropped)  # one count per spiking layer
+        dropped.append(net.dropped + net.dropped_candidates)  # spikes, then candidates, per layer
         trace["loss"].append(float(loss))
         trace["activity"].append([s.activity() for s in net.spikes])
         if bar is not None:
@@ -280,9 +282,12 @@ def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progre
         totals = ddp.sum([correct, seen, dropped_input, elapsed, *(activity * seen), *dropped])
         correct, seen, dropped_input, elapsed = totals[0], totals[1], totals[2], totals[3] / ddp.size
         activity, dropped = totals[4:4 + len(activity)] / seen, totals[4 + len(activity):]
+    layers = len(dropped) // 2
     return {"epoch": epoch + 1, "loss": loss, "train_acc": float(correct / seen),
             "samples_per_s": float(seen / elapsed), "seconds": elapsed,
-            "activity": [float(a) for a in activity], "dropped_hidden": [int(d) for d in dropped],
+            "activity": [float(a) for a in activity],
+            "dropped_hidden": [int(d) for d in dropped[:layers]],
+            "dropped_candidates": [int(d) for d in dropped[layers:]],
             "dropped_input": int(dropped_input)}
 
 
@@ -330,11 +335,16 @@ def main(argv=None) -> dict:
             raise SystemExit(f"saltatory.train: cannot resume from {checkpoint}: {exc.strerror}") from None
         except sal.CheckpointError as exc:
             raise SystemExit(f"saltatory.train: cannot resume: {exc}") from None
-        saved = meta["extra"].get("architecture")
+        extra = meta["extra"]
+        saved = extra.get("architecture")
         if saved != json.loads(json.dumps(architecture)):
             raise SystemExit(f"saltatory.train: {checkpoint} was made with {saved}, this run has "
                              f"{architecture}")
-        history, trace, first_epoch = meta["extra"]["history"], meta["extra"]["trace"], meta["epoch"]
+        history, trace, first_epoch = extra.get("history"), extra.get("trace"), meta["epoch"]
+        if not (isinstance(history, list) and isinstance(trace, dict)
+                and all(isinstance(trace.get(k), list) for k in ("loss", "activity"))):
+            raise SystemExit(f"saltatory.train: cannot resume: {checkpoint} holds no training history "
+                             "(it was not written by this command)")
         if ddp is not None and not ddp.in_sync():
             raise SystemExit(f"saltatory.train: the ranks loaded different weights from {checkpoint}")
         say(f"resumed from {checkpoint} after epoch {first_epoch}")
@@ -361,7 +371,8 @@ def main(argv=None) -> dict:
             say(f"epoch {epoch + 1}: loss {record['loss']:.4f}  train acc {record['train_acc']:.4f}  "
                 f"test acc {record['test_acc']:.4f}  {record['samples_per_s']:.0f} samples/s  "
                 f"hidden activity {record['activity'][0]:.4f}  dropped spikes: input "
-                f"{record['dropped_input']}, hidden {sum(record['dropped_hidden'])}")
+                f"{record['dropped_input']}, hidden {sum(record['dropped_hidden'])}, dropped "
+                f"candidates {sum(record['dropped_candidates'])}")
     except KeyboardInterrupt:
         where = f"; resume with --resume --checkpoint-dir {args.checkpoint_dir}" if checkpoint else ""
         raise SystemExit(f"\ninterrupted during epoch {len(history) + 1}{where}") from None

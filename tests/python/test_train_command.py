@@ -67,7 +67,7 @@ def test_the_command_exits_with_status_2_on_a_bad_value() -> None:
     ("--steps", "0", 50), ("--capacity", "0", 0), ("--bin-ms", "0", None), ("--activity", "1", 1.0),
     ("--seed", "0", 0),
     ("--seed", str(2**64 - 1), 2**64 - 1), ("--recompute-segment", "auto", "auto"),
-    ("--recompute-segment", "7", 7), ("--recompute-segment", str(INT_MAX), 20),  # S >= T acts as T
+    ("--recompute-segment", "7", 7), ("--recompute-segment", str(INT_MAX), INT_MAX),  # S >= T acts as T
 ])
 def test_a_value_at_the_edge_of_the_range_is_accepted(option: str, value: str, parsed) -> None:
     args = train.parse_args(["--dataset", "randman", "--steps", "20", f"{option}={value}"])
@@ -75,7 +75,7 @@ def test_a_value_at_the_edge_of_the_range_is_accepted(option: str, value: str, p
 
 
 def test_the_largest_seed_and_segment_train(tmp_path: Path) -> None:
-    # the layers' seeds are seed + i; the core's windows are S rounded up to a chunk
+    # the layers' seeds are seed + i (mod 2^64); the core stores every membrane when S >= T
     summary = _run(tmp_path, "--seed", str(2**64 - 1), "--hidden", "8", "8", "--epochs", "1",
                    "--recompute-segment", str(INT_MAX))
     assert len(summary["history"]) == 1
