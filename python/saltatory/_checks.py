@@ -1,6 +1,6 @@
-"""Argument checks shared by the Python layers. Each raises TypeError (wrong kind) or ValueError
-(wrong value) naming the op, before a value reaches C++ (where pybind11 would answer an int that
-does not fit with "incompatible function arguments")."""
+"""Checks shared by the Python layers and the readers. Each raises TypeError (wrong kind) or
+ValueError (wrong value) naming the op, before a value reaches C++ (where pybind11 would answer an
+int that does not fit with "incompatible function arguments") or a cast could truncate or wrap."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import math
 import operator
 
 import numpy as np
+
+from . import _core
 
 INT32_MAX = 2**31 - 1
 UINT64_MAX = 2**64 - 1
@@ -47,3 +49,29 @@ def choice(value, options, name: str, op: str):
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"[{op}] {name} must be one of {sorted(options)}, got {value!r}")
     return value
+
+
+def integers(values, where: str, low: int = 0, high: int = 2**31) -> np.ndarray:
+    """``values`` as int64 once every one is an integer in [low, high) (floats must be integral);
+    otherwise ValueError "<where> <index> is <value>, not an integer in [low, high)" (no index for
+    a single value). The check
+    comes before any cast, so nothing is truncated or wraps around."""
+    a = np.asarray(values)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{where} values must be integers, got dtype {a.dtype}")
+    good = (a >= low) & (a < high)
+    if a.dtype.kind == "f":
+        good &= a == np.floor(a)  # NaN fails every comparison
+    if not np.all(good):
+        i = int(np.flatnonzero(~good)[0])
+        at = f" {i}" if a.ndim else ""
+        raise ValueError(f"{where}{at} is {a.ravel()[i]}, not an integer in [{low}, {high})")
+    return a.astype(np.int64)
+
+
+def check_memory(n_bytes: int, what: str) -> None:
+    """Refuses (ValueError) what would need more than ``saltatory.memory_limit()`` bytes."""
+    limit = _core.memory_limit()
+    if n_bytes > limit:
+        raise ValueError(f"{what} would need {n_bytes} bytes, above the memory limit of {limit} "
+                         f"bytes (saltatory.set_memory_limit)")

@@ -12,10 +12,14 @@ from the LIF node back to itself. ``fold_gain=True`` moves the gain into the wei
 for importers that ignore R (Norse). Saltatory-only settings (capacity, theta2, surrogate, reset
 conventions) travel in each node's ``metadata`` so that a Saltatory round trip is exact.
 Importing accepts chains of Linear/Affine followed by LIF, CubaLIF (instantaneous synapse only)
-or LI, with v_leak = 0 and v_reset = 0; anything else raises ValueError naming the node.
+or LI, with v_leak = 0 and v_reset = 0, and a LIF node's own recurrent Linear; anything else
+raises ValueError (TypeError for a value of the wrong type) naming the node.
 """
 
 from __future__ import annotations
+
+import math
+import numbers
 
 import numpy as np
 
@@ -26,7 +30,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without nir
 
 from .nn import LIF, Readout, RecurrentLIF, Sequential
 
-_SALTATORY_KEYS = ("capacity", "theta2", "surrogate", "beta", "reset", "reset_grad")
+_SALTATORY_KEYS = {"capacity": numbers.Integral, "theta2": numbers.Real, "surrogate": str,
+                   "beta": numbers.Real, "reset": str, "reset_grad": str}  # and their types
 
 
 def to_nir(net: Sequential, dt: float = 1e-4, *, neuron: str = "LIF",
@@ -75,20 +80,75 @@ def to_nir(net: Sequential, dt: float = 1e-4, *, neuron: str = "LIF",
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"saltatory_dt": dt})
 
 
-def _follow(graph, name: str) -> list[str]:
-    """The nodes ``name`` feeds, except a recurrent loop back into it."""
-    return [b for a, b in graph.edges if a == name and (b, name) not in graph.edges]
+def _array(name: str, field: str, value, n: int | None = None) -> np.ndarray:
+    """A node's field as float64: TypeError for what is not a real array, ValueError for NaN, Inf
+    or values float32 cannot hold and, given n, for a shape other than (), (1,) or (n,) (then
+    broadcast to (n,))."""
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested sequences
+        raise ValueError(f"[from_nir] node '{name}': {field} is not an array ({exc})") from exc
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"[from_nir] node '{name}': {field} must be a real array, got dtype {a.dtype}")
+    if n is not None and a.shape not in ((), (1,), (n,)):
+        raise ValueError(f"[from_nir] node '{name}': {field} must have shape ({n},), got {a.shape}")
+    a = a.astype(np.float64)
+    if not np.all(np.abs(a) <= np.finfo(np.float32).max):
+        raise ValueError(f"[from_nir] node '{name}': {field} contains NaN, Inf or values beyond float32")
+    return a if n is None else np.broadcast_to(a, (n,))
 
 
-def _recurrent(graph, name: str) -> list[str]:
-    return [b for a, b in graph.edges if a == name and (b, name) in graph.edges]
-
-
-def _single(values, what: str, node: str) -> float:
-    values = np.unique(np.asarray(values, dtype=np.float64))
+def _single(name: str, field: str, value, n: int) -> float:
+    values = np.unique(_array(name, field, value, n))
     if values.size != 1:
-        raise ValueError(f"[from_nir] node {node}: {what} must be the same for every neuron, got {values}")
+        raise ValueError(f"[from_nir] node '{name}': {field} must be the same for every neuron, got {values}")
     return float(values[0])
+
+
+def _size(name: str, types) -> int:
+    """The size an Input's input_type or an Output's output_type declares: {key: shape}."""
+    if not isinstance(types, dict) or len(types) != 1:
+        raise ValueError(f"[from_nir] node '{name}': expected one declared shape, got {types!r}")
+    shape = _array(name, "shape", next(iter(types.values())))
+    if shape.ndim != 1 or not np.all((shape > 0) & (shape == np.floor(shape))):
+        raise ValueError(f"[from_nir] node '{name}': a shape must be positive integers, got {types!r}")
+    return math.prod(int(s) for s in shape)
+
+
+def _edges(graph) -> dict[str, list[str]]:
+    """Each node's successors, once every edge is a pair of the graph's node names."""
+    if not isinstance(graph.nodes, dict) or not isinstance(graph.edges, (list, tuple)):
+        raise TypeError("[from_nir] the graph's nodes must be a dict and its edges a list")
+    if not graph.nodes:
+        raise ValueError("[from_nir] the graph has no nodes")
+    successors = {name: [] for name in graph.nodes}
+    for edge in graph.edges:
+        if not isinstance(edge, (list, tuple)) or len(edge) != 2:
+            raise ValueError(f"[from_nir] an edge must be a (source, target) pair, got {edge!r}")
+        for end in edge:
+            if not isinstance(end, str) or end not in successors:
+                raise ValueError(f"[from_nir] edge {tuple(edge)} names {end!r}, not a node of the graph")
+        successors[edge[0]].append(edge[1])
+    return successors
+
+
+def _options(name: str, neuron, keys, capacity) -> dict:
+    """The node's Saltatory settings (metadata["saltatory"], ``capacity`` overriding), checked."""
+    if not isinstance(neuron.metadata, dict) or not isinstance(neuron.metadata.get("saltatory", {}), dict):
+        raise TypeError(f"[from_nir] node '{name}': metadata and metadata['saltatory'] must be dicts")
+    options = dict(neuron.metadata.get("saltatory", {}))
+    if capacity is not None and "capacity" in keys:
+        options["capacity"] = capacity
+    for key, value in options.items():
+        if key not in keys:
+            raise ValueError(f"[from_nir] node '{name}': unknown Saltatory metadata key {key!r} "
+                             f"(this node takes {list(keys)})")
+        kind = _SALTATORY_KEYS[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise TypeError(f"[from_nir] node '{name}': {key} must be of type {kind.__name__}, got {value!r}")
+        if kind is numbers.Real and not math.isfinite(value):
+            raise ValueError(f"[from_nir] node '{name}': {key} must be finite, got {value}")
+    return options
 
 
 def from_nir(graph: "nir.NIRGraph", dt: float | None = None, *, capacity: int | None = None,
@@ -97,64 +157,123 @@ def from_nir(graph: "nir.NIRGraph", dt: float | None = None, *, capacity: int | 
 
     ``dt`` defaults to the exporter's (Saltatory graphs record it) or 1e-4 (snnTorch's). Settings
     NIR cannot hold (capacity, theta2, ...) come from Saltatory metadata when present, otherwise
-    from the layer defaults; ``capacity`` overrides them for every spiking layer.
+    from the layer defaults; ``capacity`` overrides them for every spiking layer. Whatever else
+    the graph holds (a cycle, a node off the chain, a missing node, a parameter of the wrong shape
+    or dtype or not finite, an unknown metadata key) raises ValueError or TypeError naming the node.
     """
+    if not isinstance(graph, nir.NIRGraph):
+        raise TypeError(f"[from_nir] expected a nir.NIRGraph, got {type(graph).__name__}")
+    successors = _edges(graph)
     if dt is None:
         dt = graph.metadata.get("saltatory_dt", 1e-4) if isinstance(graph.metadata, dict) else 1e-4
+    if not isinstance(dt, numbers.Real) or isinstance(dt, bool) or not 0 < dt < math.inf:
+        raise ValueError(f"[from_nir] dt must be a positive finite number, got {dt!r}")
     inputs = [name for name, node in graph.nodes.items() if isinstance(node, nir.Input)]
     if len(inputs) != 1:
         raise ValueError(f"[from_nir] need exactly one Input node, found {len(inputs)}")
-    layers, current = [], inputs[0]
-    while True:
-        following = _follow(graph, current)
+    chain = [inputs[0]]  # the nodes reached, each once
+
+    def reach(source: str, loop: str | None = None) -> str:
+        """The one node ``source`` feeds besides its recurrent ``loop``; a node reached twice is a cycle."""
+        following = [b for b in successors[source] if b != loop]
         if len(following) != 1:
-            raise ValueError(f"[from_nir] node {current} feeds {len(following)} nodes; only chains "
-                             f"(plus self-recurrence) are supported")
-        name = following[0]
+            raise ValueError(f"[from_nir] node '{source}' feeds {len(following)} nodes {following}; "
+                             f"only chains (plus a LIF node's recurrent Linear) are supported")
+        if following[0] in chain:
+            raise ValueError(f"[from_nir] node '{following[0]}' is reached twice: the graph has a cycle "
+                             f"(only a LIF node's own recurrent Linear may loop back)")
+        chain.append(following[0])
+        return following[0]
+
+    layers, size, current, loop = [], _size(inputs[0], graph.nodes[inputs[0]].input_type), inputs[0], None
+    while not isinstance(graph.nodes[name := reach(current, loop)], nir.Output):
         node = graph.nodes[name]
-        if isinstance(node, nir.Output):
-            break
         if not isinstance(node, (nir.Linear, nir.Affine)):
-            raise ValueError(f"[from_nir] node {name} is a {type(node).__name__}; expected Linear or Affine")
-        weight = np.asarray(node.weight, dtype=np.float64)
-        bias = np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else None
-        after = _follow(graph, name)
-        neuron_name = after[0] if len(after) == 1 else None
-        neuron = graph.nodes.get(neuron_name)
-        layers.append(_layer(neuron_name, neuron, weight, bias, graph, dt, capacity, seed + len(layers)))
-        current = neuron_name
+            raise ValueError(f"[from_nir] node '{name}' is a {type(node).__name__}; "
+                             f"expected Linear or Affine")
+        if layers and isinstance(layers[-1], Readout):
+            raise ValueError(f"[from_nir] node '{current}' is an LI (a readout), which must be the "
+                             f"last layer")
+        weight = _array(name, "weight", node.weight)
+        if weight.ndim != 2 or weight.shape[1] != size or weight.shape[0] == 0:
+            raise ValueError(f"[from_nir] node '{name}': weight must have shape (n_out, {size}) for its "
+                             f"{size} inputs, got {weight.shape}")
+        bias = _array(name, "bias", node.bias, len(weight)) if isinstance(node, nir.Affine) else None
+        current = reach(name)
+        loop, recurrent = _loop(current, len(weight), graph, successors, chain)
+        layers.append(_layer(current, graph.nodes[current], weight, bias, recurrent, dt, capacity,
+                             seed + len(layers)))
+        size = len(weight)
     if not layers:
         raise ValueError("[from_nir] the graph has no layers")
+    if _size(name, graph.nodes[name].output_type) != size or successors[name]:
+        raise ValueError(f"[from_nir] node '{name}': expected an Output of the last layer's {size} "
+                         f"neurons that feeds nothing")
+    stray = [name for name in graph.nodes if name not in chain]
+    if stray:
+        raise ValueError(f"[from_nir] node '{stray[0]}' is not on the chain from the input to the output")
     return Sequential(*layers, mode=mode, seed=seed)
 
 
-def _layer(name, neuron, weight, bias, graph, dt, capacity, seed):
+def _loop(name: str, n: int, graph, successors, chain: list[str]):
+    """(name, weight [n, n]) of the Linear node looping back into ``name`` (added to ``chain``),
+    or (None, None)."""
+    loops = [b for b in successors[name] if name in successors[b]]
+    if len(loops) > 1:
+        raise ValueError(f"[from_nir] node '{name}' has {len(loops)} recurrent loops {loops}; at most one")
+    if not loops:
+        return None, None
+    loop, node = loops[0], graph.nodes[loops[0]]
+    if loop in chain or successors[loop] != [name]:
+        raise ValueError(f"[from_nir] node '{loop}' loops back into '{name}' but is part of a cycle; "
+                         f"a recurrent Linear must only feed its LIF node")
+    if not isinstance(node, nir.Linear):
+        raise ValueError(f"[from_nir] node '{loop}' loops back into '{name}' but is a "
+                         f"{type(node).__name__}; a recurrent loop must be a Linear")
+    weight = _array(loop, "weight", node.weight)
+    if weight.shape != (n, n):
+        raise ValueError(f"[from_nir] node '{loop}': a recurrent weight must have shape ({n}, {n}), "
+                         f"got {weight.shape}")
+    chain.append(loop)
+    return loop, weight
+
+
+def _layer(name, neuron, weight, bias, recurrent, dt, capacity, seed):
     if not isinstance(neuron, (nir.LIF, nir.CubaLIF, nir.LI)):
-        raise ValueError(f"[from_nir] node {name} (after a Linear/Affine) is a {type(neuron).__name__}; "
+        raise ValueError(f"[from_nir] node '{name}' (after a Linear/Affine) is a {type(neuron).__name__}; "
                          f"expected LIF, CubaLIF or LI")
     n_out, n_in = weight.shape
-    tau = neuron.tau_mem if isinstance(neuron, nir.CubaLIF) else neuron.tau
-    if not np.allclose(neuron.v_leak, 0.0) or not np.allclose(getattr(neuron, "v_reset", 0.0), 0.0):
-        raise ValueError(f"[from_nir] node {name}: only v_leak = 0 and v_reset = 0 are supported")
-    instantaneous = lambda n: np.allclose(n.tau_syn, dt) and np.allclose(n.w_in, 1.0)  # noqa: E731
-    if isinstance(neuron, nir.CubaLIF) and not instantaneous(neuron):
-        raise ValueError(f"[from_nir] node {name}: CubaLIF with a synaptic time constant "
+    tau = _array(name, "tau", neuron.tau_mem if isinstance(neuron, nir.CubaLIF) else neuron.tau, n_out)
+    if np.any(tau < dt):
+        raise ValueError(f"[from_nir] node '{name}': tau must be positive and at least dt = {dt} "
+                         f"(alpha = 1 - dt / tau in [0, 1]), got {tau.min()}")
+    def near(field: str, value: float) -> bool:
+        return np.allclose(_array(name, field, getattr(neuron, field, 0.0), n_out), value)
+
+    if not near("v_leak", 0.0) or not near("v_reset", 0.0):
+        raise ValueError(f"[from_nir] node '{name}': only v_leak = 0 and v_reset = 0 are supported")
+    if isinstance(neuron, nir.CubaLIF) and not (near("tau_syn", dt) and near("w_in", 1.0)):
+        raise ValueError(f"[from_nir] node '{name}': CubaLIF with a synaptic time constant "
                          f"(tau_syn != dt) is not supported: Saltatory LIF has no synaptic current")
-    alpha = (1.0 - dt / np.broadcast_to(np.asarray(tau, np.float64), (n_out,))).astype(np.float32)
-    gain = _single(neuron.r, "r (the gain)", name)
-    if isinstance(neuron, nir.LI):
-        layer = Readout(n_in, n_out, alpha=alpha, gain=gain, bias=bias is not None, seed=seed)
-    else:
-        options = dict(neuron.metadata.get("saltatory", {})) if isinstance(neuron.metadata, dict) else {}
-        if capacity is not None:
-            options["capacity"] = capacity
-        recurrent = _recurrent(graph, name)
-        kind = RecurrentLIF if recurrent else LIF
-        layer = kind(n_in, n_out, options.pop("capacity", None), alpha=alpha, gain=gain,
-                     theta1=_single(neuron.v_threshold, "v_threshold", name), bias=bias is not None,
-                     seed=seed, **options)
-        if recurrent:
-            layer.weight_rec.data[...] = np.asarray(graph.nodes[recurrent[0]].weight, np.float64).T
+    if isinstance(neuron, nir.LI) and recurrent is not None:
+        raise ValueError(f"[from_nir] node '{name}': an LI (readout) node cannot be recurrent")
+    alpha = (1.0 - dt / tau).astype(np.float32)
+    gain = _single(name, "r (the gain)", neuron.r, n_out)
+    keys = () if isinstance(neuron, nir.LI) else tuple(_SALTATORY_KEYS)
+    options = _options(name, neuron, keys, capacity)
+    if not isinstance(neuron, nir.LI):
+        options["theta1"] = _single(name, "v_threshold", neuron.v_threshold, n_out)
+    try:
+        if isinstance(neuron, nir.LI):
+            layer = Readout(n_in, n_out, alpha=alpha, gain=gain, bias=bias is not None, seed=seed)
+        else:
+            kind = LIF if recurrent is None else RecurrentLIF
+            layer = kind(n_in, n_out, options.pop("capacity", None), alpha=alpha, gain=gain,
+                         bias=bias is not None, seed=seed, **options)
+    except ValueError as exc:  # a setting the layer refuses (theta2 above theta1, a surrogate name)
+        raise ValueError(f"[from_nir] node '{name}': {exc}") from exc
+    if recurrent is not None:
+        layer.weight_rec.data[...] = recurrent.T
     layer.weight.data[...] = weight.T
     if bias is not None:
         layer.bias.data[...] = bias

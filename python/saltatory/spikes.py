@@ -136,7 +136,7 @@ class SpikeTensor:
         self._host_only(op)
         entries = _float32_array(per_entry, self.shape, op)
         T, B, _ = self.shape
-        _check_bytes(4 * T * B * self.n_neurons, op)
+        _checks.check_memory(4 * T * B * self.n_neurons, f"[{op}] a dense [T, B, N] array")
         dense = np.zeros((T, B, self.n_neurons), np.float32)
         t, b, k = np.nonzero(self._listed())
         dense[t, b, self.ids[t, b, k]] = entries[t, b, k]  # ids in a list are distinct
@@ -181,13 +181,6 @@ def _float32_array(value, shape: tuple, op: str) -> np.ndarray:
     if value.shape != tuple(shape):
         raise ValueError(f"[{op}] expected shape {tuple(shape)}, got {value.shape}")
     return value
-
-
-def _check_bytes(n_bytes: int, op: str) -> None:
-    limit = _core.memory_limit()
-    if n_bytes > limit:
-        raise ValueError(f"[{op}] needs {n_bytes / 2**20:.1f} MiB, more than the memory limit of "
-                         f"{limit / 2**20:.1f} MiB (set_memory_limit or SALTATORY_MEMORY_LIMIT)")
 
 
 def _check_policy(overflow: str, op: str) -> None:

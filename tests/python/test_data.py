@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import saltatory
 from saltatory.data.encode import latency_encode, rate_encode
 from saltatory.data.fashion_mnist import DEFAULT_ROOT, load_fashion_mnist, load_idx
 from saltatory.data.randman import Randman, make_randman, train_test_split
@@ -229,6 +230,42 @@ def test_load_fashion_mnist_from_synthetic_root(tmp_path: Path) -> None:
 
     _write_gz(tmp_path / "t10k-labels-idx1-ubyte.gz", _idx_bytes(labels[:4], 0x08))
     with pytest.raises(ValueError, match="labels"):
+        load_fashion_mnist(tmp_path, split="test")
+
+
+def test_load_idx_refuses_declared_arrays_above_the_memory_limit(tmp_path: Path) -> None:
+    header = bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 1000, 1000, 100)  # 100 MB of uint8
+    path = tmp_path / "bomb.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:  # 100 MB of zeros in about 100 KB
+        f.write(header)
+        for _ in range(100):
+            f.write(bytes(1_000_000))
+    assert os.path.getsize(path) < 1 << 20
+    saltatory.set_memory_limit(64 << 20)
+    try:
+        with pytest.raises(ValueError, match=r"load_idx: .*bomb.gz: the header's shape \(1000, 1000, 100\) "
+                                             r"would need 200000000 bytes, above the memory limit"):
+            load_idx(path)
+        small = tmp_path / "small.idx"
+        small.write_bytes(_idx_bytes(np.arange(6, dtype=np.uint8).reshape(2, 3), 0x08))
+        assert load_idx(small).tolist() == [[0, 1, 2], [3, 4, 5]]
+    finally:
+        saltatory.set_memory_limit(0)
+    huge = tmp_path / "huge.idx"  # 16 bytes declaring 2^64 bytes: refused unread under any limit
+    huge.write_bytes(bytes([0, 0, 0x08, 2]) + struct.pack(">2I", 2**32 - 1, 2**32 - 1) + bytes(4))
+    with pytest.raises(ValueError, match="above the memory limit"):
+        load_idx(huge)
+
+
+@pytest.mark.parametrize("labels,type_code,match", [
+    (np.array([0.0, 2.5]), 0x0E, "label 1 is 2.5"),
+    (np.array([3, -1], np.int32), 0x0C, "label 1 is -1"),
+    (np.array([np.nan, 1.0]), 0x0E, "label 0 is nan"),
+])
+def test_load_fashion_mnist_refuses_non_integer_labels(tmp_path: Path, labels, type_code, match: str) -> None:
+    _write_gz(tmp_path / "t10k-images-idx3-ubyte.gz", _idx_bytes(np.zeros((2, 28, 28), np.uint8), 0x08))
+    _write_gz(tmp_path / "t10k-labels-idx1-ubyte.gz", _idx_bytes(labels, type_code))
+    with pytest.raises(ValueError, match=rf"load_fashion_mnist: .*t10k-labels-idx1-ubyte.gz: {match}, not an integer"):
         load_fashion_mnist(tmp_path, split="test")
 
 

@@ -4,6 +4,7 @@ cannot represent. Skips cleanly without the nir package (and without torch for t
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,188 @@ def test_unsupported_graphs_and_settings_raise() -> None:
              "output": nir.Output(output_type=np.array([4]))}
     with pytest.raises(ValueError, match="expected Linear or Affine"):
         from_nir(nir.NIRGraph(nodes=nodes, edges=[("input", "if"), ("if", "output")]))
+
+
+def _drop_edge(graph, edge) -> None:
+    graph.edges.remove(edge)
+
+
+def _set(graph, node: str, field: str, value) -> None:
+    setattr(graph.nodes[node], field, value)
+
+
+def _spoil(graph, node: str, field: str, index, value) -> None:
+    array = np.array(getattr(graph.nodes[node], field), dtype=np.float64)
+    array[index] = value
+    setattr(graph.nodes[node], field, array)
+
+
+def _add_nodes(graph, edges, **nodes) -> None:
+    graph.nodes.update(nodes)
+    graph.edges.extend(edges)
+
+
+def _meta(graph, node: str, **settings) -> None:
+    graph.nodes[node].metadata.setdefault("saltatory", {}).update(settings)
+
+
+# Each case spoils the export of _trained_like_net(): input -> linear_0 (Affine) -> neuron_0 (LIF)
+# -> linear_1 -> neuron_1 (LIF, recurrent_1 looping back) -> linear_2 -> neuron_2 (LI) -> output.
+_MALFORMED = {
+    "cycle back to the first layer": (lambda g: (_drop_edge(g, ("neuron_2", "output")),
+                                                 g.edges.append(("neuron_2", "linear_0"))),
+                                      ValueError, "node 'linear_0' is reached twice: the graph has a cycle"),
+    "a branch back": (lambda g: g.edges.append(("neuron_1", "linear_0")), ValueError, "node 'neuron_1' feeds 2"),
+    "LIF looping into itself": (lambda g: g.edges.append(("neuron_0", "neuron_0")), ValueError,
+                                "node 'neuron_0' loops back into 'neuron_0' but is part of a cycle"),
+    "LIF looping into its Linear": (lambda g: g.edges.append(("neuron_0", "linear_0")), ValueError,
+                                    "node 'linear_0' loops back into 'neuron_0' but is part of a cycle"),
+    "recurrent Linear feeding on": (lambda g: g.edges.append(("recurrent_1", "output")), ValueError,
+                                    "node 'recurrent_1' loops back into 'neuron_1' but is part of a cycle"),
+    "two recurrent loops": (lambda g: _add_nodes(g, [("neuron_1", "r2"), ("r2", "neuron_1")],
+                                                 r2=nir.Linear(weight=np.ones((16, 16)))),
+                            ValueError, "node 'neuron_1' has 2 recurrent loops"),
+    "recurrent Affine": (lambda g: g.nodes.update(recurrent_1=nir.Affine(weight=np.ones((16, 16)),
+                                                                         bias=np.ones(16))),
+                         ValueError, "node 'recurrent_1' loops back into 'neuron_1' but is a Affine"),
+    "recurrent weight of the wrong shape": (lambda g: _set(g, "recurrent_1", "weight", np.ones((16, 15))),
+                                            ValueError, r"node 'recurrent_1': a recurrent weight must have "
+                                                        r"shape \(16, 16\)"),
+    "recurrent readout": (lambda g: _add_nodes(g, [("neuron_2", "r3"), ("r3", "neuron_2")],
+                                               r3=nir.Linear(weight=np.ones((3, 3)))),
+                          ValueError, r"node 'neuron_2': an LI \(readout\) node cannot be recurrent"),
+    "cycle off the chain": (lambda g: _add_nodes(g, [("a", "b"), ("b", "a")], a=nir.Linear(weight=np.ones((2, 2))),
+                                                 b=nir.Linear(weight=np.ones((2, 2)))),
+                            ValueError, "node 'a' is not on the chain"),
+    "disconnected node": (lambda g: g.nodes.update(lonely=nir.Linear(weight=np.ones((2, 2)))), ValueError,
+                          "node 'lonely' is not on the chain"),
+    "edge to a missing node": (lambda g: g.edges.append(("neuron_0", "ghost")), ValueError,
+                               "names 'ghost', not a node"),
+    "node removed under its edges": (lambda g: g.nodes.pop("linear_1"), ValueError, "names 'linear_1', not a node"),
+    "malformed edge": (lambda g: g.edges.append(("input",)), ValueError, "an edge must be a .source, target. pair"),
+    "edges not a list": (lambda g: setattr(g, "edges", None), TypeError, "edges a list"),
+    "empty graph": (lambda g: (g.nodes.clear(), g.edges.clear()), ValueError, "the graph has no nodes"),
+    "no layers": (lambda g: (g.nodes.clear(), g.edges.clear(), _add_nodes(
+        g, [("input", "output")], input=nir.Input(input_type=np.array([3])),
+        output=nir.Output(output_type=np.array([3])))), ValueError, "the graph has no layers"),
+    "two inputs": (lambda g: g.nodes.update(input2=nir.Input(input_type=np.array([30]))), ValueError,
+                   "exactly one Input node, found 2"),
+    "output feeding on": (lambda g: g.edges.append(("output", "input")), ValueError,
+                          "node 'output': expected an Output of the last layer's 3 neurons that feeds nothing"),
+    "output of the wrong size": (lambda g: _set(g, "output", "output_type", {"output": np.array([4])}),
+                                 ValueError, "node 'output': expected an Output of the last layer's 3"),
+    "input of the wrong size": (lambda g: _set(g, "input", "input_type", {"input": np.array([29])}),
+                                ValueError, r"node 'linear_0': weight must have shape \(n_out, 29\)"),
+    "input shape not integers": (lambda g: _set(g, "input", "input_type", {"input": np.array([2.5])}),
+                                 ValueError, "node 'input': a shape must be positive integers"),
+    "readout in the middle": (lambda g: g.nodes.update(neuron_0=nir.LI(tau=np.ones(24), r=np.ones(24),
+                                                                         v_leak=np.zeros(24))),
+                              ValueError, "node 'neuron_0' is an LI .a readout., which must be the last"),
+    "IF neuron": (lambda g: g.nodes.update(neuron_0=nir.IF(r=np.ones(24), v_threshold=np.ones(24))),
+                  ValueError, "node 'neuron_0' .after a Linear/Affine. is a IF"),
+    "tau negative": (lambda g: _set(g, "neuron_0", "tau", np.full(24, -1.0)), ValueError,
+                     "node 'neuron_0': tau must be positive"),
+    "tau zero": (lambda g: _spoil(g, "neuron_1", "tau", 3, 0.0), ValueError,
+                 "node 'neuron_1': tau must be positive"),
+    "tau below dt": (lambda g: _set(g, "neuron_2", "tau", np.full(3, 1e-5)), ValueError,
+                     "node 'neuron_2': tau must be positive and at least dt"),
+    "tau NaN": (lambda g: _spoil(g, "neuron_0", "tau", 0, np.nan), ValueError, "node 'neuron_0': tau contains NaN"),
+    "tau inf": (lambda g: _spoil(g, "neuron_0", "tau", 0, np.inf), ValueError,
+                "node 'neuron_0': tau contains NaN, Inf"),
+    "tau of the wrong shape": (lambda g: _set(g, "neuron_0", "tau", np.ones(5)), ValueError,
+                               r"node 'neuron_0': tau must have shape \(24,\)"),
+    "tau a string": (lambda g: _set(g, "neuron_0", "tau", "fast"), TypeError,
+                     "node 'neuron_0': tau must be a real array"),
+    "weight NaN": (lambda g: _spoil(g, "linear_1", "weight", (0, 0), np.nan), ValueError,
+                   "node 'linear_1': weight contains NaN"),
+    "weight beyond float32": (lambda g: _spoil(g, "linear_1", "weight", (0, 0), 1e39), ValueError,
+                              "node 'linear_1': weight contains NaN, Inf or values beyond float32"),
+    "weight not fitting the layer before": (lambda g: _set(g, "linear_1", "weight", np.ones((16, 7))), ValueError,
+                                            r"node 'linear_1': weight must have shape \(n_out, 24\)"),
+    "weight one-dimensional": (lambda g: _set(g, "linear_1", "weight", np.ones(24)), ValueError,
+                               "node 'linear_1': weight must have shape"),
+    "weight ragged": (lambda g: _set(g, "linear_1", "weight", [[1.0, 2.0], [3.0]]), ValueError,
+                      "node 'linear_1': weight is not an array"),
+    "weight complex": (lambda g: _set(g, "linear_1", "weight", np.ones((16, 24), complex)), TypeError,
+                       "node 'linear_1': weight must be a real array, got dtype complex128"),
+    "weight of objects": (lambda g: _set(g, "linear_1", "weight", None), TypeError,
+                          "node 'linear_1': weight must be a real array, got dtype object"),
+    "bias of the wrong shape": (lambda g: _set(g, "linear_0", "bias", np.ones(3)), ValueError,
+                                r"node 'linear_0': bias must have shape \(24,\)"),
+    "bias inf": (lambda g: _spoil(g, "linear_0", "bias", 1, -np.inf), ValueError, "node 'linear_0': bias contains"),
+    "threshold differing per neuron": (lambda g: _spoil(g, "neuron_0", "v_threshold", 2, 0.5), ValueError,
+                                       "node 'neuron_0': v_threshold must be the same for every neuron"),
+    "gain NaN": (lambda g: _spoil(g, "neuron_1", "r", 0, np.nan), ValueError,
+                 r"node 'neuron_1': r \(the gain\) contains NaN"),
+    "v_reset NaN": (lambda g: _spoil(g, "neuron_1", "v_reset", 0, np.nan), ValueError,
+                    "node 'neuron_1': v_reset contains NaN"),
+    "unknown metadata key": (lambda g: _meta(g, "neuron_0", tau_adapt=3.0), ValueError,
+                             "node 'neuron_0': unknown Saltatory metadata key 'tau_adapt'"),
+    "metadata on a readout": (lambda g: _set(g, "neuron_2", "metadata", {"saltatory": {"capacity": 3}}), ValueError,
+                              "node 'neuron_2': unknown Saltatory metadata key 'capacity'"),
+    "capacity a float": (lambda g: _meta(g, "neuron_1", capacity=2.5), TypeError,
+                         "node 'neuron_1': capacity must be of type Integral, got 2.5"),
+    "capacity a bool": (lambda g: _meta(g, "neuron_1", capacity=True), TypeError, "node 'neuron_1': capacity must"),
+    "capacity zero": (lambda g: _meta(g, "neuron_1", capacity=0), ValueError, "node 'neuron_1': .*capacity"),
+    "theta2 NaN": (lambda g: _meta(g, "neuron_0", theta2=float("nan")), ValueError,
+                   "node 'neuron_0': theta2 must be finite"),
+    "theta2 above theta1": (lambda g: _meta(g, "neuron_0", theta2=2.0), ValueError,
+                            r"node 'neuron_0': \[LIF\] theta2 .* must not exceed theta1"),
+    "surrogate unknown": (lambda g: _meta(g, "neuron_0", surrogate="bogus"), ValueError,
+                          "node 'neuron_0': .*surrogate must be one of"),
+    "surrogate not a string": (lambda g: _meta(g, "neuron_0", surrogate=["arctan"]), TypeError,
+                               "node 'neuron_0': surrogate must be of type str"),
+    "metadata not a dict": (lambda g: _set(g, "neuron_0", "metadata", "junk"), TypeError,
+                            r"node 'neuron_0': metadata and metadata\['saltatory'\] must be dicts"),
+    "dt NaN": (lambda g: g.metadata.update(saltatory_dt=float("nan")), ValueError, "dt must be a positive finite"),
+    "dt negative": (lambda g: g.metadata.update(saltatory_dt=-1e-4), ValueError, "dt must be a positive finite"),
+    "dt a string": (lambda g: g.metadata.update(saltatory_dt="1e-4"), ValueError, "dt must be a positive finite"),
+}
+
+
+def _alarm(signum, frame):
+    raise TimeoutError("from_nir did not return within 10 s")
+
+
+@pytest.mark.parametrize("case", list(_MALFORMED))
+def test_malformed_graphs_raise_naming_the_node(case: str) -> None:
+    spoil, error, match = _MALFORMED[case]
+    graph = to_nir(_trained_like_net())
+    spoil(graph)
+    previous = signal.signal(signal.SIGALRM, _alarm)  # a cycle once looped forever
+    signal.alarm(10)
+    try:
+        with pytest.raises(error, match=rf"^\[from_nir\] .*{match}"):
+            from_nir(graph)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_from_nir_refuses_what_is_not_a_graph_and_bad_capacities() -> None:
+    with pytest.raises(TypeError, match=r"\[from_nir\] expected a nir.NIRGraph, got dict"):
+        from_nir({"nodes": {}, "edges": []})
+    graph = to_nir(_trained_like_net())
+    assert [layer.capacity for layer in from_nir(graph, capacity=4).layers[:2]] == [4, 4]
+    with pytest.raises(TypeError, match="node 'neuron_0': capacity must be of type Integral, got '4'"):
+        from_nir(graph, capacity="4")
+    with pytest.raises(ValueError, match=r"\[from_nir\] dt must be a positive finite number, got inf"):
+        from_nir(graph, dt=float("inf"))
+
+
+def test_fuzzer_seeds_stay_refused_or_accepted() -> None:
+    """The seeds in tests/fuzz/corpus/nir replayed through the fuzz target (needs atheris)."""
+    pytest.importorskip("atheris")
+    import importlib.util
+
+    fuzz = Path(__file__).resolve().parents[1] / "fuzz"
+    spec = importlib.util.spec_from_file_location("fuzz_nir", fuzz / "fuzz_nir.py")
+    target = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(target)
+    seeds = sorted((fuzz / "corpus" / "nir").iterdir())
+    assert len(seeds) >= 8
+    for seed in seeds:
+        target.one_input(seed.read_bytes())  # raises on a finding
 
 
 def _feed_forward_net() -> sal.Sequential:

@@ -13,12 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import saltatory
 from saltatory.data import (CAMERA_EVENT_DTYPE, Cochlea, DenseDataset, EventDataset, ImageDataset,
                             Loader, events_to_units, from_tonic, fsdd_files, fsdd_to_shd, load_fsdd,
                             load_nmnist, load_shd, read_nmnist_events, read_shd, read_wav,
                             write_nmnist_events, write_shd)
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@pytest.fixture
+def small_memory_limit():
+    saltatory.set_memory_limit(64 << 20)
+    try:
+        yield 64 << 20
+    finally:
+        saltatory.set_memory_limit(0)
 
 
 def _camera_events(rows) -> np.ndarray:
@@ -98,6 +108,22 @@ def test_load_nmnist_bad_list_file(tmp_path: Path) -> None:
         load_nmnist(tmp_path, "train")
 
 
+def test_nmnist_labels_beyond_int32_and_large_files_are_refused(tmp_path: Path, small_memory_limit) -> None:
+    _write_nmnist_folder(tmp_path / "flat", {1: 4})
+    (tmp_path / "flat" / "train1K.txt").write_text("1\t4294967296\n")  # 2^32 would wrap to class 0
+    with pytest.raises(ValueError, match=r"load_nmnist: .*train1K.txt:1: class 4294967296 is not an integer"):
+        load_nmnist(tmp_path / "flat", "train")
+    (tmp_path / "tree" / "Train" / "2147483648").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"load_nmnist: .*2147483648: class 2147483648"):
+        load_nmnist(tmp_path / "tree", "train")
+    big = tmp_path / "big.bs2"
+    big.write_bytes(bytes(5 * 600_000))  # 3 MB of events: 77 MB to decode, above the 64 MiB limit
+    with pytest.raises(ValueError, match=r"read_nmnist_events: .*big.bs2 would need \d+ bytes, above the memory"):
+        read_nmnist_events(big)
+    saltatory.set_memory_limit(0)
+    assert len(read_nmnist_events(big)) == 600_000
+
+
 @pytest.mark.skipif(not (SHARED / "nmnist-small").is_dir(), reason="../shared/data/nmnist-small absent")
 def test_real_nmnist_subset() -> None:
     test = load_nmnist(SHARED / "nmnist-small", "test")
@@ -158,12 +184,39 @@ def test_event_dataset_capacity_overflow_is_seeded_and_counted() -> None:
 
 
 def test_event_dataset_validates() -> None:
-    with pytest.raises(ValueError, match="unit ids"):
+    with pytest.raises(ValueError, match=r"\[EventDataset\] sample 0: unit id 0 is 12"):
         EventDataset([np.zeros(1)], [np.array([12])], [0], n_units=10, n_steps=1, bin_width=1.0)
     with pytest.raises(ValueError, match="labels"):
         EventDataset([np.zeros(1)], [np.zeros(1, int)], [0, 1], n_units=10, n_steps=1, bin_width=1.0)
     with pytest.raises(ValueError, match="differ"):
         EventDataset([np.zeros(2)], [np.zeros(1, int)], [0], n_units=10, n_steps=1, bin_width=1.0)
+
+
+def test_integer_fields_and_labels_are_checked_before_narrowing() -> None:
+    audio = np.zeros(2, dtype=[("x", "<f8"), ("t", "<f8")])
+    audio["x"] = [3.0, 3.5]
+    with pytest.raises(ValueError, match=r"\[events_to_units\] field x of event 1 is 3.5, not an integer"):
+        events_to_units(audio, (700, 1, 1))
+    audio["x"] = [3.0, 699.0]
+    assert events_to_units(audio, (700, 1, 1))[1].tolist() == [3, 699]  # integral floats are fine
+    one = dict(n_units=10, n_steps=2, bin_width=1.0)
+    with pytest.raises(ValueError, match=r"\[EventDataset\] label 1 is 1099511627776, not an integer in"):
+        EventDataset([np.zeros(1), np.zeros(1)], [np.zeros(1, int)] * 2, [3, 2**40], **one)  # was class 0
+    with pytest.raises(ValueError, match=r"\[EventDataset\] sample 0: unit id 0 is 2.5"):
+        EventDataset([np.zeros(1)], [np.array([2.5])], [0], **one)
+    with pytest.raises(ValueError, match=r"\[EventDataset\] sample 0: unit id 0 is -1"):
+        EventDataset([np.zeros(1)], [np.array([-1])], [0], **one)
+    for bad in (np.nan, -1.0, np.inf):
+        with pytest.raises(ValueError, match=r"\[EventDataset\] sample 0: event times must be finite"):
+            EventDataset([np.array([bad])], [np.zeros(1, int)], [0], **one)
+    far = EventDataset([np.array([1e300, 0.0])], [np.array([0, 1])], [0], **one)  # bins would overflow int64
+    assert far.capacity == 1 and far.spikes([0]).dropped == 1
+    with pytest.raises(ValueError, match=r"\[from_tonic\] label of sample 0 is 3.5"):
+        from_tonic([(_camera_events([(0, 0, 0, 0)]), 3.5)], (34, 34, 2), n_steps=1, bin_width=1.0)
+    with pytest.raises(ValueError, match=r"\[DenseDataset\] label 0 is 4294967296"):
+        DenseDataset(np.zeros((1, 1, 2), np.float32), [2**32])
+    with pytest.raises(ValueError, match=r"\[ImageDataset\] label 0 is -3"):
+        ImageDataset(np.zeros((1, 2, 2), np.uint8), [-3], 4)
 
 
 # --- SHD ---------------------------------------------------------------------------------------
@@ -195,8 +248,69 @@ def test_shd_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_shd(tmp_path / "missing.h5")
     write_shd(tmp_path / "short.h5", [np.zeros(1)], [np.array([800])], [0], n_units=700)
-    with pytest.raises(ValueError, match="unit ids"):
+    with pytest.raises(ValueError, match="read_shd: .*short.h5: sample 0 unit 0 is 800"):
         load_shd(tmp_path / "short.h5")
+
+
+def _write_raw_shd(path: Path, units, labels, unit_dtype, **attrs) -> None:
+    """An SHD-layout file with the given unit and label dtypes (write_shd would convert them)."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "w") as f:
+        for key, arrays, dtype in (("spikes/times", [np.zeros(len(u)) for u in units], np.float32),
+                                   ("spikes/units", units, unit_dtype)):
+            column = np.empty(len(arrays), dtype=object)
+            column[:] = [np.asarray(a, dtype) for a in arrays]
+            f.create_dataset(key, data=column, dtype=h5py.vlen_dtype(np.dtype(dtype)))
+        f.create_dataset("labels", data=labels)
+        f.attrs.update(attrs)
+
+
+@pytest.mark.parametrize("units,labels,unit_dtype,attrs,match", [
+    ([[1, 2]], np.array([2**40], np.uint64), np.uint16, {}, r"label 0 is 1099511627776, not an integer in"),
+    ([[1, 2]], np.array([-1], np.int8), np.uint16, {}, "label 0 is -1"),
+    ([[1, 2], [3]], np.array([1.0, 1.5]), np.uint16, {}, "label 1 is 1.5"),
+    ([[1, 2]], np.array([np.nan]), np.uint16, {}, "label 0 is nan"),
+    ([[1, 2]], np.array([b"7"]), np.uint16, {}, "label values must be integers, got dtype"),
+    ([[1.0, 3.7]], np.array([0]), np.float32, {}, r"sample 0 unit 1 is 3.7\d*, not an integer"),
+    ([[2**63 + 5]], np.array([0]), np.uint64, {}, "sample 0 unit 0 is 9223372036854775813"),
+    ([[1], [-4]], np.array([0, 1]), np.int32, {}, "sample 1 unit 0 is -4"),
+    ([[1]], np.array([0]), np.uint16, {"n_units": 3.5}, "n_units is 3.5, not an integer in"),
+    ([[1]], np.array([0]), np.uint16, {"n_units": 0}, "n_units is 0"),
+    ([[1]], np.array([0]), np.uint16, {"n_units": 2**40}, "n_units is 1099511627776"),
+    ([[1]], np.array([0]), np.uint16, {"n_units": [700, 700]}, "the n_units attribute must be one integer"),
+    ([[1, 9]], np.array([0]), np.uint16, {"n_units": 8}, r"sample 0 unit 1 is 9, not an integer in \[0, 8\)"),
+])
+def test_shd_integers_are_checked_before_narrowing(tmp_path: Path, units, labels, unit_dtype, attrs,
+                                                   match: str) -> None:
+    _write_raw_shd(tmp_path / "bad.h5", units, labels, unit_dtype, **attrs)
+    with pytest.raises(ValueError, match=rf"^read_shd: .*bad.h5: {match}"):
+        read_shd(tmp_path / "bad.h5")
+
+
+def test_shd_integral_floats_are_read_as_integers(tmp_path: Path) -> None:
+    _write_raw_shd(tmp_path / "floats.h5", [[1.0, 699.0]], np.array([3.0]), np.float64, n_units=700.0)
+    _, units, labels, n_units = read_shd(tmp_path / "floats.h5")
+    assert units[0].tolist() == [1, 699] and labels.tolist() == [3] and n_units == 700
+
+
+def test_shd_huge_declared_datasets_are_refused_before_reading(tmp_path: Path, small_memory_limit) -> None:
+    h5py = pytest.importorskip("h5py")
+    write_shd(tmp_path / "ok.h5", [np.zeros(2)], [np.array([1, 2])], [0])
+    assert read_shd(tmp_path / "ok.h5")[2].tolist() == [0]  # a small file passes under the limit
+    for key in ("labels", "spikes/units"):  # chunked and compressed: a few KB declaring 2^30 entries
+        write_shd(tmp_path / "huge.h5", [np.zeros(2)], [np.array([1, 2])], [0])
+        with h5py.File(tmp_path / "huge.h5", "a") as f:
+            dtype = f[key].dtype
+            del f[key]
+            f.create_dataset(key, shape=(2**30,), dtype=dtype, chunks=(2**16,), compression="gzip")
+        assert os.path.getsize(tmp_path / "huge.h5") < 1 << 20
+        with pytest.raises(ValueError, match=r"read_shd: .*huge.h5 would need \d+ bytes, above the memory limit"):
+            read_shd(tmp_path / "huge.h5")
+    with h5py.File(tmp_path / "flat.h5", "w") as f:
+        for key in ("spikes/times", "spikes/units", "labels"):
+            f.create_dataset(key, data=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"read_shd: .*flat.h5: spikes/times must be one-dimensional"):
+        read_shd(tmp_path / "flat.h5")
 
 
 # --- audio -------------------------------------------------------------------------------------
@@ -237,8 +351,7 @@ def test_cochlea_is_tonotopic() -> None:
         assert abs(peaks[-1] - nearest) <= 1, (freq, peaks[-1], nearest)
         assert counts.sum() > 0 and times.max() <= 1.0 + 1e-9
     assert peaks[0] < peaks[1] < peaks[2]
-    silent_times, _ = cochlea.encode(np.zeros(800))
-    assert silent_times.size == 0 or np.all(np.isfinite(silent_times))
+    assert cochlea.encode(np.zeros(800))[0].size == 0
 
 
 def test_cochlea_rate_follows_level_and_rejects_bad_input() -> None:
@@ -253,6 +366,38 @@ def test_cochlea_rate_follows_level_and_rejects_bad_input() -> None:
         cochlea.encode(np.array([0.0, np.nan]))
     with pytest.raises(ValueError, match="Nyquist"):
         Cochlea(16, f_max=5000.0)
+
+
+def test_cochlea_silence_gives_no_spikes_and_tones_keep_theirs() -> None:
+    cochlea = Cochlea(16)
+    t = np.arange(8000) / 8000.0
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+    times, units = cochlea.encode(tone)
+    # the spikes of the level relative to the loudest frame, as before the absolute floor
+    assert np.bincount(units, minlength=16).tolist() == [1, 2, 2, 68, 228, 250, 116, 21] + [0] * 8
+    for quiet in (np.zeros(8000), np.full(8000, 1e-30), np.full(8000, 0.2), 1e-6 * tone, np.zeros(3), np.zeros(0)):
+        assert cochlea.encode(quiet)[0].size == 0  # silence, DC offsets, -130 dBFS (4000 spikes before)
+    for same in (tone + 0.2, 1e200 * tone):  # a DC offset changes nothing; no overflow
+        again_times, again_units = cochlea.encode(same)
+        np.testing.assert_array_equal(again_times, times)
+        np.testing.assert_array_equal(again_units, units)
+    assert 0 < cochlea.encode(1e-4 * tone)[0].size < times.size / 2  # -90 dBFS: just above the floor
+    assert Cochlea(16, floor_db=-200.0).encode(1e-6 * tone)[0].size == times.size  # a lower floor
+    for bad in (np.inf, -np.inf, np.nan):
+        with pytest.raises(ValueError, match=r"\[Cochlea\] audio contains NaN or Inf"):
+            cochlea.encode(np.r_[tone, bad])
+    with pytest.raises(ValueError, match=r"\[Cochlea\] floor_db must be a finite level"):
+        Cochlea(16, floor_db=np.nan)
+
+
+def test_audio_memory_limit(tmp_path: Path, small_memory_limit) -> None:
+    with pytest.raises(ValueError, match=r"\[Cochlea\] 4800000 samples would need \d+ bytes, above the memory"):
+        Cochlea(16).encode(np.zeros(4_800_000))  # 10 minutes: 2.5 GB of frames
+    _write_wav(tmp_path / "long.wav", np.zeros(4_000_000))  # 8 MB of 16-bit samples, 72 MB as floats
+    with pytest.raises(ValueError, match=r"read_wav: .*long.wav would need \d+ bytes, above the memory"):
+        read_wav(tmp_path / "long.wav")
+    saltatory.set_memory_limit(0)
+    assert len(read_wav(tmp_path / "long.wav")[0]) == 4_000_000
 
 
 def test_fsdd_split_and_shd_files(tmp_path: Path) -> None:

@@ -1,13 +1,16 @@
 """Audio to spikes: a fast cochlea-like filterbank with integrate-and-fire channels, WAV reading,
 and the Free Spoken Digit Dataset (FSDD) turned into SHD-layout spike files.
 
-Cochlea, per recording x sampled at fs:
+Cochlea, per recording x sampled at fs, less its mean (a DC offset carries no sound):
     frames    X[f] = rfft(hann * x[f * hop : f * hop + window])          (hop 1 ms, window 25 ms)
-    filters   E[f, c] = sum_k W[c, k] |X[f, k]|^2,  W[c, k] = (1 + ((k df - fc) / b_c)^2)^-4
+    filters   E[f, c] = sum_k W[c, k] |X[f, k]|^2 / (sum hann / 2)^2,
+              W[c, k] = (1 + ((k df - fc) / b_c)^2)^-4
               (the power response of a 4th-order gammatone; fc on the ERB-rate scale between
               f_min and f_max, b_c = 1.019 ERB(fc), ERB(f) = 24.7 (4.37 f / 1000 + 1) Hz, rows of
-              W normalised to sum 1)
-    hair cell L[f, c] = clip((10 log10 E - (max 10 log10 E - R)) / R, 0, 1)   (R dB dynamic range)
+              W normalised to sum 1; in dBFS, E is at most 0 dB for a sine of amplitude 1)
+    hair cell L[f, c] = clip((10 log10 E - floor) / R, 0, 1),  floor = max(max 10 log10 E - R, F)
+              (R dB dynamic range below the loudest level, but never below the absolute floor
+              F = floor_db, -100 dBFS by default: silence and near-silence give no spikes)
     spikes    channel c fires in frame f when floor(sum_{f'<=f} r L[f', c]) increases: an
               integrate-and-fire neuron with subtractive reset, at most one spike per frame (r <= 1)
 
@@ -25,15 +28,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .._checks import check_memory
 from .events import EventDataset
+
+_WAV_SAMPLE_BYTES = 16  # memory per sample besides its bytes in read_wav (int32 and float copies)
+_FRAME_WORDS = 2  # peak 8-byte words per frame and FFT point in Cochlea.levels (measured: 1.8)
 
 
 def read_wav(path) -> tuple[np.ndarray, int]:
-    """PCM WAV (8, 16, 24 or 32 bit; channels averaged) as float32 in [-1, 1], and its rate."""
+    """PCM WAV (8, 16, 24 or 32 bit; channels averaged) as float32 in [-1, 1], and its rate.
+    Files whose samples would need more than ``saltatory.memory_limit()`` bytes raise ValueError."""
     path = os.fspath(path)
     try:
         with wave.open(path, "rb") as w:
             width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
+            size = min(w.getnframes() * width * channels, os.path.getsize(path))  # declared, held
+            check_memory(size // max(width, 1) * (width + _WAV_SAMPLE_BYTES), f"read_wav: {path}")
             raw = w.readframes(w.getnframes())
     except (wave.Error, EOFError) as exc:
         raise ValueError(f"read_wav: {path} is not a readable PCM WAV file ({exc})") from exc
@@ -67,7 +77,7 @@ class Cochlea:
 
     def __init__(self, n_channels: int = 64, sample_rate: int = 8000, *, f_min: float = 80.0,
                  f_max: float | None = None, hop: float = 1e-3, window: float = 0.025,
-                 dynamic_range_db: float = 40.0, max_rate: float = 0.25):
+                 dynamic_range_db: float = 40.0, max_rate: float = 0.25, floor_db: float = -100.0):
         op = "Cochlea"
         nyquist = sample_rate / 2.0
         f_max = 0.9 * nyquist if f_max is None else float(f_max)
@@ -79,11 +89,14 @@ class Cochlea:
         if not 0 < max_rate <= 1 or not dynamic_range_db > 0:
             raise ValueError(f"[{op}] max_rate must be in (0, 1] spikes per frame and "
                              f"dynamic_range_db positive")
+        if not math.isfinite(floor_db):
+            raise ValueError(f"[{op}] floor_db must be a finite level in dBFS, got {floor_db}")
         self.n_channels, self.sample_rate = int(n_channels), int(sample_rate)
         self.hop_samples = max(1, round(hop * sample_rate))
         self.window_samples = max(2, round(window * sample_rate))
         self.hop = self.hop_samples / sample_rate
         self.dynamic_range_db, self.max_rate = float(dynamic_range_db), float(max_rate)
+        self.floor_db = float(floor_db)
         self.n_fft = 1 << math.ceil(math.log2(self.window_samples))
         self.centres = erb_space(f_min, f_max, self.n_channels)
         bins = np.fft.rfftfreq(self.n_fft, 1.0 / sample_rate)
@@ -91,20 +104,26 @@ class Cochlea:
         weights = (1.0 + offset**2) ** -4.0
         self.weights = (weights / weights.sum(axis=1, keepdims=True)).T  # [bins, channels]
         self.taper = np.hanning(self.window_samples)
+        self.full_scale = (self.taper.sum() / 2.0) ** 2  # the peak |X|^2 of a sine of amplitude 1
 
     def levels(self, audio: np.ndarray) -> np.ndarray:
         """Hair-cell levels in [0, 1], [frames, channels]."""
         audio = np.asarray(audio, dtype=np.float64).ravel()
         if not np.all(np.isfinite(audio)):
             raise ValueError("[Cochlea] audio contains NaN or Inf")
+        check_memory((len(audio) // self.hop_samples + 1) * _FRAME_WORDS * self.n_fft * 8,
+                     f"[Cochlea] {len(audio)} samples")
+        scale = np.abs(audio).max(initial=0.0) or 1.0  # computed at unit peak: no overflow
+        audio = audio / scale
         half = self.window_samples // 2
-        padded = np.pad(audio, (half, half))
+        padded = np.pad(audio - audio.mean() if audio.size else audio, (half, half))
         if len(padded) < self.window_samples:
             padded = np.pad(padded, (0, self.window_samples - len(padded)))
         frames = np.lib.stride_tricks.sliding_window_view(padded, self.window_samples)[::self.hop_samples]
         power = np.abs(np.fft.rfft(frames * self.taper, self.n_fft, axis=1)) ** 2
-        decibels = 10.0 * np.log10(power @ self.weights + 1e-20)
-        floor = decibels.max() - self.dynamic_range_db
+        with np.errstate(divide="ignore"):  # silence is -inf dB
+            decibels = 10.0 * np.log10(power @ self.weights / self.full_scale) + 20.0 * np.log10(scale)
+        floor = max(decibels.max() - self.dynamic_range_db, self.floor_db)
         return np.clip((decibels - floor) / self.dynamic_range_db, 0.0, 1.0)
 
     def encode(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spikes import SpikeTensor
+from .._checks import integers
 
 #: tonic's event dtype for cameras; audio datasets use (x, t, p) with x the channel.
 CAMERA_EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "<i1")])
@@ -21,7 +22,8 @@ def events_to_units(events: np.ndarray, sensor_size, time_scale: float = 1e-6):
     """Tonic-style structured events -> (times in seconds float64, unit ids int64).
 
     ``sensor_size`` is (W, H, P) as in tonic (e.g. (34, 34, 2) for N-MNIST, (700, 1, 1) for SHD).
-    Fields: x and t are required; y and p default to 0. Values outside the sensor raise ValueError.
+    Fields: x and t are required; y and p default to 0. Values outside the sensor, and x, y or p
+    that are not integers, raise ValueError.
     """
     op = "events_to_units"
     if not isinstance(events, np.ndarray) or events.dtype.names is None:
@@ -37,11 +39,7 @@ def events_to_units(events: np.ndarray, sensor_size, time_scale: float = 1e-6):
         if name not in events.dtype.names:
             fields[name] = np.zeros(len(events), np.int64)
             continue
-        value = events[name].astype(np.int64)
-        if value.size and (value.min() < 0 or value.max() >= size):
-            raise ValueError(f"[{op}] field {name} has values in [{value.min()}, {value.max()}], "
-                             f"outside the sensor's [0, {size})")
-        fields[name] = value
+        fields[name] = integers(events[name], f"[{op}] field {name} of event", 0, size)
     times = events["t"].astype(np.float64) * time_scale
     if times.size and not (np.all(np.isfinite(times)) and times.min() >= 0):
         raise ValueError(f"[{op}] event times must be finite and non-negative")
@@ -59,19 +57,19 @@ class EventDataset:
     def __init__(self, times, units, labels, *, n_units: int, n_steps: int, bin_width: float,
                  capacity: int | None = None):
         op = "EventDataset"
-        self.labels = np.ascontiguousarray(labels, dtype=np.int32)
+        self.labels = integers(labels, f"[{op}] label").astype(np.int32)
         if len(times) != len(self.labels) or len(units) != len(self.labels):
             raise ValueError(f"[{op}] got {len(times)} time arrays, {len(units)} unit arrays and "
                              f"{len(self.labels)} labels")
         if n_units <= 0 or n_steps <= 0 or not bin_width > 0:
             raise ValueError(f"[{op}] n_units, n_steps and bin_width must be positive")
         self.times = [np.ascontiguousarray(t, dtype=np.float64) for t in times]
-        self.units = [np.ascontiguousarray(u, dtype=np.int64) for u in units]
+        self.units = [integers(u, f"[{op}] sample {i}: unit id", 0, n_units) for i, u in enumerate(units)]
         for i, (t, u) in enumerate(zip(self.times, self.units)):
             if t.shape != u.shape or t.ndim != 1:
                 raise ValueError(f"[{op}] sample {i}: times {t.shape} and units {u.shape} differ")
-            if u.size and (u.min() < 0 or u.max() >= n_units):
-                raise ValueError(f"[{op}] sample {i}: unit ids must lie in [0, {n_units})")
+            if not np.all((t >= 0) & (t < np.inf)):
+                raise ValueError(f"[{op}] sample {i}: event times must be finite and non-negative")
         self.n_units, self.n_steps, self.bin_width = int(n_units), int(n_steps), float(bin_width)
         self.capacity = self.largest_list() if capacity is None else int(capacity)
         if self.capacity <= 0:
@@ -84,10 +82,10 @@ class EventDataset:
         """The most distinct units any sample has in one bin (the capacity that drops nothing)."""
         largest = 1
         for t, u in zip(self.times, self.units):
-            bins = np.floor(t / self.bin_width).astype(np.int64)
-            keep = bins < self.n_steps
+            keep = t / self.bin_width < self.n_steps  # before the cast: far times would overflow it
             if keep.any():
-                pairs = np.unique(bins[keep] * self.n_units + u[keep])
+                bins = np.floor(t[keep] / self.bin_width).astype(np.int64)
+                pairs = np.unique(bins * self.n_units + u[keep])
                 largest = max(largest, int(np.bincount(pairs // self.n_units).max()))
         return largest
 
@@ -122,7 +120,7 @@ def from_tonic(dataset, sensor_size=None, *, n_steps: int, bin_width: float, cap
         t, u = events_to_units(events, sensor_size, time_scale)
         times.append(t)
         units.append(u)
-        labels.append(int(label))
+        labels.append(int(integers(label, f"[from_tonic] label of sample {i}")))
     width, height, polarities = (int(s) for s in sensor_size)
     return EventDataset(times, units, labels, n_units=width * height * polarities, n_steps=n_steps,
                         bin_width=bin_width, capacity=capacity)

@@ -20,6 +20,8 @@ import zlib
 
 import numpy as np
 
+from .._checks import check_memory, integers
+
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -37,13 +39,10 @@ _SPLIT_FILES = {
 }
 
 
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
+def _read(stream, size: int, path: str) -> bytes:
+    """Up to ``size`` bytes of a plain or gzip stream (a corrupted gzip stream raises ValueError)."""
     try:
-        return gzip.decompress(raw)
+        return stream.read(size)
     except (EOFError, OSError, zlib.error) as exc:
         raise ValueError(f"load_idx: {path}: corrupted or truncated gzip stream ({exc})") from exc
 
@@ -52,31 +51,38 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Parse an IDX file (optionally gzip-compressed) into a native-endian numpy array.
 
     Raises FileNotFoundError if ``path`` does not exist and ValueError if the header
-    magic is wrong or the payload size does not match the header's dimensions.
+    magic is wrong, the payload size does not match the header's dimensions, or the array
+    the header declares would exceed ``saltatory.memory_limit()`` (checked before reading it).
     """
     path = os.fspath(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise ValueError(f"load_idx: {path}: file too short for an IDX header ({len(data)} bytes)")
-    if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"load_idx: {path}: bad IDX magic number 0x{data[:4].hex()}")
-    dtype = _IDX_DTYPES[data[2]]
-    ndim = data[3]
-    header_len = 4 + 4 * ndim
-    if len(data) < header_len:
-        raise ValueError(
-            f"load_idx: {path}: truncated header, need {header_len} bytes for {ndim} dimensions, "
-            f"got {len(data)}"
-        )
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = math.prod(shape) * dtype.itemsize
-    actual = len(data) - header_len
-    if actual != expected:
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
+        data = _read(stream, 4, path)
+        if len(data) < 4:
+            raise ValueError(f"load_idx: {path}: file too short for an IDX header ({len(data)} bytes)")
+        if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+            raise ValueError(f"load_idx: {path}: bad IDX magic number 0x{data[:4].hex()}")
+        dtype = _IDX_DTYPES[data[2]]
+        ndim = data[3]
+        dims = _read(stream, 4 * ndim, path)
+        if len(dims) < 4 * ndim:
+            raise ValueError(
+                f"load_idx: {path}: truncated header, need {4 + 4 * ndim} bytes for {ndim} dimensions, "
+                f"got {4 + len(dims)}"
+            )
+        shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+        expected = math.prod(shape) * dtype.itemsize
+        check_memory(2 * expected, f"load_idx: {path}: the header's shape {shape}")  # bytes + array
+        payload = _read(stream, expected + 1, path)  # one more byte: a longer payload is refused too
+    if len(payload) != expected:
+        actual = f"{len(payload)}" if len(payload) <= expected else "more"
         raise ValueError(
             f"load_idx: {path}: payload size mismatch, header shape {shape} needs {expected} bytes, "
             f"file has {actual}"
         )
-    array = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
+    array = np.frombuffer(payload, dtype=dtype).reshape(shape)
     return array.astype(dtype.newbyteorder("="))
 
 
@@ -109,4 +115,4 @@ def load_fashion_mnist(
         raise ValueError(
             f"load_fashion_mnist: {label_path}: expected {images.shape[0]} labels, got shape {labels.shape}"
         )
-    return images, labels.astype(np.int32)
+    return images, integers(labels, f"load_fashion_mnist: {label_path}: label").astype(np.int32)

@@ -14,6 +14,7 @@ import threading
 import numpy as np
 
 from ..spikes import SpikeTensor
+from .._checks import integers
 from .encode import latency_encode, rate_encode
 
 
@@ -22,7 +23,7 @@ class DenseDataset:
 
     def __init__(self, spikes: np.ndarray, labels, capacity: int | None = None):
         spikes = np.asarray(spikes)
-        self.labels = np.ascontiguousarray(labels, dtype=np.int32)
+        self.labels = integers(labels, "[DenseDataset] label").astype(np.int32)
         if spikes.ndim != 3 or spikes.shape[1] != len(self.labels):
             raise ValueError(f"[DenseDataset] spikes must be [T, S, N] with S = {len(self.labels)} "
                              f"labels, got shape {spikes.shape}")
@@ -51,7 +52,7 @@ class ImageDataset:
         if encoding not in ("latency", "rate"):
             raise ValueError(f"[ImageDataset] encoding must be 'latency' or 'rate', got {encoding!r}")
         self.images = np.asarray(images)
-        self.labels = np.ascontiguousarray(labels, dtype=np.int32)
+        self.labels = integers(labels, "[ImageDataset] label").astype(np.int32)
         if len(self.images) != len(self.labels):
             raise ValueError(f"[ImageDataset] {len(self.images)} images but {len(self.labels)} labels")
         self.n_steps, self.encoding, self.options = int(n_steps), encoding, encoder_options

@@ -15,16 +15,20 @@ import os
 
 import numpy as np
 
+from .._checks import check_memory
 from .events import CAMERA_EVENT_DTYPE, EventDataset, events_to_units
 
 SENSOR_SIZE = (34, 34, 2)
 _OVERFLOW_MARKER = 240
 _OVERFLOW_STEP = 1 << 13
+_EVENT_BYTES = 128  # peak memory per 5-byte event while decoding (the bytes, int64 columns, events)
 
 
 def read_nmnist_events(path) -> np.ndarray:
-    """One recording as tonic-style structured events (x, y, t in microseconds, p)."""
+    """One recording as tonic-style structured events (x, y, t in microseconds, p). Files whose
+    decoding would need more than ``saltatory.memory_limit()`` bytes raise ValueError unread."""
     path = os.fspath(path)
+    check_memory(os.path.getsize(path) // 5 * _EVENT_BYTES, f"read_nmnist_events: {path}")
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size % 5:
         raise ValueError(f"read_nmnist_events: {path}: {raw.size} bytes is not a whole number of "
@@ -55,6 +59,13 @@ def write_nmnist_events(path, events: np.ndarray) -> None:
     raw.tofile(os.fspath(path))
 
 
+def _label(digits: str, where: str) -> int:
+    """The class a folder name or list-file field of decimal digits gives, refused at 2^31 and above."""
+    if int(digits) >= 2**31:
+        raise ValueError(f"load_nmnist: {where}: class {digits} is not an integer in [0, 2^31)")
+    return int(digits)
+
+
 def _listed_samples(root: str, split: str) -> tuple[list[str], list[int]]:
     """(files, labels) of a split: a list file <root>/<split> or <root>/<split>*.txt, or the
     folder tree <root>/<Split>/<digit>/*.bin."""
@@ -62,11 +73,12 @@ def _listed_samples(root: str, split: str) -> tuple[list[str], list[int]]:
         tree = os.path.join(root, folder)
         if os.path.isdir(tree):
             files, labels = [], []
-            for digit in sorted(d for d in os.listdir(tree) if d.isdigit()):
+            for digit in sorted(d for d in os.listdir(tree) if d.isdecimal()):
+                label = _label(digit, os.path.join(tree, digit))
                 for name in sorted(os.listdir(os.path.join(tree, digit))):
                     if name.endswith((".bin", ".bs2")):
                         files.append(os.path.join(tree, digit, name))
-                        labels.append(int(digit))
+                        labels.append(label)
             return files, labels
     candidates = [os.path.join(root, split)] + sorted(
         os.path.join(root, n) for n in os.listdir(root) if n.startswith(split) and n.endswith(".txt"))
@@ -80,7 +92,7 @@ def _listed_samples(root: str, split: str) -> tuple[list[str], list[int]]:
             if not line.strip() or line.startswith("#"):
                 continue
             fields = line.split()
-            if len(fields) != 2 or not fields[0].isdigit() or not fields[1].isdigit():
+            if len(fields) != 2 or not fields[0].isdecimal() or not fields[1].isdecimal():
                 raise ValueError(f"load_nmnist: {list_file}:{number}: expected 'sample<TAB>class', "
                                  f"got {line.strip()!r}")
             stem = os.path.join(root, fields[0])
@@ -88,7 +100,7 @@ def _listed_samples(root: str, split: str) -> tuple[list[str], list[int]]:
             if path is None:
                 raise FileNotFoundError(f"load_nmnist: {list_file}:{number}: no {stem}.bs2 or .bin")
             files.append(path)
-            labels.append(int(fields[1]))
+            labels.append(_label(fields[1], f"{list_file}:{number}"))
     return files, labels
 
 

@@ -7,14 +7,17 @@ channels; files written by ``write_shd`` also carry an ``n_units`` attribute.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 
 import numpy as np
 
+from .._checks import check_memory, integers
 from .events import EventDataset
 
 SHD_UNITS = 700
+_SAMPLE_BYTES = 256  # Python and numpy objects of one sample's array, as read and as converted
 
 
 def _h5py():
@@ -78,7 +81,7 @@ def _check_global_heaps(path: str, f, h5py) -> None:
             offset, base = dataset.id.get_offset(), h5py.check_vlen_dtype(dataset.dtype)
             if offset is None or base is None:  # chunked, compressed or not vlen: left to libhdf5
                 continue
-            count = int(np.prod(dataset.shape))
+            count = math.prod(dataset.shape)
             elements = np.frombuffer(read(offset, _VLEN_ELEMENT.itemsize * count, key), _VLEN_ELEMENT)
             for i in np.flatnonzero(elements["length"]):
                 length, address, index = (int(v) for v in elements[i])
@@ -87,8 +90,23 @@ def _check_global_heaps(path: str, f, h5py) -> None:
                                        f"vlen heap (corrupted file)")
 
 
+def _check_sizes(path: str, f) -> None:
+    """Refuses datasets that are not one-dimensional, or whose reading would exceed the memory
+    limit: 8 bytes a label, _SAMPLE_BYTES a sample, and the spike data, which the vlen heaps hold
+    within the file (at most 9 bytes in memory per byte of file: a uint8 and its int64 copy)."""
+    shapes = {key: f[key].shape for key in ("spikes/times", "spikes/units", "labels")}
+    for key, shape in shapes.items():
+        if len(shape) != 1:
+            raise ValueError(f"read_shd: {path}: {key} must be one-dimensional, got shape {shape}")
+    samples = shapes["spikes/times"][0] + shapes["spikes/units"][0]
+    check_memory(8 * shapes["labels"][0] + _SAMPLE_BYTES * samples + 9 * os.path.getsize(path),
+                 f"read_shd: {path}")
+
+
 def read_shd(path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]:
-    """(times, units, labels, n_units) of an SHD-layout file; malformed files raise ValueError."""
+    """(times, units, labels, n_units) of an SHD-layout file; malformed files raise ValueError,
+    among them labels and unit ids that are not integers (a float 3.5, a label of 2^40), unit ids
+    outside [0, n_units), and files whose arrays would exceed ``saltatory.memory_limit()``."""
     h5py = _h5py()
     path = os.fspath(path)
     # h5py reports corruption as OSError, KeyError, TypeError, RuntimeError or ValueError
@@ -103,11 +121,12 @@ def read_shd(path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]
         with f:
             missing = [key for key in ("spikes/times", "spikes/units", "labels") if key not in f]
             if not missing:
+                _check_sizes(path, f)
                 _check_global_heaps(path, f, h5py)
                 times = [np.asarray(t, dtype=np.float64) for t in f["spikes/times"]]
-                units = [np.asarray(u, dtype=np.int64) for u in f["spikes/units"]]
-                labels = np.asarray(f["labels"], dtype=np.int64)
-                n_units = int(f.attrs.get("n_units", SHD_UNITS))
+                units = [np.asarray(u) for u in f["spikes/units"]]
+                labels = np.asarray(f["labels"])
+                n_units = np.asarray(f.attrs.get("n_units", SHD_UNITS))
     except _CorruptFile:
         raise
     except corrupt as exc:
@@ -119,6 +138,11 @@ def read_shd(path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]
     if not len(times) == len(units) == len(labels):
         raise ValueError(f"read_shd: {path}: {len(times)} time arrays, {len(units)} unit arrays and "
                          f"{len(labels)} labels")
+    if n_units.ndim != 0:
+        raise ValueError(f"read_shd: {path}: the n_units attribute must be one integer, got {n_units}")
+    n_units = int(integers(n_units, f"read_shd: {path}: n_units", 1))
+    labels = integers(labels, f"read_shd: {path}: label")
+    units = [integers(u, f"read_shd: {path}: sample {i} unit", 0, n_units) for i, u in enumerate(units)]
     return times, units, labels, n_units
 
 
