@@ -53,6 +53,11 @@ def paper_init(n_in: int, n_out: int, rng: np.random.Generator) -> np.ndarray:
     return (rng.uniform(-a, a, size=(n_in, n_out)) + 0.001).astype(np.float32)
 
 
+def _check_weight_memory(n_in: int, n_out: int, layer: str) -> None:
+    """paper_init draws float64 and keeps float32; the gradient is another float32 array."""
+    _checks.check_memory(16 * n_in * n_out, f"[{layer}] weights [{n_in}, {n_out}]")
+
+
 def _alpha_vector(alpha, n: int, layer: str) -> np.ndarray:
     a = np.asarray(alpha, dtype=np.float32)
     if a.ndim == 0:
@@ -73,6 +78,7 @@ class _Layer:
         self.n_out = _checks.integer(n_out, "n_out", name, 1)
         self.gain = _checks.real(gain, "gain", name)
         rng = np.random.default_rng(None if seed is None else _checks.seed(seed, name))
+        _check_weight_memory(self.n_in, self.n_out, name)
         self.weight = Parameter(paper_init(self.n_in, self.n_out, rng))
         self.bias = Parameter(np.zeros(self.n_out, np.float32)) if bias else None
         self.alpha = _alpha_vector(alpha, self.n_out, name)
@@ -87,9 +93,13 @@ class _Layer:
         return params
 
     def config(self) -> _core.LayerConfig:
+        """The C++ description, checked again: attributes may have changed since construction."""
+        name = type(self).__name__
         c = _core.LayerConfig()
         c.kind = self.kind
-        c.n_in, c.n_out, c.gain, c.bias = self.n_in, self.n_out, self.gain, self.bias is not None
+        c.n_in = _checks.integer(self.n_in, "n_in", name, 1)
+        c.n_out = _checks.integer(self.n_out, "n_out", name, 1)
+        c.gain, c.bias = _checks.real(self.gain, "gain", name), self.bias is not None
         return c
 
     def _arrays(self):
@@ -138,7 +148,9 @@ class LIF(_Layer):
     def config(self) -> _core.LayerConfig:
         c = super().config()
         name = type(self).__name__
-        c.capacity, c.theta1, c.theta2, c.beta = self.capacity, self.theta1, self.theta2, self.beta
+        c.capacity = _checks.integer(self.capacity, "capacity", name, 1)
+        c.theta1, c.theta2 = _checks.real(self.theta1, "theta1", name), _checks.real(self.theta2, "theta2", name)
+        c.beta = _checks.real(self.beta, "beta", name)
         c.surrogate = _choice(_SURROGATES, self.surrogate, "surrogate", name)
         c.reset = _choice(_RESETS, self.reset, "reset", name)
         c.reset_grad = _choice(_RESET_GRADS, self.reset_grad, "reset_grad", name)
@@ -152,6 +164,7 @@ class RecurrentLIF(LIF):
 
     def __init__(self, n_in: int, n_out: int, capacity: int | None = None, **kwargs):
         super().__init__(n_in, n_out, capacity, **kwargs)
+        _check_weight_memory(self.n_out, self.n_out, type(self).__name__)
         self.weight_rec = Parameter(paper_init(self.n_out, self.n_out, self._rng))
 
 
@@ -230,20 +243,24 @@ class Sequential:
         the spikes each layer dropped by capacity in ``self.dropped`` and the gradient candidates
         in ``self.dropped_candidates``. The outputs are read-only views of the forward context,
         which backward reads."""
+        return self._adopt(self._forward(x))
+
+    def _forward(self, x: SpikeTensor):
+        """Runs the forward and returns its context, changing nothing on the network."""
         if not isinstance(x, SpikeTensor):
             raise TypeError(f"[Sequential.forward] input must be a SpikeTensor, got {type(x).__name__}")
-        ctx = _core.lif_stack_forward(
+        return _core.lif_stack_forward(
             [layer.config() for layer in self.layers], [layer._arrays() for layer in self.layers], x,
             coupling=self.coupling, mode=self.mode, overflow=self.overflow, seed=self.seed,
             device=self.device, recompute_segment=self.segment_for(x.shape[0]))
+
+    def _adopt(self, ctx):
+        """Makes ``ctx`` the network's last forward; returns that forward's output."""
         self._context = ctx
-        self.spikes = [SpikeTensor(ids, n_spk, n_tot, n_neurons=n, dropped=d, dropped_candidates=dc,
-                                   validate=False)
-                       for ids, n_spk, n_tot, n, d, dc in ctx.spikes]
+        self.spikes = _context_spikes(ctx)
         self.dropped = list(ctx.dropped)
         self.dropped_candidates = list(ctx.dropped_candidates)
-        readout = ctx.readout
-        return readout if readout is not None else self.spikes[-1]
+        return _output(ctx, self.spikes)
 
     def __getstate__(self) -> dict:
         """Pickling and deepcopy keep the network and its last outputs, not the forward context
@@ -258,7 +275,7 @@ class Sequential:
         """The recompute segment a forward over ``steps`` steps asks for (0: store every membrane)."""
         if self.recompute_segment == "auto":
             return math.ceil(math.sqrt(steps / 2))
-        return int(self.recompute_segment)
+        return _checks.integer(self.recompute_segment, "recompute_segment", "Sequential")
 
     @property
     def ipu_report(self) -> dict | None:
@@ -295,6 +312,7 @@ class Sequential:
                              "grad_neurons= (per neuron [T, B, N])")
         entries = self._per_layer(grad_entries, "grad_entries", op)
         neurons = self._per_layer(grad_neurons, "grad_neurons", op)
+        listed = _context_spikes(self._context) if any(g is not None for g in neurons) else None
         grads_out = [None] * n
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Readout):
@@ -304,7 +322,7 @@ class Sequential:
             elif entries[i] is not None and neurons[i] is not None:
                 raise ValueError(f"[{op}] layer {i} got both grad_entries and grad_neurons; give one")
             elif neurons[i] is not None:
-                grads_out[i] = self.spikes[i].gather(neurons[i])
+                grads_out[i] = listed[i].gather(neurons[i])  # the context's lists, not self.spikes
             else:
                 grads_out[i] = entries[i]
         grad_in = None
@@ -363,6 +381,18 @@ class Sequential:
             else:
                 layer = self.layers[int(name.split(".")[1])]
                 layer.alpha = _alpha_vector(value, layer.n_out, type(layer).__name__)
+
+
+def _context_spikes(ctx) -> list[SpikeTensor]:
+    """Fresh SpikeTensors over the read-only lists of a forward context."""
+    return [SpikeTensor(ids, n_spk, n_tot, n_neurons=n, dropped=d, dropped_candidates=dc, validate=False)
+            for ids, n_spk, n_tot, n, d, dc in ctx.spikes]
+
+
+def _output(ctx, spikes: list[SpikeTensor]):
+    """A forward's output: the readout membrane, else the last layer's lists."""
+    readout = ctx.readout
+    return readout if readout is not None else spikes[-1]
 
 
 class Theta2Schedule:

@@ -17,7 +17,8 @@ def _int32(name: str, value, op: str) -> np.ndarray:
     arr = np.asarray(value)
     if not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"[{op}] {name} must be an integer array, got dtype {arr.dtype}")
-    if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
+    if (not np.can_cast(arr.dtype, np.int32) and arr.size
+            and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max)):
         raise ValueError(f"[{op}] {name} does not fit in int32")
     return np.ascontiguousarray(arr, dtype=np.int32)
 

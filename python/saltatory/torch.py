@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
                       "(or pip install saltatory[bench])") from exc
 
 from . import _core
-from .nn import LIF, Readout, RecurrentLIF, Sequential
+from .nn import LIF, Readout, RecurrentLIF, Sequential, _context_spikes, _output
 from .spikes import SpikeTensor
 
 _PARAM_SLOTS = ("weight", "weight_rec", "bias")
@@ -37,8 +37,12 @@ def _dense_numpy(x: torch.Tensor, op: str) -> np.ndarray:
         raise ValueError(f"[{op}] input is on {x.device}; this module runs on the CPU")
     if x.dim() != 3:
         raise ValueError(f"[{op}] input must be [T, B, N], got shape {tuple(x.shape)}")
+    if x.layout != torch.strided:
+        raise TypeError(f"[{op}] input must be a dense (strided) tensor, got layout {x.layout}")
     if not (x.dtype.is_floating_point or x.dtype == torch.bool):
         raise TypeError(f"[{op}] input must be a float or bool tensor, got {x.dtype}")
+    if x.dtype in (torch.float16, torch.bfloat16):  # numpy has no bfloat16; float32 holds both exactly
+        x = x.float()
     return np.from_dlpack(x.detach().contiguous())
 
 
@@ -48,13 +52,14 @@ class _StackFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, module, x, *parameters):
         spikes_in = x if isinstance(x, SpikeTensor) else module.to_spikes(x)
-        out = module.net(spikes_in)
-        ctx.saltatory = module.net._context  # this forward's context: several may be pending
+        ctx.saltatory = module.net._forward(spikes_in)  # this call's own context (several may be
+        module.net._adopt(ctx.saltatory)                # pending, from several threads)
+        out = _output(ctx.saltatory, _context_spikes(ctx.saltatory))
         ctx.save_for_backward(*parameters)  # so that torch refuses backward after in-place changes
         ctx.layer_shapes = [tuple(None if p is None else p.shape for p in layer._arrays()[:3])
                             for layer in module.net.layers]
         ctx.spikes_in, ctx.dense_input = spikes_in, not isinstance(x, SpikeTensor)
-        ctx.spikes_out = module.net.spikes[-1] if isinstance(out, SpikeTensor) else None
+        ctx.spikes_out = _context_spikes(ctx.saltatory)[-1] if isinstance(out, SpikeTensor) else None
         # (the readout is a read-only view of the context: torch gets a copy it may write)
         return torch.from_numpy(out.to_dense() if isinstance(out, SpikeTensor) else out.copy())
 

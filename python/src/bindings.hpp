@@ -25,7 +25,7 @@ py::array checked(const py::handle& obj, const char* op, const char* name,
     throw py::type_error(std::string("[") + op + "] " + name + " must be a numpy array, got " +
                          std::string(py::str(obj.get_type().attr("__name__"))));
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>()))
+  if (!arr.dtype().equal(py::dtype::of<T>()))  // equivalent (an unpickled dtype is another object)
     throw py::type_error(std::string("[") + op + "] " + name + " must have dtype " +
                          std::string(py::str(py::dtype::of<T>())) + ", got " +
                          std::string(py::str(arr.dtype())));

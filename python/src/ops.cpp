@@ -112,8 +112,8 @@ void init_ops(py::module_& m) {
                              [](const PyContext& c) { return c.context->dropped_candidates; })
       .def_property_readonly("ipu_report",
                              [](const PyContext& c) -> py::object {
-                               const ipu::RunReport* r = ipu::run_report(*c.context);
-                               if (r == nullptr) return py::none();
+                               const std::optional<ipu::RunReport> r = ipu::run_report(*c.context);
+                               if (!r) return py::none();
                                py::dict d;
                                d["tiles_used"] = r->plan.tiles_used;
                                d["ipus_used"] = r->plan.ipus_used;

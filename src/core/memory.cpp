@@ -21,13 +21,9 @@ std::atomic<int64_t> configured{0};
 /// Error for anything else.
 int64_t parse_bytes(const std::string& text) {
   const char* op = "SALTATORY_MEMORY_LIMIT";
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);  // beyond double: +-HUGE_VAL, no throw
+  const auto used = static_cast<size_t>(end - text.c_str());
   check(used > 0, op, "'", text, "' is not a size in bytes (e.g. 8G)");
   const std::string suffix = text.substr(used);
   const std::string units = "KMGT";

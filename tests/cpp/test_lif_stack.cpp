@@ -563,14 +563,14 @@ TEST_P(IpuModelEqualsCpu, BitwiseSameSpikesAndGradients) {
       auto ctx = lif_stack_forward(config, cpu.net.params(), cpu.input.view());
       ipu::set_ipu_model_neurons_per_tile(0);
       expect_bitwise_same(*ctx, *cpu.ctx, run_backward(*ctx, cpu.net, cpu.g_out), cpu.grads);
-      const ipu::RunReport* report = ipu::run_report(*ctx);
-      ASSERT_NE(report, nullptr);
+      const std::optional<ipu::RunReport> report = ipu::run_report(*ctx);
+      ASSERT_TRUE(report.has_value());
       EXPECT_EQ(static_cast<int>(report->tile_bytes.size()), report->plan.tiles_used);
       if (neurons_per_tile > 0) EXPECT_EQ(report->plan.neurons_per_tile, neurons_per_tile);
       for (int64_t bytes : report->tile_bytes) EXPECT_LE(bytes, report->plan.target.bytes_per_tile);
       EXPECT_GT(report->exchange_bytes_forward, 0);
       EXPECT_FALSE(report->compute_sets.empty());
-      EXPECT_EQ(ipu::run_report(*cpu.ctx), nullptr);
+      EXPECT_FALSE(ipu::run_report(*cpu.ctx).has_value());
     }
   }
 }

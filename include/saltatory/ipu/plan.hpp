@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -120,8 +121,9 @@ struct RunReport {
   std::vector<std::pair<std::string, double>> compute_sets;
 };
 
-/// The report of a context made on the ipu-model device; null for other devices.
-const RunReport* run_report(const StackContext& context);
+/// A copy of the report of a context made on the ipu-model device (taken while no backward adds to
+/// it); empty for other devices.
+std::optional<RunReport> run_report(const StackContext& context);
 
 /// The target the ipu-model device plans for: GC200 IPUs, as many as the model needs (up to 16).
 Target ipu_model_target();

@@ -13,6 +13,8 @@
 // order). Dense mode is the CPU's baseline only.
 #include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <optional>
 
 #include "backends/cpu/cpu_backend.hpp"
 #include "backends/cpu/spikes_by_neuron.hpp"
@@ -45,6 +47,8 @@ class IpuModelContext : public StackContext {
   SpikeTensor input;
   std::vector<std::vector<Tile>> tiles;  ///< per layer
   RunReport report;
+  /// Held by backward while it adds to the report, and by run_report while it copies it.
+  mutable std::mutex report_mutex;
 
   /// Adds `cycles` (the slowest tile's) to the compute set `name`, created on first use.
   void charge(const std::string& name, double value) {
@@ -166,6 +170,7 @@ class IpuModelBackend final : public Backend {
   void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,
                           const std::vector<LayerGrads>& grads, float* grad_input) override {
     auto& ctx = dynamic_cast<IpuModelContext&>(context);
+    const std::lock_guard<std::mutex> lock(ctx.report_mutex);
     cpu::backward_top_down(ctx, grad_outputs, grad_input, ctx.input.K(),
                            [&](size_t l, const float* grad_out, float* below) {
                              backward_layer(ctx, l, grad_out, grads[l], below);
@@ -392,9 +397,11 @@ Target ipu_model_target() {
   return target;
 }
 
-const RunReport* run_report(const StackContext& context) {
+std::optional<RunReport> run_report(const StackContext& context) {
   const auto* ctx = dynamic_cast<const IpuModelContext*>(&context);
-  return ctx != nullptr ? &ctx->report : nullptr;
+  if (ctx == nullptr) return std::nullopt;
+  const std::lock_guard<std::mutex> lock(ctx->report_mutex);  // a backward may be running
+  return ctx->report;
 }
 
 }  // namespace ipu
