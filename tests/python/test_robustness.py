@@ -989,11 +989,10 @@ def test_integer_and_real_edges_name_the_op(case: str) -> None:
 
 def test_layer_sizes_whose_weights_cannot_fit_are_refused_by_name() -> None:
     """n_in and n_out fit int32, but the weights (8 TiB) do not fit the memory limit: ValueError
-    naming the layer, not numpy's MemoryError (in a child with a capped address space, so that a
-    machine that overcommits memory refuses too instead of filling it)."""
+    naming the layer, not numpy's MemoryError (in a child; no address-space cap, which ASan's
+    shadow memory would exceed: unchecked, numpy's requests of 8 to 32 TiB fail at once)."""
     proc = _run_python("""
-        import json, resource, saltatory as sal
-        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+        import json, saltatory as sal
         sal.set_memory_limit(64 << 20)
         out = {}
         for name, make in [("LIF", lambda: sal.LIF(2**20, 2**20)),
@@ -1098,7 +1097,7 @@ def test_extents_of_2_31_or_more_are_refused_not_truncated(tmp_path) -> None:
 def test_spike_tensor_constructor_refuses_a_2_32_plus_1_capacity_without_reading_it(tmp_path) -> None:
     """SpikeTensor(ids, ...) over a 16 GiB sparse memmap: ValueError about the size, raised before
     the data is read (it must not scan the array: the parent stops the child if its resident memory
-    passes 600 MB, which reading the file would quickly do)."""
+    passes 2 GiB, which reading the file would quickly do)."""
     code = textwrap.dedent(f"""
         import numpy as np, saltatory as sal
         ids = np.memmap({str(tmp_path / "ids")!r}, mode="w+", dtype=np.int32, shape=(1, 1, 2**32 + 1))
@@ -1120,7 +1119,7 @@ def test_spike_tensor_constructor_refuses_a_2_32_plus_1_capacity_without_reading
                 peak_kb = max([peak_kb, *rss])
             except (OSError, ValueError):
                 pass
-            if peak_kb > 600 * 1024:
+            if peak_kb > 2 << 20:  # 2 GiB: room for a sanitizer's overhead, far below 16 GiB
                 break
             time.sleep(0.02)
     finally:
@@ -1128,7 +1127,7 @@ def test_spike_tensor_constructor_refuses_a_2_32_plus_1_capacity_without_reading
             proc.kill()
         stdout, stderr = proc.communicate()
         (tmp_path / "ids").unlink(missing_ok=True)
-    assert peak_kb <= 600 * 1024, f"SpikeTensor read the 16 GiB ids array (resident {peak_kb >> 10} MB)"
+    assert peak_kb <= 2 << 20, f"SpikeTensor read the 16 GiB ids array (resident {peak_kb >> 10} MB)"
     assert proc.returncode == 0, stderr[-2000:]
     assert "ValueError: [SpikeTensor] ids (K) has size 4294967297" in stdout, (stdout, stderr[-2000:])
 
@@ -1171,7 +1170,7 @@ def test_validation_over_2_31_neurons_stays_small_and_dense_views_are_refused() 
     out = json.loads(proc.stdout)
     # Linux keeps ru_maxrss across execve, so in a child of a large pytest process it reports the
     # parent's peak; VmHWM is the child's own. Marks for 2^31 neurons would take 16 GiB.
-    assert out["hwm_kb"] < 300 * 1024, out
+    assert out["hwm_kb"] < 1 << 20, out  # 1 GiB: room for a sanitizer's overhead
     for name, op in (("to_dense", "SpikeTensor.to_dense"), ("counts", "counts"),
                      ("scatter", "SpikeTensor.scatter")):
         assert "memory limit" in out[name] and op in out[name], out[name]
