@@ -7,33 +7,30 @@
 #include <memory>
 
 #include "backends/optional.hpp"
+#include "saltatory/backend/registry.hpp"
 #include "saltatory/core/error.hpp"
 
 namespace saltatory {
 
 Device parse_device(const std::string& name) {
-  if (name == "cpu") return Device::cpu;
-  if (name == "cuda") return Device::cuda;
-  if (name == "ipu-model") return Device::ipu_model;
-  if (name == "ipu") return Device::ipu;
-  throw Error("device", "unknown device '" + name + "' (expected cpu, cuda, ipu-model or ipu)");
+  std::string known;
+  for (const BackendEntry& entry : backend_registry()) {
+    if (name == entry.name) return entry.device;
+    known += std::string(known.empty() ? "" : ", ") + entry.name;
+  }
+  throw Error("device", "unknown device '" + name + "' (expected one of " + known + ")");
 }
 
 std::string device_name(Device device) {
-  switch (device) {
-    case Device::cuda: return "cuda";
-    case Device::ipu_model: return "ipu-model";
-    case Device::ipu: return "ipu";
-    case Device::cpu:
-    default: return "cpu";
-  }
+  for (const BackendEntry& entry : backend_registry())
+    if (entry.device == device) return entry.name;
+  return "unknown";
 }
 
 std::vector<std::string> available_devices() {
-  std::vector<std::string> devices{"cpu"};
-  if (cuda_device_present()) devices.push_back("cuda");
-  devices.push_back("ipu-model");  // the tile-plan interpreter runs on the host
-  if (ipu_device_present()) devices.push_back("ipu");
+  std::vector<std::string> devices;
+  for (const BackendEntry& entry : backend_registry())
+    if (entry.runnable()) devices.emplace_back(entry.name);
   return devices;
 }
 

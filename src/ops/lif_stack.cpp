@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "backends/cpu/cpu_backend.hpp"
+#include "backends/common/order.hpp"
 #include "saltatory/backend/backend.hpp"
 #include "saltatory/core/error.hpp"
 #include "saltatory/core/memory.hpp"
@@ -56,7 +56,7 @@ void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerP
 /// membranes and current gradients of spiking layers shrink to about (2 S + T / S) rows of [B, N].
 double working_bytes(const StackConfig& config, int T, int B, bool backward) {
   const bool windowed = config.device == Device::cpu || config.device == Device::cuda;
-  const int S = windowed ? cpu::window_steps(config, T, B) : T;  // as the backend
+  const int S = windowed ? common::window_steps(config, T, B) : T;  // as the backend
   const int windows = (T + S - 1) / S;
   const double membrane_steps = S < T ? 2.0 * S + windows : T;
   double bytes = 0;

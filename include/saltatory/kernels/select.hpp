@@ -31,6 +31,16 @@ SALTATORY_HD uint64_t stream_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t
   return mix64(mix64(mix64(seed ^ mix64(a)) ^ b) ^ c);
 }
 
+/// Seed of layer l's overflow streams (every backend draws the same subsets).
+SALTATORY_HD uint64_t layer_seed(uint64_t seed, uint64_t l) {
+  return stream_key(seed, l, 0x5E1EC7, 0);
+}
+
+/// Stream of list (t, b) of a layer: spikes draw from it, candidates from mix64(it + 1).
+SALTATORY_HD uint64_t list_stream(uint64_t layer_seed, int t, int b) {
+  return stream_key(layer_seed, static_cast<uint64_t>(t), static_cast<uint64_t>(b), 0);
+}
+
 /// Sorts `ids[0:n]` ascending (heapsort: no recursion, no allocation).
 SALTATORY_HD void sort_ids(int32_t* ids, int n) {
   auto sift = [ids](int root, int end) {

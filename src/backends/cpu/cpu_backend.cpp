@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "backends/common/top_down.hpp"
 #include "saltatory/core/error.hpp"
 #include "saltatory/kernels/lif.hpp"
 #include "saltatory/kernels/select.hpp"
@@ -31,7 +32,7 @@ class CpuBackend final : public Backend {
     ctx->T = input.T;
     ctx->B = input.B;
     ctx->input = SpikeTensor::from_view(input);
-    ctx->window = window_steps(config, input.T, input.B);
+    ctx->window = common::window_steps(config, input.T, input.B);
     const bool dense = config.mode == Mode::dense;
     for (size_t l = 0; l < config.layers.size(); ++l) {
       const LayerConfig& c = config.layers[l];
@@ -68,7 +69,7 @@ class CpuBackend final : public Backend {
   void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,
                           const std::vector<LayerGrads>& grads, float* grad_input) override {
     auto& ctx = dynamic_cast<CpuContext&>(context);
-    backward_top_down(
+    common::backward_top_down(
         ctx, grad_outputs, grad_input, ctx.input.K(),
         [&](size_t l, const float* grad_out, float* below) {
           const LayerConfig& c = ctx.config.layers[l];
@@ -116,7 +117,7 @@ class CpuBackend final : public Backend {
                     readout ? nullptr : &ctx.spikes[l],
                     membrane,
                     first_step,
-                    kernels::stream_key(ctx.config.seed, l, 0x5E1EC7, 0),
+                    kernels::layer_seed(ctx.config.seed, l),
                     ctx.config.overflow,
                     ctx.T,
                     ctx.B};
@@ -163,7 +164,7 @@ Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
   if (c.kind == LayerKind::readout || !select) return {};
   SpikeTensor& out = *run.output;
   const auto counts = kernels::select_two_threshold(
-      v, n, c.theta1, c.theta2, out.K(), run.overflow, kernels::stream_key(run.seed, t, b, 0),
+      v, n, c.theta1, c.theta2, out.K(), run.overflow, kernels::list_stream(run.seed, t, b),
       out.list(t, b), scratch.found.data(), scratch.priority.data());
   out.n_spk(t, b) = counts.n_spk;
   out.n_tot(t, b) = counts.n_tot;
@@ -188,12 +189,6 @@ void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* fl
     for (int j = 0; j < n; ++j) gv[j] *= kernels::carry_factor(alpha[j], flags[j], ResetGrad::mask);
     kernels::scatter_value(flags, emitted, n_emitted, 0.0f);
   }
-}
-
-int window_steps(const StackConfig& config, int T, int B) {
-  const int segment = config.recompute_segment, chunk = scatter_chunk_steps(B);
-  if (segment <= 0 || segment >= T || config.mode == Mode::dense) return T;
-  return std::min(T, (segment + chunk - 1) / chunk * chunk);
 }
 
 Backend& cpu_backend() {

@@ -7,10 +7,13 @@
 #include <memory>
 #include <vector>
 
+#include "backends/common/order.hpp"
 #include "backends/cpu/buffer_pool.hpp"
 #include "saltatory/backend/backend.hpp"
 
 namespace saltatory::cpu {
+
+using common::Window;
 
 /// One layer's view of a forward/backward call.
 struct LayerRun {
@@ -31,11 +34,6 @@ struct LayerRun {
   }
 };
 
-/// Steps [t0, t1) of a sequence.
-struct Window {
-  int t0, t1;
-};
-
 /// What the sparse backward carries from one window to the earlier one, per sample b.
 struct BackwardCarry {
   std::vector<float> grad_membrane;  ///< gV [B, n_out] entering step t1 - 1
@@ -54,48 +52,6 @@ class CpuContext : public StackContext {
   /// last, [windows - 1, B, N]. Uninitialised until the forward writes every element.
   std::vector<Buffer> membrane;
 };
-
-/// Drives a stack's backward top-down (shared by the CPU and the IPU model): calls
-/// f(l, grad_out, below) for l = L-1 .. 0, where grad_out is dL/d(layer l's outputs) (the
-/// caller's, plus what layer l + 1 added) and below receives dL/d(layer l's input entries),
-/// starting from the caller's gradient of layer l - 1; for layer 0 it is grad_input (zeroed), or
-/// null.
-template <class F>
-void backward_top_down(const StackContext& ctx, const std::vector<const float*>& grad_outputs,
-                       float* grad_input, int input_capacity, F&& f) {
-  const auto& layers = ctx.config.layers;
-  const int64_t lists = static_cast<int64_t>(ctx.T) * ctx.B;
-  const auto width = [&](size_t l) {
-    return layers[l].kind == LayerKind::readout ? layers[l].n_out : ctx.spikes[l].K();
-  };
-  const auto callers = [&](size_t l, std::vector<float>& grad) {
-    grad.assign(lists * width(l), 0.0f);
-    if (grad_outputs[l] != nullptr) std::copy_n(grad_outputs[l], grad.size(), grad.begin());
-  };
-  std::vector<float> grad_out, grad_in;
-  callers(layers.size() - 1, grad_out);
-  for (size_t l = layers.size(); l-- > 0;) {
-    float* below = nullptr;
-    if (l > 0) {
-      callers(l - 1, grad_in);
-      below = grad_in.data();
-    } else if (grad_input != nullptr) {
-      std::fill_n(grad_input, lists * input_capacity, 0.0f);
-      below = grad_input;
-    }
-    f(l, static_cast<const float*>(grad_out.data()), below);
-    std::swap(grad_out, grad_in);
-  }
-}
-
-/// Steps per weight-gradient chunk of the sparse backward: kScatterChunk lists, in whole steps.
-/// Recompute windows are multiples of it, so that chunks (and summation order) do not depend on
-/// the window.
-int scatter_chunk_steps(int B);
-
-/// Steps per window of a call: T, or the recompute segment rounded up to whole weight-gradient
-/// chunks (T when that reaches T, or in dense mode).
-int window_steps(const StackConfig& config, int T, int B);
 
 /// Runs steps [w.t0, w.t1) of one sparse layer forward, reading V[w.t0 - 1] from the membrane
 /// buffer; returns the entries dropped by capacity. With `select` false it only recomputes the

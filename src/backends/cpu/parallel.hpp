@@ -24,10 +24,6 @@ inline constexpr int kColumnBlock = 256;
 inline constexpr int kRowBlock = 64;
 /// Lists (t, b) per chunk of list-parallel work.
 inline constexpr int64_t kListChunk = 256;
-/// Lists per chunk of the weight-gradient gather (rounded down to whole steps, at least one): a
-/// chunk's current gradients in one column block (kScatterChunk x kColumnBlock floats, 256 KB)
-/// stay in a 512 KB L2 cache.
-inline constexpr int32_t kScatterChunk = 256;
 
 /// Calls f(i) for every i in [begin, end), in parallel.
 template <class F>

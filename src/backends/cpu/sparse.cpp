@@ -22,9 +22,9 @@
 #include <algorithm>
 #include <memory>
 
+#include "backends/common/spikes_by_neuron.hpp"
 #include "backends/cpu/cpu_backend.hpp"
 #include "backends/cpu/parallel.hpp"
-#include "backends/cpu/spikes_by_neuron.hpp"
 #include "saltatory/kernels/lif.hpp"
 
 namespace saltatory::cpu {
@@ -54,8 +54,6 @@ void feedforward_currents(const LayerRun& run, Window w) {
 }
 
 }  // namespace
-
-int scatter_chunk_steps(int B) { return std::max(1, kScatterChunk / B); }
 
 Drops sparse_forward(const LayerRun& run, Window w, bool select) {
   const LayerConfig& c = run.config;
@@ -137,7 +135,7 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
   // phase C: dW[i, cols] += the gI rows of the lists that i fed, chunk by chunk, latest first; a
   // chunk's gI block stays in cache while every input neuron gathers its rows from it.
   const auto weight_grad = [&](float* dw, const SpikeView& spikes, int delay) {
-    const SpikesByNeuron by_neuron(spikes, w, delay, scatter_chunk_steps(B));
+    const common::SpikesByNeuron by_neuron(spikes, w, delay, common::scatter_chunk_steps(B));
     for_each_block(n, kColumnBlock, [&](int c0, int c1) {
       for (int64_t chunk = by_neuron.chunks(); chunk-- > 0;)
         for (int i = 0; i < spikes.N; ++i)

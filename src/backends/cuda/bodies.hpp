@@ -119,7 +119,7 @@ SALTATORY_HD kernels::Drops select_list(Blk& blk, const Layer& L, int t, int b, 
   const int n_spk = n_above < cap ? n_above : cap;
   const int n_cand = n_between < cap - n_spk ? n_between : cap - n_spk;
   int32_t* out = L.out.list(t, b);
-  const uint64_t stream = kernels::stream_key(L.seed, t, b, 0);
+  const uint64_t stream = kernels::list_stream(L.seed, t, b);
   const bool random = L.overflow == OverflowPolicy::random;
   // Groups that fit (or keep their lowest ids) are copied in parallel; a random subset is drawn
   // by one thread with the CPU's keep_subset.
@@ -296,7 +296,7 @@ SALTATORY_HD void input_entry_grad(const Layer& L, int t0, int64_t list, int k,
 }
 
 /// The spikes feeding the weight gradient of the window [t0, t1), grouped as the CPU groups them
-/// (SpikesByNeuron): list (t, b), numbered (t - t0) B + b, is fed by the spikes of `s` at step
+/// (common::SpikesByNeuron): list (t, b), numbered (t - t0) B + b, is fed by the spikes of `s` at step
 /// t - delay; chunks hold `chunk_steps` steps from t0.
 struct Feeding {
   Lists s;

@@ -19,7 +19,7 @@
 #include <memory>
 #include <vector>
 
-#include "backends/cpu/cpu_backend.hpp"
+#include "backends/common/order.hpp"
 #include "backends/cuda/bodies.hpp"
 #include "saltatory/core/error.hpp"
 
@@ -74,7 +74,7 @@ class DeviceContext final : public StackContext {
     L.T = T;
     L.B = B;
     L.overflow = config.overflow;
-    L.seed = kernels::stream_key(config.seed, l, 0x5E1EC7, 0);  // as the CPU backend
+    L.seed = kernels::layer_seed(config.seed, l);
     return L;
   }
   /// Layer l's own lists (a spiking layer).
@@ -181,7 +181,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
   ctx->T = T;
   ctx->B = B;
   ctx->in_K = input.K;
-  ctx->window = cpu::window_steps(config, T, B);  // chunks and windows as the CPU's
+  ctx->window = common::window_steps(config, T, B);
   const int64_t lists = static_cast<int64_t>(T) * B;
   const auto upload = [&](auto& array, const auto* src, int64_t n) {
     array = std::remove_reference_t<decltype(array)>(n);
@@ -293,13 +293,13 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
 /// dW += the gradient of W fed by lists `s` (delay 0 or 1) over the window [t0, t1) (gI rows
 /// numbered from its first list), without atomics: the (chunk, neuron,
 /// list) triples are stably sorted by (chunk, neuron), then each (neuron, column) gathers its gI
-/// rows chunk by chunk, latest first (the CPU's SpikesByNeuron order).
+/// rows chunk by chunk, latest first (common::SpikesByNeuron's order).
 template <class Exec>
 void sparse_weight_grad(Exec& exec, const Lists& s, int N, int delay, int t0, int t1, int n_out,
                         const float* grad_current, float* dw) {
   using I64 = ArrayOf<Exec, int64_t>;
   const int64_t lists = static_cast<int64_t>(t1 - t0) * s.B;
-  const Feeding f{s, delay, t0, t1, N, cpu::scatter_chunk_steps(s.B)};
+  const Feeding f{s, delay, t0, t1, N, common::scatter_chunk_steps(s.B)};
   I64 count(lists + 1), offset(lists + 1);
   int64_t* counts = count.data();
   exec.for_each(lists, [=] SALTATORY_DEVICE_LAMBDA(int64_t list) { counts[list] = f.count(list); });
@@ -422,7 +422,7 @@ void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float*
   if (db.size() > 0) exec.download(grads.bias, dbias, db.size());
 }
 
-/// BPTT through the stack, top-down (as cpu::backward_top_down, in executor memory).
+/// BPTT through the stack, top-down (as common::backward_top_down, in executor memory).
 template <class Exec>
 void stack_backward(Exec& exec, DeviceContext<Exec>& ctx,
                     const std::vector<const float*>& grad_outputs,

@@ -16,8 +16,9 @@
 #include <mutex>
 #include <optional>
 
+#include "backends/common/spikes_by_neuron.hpp"
+#include "backends/common/top_down.hpp"
 #include "backends/cpu/cpu_backend.hpp"
-#include "backends/cpu/spikes_by_neuron.hpp"
 #include "backends/optional.hpp"
 #include "saltatory/core/error.hpp"
 #include "saltatory/ipu/plan.hpp"
@@ -171,10 +172,10 @@ class IpuModelBackend final : public Backend {
                           const std::vector<LayerGrads>& grads, float* grad_input) override {
     auto& ctx = dynamic_cast<IpuModelContext&>(context);
     const std::lock_guard<std::mutex> lock(ctx.report_mutex);
-    cpu::backward_top_down(ctx, grad_outputs, grad_input, ctx.input.K(),
-                           [&](size_t l, const float* grad_out, float* below) {
-                             backward_layer(ctx, l, grad_out, grads[l], below);
-                           });
+    common::backward_top_down(ctx, grad_outputs, grad_input, ctx.input.K(),
+                              [&](size_t l, const float* grad_out, float* below) {
+                                backward_layer(ctx, l, grad_out, grads[l], below);
+                              });
     finish_report(ctx);
   }
 
@@ -236,8 +237,7 @@ class IpuModelBackend final : public Backend {
       }
       if (readout) continue;
       // exchange and combine: the tiles' flags in tile order, then the capacity by policy
-      const uint64_t stream =
-          kernels::stream_key(kernels::stream_key(ctx.config.seed, l, 0x5E1EC7, 0), t, b, 0);
+      const uint64_t stream = kernels::list_stream(kernels::layer_seed(ctx.config.seed, l), t, b);
       std::vector<uint64_t>& priority = scratch.priority;
       int32_t* ids = out->list(t, b);
       const int n_spk = kernels::keep_subset(spikes.data(), n_above, ids, out->K(),
@@ -343,7 +343,7 @@ class IpuModelBackend final : public Backend {
     }
     // weight gradients: per tile, its columns, chunks of whole steps latest first (the CPU's order)
     const auto weight_grad = [&](float* dw, const SpikeView& spikes, int d) {
-      const cpu::SpikesByNeuron by_neuron(spikes, {0, T}, d, cpu::scatter_chunk_steps(B));
+      const common::SpikesByNeuron by_neuron(spikes, {0, T}, d, common::scatter_chunk_steps(B));
       for (const Tile& tile : tiles) {
         double ops = 0;
         for (int64_t chunk = by_neuron.chunks(); chunk-- > 0;)

@@ -79,7 +79,7 @@ class Select : public Vertex {
       for (int e = 0; e < flags[i][1]; ++e) found[n_neurons + n_cand_found++] = flags[i][2 + n + e];
     }
     const uint64_t layer_seed = (static_cast<uint64_t>(seed_hi) << 32) | seed_lo;
-    const uint64_t stream = k::stream_key(layer_seed, t, b, 0);
+    const uint64_t stream = k::list_stream(layer_seed, t, b);
     const auto policy_kind = static_cast<k::OverflowPolicy>(policy);
     auto* prio = reinterpret_cast<uint64_t*>(&priority[0]);
     const int n_spk =

@@ -259,7 +259,7 @@ class Emitter {
         seq.add(prog::Execute(cs));
         if (readout) continue;
         auto select = graph_.addComputeSet("select " + std::to_string(l) + " " + std::to_string(t));
-        const uint64_t layer_seed = kernels::stream_key(config_.seed, l, 0x5E1EC7, 0);
+        const uint64_t layer_seed = kernels::layer_seed(config_.seed, l);
         for (int b = 0; b < B_; ++b) {
           auto v = graph_.addVertex(select, "Select");
           graph_.setTileMapping(v, L.list_tile);

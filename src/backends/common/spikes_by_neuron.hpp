@@ -1,5 +1,6 @@
 // Spikes grouped for the weight-gradient gather: by chunk of whole steps, then by input neuron.
-// Shared by the CPU backend and the IPU model, so that both sum weight gradients in one order.
+// The host backends (CPU, IPU model) gather from it, and the CUDA backend groups its spikes the
+// same way, so that all of them sum weight gradients in one order.
 #pragma once
 
 #include <algorithm>
@@ -7,10 +8,11 @@
 #include <numeric>
 #include <vector>
 
-#include "backends/cpu/cpu_backend.hpp"
+#include "backends/common/order.hpp"
 #include "backends/cpu/parallel.hpp"
+#include "saltatory/core/spikes.hpp"
 
-namespace saltatory::cpu {
+namespace saltatory::common {
 
 /// The spikes feeding the lists of a window, grouped by chunk of `chunk_steps` steps and, within a
 /// chunk, by neuron: for chunk q and neuron i, the lists (t, b) of q whose current i fed,
@@ -32,12 +34,12 @@ class SpikesByNeuron {
         }
     };
     start_.assign(chunks_ * n_ + 1, 0);
-    parallel_for(0, chunks_, [&](int64_t q) {  // counts, chunk by chunk
+    cpu::parallel_for(0, chunks_, [&](int64_t q) {  // counts, chunk by chunk
       each_spike(q, [&](int32_t, int32_t i) { ++start_[q * n_ + i + 1]; });
     });
     std::partial_sum(start_.begin(), start_.end(), start_.begin());
     lists_.resize(start_.back());
-    parallel_for(0, chunks_, [&](int64_t q) {  // fill, chunk by chunk
+    cpu::parallel_for(0, chunks_, [&](int64_t q) {  // fill, chunk by chunk
       std::vector<int64_t> next(start_.begin() + q * n_, start_.begin() + (q + 1) * n_);
       each_spike(q, [&](int32_t list, int32_t i) { lists_[next[i]++] = list; });
     });
@@ -56,4 +58,4 @@ class SpikesByNeuron {
   std::vector<int32_t> lists_;
 };
 
-}  // namespace saltatory::cpu
+}  // namespace saltatory::common

@@ -1,0 +1,139 @@
+// The LIF neuron model, written once for every backend (CPU, CUDA, the IPU model and the Poplar
+// codelets): its parameters, its state (the membrane V), its forward update, its thresholds and
+// its backward carry. Per neuron j of a layer (or of a tile's slice of it):
+//   r[t]  = H(V[t-1] - theta1_j)  (reset = state)   or  1 if j's spike was emitted at t-1 (spike)
+//   V[t]  = alpha_j V[t-1] (1 - r[t]) + g (1 - alpha_j) I[t]
+//   spike: V[t] > theta1_j;   gradient candidate: theta2 < V[t] <= theta1_j
+//   gV[t] = m_j[t+1] gV[t+1] + sum over listed entries of gS sigma'(V[t] - theta1_j)
+//           m = alpha_j (reset_grad = pass)  or  alpha_j (1 - r[t+1]) (mask)
+//   gI[t] = g (1 - alpha_j) gV[t]
+// A readout is the same update with r = 0 and m = alpha, without thresholds.
+// The row functions run over a thread block `Blk` (rank, size, sync): CUDA passes a block of
+// threads, the host backends a SerialBlock. Each element is computed by one thread with the same
+// operations in the same order on every backend, so results are bitwise equal.
+#pragma once
+
+#include "saltatory/kernels/common.hpp"
+#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/surrogate.hpp"
+
+namespace saltatory::kernels {
+
+/// A block of one thread: how the host backends run the block row functions.
+struct SerialBlock {
+  SALTATORY_HD int rank() const { return 0; }
+  SALTATORY_HD int size() const { return 1; }
+  SALTATORY_HD void sync() const {}
+  /// Exclusive prefix sum over the block's threads (of one thread: 0) and their total.
+  SALTATORY_HD int exclusive_sum(int x, int& total) const {
+    total = x;
+    return 0;
+  }
+};
+
+namespace neurons {
+
+/// Flags of a neuron's membrane against its thresholds.
+enum Flag : int { none = 0, spike = 1, candidate = 2 };
+
+/// A LIF layer (or a slice of one): per-neuron decay and spike threshold, layer-wide settings.
+struct Lif {
+  const float* alpha;   ///< [n] decay
+  const float* theta1;  ///< [n] spike threshold
+  float theta2;         ///< gradient-candidate threshold (layer-wide, <= theta1_j)
+  float gain;
+  float beta;  ///< surrogate slope
+  Surrogate surrogate;
+  ResetMode reset;
+  ResetGrad reset_grad;
+  bool readout;  ///< a leaky integrator: no reset, no thresholds
+
+  /// The model of neurons [j0, j0 + n) of the layer (an IPU tile's slice).
+  SALTATORY_HD Lif slice(int j0) const {
+    Lif s = *this;
+    s.alpha += j0;
+    if (!readout) s.theta1 += j0;
+    return s;
+  }
+
+  /// r[t] of neuron j from V[t-1] (state reset).
+  SALTATORY_HD float state_reset(int j, float v_prev) const {
+    return kernels::state_reset(v_prev, theta1[j]);
+  }
+  /// V[t] of neuron j: `has_prev` is false at t = 0 (V[-1] = 0, no reset); `emitted` is 1 when
+  /// j's spike of t-1 was emitted (read for the spike reset only).
+  SALTATORY_HD float update(int j, bool has_prev, float v_prev, float emitted,
+                            float current) const {
+    float r = 0.0f;
+    if (has_prev && !readout) r = reset == ResetMode::state ? state_reset(j, v_prev) : emitted;
+    return lif_step(has_prev ? v_prev : 0.0f, r, alpha[j], gain, current);
+  }
+  /// Which list V[t] of neuron j belongs to.
+  SALTATORY_HD Flag flag(int j, float v) const {
+    if (v > theta1[j]) return spike;
+    return v > theta2 ? candidate : none;
+  }
+  /// dV[t+1]/dV[t] of neuron j from V[t] and whether j's spike of t was emitted (spike reset).
+  SALTATORY_HD float carry(int j, float v, float emitted) const {
+    if (readout || reset_grad == ResetGrad::pass) return alpha[j];
+    const float r_next = reset == ResetMode::state ? state_reset(j, v) : emitted;
+    return carry_factor(alpha[j], r_next, ResetGrad::mask);
+  }
+  /// dS/dV of a listed entry of neuron j at membrane v.
+  SALTATORY_HD float surrogate_at(int j, float v) const {
+    return surrogate_grad(surrogate, v - theta1[j], beta);
+  }
+  /// dL/dI of neuron j from its membrane gradient.
+  SALTATORY_HD float current_grad_of(int j, float gv) const {
+    return current_grad(gv, alpha[j], gain);
+  }
+  /// Whether the carry reads which spikes were emitted (mask gradient with spike reset).
+  SALTATORY_HD bool carry_reads_emitted() const {
+    return !readout && reset_grad == ResetGrad::mask && reset == ResetMode::spike;
+  }
+  /// Whether the update reads which spikes were emitted (spike reset).
+  SALTATORY_HD bool update_reads_emitted() const { return !readout && reset == ResetMode::spike; }
+};
+
+/// V[t] of one row of n neurons, in place: `v` holds the input current on entry. `v_prev` is V[t-1]
+/// (null at t = 0); `emitted` is the footprint of S[t-1] (1 at emitted neurons; read for the
+/// spike reset only).
+template <class Blk>
+SALTATORY_HD void update_row(Blk& blk, const Lif& m, float* v, const float* v_prev,
+                             const float* emitted, int n) {
+  for (int j = blk.rank(); j < n; j += blk.size())
+    v[j] = m.update(j, v_prev != nullptr, v_prev != nullptr ? v_prev[j] : 0.0f,
+                    m.update_reads_emitted() && v_prev != nullptr ? emitted[j] : 0.0f, v[j]);
+}
+
+/// gV *= dV[t+1]/dV[t] over one row: `v` is V[t], `emitted` the footprint of S[t] (read for the
+/// mask gradient with spike reset only).
+template <class Blk>
+SALTATORY_HD void carry_row(Blk& blk, const Lif& m, float* gv, const float* v, const float* emitted,
+                            int n) {
+  for (int j = blk.rank(); j < n; j += blk.size())
+    gv[j] *= m.carry(j, v[j], m.carry_reads_emitted() ? emitted[j] : 0.0f);
+}
+
+/// gV[ids_k] += gS[k] sigma'(V[ids_k] - theta1) over a list's entries k < n_tot, for the entries
+/// of neurons [j0, j1) (gv and v hold that slice); ids are distinct, so each neuron is updated by
+/// one thread, entries in ascending k.
+template <class Blk>
+SALTATORY_HD void state_grad_row(Blk& blk, const Lif& m, float* gv, const float* v,
+                                 const int32_t* ids, const float* gs, int n_tot, int32_t j0 = 0,
+                                 int32_t j1 = 0x7FFFFFFF) {
+  for (int k = blk.rank(); k < n_tot; k += blk.size()) {
+    const int32_t j = ids[k];
+    if (j < j0 || j >= j1) continue;
+    gv[j - j0] += gs[k] * m.surrogate_at(j - j0, v[j - j0]);
+  }
+}
+
+/// gI = dL/dI over one row.
+template <class Blk>
+SALTATORY_HD void current_grad_row(Blk& blk, const Lif& m, float* gi, const float* gv, int n) {
+  for (int j = blk.rank(); j < n; j += blk.size()) gi[j] = m.current_grad_of(j, gv[j]);
+}
+
+}  // namespace neurons
+}  // namespace saltatory::kernels
