@@ -500,3 +500,6 @@ def test_fuzzer_findings_stay_fixed() -> None:
                  "regression-vlen-free-space-hang.h5"):  # libhdf5 looped forever on these
         with pytest.raises(ValueError, match="empty free-space record"):
             read_shd(corpus / "shd" / name)
+    for name in ("regression-vlen-kind-segfault.h5", "regression-vlen-kind-segfault-2.h5"):
+        with pytest.raises(ValueError, match="variable-length datatype of unknown kind"):
+            read_shd(corpus / "shd" / name)  # libhdf5 segfaulted converting these

@@ -90,6 +90,17 @@ def _check_global_heaps(path: str, f, h5py) -> None:
                                        f"vlen heap (corrupted file)")
 
 
+def _check_vlen_kinds(path: str, f, h5py) -> None:
+    """libhdf5 accepts a variable-length datatype whose kind (the low four bits of its first class
+    byte) is neither a sequence (0) nor a string (1), and then crashes converting its data (a
+    segfault, found by fuzzing): refuse the spike datasets' types unless they are sequences."""
+    for key in ("spikes/times", "spikes/units"):
+        datatype = f[key].id.get_type()
+        if datatype.get_class() == h5py.h5t.VLEN and datatype.encode()[3] & 0x0F != 0:
+            raise ValueError(f"read_shd: {path}: {key} has a variable-length datatype of unknown kind "
+                             f"{datatype.encode()[3] & 0x0F} (corrupted file)")
+
+
 def _check_sizes(path: str, f) -> None:
     """Refuses datasets that are not one-dimensional, or whose reading would exceed the memory
     limit: 8 bytes a label, _SAMPLE_BYTES a sample, and the spike data, which the vlen heaps hold
@@ -122,6 +133,7 @@ def read_shd(path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]
             missing = [key for key in ("spikes/times", "spikes/units", "labels") if key not in f]
             if not missing:
                 _check_sizes(path, f)
+                _check_vlen_kinds(path, f, h5py)
                 _check_global_heaps(path, f, h5py)
                 times = [np.asarray(t, dtype=np.float64) for t in f["spikes/times"]]
                 units = [np.asarray(u) for u in f["spikes/units"]]
