@@ -80,9 +80,10 @@ void SelectTwoThreshold(benchmark::State& state) {
   std::vector<int32_t> ids(capacity);
   std::vector<uint64_t> priority(capacity);
   std::vector<int32_t> found(2 * n);
+  const std::vector<float> theta1(n, 1.0f);
   for (auto _ : state) {
-    auto counts = k::select_two_threshold(v.data(), n, 1.0f, 0.9f, capacity, policy, 42, ids.data(),
-                                          found.data(), priority.data());
+    auto counts = k::select_two_threshold(v.data(), n, theta1.data(), 0.9f, capacity, policy, 42,
+                                          ids.data(), found.data(), priority.data());
     benchmark::DoNotOptimize(counts);
   }
   state.SetItemsProcessed(state.iterations() * n);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backends/common/model.hpp"
 #include "backends/common/order.hpp"
 #include "saltatory/backend/backend.hpp"
 #include "saltatory/core/error.hpp"
@@ -27,8 +28,13 @@ void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerP
   if (c.kind != LayerKind::readout) {
     check(mode == Mode::dense || c.capacity > 0, op, "layer ", l, ": capacity ", c.capacity,
           " must be positive");
-    check(std::isfinite(c.theta1) && std::isfinite(c.theta2) && c.theta2 <= c.theta1, op, "layer ",
-          l, ": thresholds must be finite with theta2 (", c.theta2, ") <= theta1 (", c.theta1, ")");
+    if (p.theta1 == nullptr)
+      check(std::isfinite(c.theta1) && std::isfinite(c.theta2) && c.theta2 <= c.theta1, op,
+            "layer ", l, ": thresholds must be finite with theta2 (", c.theta2, ") <= theta1 (",
+            c.theta1, ")");
+    else  // per neuron: a theta1_j below theta2 leaves neuron j no candidates, only spikes
+      check(std::isfinite(c.theta2) && all_finite(p.theta1, c.n_out), op, "layer ", l,
+            ": thresholds must be finite (theta2 ", c.theta2, ", theta1 per neuron)");
     check(std::isfinite(c.beta) && c.beta > 0, op, "layer ", l, ": surrogate slope ", c.beta,
           " must be positive");
   }
@@ -101,8 +107,12 @@ std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
   check(static_cast<int64_t>(input.T) * input.B * config.layers.back().n_out < (int64_t{1} << 40),
         op, "T*B*N is too large");
   check_memory(working_bytes(config, input.T, input.B, false), op, "the forward pass");
-  auto context = backend_for(config.device).lif_stack_forward(config, params, input);
+  std::vector<std::vector<float>> thresholds;
+  auto context = backend_for(config.device)
+                     .lif_stack_forward(
+                         config, common::per_neuron_thresholds(config, params, thresholds), input);
   context->input_capacity = input.K;
+  context->thresholds = std::move(thresholds);
   return context;
 }
 

@@ -28,8 +28,10 @@ Selected select(const std::vector<float>& v, int capacity, k::OverflowPolicy pol
   Selected s{std::vector<int32_t>(capacity, -1), {}};
   std::vector<uint64_t> priority(capacity);
   std::vector<int32_t> found(2 * v.size());
-  s.counts = k::select_two_threshold(v.data(), static_cast<int>(v.size()), 1.0f, 0.9f, capacity,
-                                     policy, stream, s.ids.data(), found.data(), priority.data());
+  const std::vector<float> theta1(v.size(), 1.0f);
+  s.counts =
+      k::select_two_threshold(v.data(), static_cast<int>(v.size()), theta1.data(), 0.9f, capacity,
+                              policy, stream, s.ids.data(), found.data(), priority.data());
   return s;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/common/model.hpp"
 #include "backends/cuda/stack.hpp"
 #include "emulated_exec.hpp"
 #include "saltatory/core/device.hpp"
@@ -207,8 +208,11 @@ test_support::EmulatedExec emulated;
 std::shared_ptr<StackContext> emulated_forward(const StackConfig& config,
                                                const std::vector<LayerParams>& params,
                                                const SpikeView& input) {
-  auto ctx = cuda::stack_forward(emulated, config, params, input);
+  std::vector<std::vector<float>> thresholds;  // (what the op layer does before dispatch)
+  auto ctx = cuda::stack_forward(emulated, config,
+                                 common::per_neuron_thresholds(config, params, thresholds), input);
   ctx->input_capacity = input.K;
+  ctx->thresholds = std::move(thresholds);
   return ctx;
 }
 void emulated_backward(StackContext& ctx, const std::vector<const float*>& g_out,

@@ -1,6 +1,7 @@
-// LIF membrane update and its adjoint, per neuron j (scalar math, [T, B, N] layouts live in callers).
+// LIF membrane update and its adjoint, per neuron j (scalar math, [T, B, N] layouts live in callers;
+// the model as a unit is kernels/neurons/lif.hpp).
 //
-//   V[t] = alpha * V[t-1] * (1 - r[t]) + g * (1 - alpha) * I[t]
+//   V[t] = alpha * V[t-1] * (1 - r[t]) + g * (1 - alpha) * I[t]     (subtract: alpha V - theta1 r)
 //   r[t] = H(V[t-1] - theta1)          (reset_mode = state: decided by the previous membrane)
 //        = S[t-1] emitted              (reset_mode = spike: only spikes that made it into the list)
 //
@@ -15,14 +16,23 @@
 
 namespace saltatory::kernels {
 
-/// How the reset at step t is decided.
-enum class ResetMode : int { state = 0, spike = 1 };
+/// The reset at step t: to zero, decided by the previous membrane (state) or by the emitted
+/// spikes (spike); or subtracting theta1, decided by the previous membrane (subtract, snnTorch's
+/// default): V[t] = alpha V[t-1] - theta1 r[t] + g (1 - alpha) I[t], r detached from the gradient.
+enum class ResetMode : int { state = 0, spike = 1, subtract = 2 };
 /// Which derivative the reset contributes to BPTT (METHOD.md section 5).
 enum class ResetGrad : int { pass = 0, mask = 1 };
 
 /// One membrane step: `alpha * v_prev * (1 - reset) + gain * (1 - alpha) * current`.
 SALTATORY_HD float lif_step(float v_prev, float reset, float alpha, float gain, float current) {
   return alpha * v_prev * (1.0f - reset) + gain * (1.0f - alpha) * current;
+}
+
+/// One membrane step with the subtract reset: `alpha * v_prev - theta1 * reset + gain * (1 -
+/// alpha) * current`.
+SALTATORY_HD float subtract_step(float v_prev, float reset, float alpha, float theta1, float gain,
+                                 float current) {
+  return alpha * v_prev - theta1 * reset + gain * (1.0f - alpha) * current;
 }
 
 /// Reset flag from the previous membrane (state-based reset): 1 if `v_prev > theta1`.

@@ -1,6 +1,6 @@
-// Two-threshold spike selection with capacity K, for one (t, b) list.
-//   spikes     = { j : V[j] > theta1 }                 -> ids[0 : n_spk]
-//   candidates = { j : theta2 < V[j] <= theta1 }       -> ids[n_spk : n_tot]   (gradient only)
+// Two-threshold spike selection with capacity K, for one (t, b) list (theta1 per neuron).
+//   spikes     = { j : V[j] > theta1[j] }              -> ids[0 : n_spk]
+//   candidates = { j : theta2 < V[j] <= theta1[j] }    -> ids[n_spk : n_tot]   (gradient only)
 // Spikes take priority over candidates. Each group is kept whole when it fits; otherwise the
 // overflow policy keeps the lowest ids, or a seeded random subset (the entries with the smallest
 // hash(stream, j), independent of scan order so every backend picks the same ids). Both groups are
@@ -158,18 +158,19 @@ SALTATORY_HD int keep_subset(const int32_t* found, int count, int32_t* out, int 
 
 /// Selects spikes and gradient candidates of `v[0:n]` into `ids[0:capacity]`. Scratch: `found`
 /// holds 2 n ids (one branch-free compaction pass), `priority` capacity entries (random policy).
-SALTATORY_HD SelectCounts select_two_threshold(const float* v, int n, float theta1, float theta2,
-                                               int capacity, OverflowPolicy policy, uint64_t stream,
-                                               int32_t* ids, int32_t* found, uint64_t* priority) {
+SALTATORY_HD SelectCounts select_two_threshold(const float* v, int n, const float* theta1,
+                                               float theta2, int capacity, OverflowPolicy policy,
+                                               uint64_t stream, int32_t* ids, int32_t* found,
+                                               uint64_t* priority) {
   int32_t* spikes = found;
   int32_t* candidates = found + n;
   int n_above = 0, n_between = 0;
   int j = 0;
 #if defined(__SSE2__) && !defined(__CUDA_ARCH__)
   // Four neurons per compare; silent groups (most of them) cost no branch per neuron.
-  const __m128 t1 = _mm_set1_ps(theta1), t2 = _mm_set1_ps(theta2);
+  const __m128 t2 = _mm_set1_ps(theta2);
   for (; j + 4 <= n; j += 4) {
-    const __m128 x = _mm_loadu_ps(v + j);
+    const __m128 x = _mm_loadu_ps(v + j), t1 = _mm_loadu_ps(theta1 + j);
     int above = _mm_movemask_ps(_mm_cmpgt_ps(x, t1));
     int between = _mm_movemask_ps(_mm_and_ps(_mm_cmpgt_ps(x, t2), _mm_cmple_ps(x, t1)));
     for (; above != 0; above &= above - 1) spikes[n_above++] = j + __builtin_ctz(above);
@@ -180,9 +181,9 @@ SALTATORY_HD SelectCounts select_two_threshold(const float* v, int n, float thet
   for (; j < n; ++j) {
     const float x = v[j];
     spikes[n_above] = j;
-    n_above += x > theta1;
+    n_above += x > theta1[j];
     candidates[n_between] = j;
-    n_between += (x > theta2) & (x <= theta1);
+    n_between += (x > theta2) & (x <= theta1[j]);
   }
   const int n_spk = keep_subset(spikes, n_above, ids, capacity, policy, stream, priority);
   const int n_cand = keep_subset(candidates, n_between, ids + n_spk, capacity - n_spk, policy,

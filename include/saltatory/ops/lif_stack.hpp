@@ -68,7 +68,9 @@ struct LayerParams {
   const float* weight = nullptr;      ///< [n_in, n_out]
   const float* weight_rec = nullptr;  ///< [n_out, n_out], recurrent layers only
   const float* bias = nullptr;        ///< [n_out] when config.bias
-  const float* alpha = nullptr;       ///< [n_out]
+  const float* alpha = nullptr;       ///< [n_out], in [0, 1]
+  /// [n_out] spike thresholds, one per neuron (spiking layers); null: config.theta1 for all.
+  const float* theta1 = nullptr;
 };
 
 /// Gradient buffers of one layer; backward adds into them. Null skips that gradient.
@@ -76,6 +78,8 @@ struct LayerGrads {
   float* weight = nullptr;
   float* weight_rec = nullptr;
   float* bias = nullptr;
+  float* alpha = nullptr;   ///< [n_out]: learnable decay
+  float* theta1 = nullptr;  ///< [n_out]: learnable spike thresholds (spiking layers)
 };
 
 /// What forward produced; backend subclasses keep what backward needs. Opaque to Python.
@@ -89,6 +93,9 @@ class StackContext {
   std::vector<float> readout;       ///< [T, B, N_out] of the readout layer, if any
   std::vector<int64_t> dropped;     ///< spikes dropped by capacity, per spiking layer
   std::vector<int64_t> dropped_candidates;  ///< gradient candidates dropped, per spiking layer
+  /// Per layer, theta1 for every neuron made from config.theta1 when the caller gave no
+  /// per-neuron thresholds (the backend's parameters point into these arrays).
+  std::vector<std::vector<float>> thresholds;
   /// Set (atomically) by the backward call that consumes the context; one backward per forward,
   /// also when several threads try at once.
   std::atomic<bool> backward_done{false};

@@ -3,18 +3,28 @@
 // Layouts: membrane, activity and their gradients [T, B, N] at ((t * B + b) * N + j);
 // W [n_in, n_out] input-major at (i * n_out + j); W_rec [n_out, n_out]; lists [T, B, K].
 //   a[t][j]  activity fed downstream: 1 for an emitted spike (list entry k < n_spk), else 0
+//   theta1   per neuron: theta1_j = Layer::theta1[j], or config.theta1 for all when it is empty;
+//            theta2 is layer-wide (config.theta2)
 //   I[t]     = bias + sum_i a_in[t'][i] W[i, :] + sum_i a[t-1][i] W_rec[i, :]
 //              t' = t (layer 0, same_step coupling) or t - 1 (delayed coupling; nothing at t = 0)
-//   V[t]     = alpha V[t-1] (1 - r[t]) + g (1 - alpha) I[t],  V[-1] = 0
-//   r[t]     = H(V[t-1] - theta1) (ResetMode::state) or [j emitted at t-1] (ResetMode::spike)
+//   V[t]     = alpha V[t-1] (1 - r[t]) + g (1 - alpha) I[t]   (ResetMode::state, spike: to zero)
+//            = alpha V[t-1] - theta1 r[t] + g (1 - alpha) I[t] (ResetMode::subtract),  V[-1] = 0
+//   r[t]     = H(V[t-1] - theta1) (state, subtract) or [j emitted at t-1] (spike)
 //   S[t]     = {V > theta1} ascending, first K kept (rest dropped), then {theta2 < V <= theta1}
-//              ascending while capacity lasts; K = capacity, or n_out in Mode::dense
-// Readout: r = 0, no selection, output V. Backward (BPTT, time reversed), gA = dL/d(activity):
+//              ascending while capacity lasts; K = capacity, or n_out in Mode::dense. A neuron
+//              with theta1_j <= theta2 has no candidates, only spikes.
+// Readout: r = 0, no selection, output V. Backward (BPTT, time reversed), gA = dL/d(activity);
+// r[t] is detached everywhere (a constant of the backward):
 //   gV[t]    = c[t+1] gV[t+1] + listed[t][j] gA[t][j] sigma'(V[t][j] - theta1)
 //              (readout: gV[t] = alpha gV[t+1] + gA[t][j])
-//   c[t+1]   = alpha (ResetGrad::pass) or alpha (1 - r[t+1]) (ResetGrad::mask); readout: alpha
+//   c[t+1]   = alpha (ResetGrad::pass) or alpha (1 - r[t+1]) (ResetGrad::mask); alpha for
+//              subtract (either reset_grad: reset_grad is ignored) and for the readout
 //   gI[t]    = g (1 - alpha) gV[t];  dbias += gI;  dW[i, :] += a_in[t'][i] gI[t]
 //   gA_in[t'][i] += W[i, :] . gI[t];  gA[t-1][i] += W_rec[i, :] . gI[t]   (recurrent)
+//   dalpha  += gV[t] (V[t-1] (1 - r[t]) - g I[t])   (subtract and readout: V[t-1] - g I[t])
+//   dtheta1 -= listed[t][j] gA[t][j] sigma'(V[t][j] - theta1)   (+ gV[t] r[t] for subtract)
+// Sums run over t and b; dalpha, dtheta1 are the direct partials of V[t] and S[t] with V[t-1],
+// r[t] and I[t] held fixed (the recursion carries the rest).
 // List entry gradients are gA gathered at ids_k for k < n_tot (spikes and candidates), 0 beyond.
 #pragma once
 
@@ -38,6 +48,9 @@ struct Layer {
   std::vector<double> weight_rec;  ///< [n_out * n_out] for recurrent_lif, else empty
   std::vector<double> bias;        ///< [n_out] when config.bias, else empty
   std::vector<double> alpha;       ///< [n_out]
+  /// [n_out] spike thresholds theta1_j (spiking layers); empty: config.theta1 for every neuron.
+  /// Must be empty for a readout. (The `{}` keeps five-member aggregate initializers warning-free.)
+  std::vector<double> theta1{};
 };
 
 /// Result of a reference forward pass.
@@ -52,6 +65,9 @@ struct Forward {
 /// Gradients of a reference backward pass (per layer; empty where the layer has no such parameter).
 struct Gradients {
   std::vector<std::vector<double>> weight, weight_rec, bias;
+  std::vector<std::vector<double>> alpha;  ///< dL/dalpha [n_out], every layer
+  /// dL/dtheta1_j [n_out], spiking layers (also when Layer::theta1 is empty); readout: empty.
+  std::vector<std::vector<double>> theta1;
   std::vector<double> input;  ///< dL/d(input list entries) [T * B * K_0] (dense [T * B * N_0] in
                               ///< detail::trace_backward)
 };
@@ -103,15 +119,21 @@ inline double surrogate_step(Surrogate kind, double x, double beta) {
   }
 }
 
-/// How a spiking layer's activity a[t][j] is computed from its membrane.
+/// How a spiking layer's activity a[t][j] is computed from its membrane, x = V - theta1_j.
 ///   spikes:     the method: a = 1 for emitted spikes, listed = the list's first n_tot entries.
-///   smooth:     test hook: a = surrogate_step(V - theta1), every neuron listed, so the surrogate
-///               BPTT is the exact gradient of this forward.
-///   linearized: test hook: a = a_base + listed_base sigma'(V_base - theta1) (V - V_base),
-///               listed = listed_base, so the surrogate BPTT at the base is its exact gradient.
-/// With a `base` trace the resets are frozen at the base's: r = r_base (mask), or the reset enters
-/// as the constant offset alpha V_base[t-1] r_base[t] (pass), matching each reset-gradient rule.
-/// Without a base, smooth decides resets by the state rule whatever config.reset says.
+///   smooth:     test hook: a = surrogate_step(x), every neuron listed, so the surrogate BPTT is
+///               the exact gradient of this forward (in theta1 too: dF/dtheta1 = -sigma').
+///   linearized: test hook: a = a_base + listed_base sigma'(x_base) (x - x_base), listed =
+///               listed_base, x_base = V_base - theta1_base, so the surrogate BPTT at the base is
+///               its exact gradient.
+/// With a `base` trace, what the BPTT treats as detached is frozen at the base: the reset decision
+/// r = r_base (every mode), and for a zero reset with ResetGrad::pass the reset enters as the offset
+/// alpha V_base[t-1] r_base[t] (V_base frozen, alpha live). So a zero reset is
+/// alpha V[t-1] (1 - r_base) (mask) or alpha V[t-1] - alpha V_base[t-1] r_base (pass), and a
+/// subtract reset is alpha V[t-1] - theta1 r_base (theta1 live; either reset_grad), matching the
+/// carries and the direct alpha / theta1 partials of trace_backward.
+/// Without a base, smooth decides resets by the state rule (H(V[t-1] - theta1)) whatever
+/// config.reset says; subtract still subtracts.
 enum class Activation { spikes, smooth, linearized };
 
 /// Everything a forward pass leaves for backward, dense.
@@ -121,6 +143,7 @@ struct Trace {
   std::vector<std::vector<double>> act;      ///< per layer a [T * B * n_out] (readout: empty)
   std::vector<std::vector<uint8_t>> listed;  ///< per layer, 1 = gets a surrogate gradient
   std::vector<std::vector<double>> reset;    ///< per layer r[t] [T * B * n_out] (readout: 0)
+  std::vector<std::vector<double>> theta1;   ///< per layer theta1_j used [n_out] (readout: empty)
 };
 
 /// List capacity of a spiking layer.
@@ -152,9 +175,16 @@ inline void check_stack(const StackConfig& config, const std::vector<Layer>& lay
     require(layers[l].bias.size() == (c.bias ? static_cast<size_t>(c.n_out) : 0),
             name + "bias size");
     require(layers[l].alpha.size() == static_cast<size_t>(c.n_out), name + "alpha size");
-    if (c.kind != LayerKind::readout) {
+    const std::vector<double>& theta1 = layers[l].theta1;
+    if (c.kind == LayerKind::readout) {
+      require(theta1.empty(), name + "a readout has no theta1");
+    } else {
       require(capacity_of(config, c) > 0, name + "capacity must be positive");
+      // Layer-wide, as the ops validate it; a per-neuron theta1_j may lie below theta2.
       require(c.theta2 <= c.theta1, name + "theta2 must not exceed theta1");
+      require(theta1.empty() || theta1.size() == static_cast<size_t>(c.n_out),
+              name + "theta1 size");
+      for (double x : theta1) require(std::isfinite(x), name + "theta1 must be finite");
     }
   }
 }
@@ -170,6 +200,36 @@ struct LayerShape {
 inline LayerShape shape_of(const StackConfig& config, const LayerConfig& c, size_t l) {
   return {c.n_in, c.n_out, c.kind != LayerKind::readout, c.kind == LayerKind::recurrent_lif,
           (l > 0 && config.coupling == Coupling::delayed) ? 1 : 0};
+}
+
+/// Spike thresholds theta1_j [n_out] of a spiking layer (Layer::theta1, or config.theta1 for every
+/// neuron when that is empty); empty for a readout.
+inline std::vector<double> thresholds_of(const Layer& layer) {
+  const LayerConfig& c = layer.config;
+  if (c.kind == LayerKind::readout) return {};
+  if (!layer.theta1.empty()) return layer.theta1;
+  return std::vector<double>(static_cast<size_t>(c.n_out), static_cast<double>(c.theta1));
+}
+
+/// Input current I[t] [n] of batch row b into `current`: bias, the input activity `a_in` of step
+/// t - lag and, for a recurrent layer, its own activity `a` of step t - 1.
+inline void input_current(const Layer& layer, const LayerShape& shape,
+                          const std::vector<double>& a_in, const std::vector<double>& a, int t,
+                          int b, int B, std::vector<double>& current) {
+  const auto [n_in, n, spiking, recurrent, lag] = shape;
+  for (int j = 0; j < n; ++j) current[j] = layer.config.bias ? layer.bias[j] : 0.0;
+  if (t - lag >= 0) {
+    const double* x = &a_in[at(t - lag, b, B, n_in)];
+    for (int i = 0; i < n_in; ++i)
+      if (x[i] != 0.0)
+        for (int j = 0; j < n; ++j) current[j] += x[i] * layer.weight[i * n + j];
+  }
+  if (recurrent && t > 0) {
+    const double* x = &a[at(t - 1, b, B, n)];
+    for (int i = 0; i < n; ++i)
+      if (x[i] != 0.0)
+        for (int j = 0; j < n; ++j) current[j] += x[i] * layer.weight_rec[i * n + j];
+  }
 }
 
 /// Checks list invariants and returns the dense activity [T * B * N] (1 for entries k < n_spk).
@@ -202,7 +262,8 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
   require(T > 0 && B > 0, "T and B must be positive");
   require(input.size() == static_cast<size_t>(T) * B * layers[0].config.n_in, "input size");
   require(activation != Activation::linearized || base != nullptr, "linearized needs a base");
-  require(base == nullptr || (base->T == T && base->B == B && base->reset.size() == layers.size()),
+  require(base == nullptr || (base->T == T && base->B == B && base->reset.size() == layers.size() &&
+                              base->theta1.size() == layers.size()),
           "base trace does not match");
   const size_t L = layers.size();
   Trace tr;
@@ -212,12 +273,16 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
   tr.act.resize(L);
   tr.listed.resize(L);
   tr.reset.resize(L);
+  tr.theta1.resize(L);
   for (size_t l = 0; l < L; ++l) {
     const Layer& layer = layers[l];
     const LayerConfig& c = layer.config;
-    const auto [n_in, n, spiking, recurrent, lag] = shape_of(config, c, l);
+    const LayerShape shape = shape_of(config, c, l);
+    const auto [n_in, n, spiking, recurrent, lag] = shape;
     const std::vector<double>& a_in = l == 0 ? input : tr.act[l - 1];
-    const double theta1 = c.theta1, theta2 = c.theta2, gain = c.gain, beta = c.beta;
+    const double theta2 = c.theta2, gain = c.gain, beta = c.beta;
+    const std::vector<double>& theta1 = tr.theta1[l] = thresholds_of(layer);
+    const bool subtract = spiking && c.reset == ResetMode::subtract;
     const size_t size = static_cast<size_t>(T) * B * n;
     std::vector<double>& v = tr.out.membrane[l];
     std::vector<double>& r = tr.reset[l];
@@ -237,37 +302,28 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
     for (int t = 0; t < T; ++t)
       for (int b = 0; b < B; ++b) {
         const size_t row = at(t, b, B, n);
-        for (int j = 0; j < n; ++j) current[j] = c.bias ? layer.bias[j] : 0.0;
-        if (t - lag >= 0) {
-          const double* x = &a_in[at(t - lag, b, B, n_in)];
-          for (int i = 0; i < n_in; ++i)
-            if (x[i] != 0.0)
-              for (int j = 0; j < n; ++j) current[j] += x[i] * layer.weight[i * n + j];
-        }
-        if (recurrent && t > 0) {
-          const double* x = &a[at(t - 1, b, B, n)];
-          for (int i = 0; i < n; ++i)
-            if (x[i] != 0.0)
-              for (int j = 0; j < n; ++j) current[j] += x[i] * layer.weight_rec[i * n + j];
-        }
+        input_current(layer, shape, a_in, a, t, b, B, current);
         for (int j = 0; j < n; ++j) {
           const double al = layer.alpha[j];
-          const double v_prev = t > 0 ? v[row - static_cast<size_t>(B) * n + j] : 0.0;
+          const size_t prev = t > 0 ? row - static_cast<size_t>(B) * n + j : 0;
+          const double v_prev = t > 0 ? v[prev] : 0.0;
           double rj = 0.0;
           if (spiking && t > 0) {
-            const size_t prev = row - static_cast<size_t>(B) * n + j;
             if (base != nullptr)
               rj = base->reset[l][row + j];
             else if (c.reset == ResetMode::spike && activation == Activation::spikes)
               rj = a[prev];  // 1 exactly for spikes emitted at t-1
             else
-              rj = v_prev > theta1 ? 1.0 : 0.0;
+              rj = v_prev > theta1[j] ? 1.0 : 0.0;
           }
           r[row + j] = rj;
-          double leak = al * v_prev * (1.0 - rj);
-          if (base != nullptr && spiking && c.reset_grad == ResetGrad::pass && t > 0)
-            leak =
-                al * v_prev - al * base->out.membrane[l][row - static_cast<size_t>(B) * n + j] * rj;
+          double leak;
+          if (subtract)
+            leak = al * v_prev - theta1[j] * rj;
+          else if (base != nullptr && c.reset_grad == ResetGrad::pass && rj != 0.0)
+            leak = al * v_prev - al * base->out.membrane[l][prev] * rj;
+          else
+            leak = al * v_prev * (1.0 - rj);
           v[row + j] = leak + gain * (1.0 - al) * current[j];
         }
         if (!spiking) continue;
@@ -275,14 +331,14 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
           int32_t* ids = lists.list(t, b);
           int kept = 0, count = 0;
           for (int j = 0; j < n; ++j)
-            if (v[row + j] > theta1) {
+            if (v[row + j] > theta1[j]) {
               ++count;
               if (kept < K) ids[kept++] = j;
             }
           const int n_spk = kept;
           dropped += count - kept;
           for (int j = 0; j < n; ++j)
-            if (v[row + j] > theta2 && v[row + j] <= theta1) {
+            if (v[row + j] > theta2 && v[row + j] <= theta1[j]) {
               if (kept < K)
                 ids[kept++] = j;
               else
@@ -296,16 +352,16 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
           }
         } else if (activation == Activation::smooth) {
           for (int j = 0; j < n; ++j) {
-            a[row + j] = surrogate_step(c.surrogate, v[row + j] - theta1, beta);
+            a[row + j] = surrogate_step(c.surrogate, v[row + j] - theta1[j], beta);
             listed[row + j] = 1;
           }
         } else {
           for (int j = 0; j < n; ++j) {
-            const double vb = base->out.membrane[l][row + j];
+            const double xb = base->out.membrane[l][row + j] - base->theta1[l][j];
             listed[row + j] = base->listed[l][row + j];
             a[row + j] = base->act[l][row + j];
             if (listed[row + j])
-              a[row + j] += surrogate_grad(c.surrogate, vb - theta1, beta) * (v[row + j] - vb);
+              a[row + j] += surrogate_grad(c.surrogate, xb, beta) * (v[row + j] - theta1[j] - xb);
           }
         }
       }
@@ -323,6 +379,7 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
 /// Rebuilds the dense trace of a forward pass from its result (lists, membranes).
 inline Trace trace_from_forward(const StackConfig& config, const std::vector<Layer>& layers, int T,
                                 int B, const Forward& fwd) {
+  check_stack(config, layers, layers.empty() ? 0 : layers[0].config.n_in);
   const size_t L = layers.size();
   require(fwd.membrane.size() == L, "forward result has the wrong number of layers");
   Trace tr;
@@ -332,9 +389,11 @@ inline Trace trace_from_forward(const StackConfig& config, const std::vector<Lay
   tr.act.resize(L);
   tr.listed.resize(L);
   tr.reset.resize(L);
+  tr.theta1.resize(L);
   for (size_t l = 0; l < L; ++l) {
     const LayerConfig& c = layers[l].config;
     const int n = c.n_out;
+    const std::vector<double>& theta1 = tr.theta1[l] = thresholds_of(layers[l]);
     const size_t size = static_cast<size_t>(T) * B * n;
     require(fwd.membrane[l].size() == size, "membrane size");
     tr.reset[l].assign(size, 0.0);
@@ -355,7 +414,7 @@ inline Trace trace_from_forward(const StackConfig& config, const std::vector<Lay
         for (int j = 0; j < n; ++j) {
           const size_t prev = at(t - 1, b, B, n) + j;
           tr.reset[l][at(t, b, B, n) + j] =
-              c.reset == ResetMode::spike ? tr.act[l][prev] : (fwd.membrane[l][prev] > c.theta1);
+              c.reset == ResetMode::spike ? tr.act[l][prev] : (fwd.membrane[l][prev] > theta1[j]);
         }
   }
   return tr;
@@ -374,6 +433,8 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
   g.weight.resize(L);
   g.weight_rec.resize(L);
   g.bias.resize(L);
+  g.alpha.resize(L);
+  g.theta1.resize(L);
   g.input.assign(input.size(), 0.0);
   std::vector<std::vector<double>> ga(L);
   for (size_t l = 0; l < L; ++l) {
@@ -388,36 +449,48 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
   for (size_t l = L; l-- > 0;) {
     const Layer& layer = layers[l];
     const LayerConfig& c = layer.config;
-    const auto [n_in, n, spiking, recurrent, lag] = shape_of(config, c, l);
+    const LayerShape shape = shape_of(config, c, l);
+    const auto [n_in, n, spiking, recurrent, lag] = shape;
     const std::vector<double>& a_in = l == 0 ? input : trace.act[l - 1];
     std::vector<double>& ga_in = l == 0 ? g.input : ga[l - 1];
     const std::vector<double>& v = trace.out.membrane[l];
-    const double theta1 = c.theta1, gain = c.gain, beta = c.beta;
+    const std::vector<double>& r = trace.reset[l];
+    const std::vector<double> theta1 = thresholds_of(layer);
+    const bool subtract = spiking && c.reset == ResetMode::subtract;
+    const double gain = c.gain, beta = c.beta;
     std::vector<double>& dw = g.weight[l];
     dw.assign(static_cast<size_t>(n_in) * n, 0.0);
     if (recurrent) g.weight_rec[l].assign(static_cast<size_t>(n) * n, 0.0);
     if (c.bias) g.bias[l].assign(n, 0.0);
-    std::vector<double> gv_next(static_cast<size_t>(B) * n, 0.0), gi(n);
+    g.alpha[l].assign(n, 0.0);
+    if (spiking) g.theta1[l].assign(n, 0.0);
+    std::vector<double> gv_next(static_cast<size_t>(B) * n, 0.0), gi(n), current(n);
     for (int t = T - 1; t >= 0; --t)
       for (int b = 0; b < B; ++b) {
         const size_t row = at(t, b, B, n);
+        input_current(layer, shape, a_in, trace.act[l], t, b, B, current);
         for (int j = 0; j < n; ++j) {
           const double al = layer.alpha[j];
           double carry = 0.0;
           if (t + 1 < T) {
             double factor = al;
-            if (spiking && c.reset_grad == ResetGrad::mask)
-              factor *= 1.0 - trace.reset[l][at(t + 1, b, B, n) + j];
+            if (spiking && !subtract && c.reset_grad == ResetGrad::mask)
+              factor *= 1.0 - r[at(t + 1, b, B, n) + j];
             carry = factor * gv_next[static_cast<size_t>(b) * n + j];
           }
-          double local = 0.0;
+          double local = 0.0;  // gA dS/dV = -gA dS/dtheta1 (readout: gA = dL/dV)
           if (!spiking)
             local = ga[l][row + j];
           else if (trace.listed[l][row + j])
-            local = ga[l][row + j] * surrogate_grad(c.surrogate, v[row + j] - theta1, beta);
+            local = ga[l][row + j] * surrogate_grad(c.surrogate, v[row + j] - theta1[j], beta);
           const double gv = carry + local;
           gv_next[static_cast<size_t>(b) * n + j] = gv;
           gi[j] = gain * (1.0 - al) * gv;
+          // Direct partials of V[t] (V[t-1], r[t], I[t] fixed) and of S[t] = H(V[t] - theta1).
+          const double v_prev = t > 0 ? v[row - static_cast<size_t>(B) * n + j] : 0.0;
+          const double v_kept = subtract ? v_prev : v_prev * (1.0 - r[row + j]);
+          g.alpha[l][j] += gv * (v_kept - gain * current[j]);
+          if (spiking) g.theta1[l][j] -= local + (subtract ? gv * r[row + j] : 0.0);
         }
         if (c.bias)
           for (int j = 0; j < n; ++j) g.bias[l][j] += gi[j];

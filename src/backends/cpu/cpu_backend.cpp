@@ -11,7 +11,7 @@
 
 #include "backends/common/top_down.hpp"
 #include "saltatory/core/error.hpp"
-#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/neurons/lif.hpp"
 #include "saltatory/kernels/select.hpp"
 #include "saltatory/kernels/sparse.hpp"
 
@@ -136,35 +136,21 @@ class CpuBackend final : public Backend {
 
 Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
                         SelectScratch& scratch, bool select) {
-  float* flags = scratch.flags.data();
-  const LayerConfig& c = run.config;
-  const int n = c.n_out;
-  const float* alpha = run.params.alpha;
+  const kernels::neurons::Lif m = run.model();
+  const kernels::SerialBlock one;
+  const int n = run.config.n_out;
   float* v = run.v(t, b);
-  if (t == 0) {
-    for (int j = 0; j < n; ++j) v[j] = kernels::lif_step(0.0f, 0.0f, alpha[j], c.gain, current[j]);
-  } else if (c.kind == LayerKind::readout) {
-    const float* v_prev = run.v(t - 1, b);
-    for (int j = 0; j < n; ++j)
-      v[j] = kernels::lif_step(v_prev[j], 0.0f, alpha[j], c.gain, current[j]);
-  } else if (c.reset == ResetMode::state) {
-    const float* v_prev = run.v(t - 1, b);
-    for (int j = 0; j < n; ++j)
-      v[j] = kernels::lif_step(v_prev[j], kernels::state_reset(v_prev[j], c.theta1), alpha[j],
-                               c.gain, current[j]);
-  } else {  // reset only the neurons whose spike was emitted at t-1
-    const float* v_prev = run.v(t - 1, b);
-    const int32_t* emitted = run.output->list(t - 1, b);
-    const int n_emitted = run.output->n_spk(t - 1, b);
-    kernels::scatter_value(flags, emitted, n_emitted, 1.0f);
-    for (int j = 0; j < n; ++j)
-      v[j] = kernels::lif_step(v_prev[j], flags[j], alpha[j], c.gain, current[j]);
-    kernels::scatter_value(flags, emitted, n_emitted, 0.0f);
-  }
-  if (c.kind == LayerKind::readout || !select) return {};
+  float* flags = scratch.flags.data();
+  const bool emitted = t > 0 && m.update_reads_emitted();  // footprint of S[t-1]
+  if (emitted)
+    kernels::scatter_value(flags, run.output->list(t - 1, b), run.output->n_spk(t - 1, b), 1.0f);
+  kernels::neurons::update_row(one, m, v, t > 0 ? run.v(t - 1, b) : nullptr, flags, current, n);
+  if (emitted)
+    kernels::scatter_value(flags, run.output->list(t - 1, b), run.output->n_spk(t - 1, b), 0.0f);
+  if (m.readout || !select) return {};
   SpikeTensor& out = *run.output;
   const auto counts = kernels::select_two_threshold(
-      v, n, c.theta1, c.theta2, out.K(), run.overflow, kernels::list_stream(run.seed, t, b),
+      v, n, m.theta1, m.theta2, out.K(), run.overflow, kernels::list_stream(run.seed, t, b),
       out.list(t, b), scratch.found.data(), scratch.priority.data());
   out.n_spk(t, b) = counts.n_spk;
   out.n_tot(t, b) = counts.n_tot;
@@ -172,23 +158,11 @@ Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
 }
 
 void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* flags) {
-  const LayerConfig& c = run.config;
-  const float* alpha = run.params.alpha;
-  const int n = c.n_out;
-  if (c.kind == LayerKind::readout || c.reset_grad == ResetGrad::pass) {
-    for (int j = 0; j < n; ++j) gv[j] *= alpha[j];
-  } else if (c.reset == ResetMode::state) {  // r[t+1] = H(V[t] - theta1)
-    const float* v = run.v(t, b);
-    for (int j = 0; j < n; ++j)
-      gv[j] *=
-          kernels::carry_factor(alpha[j], kernels::state_reset(v[j], c.theta1), ResetGrad::mask);
-  } else {  // r[t+1] = emitted at t
-    const int32_t* emitted = run.output->list(t, b);
-    const int n_emitted = run.output->n_spk(t, b);
-    kernels::scatter_value(flags, emitted, n_emitted, 1.0f);
-    for (int j = 0; j < n; ++j) gv[j] *= kernels::carry_factor(alpha[j], flags[j], ResetGrad::mask);
-    kernels::scatter_value(flags, emitted, n_emitted, 0.0f);
-  }
+  const kernels::neurons::Lif m = run.model();
+  const bool emitted = m.carry_reads_emitted();  // footprint of S[t]: r[t+1] for the spike reset
+  if (emitted) kernels::scatter_value(flags, run.output->list(t, b), run.output->n_spk(t, b), 1.0f);
+  kernels::neurons::carry_row(kernels::SerialBlock{}, m, gv, run.v(t, b), flags, run.config.n_out);
+  if (emitted) kernels::scatter_value(flags, run.output->list(t, b), run.output->n_spk(t, b), 0.0f);
 }
 
 Backend& cpu_backend() {

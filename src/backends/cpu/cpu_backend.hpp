@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "backends/common/model.hpp"
 #include "backends/common/order.hpp"
 #include "backends/cpu/buffer_pool.hpp"
 #include "saltatory/backend/backend.hpp"
@@ -32,6 +33,8 @@ struct LayerRun {
   float* v(int t, int b) const {
     return membrane + (static_cast<int64_t>(t - first_step) * B + b) * config.n_out;
   }
+  /// The layer's neuron model.
+  kernels::neurons::Lif model() const { return common::lif_model(config, params); }
 };
 
 /// What the sparse backward carries from one window to the earlier one, per sample b.

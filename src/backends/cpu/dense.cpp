@@ -1,7 +1,8 @@
 // Dense mode: the baseline the method is measured against. Spikes are dense 0/1 matrices and every
 // product is an Eigen GEMM over all neurons, whatever the activity; lists have capacity N.
 //   forward:  I = X W + bias  (X [T*B, N_in] 0/1, t' rows);  per step I[t] += S[t-1] W_rec
-//   backward: gV = alpha m gV + gS_dense sigma'(V - theta1) H(V - theta2)   (masked surrogate)
+//   backward: gV = alpha m gV + gS_dense sigma'(V - theta1) [V listed]   (masked surrogate: listed
+//             = a spike or a candidate, V > min(theta2, theta1_j))
 //             gI = g (1 - alpha) gV;  dW += X^T gI;  dW_rec += S_prev^T gI;  dbias += sum gI
 //             gX = gI W^T (gathered to the input entries);  gS_dense[t-1] += gI[t] W_rec^T
 // Matrices are row-major: X, I, gI [T*B, N]; W [N_in, N_out].
@@ -11,8 +12,8 @@
 #include "backends/cpu/cpu_backend.hpp"
 #include "backends/cpu/parallel.hpp"
 #include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/neurons/lif.hpp"
 #include "saltatory/kernels/sparse.hpp"
-#include "saltatory/kernels/surrogate.hpp"
 
 namespace saltatory::cpu {
 
@@ -95,6 +96,7 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
   const int64_t rows = static_cast<int64_t>(T) * B;
   const bool readout = c.kind == LayerKind::readout;
   const bool recurrent = c.kind == LayerKind::recurrent_lif;
+  const kernels::neurons::Lif m = run.model();
   const int k_out = readout ? n : run.output->K();
   std::vector<float> grad_current(rows * n, 0.0f), gv(static_cast<size_t>(B) * n, 0.0f);
   std::vector<float> grad_spikes(static_cast<size_t>(B) * n),
@@ -118,12 +120,11 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
         const float* g_entries = grad_output + list * k_out;
         for (int k = 0; k < run.output->n_tot(t, b); ++k) gs[ids[k]] += g_entries[k];
         const float* v = run.v(t, static_cast<int>(b));
-        for (int j = 0; j < n; ++j)
-          if (v[j] > c.theta2)
-            g[j] += gs[j] * kernels::surrogate_grad(c.surrogate, v[j] - c.theta1, c.beta);
+        for (int j = 0; j < n; ++j)  // the neurons a list would hold: spikes and candidates
+          if (m.flag(j, v[j]) != kernels::neurons::none) g[j] += gs[j] * m.surrogate_at(j, v[j]);
       }
-      float* gi = gi_t + static_cast<int64_t>(b) * n;
-      for (int j = 0; j < n; ++j) gi[j] = kernels::current_grad(g[j], p.alpha[j], c.gain);
+      kernels::neurons::current_grad_row(kernels::SerialBlock{}, m,
+                                         gi_t + static_cast<int64_t>(b) * n, g, n);
     });
   }
 

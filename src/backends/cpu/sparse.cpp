@@ -25,7 +25,7 @@
 #include "backends/common/spikes_by_neuron.hpp"
 #include "backends/cpu/cpu_backend.hpp"
 #include "backends/cpu/parallel.hpp"
-#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/neurons/lif.hpp"
 
 namespace saltatory::cpu {
 
@@ -88,6 +88,8 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
   const int k_out = readout ? n : run.output->K();
   const int k_in = run.input.K;
   const int64_t lists = static_cast<int64_t>(w.t1 - w.t0) * B;  // gI row (t, b): (t - t0) B + b
+  const kernels::neurons::Lif m = run.model();
+  const kernels::SerialBlock one;
 
   parallel_for(0, B, [&](int64_t b) {  // phase A: the time recursion, independent per sample
     float* gv = carry.grad_membrane.data() + b * n;
@@ -103,13 +105,12 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
         const float* v = run.v(t, static_cast<int>(b));
         const int32_t* ids = run.output->list(t, b);
         const int n_tot = run.output->n_tot(t, b);
-        kernels::accumulate_state_grad(gv, v, ids, g_out, n_tot, c.theta1, c.surrogate, c.beta);
+        kernels::neurons::state_grad_row(one, m, gv, v, ids, g_out, n_tot);
         if (recurrent && t < T - 1)
-          kernels::accumulate_state_grad(gv, v, ids, grad_rec, n_tot, c.theta1, c.surrogate,
-                                         c.beta);
+          kernels::neurons::state_grad_row(one, m, gv, v, ids, grad_rec, n_tot);
       }
       float* gi = grad_current + (static_cast<int64_t>(t - w.t0) * B + b) * n;
-      for (int j = 0; j < n; ++j) gi[j] = kernels::current_grad(gv[j], p.alpha[j], c.gain);
+      kernels::neurons::current_grad_row(one, m, gi, gv, n);
       if (recurrent && t > 0)
         kernels::dot_rows(grad_rec, p.weight_rec, n, run.output->list(t - 1, b),
                           run.output->n_tot(t - 1, b), gi, n);

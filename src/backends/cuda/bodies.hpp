@@ -5,10 +5,10 @@
 // Layouts: membranes and current gradients [T, B, N]; lists [T, B, K]; W input-major [N_in, N].
 //   forward step (one block per sample b):
 //     I = bias + sum_{k<n_spk(S_in[t'])} W[ids_k, :] + sum_{k<n_spk(S[t-1])} W_rec[ids_k, :]
-//     V[t] = lif_step(V[t-1], r[t], I);  S[t] = two-threshold selection, compacted in id order by
+//     V[t] = the neuron model's update (kernels/neurons);  S[t] = two-threshold selection, in id order by
 //     block-wide prefix sums over tiles of `size` neurons
 //   backward step (one block per sample b, t = T-1..0):
-//     gV = alpha m gV + sum_{k<n_tot} (gS[k] + gRec[k]) sigma'(V[ids_k] - theta1);  gI = g (1-a) gV
+//     gV = alpha m gV + sum_{k<n_tot} (gS[k] + gRec[k]) sigma'(V[ids_k] - theta1_j);  gI = g (1-a) gV
 //     gRec[k] = W_rec[ids_k, :] . gI   k < n_tot(S[t-1])
 //   element bodies (one thread per index): input-entry gradients, the spikes-by-neuron grouping
 //   of the weight gradient (keys chunk * N_in + i, stably sorted), dW columns, dbias columns.
@@ -16,7 +16,7 @@
 
 #include <cstdint>
 
-#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/neurons/lif.hpp"
 #include "saltatory/kernels/select.hpp"
 #include "saltatory/kernels/sparse.hpp"
 #include "saltatory/ops/lif_stack.hpp"
@@ -38,21 +38,26 @@ struct Lists {
 /// One layer of a call: configuration, device parameters, lists and membranes.
 struct Layer {
   LayerConfig c;
-  const float* w = nullptr;      ///< [n_in, n]
-  const float* w_rec = nullptr;  ///< [n, n] (recurrent)
-  const float* bias = nullptr;   ///< [n] or null
-  const float* alpha = nullptr;  ///< [n]
-  Lists in;                      ///< the lists this layer consumes
-  int delay = 0;                 ///< step t reads input step t - delay
-  Lists out;                     ///< own lists (ids null for a readout)
-  float* v = nullptr;            ///< V rows of steps v_first, v_first + 1, ... (each [B, n])
-  int v_first = 0;               ///< 0 for a whole-sequence buffer, t0 - 1 for a window's
+  const float* w = nullptr;       ///< [n_in, n]
+  const float* w_rec = nullptr;   ///< [n, n] (recurrent)
+  const float* bias = nullptr;    ///< [n] or null
+  const float* alpha = nullptr;   ///< [n]
+  const float* theta1 = nullptr;  ///< [n] (spiking layers)
+  Lists in;                       ///< the lists this layer consumes
+  int delay = 0;                  ///< step t reads input step t - delay
+  Lists out;                      ///< own lists (ids null for a readout)
+  float* v = nullptr;             ///< V rows of steps v_first, v_first + 1, ... (each [B, n])
+  int v_first = 0;                ///< 0 for a whole-sequence buffer, t0 - 1 for a window's
   int T = 0;
   int B = 0;
   OverflowPolicy overflow = OverflowPolicy::lowest_ids;
   uint64_t seed = 0;  ///< stream seed of this layer's overflow policy
 
   SALTATORY_HD bool readout() const { return c.kind == LayerKind::readout; }
+  /// The layer's neuron model over device memory.
+  SALTATORY_HD kernels::neurons::Lif model() const {
+    return {alpha, theta1, c.theta2, c.gain, c.beta, c.surrogate, c.reset, c.reset_grad, readout()};
+  }
   SALTATORY_HD bool recurrent() const { return c.kind == LayerKind::recurrent_lif; }
   /// Row (t, b) of a [steps, B, n] buffer whose first row is step `first`.
   template <class F>
@@ -97,6 +102,7 @@ template <class Blk>
 SALTATORY_HD kernels::Drops select_list(Blk& blk, const Layer& L, int t, int b, const float* v,
                                         int32_t* found, uint64_t* priority) {
   const int n = L.c.n_out;
+  const kernels::neurons::Lif m = L.model();
   int32_t* spikes = found;
   int32_t* candidates = found + n;
   int n_above = 0, n_between = 0;  // the same on every thread
@@ -104,8 +110,9 @@ SALTATORY_HD kernels::Drops select_list(Blk& blk, const Layer& L, int t, int b, 
     const int j = base + blk.rank();
     int flag = 0;  // spike in the low half, candidate in the high half
     if (j < n) {
-      const float x = v[j];
-      flag = (x > L.c.theta1 ? 1 : 0) | (((x > L.c.theta2) & (x <= L.c.theta1)) ? 1 << 16 : 0);
+      const kernels::neurons::Flag f = m.flag(j, v[j]);
+      flag =
+          (f == kernels::neurons::spike ? 1 : 0) | (f == kernels::neurons::candidate ? 1 << 16 : 0);
     }
     int total = 0;
     const int before = blk.exclusive_sum(flag, total);
@@ -149,8 +156,9 @@ SALTATORY_HD kernels::Drops forward_step(Blk& blk, const Layer& L, int t, int b,
                                          bool select = true) {
   const LayerConfig& c = L.c;
   const int n = c.n_out;
+  const kernels::neurons::Lif m = L.model();
   float* flags = s.flags + static_cast<int64_t>(b) * n;
-  const bool spike_reset = !L.readout() && c.reset == ResetMode::spike && t > 0;
+  const bool spike_reset = m.update_reads_emitted() && t > 0;
   if (spike_reset) {
     footprint(blk, L.out, t - 1, b, flags, 1.0f);
     blk.sync();
@@ -170,11 +178,7 @@ SALTATORY_HD kernels::Drops forward_step(Blk& blk, const Layer& L, int t, int b,
         kernels::gather_rows(&in, L.w_rec + j, n, L.out.list(t - 1, b),
                              L.out.n_spk[L.out.at(t - 1, b)], 1);
     }
-    float reset = 0.0f;
-    const float previous = t > 0 ? v_prev[j] : 0.0f;
-    if (t > 0 && !L.readout())
-      reset = c.reset == ResetMode::state ? kernels::state_reset(previous, c.theta1) : flags[j];
-    v[j] = kernels::lif_step(previous, reset, L.alpha[j], c.gain, in);
+    v[j] = m.update(j, t > 0, t > 0 ? v_prev[j] : 0.0f, spike_reset ? flags[j] : 0.0f, in);
   }
   blk.sync();
   if (spike_reset) {  // cleared before any thread sets the next step's footprint
@@ -189,24 +193,18 @@ SALTATORY_HD kernels::Drops forward_step(Blk& blk, const Layer& L, int t, int b,
 /// gV *= alpha m[t+1] for sample b (t < T - 1): the carry from step t + 1 to step t.
 template <class Blk>
 SALTATORY_HD void carry_step(Blk& blk, const Layer& L, int t, int b, float* gv, float* flags) {
-  const LayerConfig& c = L.c;
-  const int n = c.n_out;
-  if (L.readout() || c.reset_grad == ResetGrad::pass) {
-    for (int j = blk.rank(); j < n; j += blk.size()) gv[j] *= L.alpha[j];
-  } else if (c.reset == ResetMode::state) {  // r[t+1] = H(V[t] - theta1)
-    const float* v = L.vrow(t, b);
-    for (int j = blk.rank(); j < n; j += blk.size())
-      gv[j] *=
-          kernels::carry_factor(L.alpha[j], kernels::state_reset(v[j], c.theta1), ResetGrad::mask);
-  } else {  // r[t+1] = emitted at t
+  const kernels::neurons::Lif m = L.model();
+  const bool emitted = m.carry_reads_emitted();  // r[t+1] = emitted at t
+  if (emitted) {
     footprint(blk, L.out, t, b, flags, 1.0f);
     blk.sync();
-    for (int j = blk.rank(); j < n; j += blk.size())
-      gv[j] *= kernels::carry_factor(L.alpha[j], flags[j], ResetGrad::mask);
-    blk.sync();
-    footprint(blk, L.out, t, b, flags, 0.0f);
   }
+  kernels::neurons::carry_row(blk, m, gv, L.vrow(t, b), flags, L.c.n_out);
   blk.sync();
+  if (emitted) {
+    footprint(blk, L.out, t, b, flags, 0.0f);
+    blk.sync();
+  }
 }
 
 /// The sparse backward time recursion of sample b over steps [t0, t1), latest first, carrying gV
@@ -215,8 +213,8 @@ SALTATORY_HD void carry_step(Blk& blk, const Layer& L, int t, int b, float* gv, 
 template <class Blk>
 SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, int t0, int t1,
                                   const float* grad_out, float* grad_current, const Scratch& s) {
-  const LayerConfig& c = L.c;
-  const int n = c.n_out;
+  const kernels::neurons::Lif m = L.model();
+  const int n = L.c.n_out;
   const int k_out = L.readout() ? n : L.out.K;
   float* gv = s.gv + static_cast<int64_t>(b) * n;
   float* flags = s.flags + static_cast<int64_t>(b) * n;
@@ -229,19 +227,15 @@ SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, int t0, int t
     } else {
       const float* v = L.vrow(t, b);
       const int32_t* ids = L.out.list(t, b);
-      const bool from_rec = L.recurrent() && t < L.T - 1;
+      const int n_tot = L.out.n_tot[L.out.at(t, b)];
       // ids are distinct, so each entry's neuron is updated by one thread, in the CPU's order
-      for (int k = blk.rank(); k < L.out.n_tot[L.out.at(t, b)]; k += blk.size()) {
-        kernels::accumulate_state_grad(gv, v, ids + k, g + k, 1, c.theta1, c.surrogate, c.beta);
-        if (from_rec)
-          kernels::accumulate_state_grad(gv, v, ids + k, grad_rec + k, 1, c.theta1, c.surrogate,
-                                         c.beta);
-      }
+      kernels::neurons::state_grad_row(blk, m, gv, v, ids, g, n_tot);
+      if (L.recurrent() && t < L.T - 1)
+        kernels::neurons::state_grad_row(blk, m, gv, v, ids, grad_rec, n_tot);
     }
     blk.sync();
     float* gi = L.row(grad_current, t, b, t0);
-    for (int j = blk.rank(); j < n; j += blk.size())
-      gi[j] = kernels::current_grad(gv[j], L.alpha[j], c.gain);
+    kernels::neurons::current_grad_row(blk, m, gi, gv, n);
     blk.sync();
     if (L.recurrent() && t > 0) {
       const int32_t* prev = L.out.list(t - 1, b);
@@ -257,8 +251,8 @@ SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, int t0, int t
 template <class Blk>
 SALTATORY_HD void dense_backward_step(Blk& blk, const Layer& L, int t, int b, const float* grad_out,
                                       float* grad_spikes, float* grad_current, const Scratch& s) {
-  const LayerConfig& c = L.c;
-  const int n = c.n_out;
+  const kernels::neurons::Lif m = L.model();
+  const int n = L.c.n_out;
   const int k_out = L.readout() ? n : L.out.K;
   float* gv = s.gv + static_cast<int64_t>(b) * n;
   if (t < L.T - 1) carry_step(blk, L, t, b, gv, s.flags + static_cast<int64_t>(b) * n);
@@ -271,14 +265,11 @@ SALTATORY_HD void dense_backward_step(Blk& blk, const Layer& L, int t, int b, co
     for (int k = blk.rank(); k < L.out.n_tot[L.out.at(t, b)]; k += blk.size()) gs[ids[k]] += g[k];
     blk.sync();
     const float* v = L.vrow(t, b);
-    for (int j = blk.rank(); j < n; j += blk.size())
-      if (v[j] > c.theta2)
-        gv[j] += gs[j] * kernels::surrogate_grad(c.surrogate, v[j] - c.theta1, c.beta);
+    for (int j = blk.rank(); j < n; j += blk.size())  // the neurons a list would hold
+      if (m.flag(j, v[j]) != kernels::neurons::none) gv[j] += gs[j] * m.surrogate_at(j, v[j]);
   }
   blk.sync();
-  float* gi = L.row(grad_current, t, b);
-  for (int j = blk.rank(); j < n; j += blk.size())
-    gi[j] = kernels::current_grad(gv[j], L.alpha[j], c.gain);
+  kernels::neurons::current_grad_row(blk, m, L.row(grad_current, t, b), gv, n);
 }
 
 /// Input-entry gradient of entry k of the input list that feeds list (t, b), list = (t - t0) B + b

@@ -42,7 +42,7 @@ class DeviceContext final : public StackContext {
   template <class T>
   using Array = ArrayOf<Exec, T>;
   struct LayerData {
-    Array<float> w, w_rec, bias, alpha;
+    Array<float> w, w_rec, bias, alpha, theta1;
     Array<float> v;  ///< V [T, B, n] when stored; else V at the end of every window but the last
     Array<int32_t> ids, n_spk, n_tot;
   };
@@ -64,6 +64,7 @@ class DeviceContext final : public StackContext {
     L.w_rec = c.kind == LayerKind::recurrent_lif ? d.w_rec.data() : nullptr;
     L.bias = c.bias ? d.bias.data() : nullptr;
     L.alpha = d.alpha.data();
+    L.theta1 = c.kind == LayerKind::readout ? nullptr : d.theta1.data();
     if (l == 0)
       L.in = {in_ids.data(), in_n_spk.data(), in_n_tot.data(), in_K, B};
     else
@@ -205,6 +206,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
       upload(d.w_rec, p.weight_rec, static_cast<int64_t>(c.n_out) * c.n_out);
     if (c.bias) upload(d.bias, p.bias, c.n_out);
     upload(d.alpha, p.alpha, c.n_out);
+    if (c.kind != LayerKind::readout) upload(d.theta1, p.theta1, c.n_out);
     d.v = ArrayOf<Exec, float>(ctx->recomputes(l)
                                    ? (ctx->windows() - 1) * static_cast<int64_t>(B) * c.n_out
                                    : lists * c.n_out);

@@ -1,11 +1,14 @@
 // The LIF neuron model, written once for every backend (CPU, CUDA, the IPU model and the Poplar
 // codelets): its parameters, its state (the membrane V), its forward update, its thresholds and
 // its backward carry. Per neuron j of a layer (or of a tile's slice of it):
-//   r[t]  = H(V[t-1] - theta1_j)  (reset = state)   or  1 if j's spike was emitted at t-1 (spike)
-//   V[t]  = alpha_j V[t-1] (1 - r[t]) + g (1 - alpha_j) I[t]
+//   r[t]  = H(V[t-1] - theta1_j)  (reset = state, subtract)  or  1 if j's spike was emitted at t-1
+//           (reset = spike)
+//   V[t]  = alpha_j V[t-1] (1 - r[t]) + g (1 - alpha_j) I[t]          (state, spike: to zero)
+//   V[t]  = alpha_j V[t-1] - theta1_j r[t] + g (1 - alpha_j) I[t]     (subtract)
 //   spike: V[t] > theta1_j;   gradient candidate: theta2 < V[t] <= theta1_j
 //   gV[t] = m_j[t+1] gV[t+1] + sum over listed entries of gS sigma'(V[t] - theta1_j)
-//           m = alpha_j (reset_grad = pass)  or  alpha_j (1 - r[t+1]) (mask)
+//           m = alpha_j (reset_grad = pass, and always for subtract: r is a detached offset)
+//           or  alpha_j (1 - r[t+1]) (mask)
 //   gI[t] = g (1 - alpha_j) gV[t]
 // A readout is the same update with r = 0 and m = alpha, without thresholds.
 // The row functions run over a thread block `Blk` (rank, size, sync): CUDA passes a block of
@@ -64,9 +67,12 @@ struct Lif {
   /// j's spike of t-1 was emitted (read for the spike reset only).
   SALTATORY_HD float update(int j, bool has_prev, float v_prev, float emitted,
                             float current) const {
-    float r = 0.0f;
-    if (has_prev && !readout) r = reset == ResetMode::state ? state_reset(j, v_prev) : emitted;
-    return lif_step(has_prev ? v_prev : 0.0f, r, alpha[j], gain, current);
+    if (!has_prev) return lif_step(0.0f, 0.0f, alpha[j], gain, current);
+    if (readout) return lif_step(v_prev, 0.0f, alpha[j], gain, current);
+    if (reset == ResetMode::subtract)
+      return subtract_step(v_prev, state_reset(j, v_prev), alpha[j], theta1[j], gain, current);
+    const float r = reset == ResetMode::state ? state_reset(j, v_prev) : emitted;
+    return lif_step(v_prev, r, alpha[j], gain, current);
   }
   /// Which list V[t] of neuron j belongs to.
   SALTATORY_HD Flag flag(int j, float v) const {
@@ -75,7 +81,7 @@ struct Lif {
   }
   /// dV[t+1]/dV[t] of neuron j from V[t] and whether j's spike of t was emitted (spike reset).
   SALTATORY_HD float carry(int j, float v, float emitted) const {
-    if (readout || reset_grad == ResetGrad::pass) return alpha[j];
+    if (readout || reset_grad == ResetGrad::pass || reset == ResetMode::subtract) return alpha[j];
     const float r_next = reset == ResetMode::state ? state_reset(j, v) : emitted;
     return carry_factor(alpha[j], r_next, ResetGrad::mask);
   }
@@ -95,22 +101,23 @@ struct Lif {
   SALTATORY_HD bool update_reads_emitted() const { return !readout && reset == ResetMode::spike; }
 };
 
-/// V[t] of one row of n neurons, in place: `v` holds the input current on entry. `v_prev` is V[t-1]
-/// (null at t = 0); `emitted` is the footprint of S[t-1] (1 at emitted neurons; read for the
-/// spike reset only).
+/// V[t] of one row of n neurons from the input current (`current` may be `v` itself). `v_prev` is
+/// V[t-1] (null at t = 0); `emitted` is the footprint of S[t-1] (1 at emitted neurons; read for
+/// the spike reset only).
 template <class Blk>
-SALTATORY_HD void update_row(Blk& blk, const Lif& m, float* v, const float* v_prev,
-                             const float* emitted, int n) {
+SALTATORY_HD void update_row(Blk&& blk, const Lif& m, float* v, const float* v_prev,
+                             const float* emitted, const float* current, int n) {
+  const bool has_prev = v_prev != nullptr, reads = has_prev && m.update_reads_emitted();
   for (int j = blk.rank(); j < n; j += blk.size())
-    v[j] = m.update(j, v_prev != nullptr, v_prev != nullptr ? v_prev[j] : 0.0f,
-                    m.update_reads_emitted() && v_prev != nullptr ? emitted[j] : 0.0f, v[j]);
+    v[j] =
+        m.update(j, has_prev, has_prev ? v_prev[j] : 0.0f, reads ? emitted[j] : 0.0f, current[j]);
 }
 
 /// gV *= dV[t+1]/dV[t] over one row: `v` is V[t], `emitted` the footprint of S[t] (read for the
 /// mask gradient with spike reset only).
 template <class Blk>
-SALTATORY_HD void carry_row(Blk& blk, const Lif& m, float* gv, const float* v, const float* emitted,
-                            int n) {
+SALTATORY_HD void carry_row(Blk&& blk, const Lif& m, float* gv, const float* v,
+                            const float* emitted, int n) {
   for (int j = blk.rank(); j < n; j += blk.size())
     gv[j] *= m.carry(j, v[j], m.carry_reads_emitted() ? emitted[j] : 0.0f);
 }
@@ -119,7 +126,7 @@ SALTATORY_HD void carry_row(Blk& blk, const Lif& m, float* gv, const float* v, c
 /// of neurons [j0, j1) (gv and v hold that slice); ids are distinct, so each neuron is updated by
 /// one thread, entries in ascending k.
 template <class Blk>
-SALTATORY_HD void state_grad_row(Blk& blk, const Lif& m, float* gv, const float* v,
+SALTATORY_HD void state_grad_row(Blk&& blk, const Lif& m, float* gv, const float* v,
                                  const int32_t* ids, const float* gs, int n_tot, int32_t j0 = 0,
                                  int32_t j1 = 0x7FFFFFFF) {
   for (int k = blk.rank(); k < n_tot; k += blk.size()) {
@@ -131,7 +138,7 @@ SALTATORY_HD void state_grad_row(Blk& blk, const Lif& m, float* gv, const float*
 
 /// gI = dL/dI over one row.
 template <class Blk>
-SALTATORY_HD void current_grad_row(Blk& blk, const Lif& m, float* gi, const float* gv, int n) {
+SALTATORY_HD void current_grad_row(Blk&& blk, const Lif& m, float* gi, const float* gv, int n) {
   for (int j = blk.rank(); j < n; j += blk.size()) gi[j] = m.current_grad_of(j, gv[j]);
 }
 

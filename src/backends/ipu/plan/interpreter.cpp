@@ -3,7 +3,7 @@
 // per-tile membranes, lists and current gradients, calling the kernels/ math as the CPU does:
 //   forward vertex, tile [j0, j1), sample b:
 //     I = bias + sum_{k < n_spk(S_in[t'])} W[ids_k, j0:j1] (+ W_rec rows of S[t-1]);  V = lif_step
-//     flags: spikes V > theta1 and candidates theta2 < V <= theta1 of the slice, ascending
+//     flags: spikes V > theta1_j and candidates theta2 < V <= theta1_j of the slice, ascending
 //   combine, per b: the tiles' flags concatenated in tile order, kept by the overflow policy
 //   backward vertex: gV = alpha m gV + surrogate terms of the entries in [j0, j1);  gI = g(1-a)gV
 //   entry gradients W[ids_k, :] . gI: dot lanes passed along the layer's tiles in column order
@@ -16,13 +16,14 @@
 #include <mutex>
 #include <optional>
 
+#include "backends/common/model.hpp"
 #include "backends/common/spikes_by_neuron.hpp"
 #include "backends/common/top_down.hpp"
 #include "backends/cpu/cpu_backend.hpp"
 #include "backends/optional.hpp"
 #include "saltatory/core/error.hpp"
 #include "saltatory/ipu/plan.hpp"
-#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/neurons/lif.hpp"
 #include "saltatory/kernels/select.hpp"
 #include "saltatory/kernels/sparse.hpp"
 
@@ -191,6 +192,7 @@ class IpuModelBackend final : public Backend {
     std::vector<int32_t>& spikes = scratch.spikes;
     std::vector<int32_t>& candidates = scratch.candidates;
     std::vector<float>& flags = scratch.flags;
+    const kernels::neurons::Lif model = common::lif_model(c, p);
     double slowest = 0;
     for (int b = 0; b < B; ++b) {
       int n_above = 0, n_between = 0;
@@ -213,24 +215,19 @@ class IpuModelBackend final : public Backend {
           rows += out->n_spk(t - 1, b);
         }
         const float* v_prev = t > 0 ? v - static_cast<int64_t>(B) * n : nullptr;
-        const float* alpha = p.alpha + tile.j0;
-        if (!readout && t > 0 && c.reset == ResetMode::spike) {
+        const kernels::neurons::Lif m = model.slice(tile.j0);
+        if (t > 0 && m.update_reads_emitted()) {
           flags.assign(n, 0.0f);
           mark_slice(flags.data(), out->list(t - 1, b), out->n_spk(t - 1, b), tile.j0, tile.j1,
                      1.0f);
         }
-        for (int j = 0; j < n; ++j) {
-          float reset = 0.0f;
-          if (t > 0 && !readout)
-            reset =
-                c.reset == ResetMode::state ? kernels::state_reset(v_prev[j], c.theta1) : flags[j];
-          v[j] = kernels::lif_step(t > 0 ? v_prev[j] : 0.0f, reset, alpha[j], c.gain, v[j]);
-        }
+        kernels::neurons::update_row(kernels::SerialBlock{}, m, v, v_prev, flags.data(), v, n);
         if (!readout)
           for (int j = 0; j < n; ++j) {  // flags of the slice, ascending
-            if (v[j] > c.theta1)
+            const kernels::neurons::Flag flag = m.flag(j, v[j]);
+            if (flag == kernels::neurons::spike)
               spikes[n_above++] = tile.j0 + j;
-            else if (v[j] > c.theta2)
+            else if (flag == kernels::neurons::candidate)
               candidates[n_between++] = tile.j0 + j;
           }
         slowest = std::max(slowest, (rows + 4.0) * n / kFloatsPerCycle + n);
@@ -280,6 +277,7 @@ class IpuModelBackend final : public Backend {
       std::vector<std::vector<float>> gv(tiles.size());
       for (size_t i = 0; i < tiles.size(); ++i) gv[i].assign(tiles[i].n(), 0.0f);
       std::vector<float> grad_rec(recurrent ? k_out : 0, 0.0f), flags;
+      const kernels::neurons::Lif model = common::lif_model(c, p);
       for (int t = T - 1; t >= 0; --t) {
         const int64_t list = static_cast<int64_t>(t) * B + b;
         const float* g_out = grad_output + list * k_out;
@@ -288,33 +286,25 @@ class IpuModelBackend final : public Backend {
           const int n = tile.n();
           float* g = gv[i].data();
           const float* v = tile.membrane.data() + list * n;
-          const float* alpha = p.alpha + tile.j0;
+          const kernels::neurons::Lif m = model.slice(tile.j0);
+          const kernels::SerialBlock one;
           if (t < T - 1) {
-            if (readout || c.reset_grad == ResetGrad::pass) {
-              for (int j = 0; j < n; ++j) g[j] *= alpha[j];
-            } else if (c.reset == ResetMode::state) {
-              for (int j = 0; j < n; ++j)
-                g[j] *= kernels::carry_factor(alpha[j], kernels::state_reset(v[j], c.theta1),
-                                              ResetGrad::mask);
-            } else {
+            if (m.carry_reads_emitted()) {
               flags.assign(n, 0.0f);
               mark_slice(flags.data(), out->list(t, b), out->n_spk(t, b), tile.j0, tile.j1, 1.0f);
-              for (int j = 0; j < n; ++j)
-                g[j] *= kernels::carry_factor(alpha[j], flags[j], ResetGrad::mask);
             }
+            kernels::neurons::carry_row(one, m, g, v, flags.data(), n);
           }
           if (readout) {
             kernels::add_row(g, g_out + tile.j0, n);
           } else {
-            kernels::accumulate_state_grad(g, v, out->list(t, b), g_out, out->n_tot(t, b), c.theta1,
-                                           c.surrogate, c.beta, tile.j0, tile.j1);
-            if (recurrent && t < T - 1)
-              kernels::accumulate_state_grad(g, v, out->list(t, b), grad_rec.data(),
-                                             out->n_tot(t, b), c.theta1, c.surrogate, c.beta,
+            kernels::neurons::state_grad_row(one, m, g, v, out->list(t, b), g_out, out->n_tot(t, b),
                                              tile.j0, tile.j1);
+            if (recurrent && t < T - 1)
+              kernels::neurons::state_grad_row(one, m, g, v, out->list(t, b), grad_rec.data(),
+                                               out->n_tot(t, b), tile.j0, tile.j1);
           }
-          float* g_i = tiles[i].grad_current.data() + list * n;
-          for (int j = 0; j < n; ++j) g_i[j] = kernels::current_grad(g[j], alpha[j], c.gain);
+          kernels::neurons::current_grad_row(one, m, tiles[i].grad_current.data() + list * n, g, n);
           state_cycles =
               std::max(state_cycles, 3.0 * n / kFloatsPerCycle + 8.0 * std::min(n, k_out));
         }

@@ -4,14 +4,15 @@
 // project's machines lack, so this file has never been compiled here.
 // Lists on the device are [n_spk, n_tot, ids...]; flags of a tile are [n_spikes, n_candidates,
 // spike ids (n), candidate ids (n)], ids global.
-//   Forward:    V = lif_step(V_prev, reset, alpha, g, bias + sum W[ids, slice] (+ W_rec rows))
+//   Forward:    V = the neuron model's update (kernels/neurons) of bias + sum W[ids, slice] (+ W_rec
+//               rows); flags: spikes V > theta1_j, candidates theta2 < V <= theta1_j
 //   Select:     the tiles' flags in tile order, keep_subset by policy -> list; dropped += losses
-//   Backward:   gV = alpha m gV + surrogate terms of the slice's entries;  gI = g (1 - alpha) gV
+//   Backward:   gV = the model's carry of gV + surrogate terms of the slice's entries;  gI = g (1-a) gV
 //   EntryLanes: lane partial sums of W[ids_k, slice] . gI[slice];  EntryReduce: lanes -> entries
 //   WeightGrad: dW[i, slice] += gI rows of the lists that i fed (each worker owns a row range)
 #include <poplar/Vertex.hpp>
 
-#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/neurons/lif.hpp"
 #include "saltatory/kernels/select.hpp"
 #include "saltatory/kernels/sparse.hpp"
 #include "saltatory/kernels/surrogate.hpp"
@@ -19,41 +20,57 @@
 using namespace poplar;
 namespace k = saltatory::kernels;
 
+namespace {
+
+/// The neuron model of a vertex's slice, from its fields.
+k::neurons::Lif model(const Input<Vector<float>>& alpha, const Input<Vector<float>>& theta1,
+                      float theta2, float gain, float beta, unsigned surrogate, unsigned reset,
+                      unsigned reset_grad, unsigned readout) {
+  return {&alpha[0],
+          &theta1[0],
+          theta2,
+          gain,
+          beta,
+          static_cast<k::Surrogate>(surrogate),
+          static_cast<k::ResetMode>(reset),
+          static_cast<k::ResetGrad>(reset_grad),
+          readout != 0};
+}
+
+}  // namespace
+
 class Forward : public Vertex {
  public:
-  Input<Vector<float>> weight;      // [n_in, n]
-  Input<Vector<float>> weight_rec;  // [N, n] (recurrent; else one element, unused)
-  Input<Vector<int>> in_list;       // the input list this step reads
-  Input<Vector<int>> own_prev;      // this layer's list of t - 1
-  Input<Vector<float>> v_prev;      // [n] (zeros at t = 0)
-  Output<Vector<float>> v;          // [n]
-  Input<Vector<float>> alpha, bias;
-  Output<Vector<int>> flags;  // [2 + 2 n]
-  unsigned n, j0, has_input, has_prev, recurrent, spike_reset, readout, use_bias;
-  float gain, theta1, theta2;
+  Input<Vector<float>> weight;               // [n_in, n]
+  Input<Vector<float>> weight_rec;           // [N, n] (recurrent; else one element, unused)
+  Input<Vector<int>> in_list;                // the input list this step reads
+  Input<Vector<int>> own_prev;               // this layer's list of t - 1
+  Input<Vector<float>> v_prev;               // [n] (zeros at t = 0)
+  Output<Vector<float>> v;                   // [n]
+  Input<Vector<float>> alpha, theta1, bias;  // [n] of the slice
+  Output<Vector<int>> flags;                 // [2 + 2 n]
+  unsigned n, j0, has_input, has_prev, recurrent, reset, reset_grad, surrogate, readout, use_bias;
+  float gain, theta2, beta;
 
   bool compute() {
+    const k::neurons::Lif m =
+        model(alpha, theta1, theta2, gain, beta, surrogate, reset, reset_grad, readout);
     for (unsigned j = 0; j < n; ++j) v[j] = use_bias ? bias[j] : 0.0f;
     if (has_input) k::gather_rows(&v[0], &weight[0], n, &in_list[2], in_list[0], n);
     if (recurrent && has_prev)
       k::gather_rows(&v[0], &weight_rec[0], n, &own_prev[2], own_prev[0], n);
     for (unsigned j = 0; j < n; ++j) {
-      float reset = 0.0f;
-      if (has_prev && !readout) {
-        if (spike_reset) {
-          for (int e = 0; e < own_prev[0]; ++e)
-            if (own_prev[2 + e] == static_cast<int>(j0 + j)) reset = 1.0f;
-        } else {
-          reset = k::state_reset(v_prev[j], theta1);
-        }
-      }
-      v[j] = k::lif_step(has_prev ? v_prev[j] : 0.0f, reset, alpha[j], gain, v[j]);
+      float emitted = 0.0f;  // j's spike of t - 1 was emitted (read for the spike reset)
+      for (int e = 0; has_prev && m.update_reads_emitted() && e < own_prev[0]; ++e)
+        if (own_prev[2 + e] == static_cast<int>(j0 + j)) emitted = 1.0f;
+      v[j] = m.update(j, has_prev, has_prev ? v_prev[j] : 0.0f, emitted, v[j]);
     }
     int spikes = 0, candidates = 0;
     for (unsigned j = 0; j < n && !readout; ++j) {
-      if (v[j] > theta1)
+      const k::neurons::Flag flag = m.flag(j, v[j]);
+      if (flag == k::neurons::spike)
         flags[2 + spikes++] = static_cast<int>(j0 + j);
-      else if (v[j] > theta2)
+      else if (flag == k::neurons::candidate)
         flags[2 + n + candidates++] = static_cast<int>(j0 + j);
     }
     flags[0] = spikes;
@@ -96,40 +113,36 @@ class Select : public Vertex {
 
 class Backward : public Vertex {
  public:
-  InOut<Vector<float>> gv;            // [n], carried from step t + 1
-  Input<Vector<float>> v;             // V[t] of the slice
-  Input<Vector<int>> list;            // this layer's list of t (spiking layers)
-  Input<Vector<float>> grad_entries;  // [K] entry gradients, or [n] readout rows (slice)
-  Input<Vector<float>> grad_rec;      // [K] entry gradients sent back through W_rec by t + 1
-  Input<Vector<float>> alpha;
-  Output<Vector<float>> gi;  // [n]
-  unsigned n, j0, last_step, readout, recurrent, mask, spike_reset, surrogate;
-  float gain, theta1, beta;
+  InOut<Vector<float>> gv;             // [n], carried from step t + 1
+  Input<Vector<float>> v;              // V[t] of the slice
+  Input<Vector<int>> list;             // this layer's list of t (spiking layers)
+  Input<Vector<float>> grad_entries;   // [K] entry gradients, or [n] readout rows (slice)
+  Input<Vector<float>> grad_rec;       // [K] entry gradients sent back through W_rec by t + 1
+  Input<Vector<float>> alpha, theta1;  // [n] of the slice
+  Output<Vector<float>> gi;            // [n]
+  unsigned n, j0, last_step, readout, recurrent, reset, reset_grad, surrogate;
+  float gain, theta2, beta;
 
   bool compute() {
+    const k::neurons::Lif m =
+        model(alpha, theta1, theta2, gain, beta, surrogate, reset, reset_grad, readout);
+    const k::SerialBlock one;
     for (unsigned j = 0; j < n && !last_step; ++j) {
-      float reset = 0.0f;
-      if (!readout && mask) {
-        if (spike_reset) {
-          for (int e = 0; e < list[0]; ++e)
-            if (list[2 + e] == static_cast<int>(j0 + j)) reset = 1.0f;
-        } else {
-          reset = k::state_reset(v[j], theta1);
-        }
-      }
-      gv[j] *= readout || !mask ? alpha[j] : k::carry_factor(alpha[j], reset, k::ResetGrad::mask);
+      float emitted = 0.0f;  // j's spike of t was emitted (read for the spike reset's mask)
+      for (int e = 0; m.carry_reads_emitted() && e < list[0]; ++e)
+        if (list[2 + e] == static_cast<int>(j0 + j)) emitted = 1.0f;
+      gv[j] *= m.carry(j, v[j], emitted);
     }
-    const auto kind = static_cast<k::Surrogate>(surrogate);
     if (readout) {
       k::add_row(&gv[0], &grad_entries[0], n);
     } else {
-      k::accumulate_state_grad(&gv[0], &v[0], &list[2], &grad_entries[0], list[1], theta1, kind,
-                               beta, j0, j0 + n);
+      k::neurons::state_grad_row(one, m, &gv[0], &v[0], &list[2], &grad_entries[0], list[1], j0,
+                                 j0 + n);
       if (recurrent && !last_step)
-        k::accumulate_state_grad(&gv[0], &v[0], &list[2], &grad_rec[0], list[1], theta1, kind, beta,
-                                 j0, j0 + n);
+        k::neurons::state_grad_row(one, m, &gv[0], &v[0], &list[2], &grad_rec[0], list[1], j0,
+                                   j0 + n);
     }
-    for (unsigned j = 0; j < n; ++j) gi[j] = k::current_grad(gv[j], alpha[j], gain);
+    k::neurons::current_grad_row(one, m, &gi[0], &gv[0], n);
     return true;
   }
 };

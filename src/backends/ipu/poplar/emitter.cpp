@@ -36,7 +36,7 @@ namespace prog = poplar::program;
 struct TileTensors {
   int j0 = 0, j1 = 0;
   unsigned tile = 0;
-  Tensor w, w_rec, alpha, bias, v, gv, gi, dw, dw_rec, dbias, flags, lanes, zeros;
+  Tensor w, w_rec, alpha, theta1, bias, v, gv, gi, dw, dw_rec, dbias, flags, lanes, zeros;
 };
 
 struct LayerTensors {
@@ -82,6 +82,7 @@ class Emitter {
         copy_in(*seq, "w" + id, each(l, &TileTensors::w));
         copy_in(*seq, "wr" + id, each(l, &TileTensors::w_rec));
         copy_in(*seq, "alpha" + id, each(l, &TileTensors::alpha));
+        copy_in(*seq, "theta1" + id, each(l, &TileTensors::theta1));
         copy_in(*seq, "bias" + id, each(l, &TileTensors::bias));
         seq->add(prog::Copy(zeros(poplar::INT, 2 * B, layers_[l].list_tile), layers_[l].dropped));
       }
@@ -185,6 +186,7 @@ class Emitter {
       t.w_rec = variable(poplar::FLOAT, c.kind == LayerKind::recurrent_lif ? c.n_out * n : 1,
                          t.tile, "wr" + tid);
       t.alpha = variable(poplar::FLOAT, n, t.tile, "alpha" + tid);
+      t.theta1 = variable(poplar::FLOAT, n, t.tile, "theta1" + tid);
       t.bias = variable(poplar::FLOAT, n, t.tile, "bias" + tid);
       t.v = variable(poplar::FLOAT, T_ * B_ * n, t.tile, "v" + tid);
       t.gv = variable(poplar::FLOAT, B_ * n, t.tile, "gv" + tid);
@@ -218,6 +220,17 @@ class Emitter {
   void set(poplar::VertexRef v, const char* field, V value) {
     graph_.setInitialValue(v[field], value);
   }
+  /// The neuron model's layer-wide fields of a Forward or Backward vertex (per-neuron ones are
+  /// connected tensors).
+  void set_model(poplar::VertexRef v, const LayerConfig& c) {
+    set(v, "reset", static_cast<unsigned>(c.reset));
+    set(v, "reset_grad", static_cast<unsigned>(c.reset_grad));
+    set(v, "surrogate", static_cast<unsigned>(c.surrogate));
+    set(v, "readout", static_cast<unsigned>(c.kind == LayerKind::readout));
+    set(v, "gain", c.gain);
+    set(v, "theta2", c.theta2);
+    set(v, "beta", c.beta);
+  }
 
   void build_forward(prog::Sequence& seq) {
     for (int t = 0; t < T_; ++t)
@@ -240,6 +253,7 @@ class Emitter {
                  {"v_prev", t > 0 ? row(tile.v, t - 1, b, B_, n) : tile.zeros},
                  {"v", row(tile.v, t, b, B_, n)},
                  {"alpha", tile.alpha},
+                 {"theta1", tile.theta1},
                  {"bias", tile.bias},
                  {"flags", tile.flags.slice(b * (2 + 2 * n), (b + 1) * (2 + 2 * n))}});
             graph_.setTileMapping(v, tile.tile);
@@ -248,12 +262,8 @@ class Emitter {
             set(v, "has_input", static_cast<unsigned>(t_in >= 0));
             set(v, "has_prev", static_cast<unsigned>(t > 0));
             set(v, "recurrent", static_cast<unsigned>(c.kind == LayerKind::recurrent_lif));
-            set(v, "spike_reset", static_cast<unsigned>(c.reset == ResetMode::spike));
-            set(v, "readout", static_cast<unsigned>(readout));
+            set_model(v, c);
             set(v, "use_bias", static_cast<unsigned>(c.bias));
-            set(v, "gain", c.gain);
-            set(v, "theta1", c.theta1);
-            set(v, "theta2", c.theta2);
           }
         }
         seq.add(prog::Execute(cs));
@@ -348,19 +358,14 @@ class Emitter {
                  {"grad_rec",
                   recurrent ? L.grad_rec.slice(b * c.capacity, (b + 1) * c.capacity) : tile.zeros},
                  {"alpha", tile.alpha},
+                 {"theta1", tile.theta1},
                  {"gi", row(tile.gi, t, b, B_, n)}});
             graph_.setTileMapping(v, tile.tile);
             set(v, "n", static_cast<unsigned>(n));
             set(v, "j0", static_cast<unsigned>(tile.j0));
             set(v, "last_step", static_cast<unsigned>(t == T_ - 1));
-            set(v, "readout", static_cast<unsigned>(readout));
             set(v, "recurrent", static_cast<unsigned>(recurrent));
-            set(v, "mask", static_cast<unsigned>(c.reset_grad == ResetGrad::mask));
-            set(v, "spike_reset", static_cast<unsigned>(c.reset == ResetMode::spike));
-            set(v, "surrogate", static_cast<unsigned>(c.surrogate));
-            set(v, "gain", c.gain);
-            set(v, "theta1", c.theta1);
-            set(v, "beta", c.beta);
+            set_model(v, c);
           }
           offset += tile.gi.numElements();
         }
@@ -507,9 +512,9 @@ class PoplarBackend final : public Backend {
         << static_cast<int>(config.overflow) << ' ' << config.seed;
     for (const LayerConfig& c : config.layers)
       key << " | " << static_cast<int>(c.kind) << ' ' << c.n_in << ' ' << c.n_out << ' '
-          << c.capacity << ' ' << c.theta1 << ' ' << c.theta2 << ' ' << c.gain << ' '
-          << static_cast<int>(c.surrogate) << ' ' << c.beta << ' ' << static_cast<int>(c.reset)
-          << ' ' << static_cast<int>(c.reset_grad) << ' ' << c.bias;
+          << c.capacity << ' ' << c.theta2 << ' ' << c.gain << ' ' << static_cast<int>(c.surrogate)
+          << ' ' << c.beta << ' ' << static_cast<int>(c.reset) << ' '
+          << static_cast<int>(c.reset_grad) << ' ' << c.bias;
     std::lock_guard<std::mutex> lock(mutex_);
     auto& slot = engines_[key.str()];
     if (!slot) slot = Emitter(config, plan, T, B, k_in).compile();  // plan has no recompute
@@ -555,6 +560,7 @@ class PoplarBackend final : public Backend {
       if (layer.kind == LayerKind::recurrent_lif)
         to_tiles(ctx, l, p.weight_rec, layer.n_out, c.floats["wr" + id]);
       to_tiles(ctx, l, p.alpha, 1, c.floats["alpha" + id]);
+      to_tiles(ctx, l, p.theta1, 1, c.floats["theta1" + id]);  // zeros for a readout
       to_tiles(ctx, l, p.bias, 1, c.floats["bias" + id]);
     }
   }
