@@ -127,6 +127,10 @@ void lif_stack_backward(StackContext& context, const std::vector<const float*>& 
         " output gradients, expected one (or null) per layer: ", layers.size());
   check(grads.size() == layers.size(), op, "got ", grads.size(), " gradient buffers, expected ",
         layers.size());
+  Backend& backend = backend_for(context.config.device);
+  for (const LayerGrads& g : grads)
+    check((g.alpha == nullptr && g.theta1 == nullptr) || backend.learns_neuron_parameters(), op,
+          "learnable alpha and theta1 are not implemented on ", backend.name());
   size_t spiking = 0;
   for (size_t l = 0; l < layers.size(); ++l) {
     const bool readout = layers[l].kind == LayerKind::readout;
@@ -140,7 +144,7 @@ void lif_stack_backward(StackContext& context, const std::vector<const float*>& 
   // Claimed atomically: of two threads that passed the check above, one runs and one throws. A
   // backend that fails part way leaves the context consumed (some gradients may have been added).
   check(!context.backward_done.exchange(true), op, consumed);
-  backend_for(context.config.device).lif_stack_backward(context, grad_outputs, grads, grad_input);
+  backend.lif_stack_backward(context, grad_outputs, grads, grad_input);
 }
 
 }  // namespace saltatory

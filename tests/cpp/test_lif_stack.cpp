@@ -36,6 +36,7 @@ struct Case {
   ResetGrad reset_grad = ResetGrad::pass;
   bool bias = false;
   Surrogate surrogate = Surrogate::super_spike;
+  bool per_neuron_theta1 = false;  // theta1_j ~ U(0.7, 1.1), some below theta2 = 0.9
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -43,13 +44,14 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 /// A network instance: float parameters for the backend, doubles for the reference.
 struct Net {
   StackConfig config;
-  std::vector<std::vector<float>> w, w_rec, bias, alpha;
+  std::vector<std::vector<float>> w, w_rec, bias, alpha, theta1;  // theta1 empty: config's
   std::vector<reference::Layer> ref;
   std::vector<LayerParams> params() const {
     std::vector<LayerParams> p(w.size());
+    const auto or_null = [](const std::vector<float>& x) { return x.empty() ? nullptr : x.data(); };
     for (size_t l = 0; l < w.size(); ++l)
-      p[l] = {w[l].data(), w_rec[l].empty() ? nullptr : w_rec[l].data(),
-              bias[l].empty() ? nullptr : bias[l].data(), alpha[l].data()};
+      p[l] = {w[l].data(), or_null(w_rec[l]), or_null(bias[l]), alpha[l].data(),
+              or_null(theta1[l])};
     return p;
   }
 };
@@ -92,12 +94,19 @@ Net make_net(const Case& c, Mode mode, uint32_t seed) {
       bias.resize(widths[l]);
       for (float& x : bias) x = ub(rng);
     }
+    std::vector<float> theta1;
+    if (c.per_neuron_theta1 && !readout) {
+      theta1.resize(widths[l]);
+      for (float& x : theta1) x = std::uniform_real_distribution<float>(0.7f, 1.1f)(rng);
+    }
     net.config.layers.push_back(layer);
-    net.ref.push_back({layer, to_double(w), to_double(rec), to_double(bias), to_double(alpha)});
+    net.ref.push_back({layer, to_double(w), to_double(rec), to_double(bias), to_double(alpha),
+                       to_double(theta1)});
     net.w.push_back(std::move(w));
     net.w_rec.push_back(std::move(rec));
     net.bias.push_back(std::move(bias));
     net.alpha.push_back(std::move(alpha));
+    net.theta1.push_back(std::move(theta1));
     n_in = widths[l];
   }
   return net;
@@ -154,9 +163,9 @@ void expect_same_lists(const SpikeTensor& a, const SpikeTensor& b, const std::st
     }
 }
 
-/// Gradients of one backward call, per layer.
+/// Gradients of one backward call, per layer (alpha and theta1 learnable throughout).
 struct Grads {
-  std::vector<std::vector<float>> w, w_rec, bias;
+  std::vector<std::vector<float>> w, w_rec, bias, alpha, theta1;
   std::vector<float> input;
 };
 
@@ -173,13 +182,17 @@ Grads run_backward(StackContext& ctx, const Net& net, const std::vector<std::vec
   Grads g;
   std::vector<LayerGrads> buffers;
   for (size_t l = 0; l < net.w.size(); ++l) {
+    const bool readout = net.config.layers[l].kind == LayerKind::readout;
     g.w.emplace_back(net.w[l].size(), 0.0f);
     g.w_rec.emplace_back(net.w_rec[l].size(), 0.0f);
     g.bias.emplace_back(net.bias[l].size(), 0.0f);
+    g.alpha.emplace_back(net.alpha[l].size(), 0.0f);
+    g.theta1.emplace_back(readout ? 0 : net.alpha[l].size(), 0.0f);
   }
+  const auto or_null = [](std::vector<float>& x) { return x.empty() ? nullptr : x.data(); };
   for (size_t l = 0; l < net.w.size(); ++l)
-    buffers.push_back({g.w[l].data(), g.w_rec[l].empty() ? nullptr : g.w_rec[l].data(),
-                       g.bias[l].empty() ? nullptr : g.bias[l].data()});
+    buffers.push_back({g.w[l].data(), or_null(g.w_rec[l]), or_null(g.bias[l]), g.alpha[l].data(),
+                       or_null(g.theta1[l])});
   std::vector<const float*> outs;
   outs.reserve(g_out.size());
   for (const auto& x : g_out) outs.push_back(x.data());
@@ -200,6 +213,8 @@ void expect_bitwise_same(const StackContext& ctx, const StackContext& ref, const
   EXPECT_EQ(g.w, expected.w);
   EXPECT_EQ(g.w_rec, expected.w_rec);
   EXPECT_EQ(g.bias, expected.bias);
+  EXPECT_EQ(g.alpha, expected.alpha);
+  EXPECT_EQ(g.theta1, expected.theta1);
   EXPECT_EQ(g.input, expected.input);
 }
 
@@ -254,6 +269,9 @@ void expect_matches_reference(const Case& c, Mode mode, Device device,
     expect_close(g.w[l], ref_g.weight[l], "dW layer " + std::to_string(l));
     expect_close(g.w_rec[l], ref_g.weight_rec[l], "dW_rec layer " + std::to_string(l));
     expect_close(g.bias[l], ref_g.bias[l], "dbias layer " + std::to_string(l));
+    // dV/dalpha = leak' - (V - leak) / (1 - alpha) cancels: float32 keeps about 1e-3 of it
+    expect_close(g.alpha[l], ref_g.alpha[l], "dalpha layer " + std::to_string(l), 2e-3);
+    expect_close(g.theta1[l], ref_g.theta1[l], "dtheta1 layer " + std::to_string(l));
   }
   expect_close(g.input, ref_g.input, "d input entries");
 }
@@ -328,6 +346,18 @@ std::vector<Case> sweep() {
     sc.surrogate = s;
     cases.push_back(sc);
   }
+  Case thresholds{"per_neuron_theta1_mask", 12, 3, 20, {21, 18}, 6, 0.3, 3};
+  thresholds.per_neuron_theta1 = true;
+  thresholds.reset_grad = ResetGrad::mask;
+  cases.push_back(thresholds);
+  Case subtract{"subtract_reset", 14, 3, 20, {23}, 7, 0.3, 4};
+  subtract.reset = ResetMode::subtract;
+  subtract.per_neuron_theta1 = true;
+  cases.push_back(subtract);
+  Case subtract_rec{"subtract_recurrent_overflow", 12, 2, 24, {27}, 3, 0.4, 0, true};
+  subtract_rec.reset = ResetMode::subtract;
+  subtract_rec.bias = true;
+  cases.push_back(subtract_rec);
   return cases;
 }
 

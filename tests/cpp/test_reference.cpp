@@ -1,18 +1,23 @@
 // Tests of the double-precision reference (saltatory/reference). Hand-computed cases pin the
-// forward semantics (resets, coupling, capacity, candidate order, recurrence) and small backward
-// cases.
+// forward semantics (resets, per-neuron thresholds, coupling, capacity, candidate order,
+// recurrence) and small backward cases.
 // Finite differences (FD) check BPTT only on forwards where FD is valid:
 //   smooth:     spikes replaced by F(V - theta1) with F' = sigma', resets frozen  -> FD == BPTT
-//   linearized: a = a0 + listed0 sigma'(V0 - theta1) (V - V0) around the real forward, resets
-//               frozen                                                     -> FD == real backward
+//   linearized: a = a0 + listed0 sigma'(x0) (x - x0), x = V - theta1, around the real forward,
+//               resets frozen                                              -> FD == real backward
 //   readout:    given fixed spikes, a readout is smooth in its own parameters -> FD == backward
+// "Resets frozen" is what the BPTT detaches (see rd::Activation): the decisions r, and for a zero
+// reset with ResetGrad::pass the offset's V[t-1]; alpha and theta1 stay live in the offsets.
+// Every FD check records its worst errors as test properties (see FdWorst).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <random>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -144,29 +149,71 @@ double central_difference(const std::function<double()>& loss, double& x, double
   return (up - down) / (2.0 * eps);
 }
 
-/// FD of `loss(layers)` in every weight, recurrent weight and bias against `g`.
+/// Worst disagreement of one kind of gradient with its finite differences, recorded as the test
+/// properties `<name>_err` = max |g - fd| / (1 + |fd|) (what the checks bound) and `<name>_rel` =
+/// max |g - fd| / |fd| over |fd| >= 1e-3.
+struct FdWorst {
+  double err = 0.0, rel = 0.0;
+  int count = 0;
+  void add(double grad, double fd) {
+    const double diff = std::fabs(grad - fd);
+    err = std::max(err, diff / (1.0 + std::fabs(fd)));
+    if (std::fabs(fd) >= 1e-3) rel = std::max(rel, diff / std::fabs(fd));
+    ++count;
+  }
+  void record(const std::string& name) const {
+    if (count == 0) return;
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2e", err);
+    ::testing::Test::RecordProperty(name + "_err", text);
+    std::snprintf(text, sizeof text, "%.2e", rel);
+    ::testing::Test::RecordProperty(name + "_rel", text);
+  }
+};
+
+/// FD of `loss(layers)` in every weight, recurrent weight, bias, alpha and, where the layer has
+/// per-neuron thresholds, theta1 against `g` (shared thresholds are a float config.theta1).
 void expect_parameter_fd(std::vector<ref::Layer> layers, const ref::Gradients& g,
                          const std::function<double(const std::vector<ref::Layer>&)>& loss,
                          double eps, double tol) {
+  const char* names[5] = {"weight", "weight_rec", "bias", "alpha", "theta1"};
+  FdWorst worst[5];
   for (size_t l = 0; l < layers.size(); ++l) {
-    std::vector<double>* params[3] = {&layers[l].weight, &layers[l].weight_rec, &layers[l].bias};
-    const std::vector<double>* grads[3] = {&g.weight[l], &g.weight_rec[l], &g.bias[l]};
-    const char* names[3] = {"weight", "weight_rec", "bias"};
-    for (int p = 0; p < 3; ++p) {
+    std::vector<double>* params[5] = {&layers[l].weight, &layers[l].weight_rec, &layers[l].bias,
+                                      &layers[l].alpha, &layers[l].theta1};
+    const std::vector<double>* grads[5] = {&g.weight[l], &g.weight_rec[l], &g.bias[l], &g.alpha[l],
+                                           &g.theta1[l]};
+    const bool spiking = layers[l].config.kind != LayerKind::readout;
+    ASSERT_EQ(g.theta1[l].size(), spiking ? static_cast<size_t>(layers[l].config.n_out) : 0u)
+        << "theta1 of layer " << l;
+    for (int p = 0; p < 5; ++p) {
+      if (p == 4 && params[p]->empty()) continue;
       ASSERT_EQ(grads[p]->size(), params[p]->size()) << names[p] << " of layer " << l;
       for (size_t i = 0; i < params[p]->size(); ++i) {
         const double fd = central_difference([&] { return loss(layers); }, (*params[p])[i], eps);
         EXPECT_NEAR((*grads[p])[i], fd, tol * (1.0 + std::fabs(fd)))
             << names[p] << " of layer " << l << " index " << i;
+        worst[p].add((*grads[p])[i], fd);
       }
     }
   }
+  for (int p = 0; p < 5; ++p) worst[p].record(names[p]);
 }
 
-/// Sum of the gradient magnitudes of one layer's weights.
-double weight_grad_mass(const ref::Gradients& g, size_t l) {
+/// Per-neuron thresholds U(lo, hi) for every spiking layer, neuron 0's set to `first`.
+void random_thresholds(std::vector<ref::Layer>& layers, std::mt19937& rng, double lo, double hi,
+                       double first) {
+  for (ref::Layer& l : layers) {
+    if (l.config.kind == LayerKind::readout) continue;
+    l.theta1 = random_vector(l.config.n_out, rng, lo, hi);
+    l.theta1[0] = first;
+  }
+}
+
+/// Sum of the magnitudes of a gradient vector.
+double mass(const std::vector<double>& g) {
   double s = 0.0;
-  for (double x : g.weight[l]) s += std::fabs(x);
+  for (double x : g) s += std::fabs(x);
   return s;
 }
 
@@ -334,6 +381,126 @@ TEST(ReferenceForward, ReadoutIgnoresCandidates) {
   EXPECT_NEAR(f.readout[1], 2.5, 1e-12);
 }
 
+TEST(ReferenceForward, PerNeuronThresholds) {
+  // theta1 = [0.4, 1, 2, 0.3], theta2 = 0.5, W = [0.09, 0.16, 0.2, 0.05], input spike every step.
+  // t0: V [0.45, 0.8, 1, 0.25]     S {0} + {1, 2}  (0 spikes below theta2: no candidate band)
+  // t1: V [0.45, 1.2, 1.5, 0.375]  S {0, 1, 3} + {2} (0 reset by its own theta1; 3 spikes at 0.375)
+  // t2: V [0.45, 0.8, 1.75, 0.25]  S {0} + {1, 2}  (1 and 3 reset; 2 not: 1.5 <= its 2)
+  LayerConfig c = layer_config(LayerKind::lif, 1, 4, 4);
+  c.theta2 = 0.5f;
+  ref::Layer layer = make_layer(c, {0.09, 0.16, 0.2, 0.05}, std::vector<double>(4, 0.5));
+  layer.theta1 = {0.4, 1.0, 2.0, 0.3};
+  const std::vector<ref::Layer> layers = {layer};
+  const SpikeTensor in = make_lists(3, 1, 1, 1, {{{0}, {}}, {{0}, {}}, {{0}, {}}});
+  const ref::Forward f = ref::forward(stack_config(layers), layers, in.view());
+  const std::vector<double> v = {0.45, 0.8,   1.0,  0.25, 0.45, 1.2,
+                                 1.5,  0.375, 0.45, 0.8,  1.75, 0.25};
+  for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(f.membrane[0][i], v[i], 1e-12) << i;
+  const SpikeTensor& s = f.spikes[0];
+  EXPECT_EQ(listed_ids(s, 0, 0), (std::vector<int32_t>{0, 1, 2}));
+  EXPECT_EQ(n_spk(s, 0, 0), 1);
+  EXPECT_EQ(listed_ids(s, 1, 0), (std::vector<int32_t>{0, 1, 3, 2}));
+  EXPECT_EQ(n_spk(s, 1, 0), 3);
+  EXPECT_EQ(listed_ids(s, 2, 0), (std::vector<int32_t>{0, 1, 2}));
+  EXPECT_EQ(n_spk(s, 2, 0), 1);
+  EXPECT_EQ(f.dropped, (std::vector<int64_t>{0}));
+}
+
+TEST(ReferenceForward, SubtractResetFollowsTheMembrane) {
+  // theta1 = [1, 1.2], W = [0.3, 0.3] (5 W = 1.5 per step), input spike every step:
+  // neuron 0: V [1.5, 0.75 - 1 + 1.5 = 1.25, 0.625 - 1 + 1.5 = 1.125], a spike each step;
+  // neuron 1: V [1.5, 0.75 - 1.2 + 1.5 = 1.05 (candidate, no reset next), 0.525 + 1.5 = 2.025].
+  // K = 1 drops neuron 1's spikes (t0, t2) and candidate (t1): the membranes are the same.
+  for (int capacity : {2, 1}) {
+    LayerConfig c = layer_config(LayerKind::lif, 1, 2, capacity);
+    c.reset = ResetMode::subtract;
+    ref::Layer layer = make_layer(c, {0.3, 0.3}, {0.5, 0.5});
+    layer.theta1 = {1.0, 1.2};
+    const std::vector<ref::Layer> layers = {layer};
+    const SpikeTensor in = make_lists(3, 1, 1, 1, {{{0}, {}}, {{0}, {}}, {{0}, {}}});
+    const ref::Forward f = ref::forward(stack_config(layers), layers, in.view());
+    const std::vector<double> v = {1.5, 1.5, 1.25, 1.05, 1.125, 2.025};
+    for (size_t i = 0; i < v.size(); ++i)
+      EXPECT_NEAR(f.membrane[0][i], v[i], 1e-12) << "capacity " << capacity << " " << i;
+    const SpikeTensor& s = f.spikes[0];
+    if (capacity == 2) {
+      EXPECT_EQ(listed_ids(s, 0, 0), (std::vector<int32_t>{0, 1}));
+      EXPECT_EQ(n_spk(s, 0, 0), 2);
+      EXPECT_EQ(listed_ids(s, 1, 0), (std::vector<int32_t>{0, 1}));
+      EXPECT_EQ(n_spk(s, 1, 0), 1);
+      EXPECT_EQ(listed_ids(s, 2, 0), (std::vector<int32_t>{0, 1}));
+      EXPECT_EQ(n_spk(s, 2, 0), 2);
+      EXPECT_EQ(f.dropped, (std::vector<int64_t>{0}));
+    } else {
+      for (int t = 0; t < 3; ++t) EXPECT_EQ(listed_ids(s, t, 0), (std::vector<int32_t>{0}));
+      EXPECT_EQ(f.dropped, (std::vector<int64_t>{2}));
+      EXPECT_EQ(f.dropped_candidates, (std::vector<int64_t>{1}));
+    }
+  }
+}
+
+TEST(ReferenceForward, EmptyThresholdsMeanConfigTheta1) {
+  // theta1 = {} and theta1 = config.theta1 for every neuron give the same forward and backward.
+  const int T = 6, B = 2, N0 = 5;
+  for (ResetMode mode : {ResetMode::state, ResetMode::spike, ResetMode::subtract}) {
+    std::mt19937 rng(31);
+    std::vector<LayerConfig> configs = {layer_config(LayerKind::lif, N0, 6, 3, true),
+                                        layer_config(LayerKind::recurrent_lif, 6, 4, 3),
+                                        layer_config(LayerKind::readout, 4, 2)};
+    for (LayerConfig& c : configs) {
+      c.reset = mode;
+      c.theta1 = 0.8f;
+      c.theta2 = 0.6f;
+    }
+    const std::vector<ref::Layer> shared = random_stack(configs, rng, -0.3, 0.6, 0.1);
+    std::vector<ref::Layer> explicit_theta = shared;
+    for (int l = 0; l < 2; ++l) explicit_theta[l].theta1.assign(configs[l].n_out, 0.8f);
+    const StackConfig sc = stack_config(shared);
+    const SpikeTensor in = random_lists(T, B, 3, N0, rng, true);
+    const ref::Forward a = ref::forward(sc, shared, in.view());
+    const ref::Forward b = ref::forward(sc, explicit_theta, in.view());
+    ASSERT_GT(a.spikes[0].total_spikes(), 0);
+    EXPECT_EQ(a.membrane, b.membrane);
+    for (int l = 0; l < 2; ++l)
+      for (int t = 0; t < T; ++t)
+        for (int bb = 0; bb < B; ++bb) {
+          EXPECT_EQ(listed_ids(a.spikes[l], t, bb), listed_ids(b.spikes[l], t, bb));
+          EXPECT_EQ(n_spk(a.spikes[l], t, bb), n_spk(b.spikes[l], t, bb));
+        }
+    const std::vector<std::vector<double>> grad_out = {random_vector(T * B * 3, rng),
+                                                       random_vector(T * B * 3, rng),
+                                                       random_vector(T * B * 2, rng)};
+    const ref::Gradients ga = ref::backward(sc, shared, in.view(), a, grad_out);
+    const ref::Gradients gb = ref::backward(sc, explicit_theta, in.view(), b, grad_out);
+    EXPECT_EQ(ga.weight, gb.weight);
+    EXPECT_EQ(ga.weight_rec, gb.weight_rec);
+    EXPECT_EQ(ga.bias, gb.bias);
+    EXPECT_EQ(ga.alpha, gb.alpha);
+    EXPECT_EQ(ga.theta1, gb.theta1);
+    EXPECT_EQ(ga.input, gb.input);
+    EXPECT_GT(mass(ga.theta1[0]), 0.0);
+    EXPECT_TRUE(ga.theta1[2].empty());
+  }
+}
+
+TEST(ReferenceForward, RejectsBadThresholds) {
+  const SpikeTensor in = make_lists(1, 1, 1, 1, {{{0}, {}}});
+  auto run = [&](std::vector<ref::Layer> layers) {
+    ref::forward(stack_config(layers), layers, in.view());
+  };
+  ref::Layer lif = make_layer(layer_config(LayerKind::lif, 1, 2, 2), {0.3, 0.3}, {0.5, 0.5});
+  ref::Layer readout = make_layer(layer_config(LayerKind::readout, 2, 1), {1.0, 1.0}, {0.5});
+  EXPECT_NO_THROW(run({lif, readout}));
+  lif.theta1 = {1.0};  // wrong size
+  EXPECT_THROW(run({lif, readout}), std::invalid_argument);
+  lif.theta1 = {1.0, std::nan("")};
+  EXPECT_THROW(run({lif, readout}), std::invalid_argument);
+  lif.theta1 = {0.1, 2.0};  // below theta2 is allowed
+  EXPECT_NO_THROW(run({lif, readout}));
+  readout.theta1 = {1.0};  // a readout has no threshold
+  EXPECT_THROW(run({lif, readout}), std::invalid_argument);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backward, by hand.
 
@@ -342,6 +509,8 @@ TEST(ReferenceBackward, LifHandPassAndMask) {
   // Entry grads [1, 2], sigma'(0.5) = 1/36 (SuperSpike, beta 10). gV1 = 2/36, gI1 = 10/36.
   // pass: gV0 = 0.5 gV1 + 1/36 = 2/36 -> dW = 20/36, dIn = 0.3 gI = [1/12, 1/12].
   // mask: r[1] = 1 -> gV0 = 1/36 -> dW = 15/36, dIn = [1/24, 1/12].
+  // dalpha = gV0 (0 - g I) + gV1 (V0 (1 - r1) - g I), g I = 3: -3 (gV0 + gV1) = -1/3 | -1/4.
+  // dtheta1 = -(1 + 2) / 36 = -1/12 (no subtract term).
   for (ResetMode mode : {ResetMode::state, ResetMode::spike})
     for (ResetGrad rg : {ResetGrad::pass, ResetGrad::mask}) {
       LayerConfig c = layer_config(LayerKind::lif, 1, 1, 1);
@@ -356,15 +525,43 @@ TEST(ReferenceBackward, LifHandPassAndMask) {
       EXPECT_NEAR(g.weight[0][0], pass ? 20.0 / 36 : 15.0 / 36, 1e-14);
       EXPECT_NEAR(g.input[0], pass ? 1.0 / 12 : 1.0 / 24, 1e-14);
       EXPECT_NEAR(g.input[1], 1.0 / 12, 1e-14);
+      EXPECT_NEAR(g.alpha[0][0], pass ? -1.0 / 3 : -0.25, 1e-14);
+      EXPECT_NEAR(g.theta1[0][0], -1.0 / 12, 1e-14);
       EXPECT_TRUE(g.weight_rec[0].empty());
       EXPECT_TRUE(g.bias[0].empty());
     }
+}
+
+TEST(ReferenceBackward, SubtractHandIgnoresResetGrad) {
+  // One neuron, input spike at t = 0, 1: V = [1.5, 0.75 - 1 + 1.5 = 1.25], r1 = 1, both spikes.
+  // Entry grads [1, 2]; sigma'(0.5) = 1/36, sigma'(0.25) = 4/49 (SuperSpike, beta 10).
+  // gV1 = 8/49; gV0 = 0.5 gV1 + 1/36 = 4/49 + 1/36 (carry alpha for pass and mask alike).
+  // dW = 5 (gV0 + gV1) = 60/49 + 5/36; dIn = 0.3 * 5 gV = [6/49 + 1/24, 12/49].
+  // dalpha = gV0 (0 - 3) + gV1 (1.5 - 3) = -24/49 - 1/12.
+  // dtheta1 = -(1/36 + 2 * 4/49) - gV1 r1 = -1/36 - 16/49.
+  for (ResetGrad rg : {ResetGrad::pass, ResetGrad::mask}) {
+    LayerConfig c = layer_config(LayerKind::lif, 1, 1, 1);
+    c.reset = ResetMode::subtract;
+    c.reset_grad = rg;
+    const std::vector<ref::Layer> layers = {make_layer(c, {0.3}, {0.5})};
+    const SpikeTensor in = make_lists(2, 1, 1, 1, {{{0}, {}}, {{0}, {}}});
+    const StackConfig sc = stack_config(layers);
+    const ref::Forward f = ref::forward(sc, layers, in.view());
+    EXPECT_NEAR(f.membrane[0][1], 1.25, 1e-14);
+    const ref::Gradients g = ref::backward(sc, layers, in.view(), f, {{1.0, 2.0}});
+    EXPECT_NEAR(g.weight[0][0], 60.0 / 49 + 5.0 / 36, 1e-14);
+    EXPECT_NEAR(g.input[0], 6.0 / 49 + 1.0 / 24, 1e-14);
+    EXPECT_NEAR(g.input[1], 12.0 / 49, 1e-14);
+    EXPECT_NEAR(g.alpha[0][0], -24.0 / 49 - 1.0 / 12, 1e-14);
+    EXPECT_NEAR(g.theta1[0][0], -1.0 / 36 - 16.0 / 49, 1e-14);
+  }
 }
 
 TEST(ReferenceBackward, ReadoutHandCandidateGetsEntryGradientOnly) {
   // W = [1, 2], bias, input t0: spike 0 + candidate 1, t1: empty. dL/dV = [1, 1]:
   // gV = [1.5, 1], gI = [7.5, 5]; dW = [7.5, 0] (candidates carry no current); dbias = 12.5;
   // entry grads t0 = [W0 gI0, W1 gI0] = [7.5, 15], t1 = [0, 0].
+  // V = [5, 2.5], g I = [10, 0]: dalpha = 1.5 (0 - 10) + 1 (5 - 0) = -10; no theta1.
   const std::vector<ref::Layer> layers = {
       make_layer(layer_config(LayerKind::readout, 2, 1, 0, true), {1.0, 2.0}, {0.5}, {}, {0.0})};
   const SpikeTensor in = make_lists(2, 1, 2, 2, {{{0}, {1}}, {}});
@@ -379,6 +576,8 @@ TEST(ReferenceBackward, ReadoutHandCandidateGetsEntryGradientOnly) {
   EXPECT_NEAR(g.input[1], 15.0, 1e-12);
   EXPECT_EQ(g.input[2], 0.0);
   EXPECT_EQ(g.input[3], 0.0);
+  EXPECT_NEAR(g.alpha[0][0], -10.0, 1e-12);
+  EXPECT_TRUE(g.theta1[0].empty());
 }
 
 TEST(ReferenceBackward, NothingListedMeansNoSurrogateGradient) {
@@ -422,24 +621,28 @@ TEST(ReferenceBackward, PassAndMaskDifferOnlyThroughResets) {
 
 // ---------------------------------------------------------------------------------------------
 // Finite differences through the smooth test forward: checks the BPTT recursion, the pass / mask
-// carry, recurrence, delayed coupling, bias, the readout and the input gradient.
+// carry, the subtract reset, recurrence, delayed coupling, bias, the readout, the input gradient
+// and the alpha and (per-neuron thresholds) theta1 gradients. A spike reset is the state reset
+// here (smooth decides resets by the membrane), so the linearized suite covers it.
 
-using SmoothCase = std::tuple<Coupling, ResetGrad, Surrogate>;
+using SmoothCase = std::tuple<Coupling, ResetMode, ResetGrad, Surrogate, bool>;
 class ReferenceSmoothFd : public ::testing::TestWithParam<SmoothCase> {};
 
 TEST_P(ReferenceSmoothFd, BackwardMatchesFiniteDifferences) {
-  const auto [coupling, reset_grad, surrogate] = GetParam();
+  const auto [coupling, reset_mode, reset_grad, surrogate, per_neuron_theta1] = GetParam();
   const int T = 6, B = 2;
   std::vector<LayerConfig> configs = {layer_config(LayerKind::lif, 4, 6, 6, true),
                                       layer_config(LayerKind::recurrent_lif, 6, 5, 5, true),
                                       layer_config(LayerKind::readout, 5, 3, 0, true)};
   for (LayerConfig& c : configs) {
+    c.reset = reset_mode;
     c.reset_grad = reset_grad;
     c.surrogate = surrogate;
     c.beta = 3.0f;
   }
   std::mt19937 rng(11);
-  const std::vector<ref::Layer> layers = random_stack(configs, rng, -0.2, 0.6, 0.2);
+  std::vector<ref::Layer> layers = random_stack(configs, rng, -0.2, 0.6, 0.2);
+  if (per_neuron_theta1) random_thresholds(layers, rng, 0.7, 1.3, 0.6);
   const StackConfig sc = stack_config(layers, coupling);
   std::vector<double> input = random_vector(T * B * 4, rng, 0.0, 1.0);
   const rd::Trace base = rd::trace_forward(sc, layers, T, B, input, rd::Activation::smooth);
@@ -463,29 +666,37 @@ TEST_P(ReferenceSmoothFd, BackwardMatchesFiniteDifferences) {
   const double eps = 1e-6, tol = 1e-6;
   expect_parameter_fd(
       layers, g, [&](const std::vector<ref::Layer>& ls) { return loss(ls, input); }, eps, tol);
+  for (int l = 0; l < 3; ++l) EXPECT_GT(mass(g.alpha[l]), 1e-3) << "layer " << l;
+  for (int l = 0; l < 2; ++l) EXPECT_GT(mass(g.theta1[l]), 1e-3) << "layer " << l;
   ASSERT_EQ(g.input.size(), input.size());
+  FdWorst worst;
   for (size_t i = 0; i < input.size(); ++i) {
     const double fd = central_difference([&] { return loss(layers, input); }, input[i], eps);
     EXPECT_NEAR(g.input[i], fd, tol * (1.0 + std::fabs(fd))) << "input " << i;
+    worst.add(g.input[i], fd);
   }
+  worst.record("input");
 }
 
 INSTANTIATE_TEST_SUITE_P(
     All, ReferenceSmoothFd,
     ::testing::Combine(::testing::Values(Coupling::same_step, Coupling::delayed),
+                       ::testing::Values(ResetMode::state, ResetMode::subtract),
                        ::testing::Values(ResetGrad::pass, ResetGrad::mask),
                        ::testing::Values(Surrogate::super_spike, Surrogate::arctan,
-                                         Surrogate::triangle, Surrogate::sigmoid)));
+                                         Surrogate::triangle, Surrogate::sigmoid),
+                       ::testing::Bool()));
 
 // ---------------------------------------------------------------------------------------------
 // Finite differences through the linearized forward around the real one: checks the public
-// backward itself, with real lists (overflow, candidates, padding entries, masked surrogate).
+// backward itself, with real lists (overflow, candidates, padding entries, masked surrogate), all
+// reset modes and, with per-neuron thresholds (neuron 0's below theta2), the theta1 gradients.
 
-using LinearCase = std::tuple<Coupling, ResetMode, ResetGrad, Mode>;
+using LinearCase = std::tuple<Coupling, ResetMode, ResetGrad, Mode, bool>;
 class ReferenceLinearizedFd : public ::testing::TestWithParam<LinearCase> {};
 
 TEST_P(ReferenceLinearizedFd, PublicBackwardMatchesFiniteDifferences) {
-  const auto [coupling, reset_mode, reset_grad, mode] = GetParam();
+  const auto [coupling, reset_mode, reset_grad, mode, per_neuron_theta1] = GetParam();
   const int T = 8, B = 2, N0 = 6, K0 = 4;
   std::vector<LayerConfig> configs = {layer_config(LayerKind::lif, N0, 8, 3, true),
                                       layer_config(LayerKind::recurrent_lif, 8, 6, 4),
@@ -497,11 +708,12 @@ TEST_P(ReferenceLinearizedFd, PublicBackwardMatchesFiniteDifferences) {
     c.reset = reset_mode;
     c.reset_grad = reset_grad;
     c.theta2 = 0.5f;
-    c.surrogate = surrogates[variant];
+    c.surrogate = surrogates[variant % 4];
     c.beta = c.surrogate == Surrogate::triangle ? 1.0f : 5.0f;
   }
   std::mt19937 rng(23 + variant);
-  const std::vector<ref::Layer> layers = random_stack(configs, rng, -0.35, 0.55, 0.1);
+  std::vector<ref::Layer> layers = random_stack(configs, rng, -0.35, 0.55, 0.1);
+  if (per_neuron_theta1) random_thresholds(layers, rng, 0.6, 1.4, 0.45);
   const StackConfig sc = stack_config(layers, coupling, mode);
   const SpikeTensor in = random_lists(T, B, K0, N0, rng, true);
   const ref::Forward f = ref::forward(sc, layers, in.view());
@@ -548,12 +760,16 @@ TEST_P(ReferenceLinearizedFd, PublicBackwardMatchesFiniteDifferences) {
   const double eps = 1e-6, tol = 1e-6;
   expect_parameter_fd(
       layers, g, [&](const std::vector<ref::Layer>& ls) { return loss(ls, x); }, eps, tol);
-  EXPECT_GT(weight_grad_mass(g, 0), 1e-3);
-  EXPECT_GT(weight_grad_mass(g, 1), 1e-3);
+  for (int l = 0; l < 2; ++l) {
+    EXPECT_GT(mass(g.weight[l]), 1e-3) << "layer " << l;
+    EXPECT_GT(mass(g.alpha[l]), 1e-3) << "layer " << l;
+    EXPECT_GT(mass(g.theta1[l]), 1e-3) << "layer " << l;
+  }
 
   // Input entries: spikes and candidates by FD of the dense input; padding exactly zero.
   ASSERT_EQ(g.input.size(), static_cast<size_t>(T * B * K0));
   const SpikeView s = in.view();
+  FdWorst worst;
   for (int t = 0; t < T; ++t)
     for (int b = 0; b < B; ++b)
       for (int k = 0; k < K0; ++k) {
@@ -565,15 +781,17 @@ TEST_P(ReferenceLinearizedFd, PublicBackwardMatchesFiniteDifferences) {
         double& xi = x[(t * B + b) * N0 + s.list(t, b)[k]];
         const double fd = central_difference([&] { return loss(layers, x); }, xi, eps);
         EXPECT_NEAR(got, fd, tol * (1.0 + std::fabs(fd))) << "t " << t << " b " << b << " k " << k;
+        worst.add(got, fd);
       }
+  worst.record("input");
 }
 
-INSTANTIATE_TEST_SUITE_P(All, ReferenceLinearizedFd,
-                         ::testing::Combine(::testing::Values(Coupling::same_step,
-                                                              Coupling::delayed),
-                                            ::testing::Values(ResetMode::state, ResetMode::spike),
-                                            ::testing::Values(ResetGrad::pass, ResetGrad::mask),
-                                            ::testing::Values(Mode::sparse, Mode::dense)));
+INSTANTIATE_TEST_SUITE_P(
+    All, ReferenceLinearizedFd,
+    ::testing::Combine(::testing::Values(Coupling::same_step, Coupling::delayed),
+                       ::testing::Values(ResetMode::state, ResetMode::spike, ResetMode::subtract),
+                       ::testing::Values(ResetGrad::pass, ResetGrad::mask),
+                       ::testing::Values(Mode::sparse, Mode::dense), ::testing::Bool()));
 
 // ---------------------------------------------------------------------------------------------
 // Readouts on fixed spikes: the public forward itself is smooth in the readout's parameters.
@@ -629,20 +847,29 @@ TEST(ReferenceReadoutFd, LifThenReadoutReadoutParameters) {
     ASSERT_GT(f.spikes[0].total_spikes(), 0);
     ref::membrane_cross_entropy(f.readout, T, B, C, labels, &grad);
     const ref::Gradients g = ref::backward(sc, layers, in.view(), f, {{}, grad});
-    EXPECT_GT(weight_grad_mass(g, 0), 0.0);
+    EXPECT_GT(mass(g.weight[0]), 0.0);
     std::vector<ref::Layer> readout_only = layers;  // FD over the readout's parameters only
     auto loss = [&](const std::vector<ref::Layer>& ls) {
       return ref::membrane_cross_entropy(ref::forward(sc, ls, in.view()).readout, T, B, C, labels,
                                          nullptr);
     };
-    for (int p = 0; p < 2; ++p) {
-      std::vector<double>& params = p == 0 ? readout_only[1].weight : readout_only[1].bias;
-      const std::vector<double>& grads = p == 0 ? g.weight[1] : g.bias[1];
-      for (size_t i = 0; i < params.size(); ++i) {
-        const double fd = central_difference([&] { return loss(readout_only); }, params[i], 1e-6);
-        EXPECT_NEAR(grads[i], fd, 1e-7 * (1.0 + std::fabs(fd))) << p << " " << i;
+    std::vector<double>* params[3] = {&readout_only[1].weight, &readout_only[1].bias,
+                                      &readout_only[1].alpha};
+    const std::vector<double>* grads[3] = {&g.weight[1], &g.bias[1], &g.alpha[1]};
+    const char* names[3] = {"weight", "bias", "alpha"};
+    for (int p = 0; p < 3; ++p) {
+      ASSERT_EQ(grads[p]->size(), params[p]->size());
+      FdWorst worst;
+      for (size_t i = 0; i < params[p]->size(); ++i) {
+        const double fd =
+            central_difference([&] { return loss(readout_only); }, (*params[p])[i], 1e-6);
+        EXPECT_NEAR((*grads[p])[i], fd, 1e-7 * (1.0 + std::fabs(fd))) << names[p] << " " << i;
+        worst.add((*grads[p])[i], fd);
       }
+      worst.record(std::string("readout_") + names[p] +
+                   (coupling == Coupling::delayed ? "_delayed" : ""));
     }
+    EXPECT_GT(mass(g.alpha[1]), 1e-3);
   }
 }
 

@@ -21,6 +21,8 @@ class Backend {
   virtual void lif_stack_backward(StackContext& context,
                                   const std::vector<const float*>& grad_outputs,
                                   const std::vector<LayerGrads>& grads, float* grad_input);
+  /// Whether backward computes the gradients of alpha and theta1 (LayerGrads::alpha, ::theta1).
+  virtual bool learns_neuron_parameters() const { return false; }
 };
 
 /// The backend that runs `device`; throws Error if this build or machine cannot.

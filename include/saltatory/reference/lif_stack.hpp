@@ -21,7 +21,8 @@
 //              subtract (either reset_grad: reset_grad is ignored) and for the readout
 //   gI[t]    = g (1 - alpha) gV[t];  dbias += gI;  dW[i, :] += a_in[t'][i] gI[t]
 //   gA_in[t'][i] += W[i, :] . gI[t];  gA[t-1][i] += W_rec[i, :] . gI[t]   (recurrent)
-//   dalpha  += gV[t] (V[t-1] (1 - r[t]) - g I[t])   (subtract and readout: V[t-1] - g I[t])
+//   dalpha  += gV[t] (V[t-1] (1 - r[t]) - g I[t])   (zero resets, pass and mask alike)
+//              gV[t] (V[t-1] - g I[t])              (subtract and readout)
 //   dtheta1 -= listed[t][j] gA[t][j] sigma'(V[t][j] - theta1)   (+ gV[t] r[t] for subtract)
 // Sums run over t and b; dalpha, dtheta1 are the direct partials of V[t] and S[t] with V[t-1],
 // r[t] and I[t] held fixed (the recursion carries the rest).
@@ -48,8 +49,10 @@ struct Layer {
   std::vector<double> weight_rec;  ///< [n_out * n_out] for recurrent_lif, else empty
   std::vector<double> bias;        ///< [n_out] when config.bias, else empty
   std::vector<double> alpha;       ///< [n_out]
-  /// [n_out] spike thresholds theta1_j (spiking layers); empty: config.theta1 for every neuron.
-  /// Must be empty for a readout. (The `{}` keeps five-member aggregate initializers warning-free.)
+  /// [n_out] finite spike thresholds theta1_j (spiking layers); empty: config.theta1 for every
+  /// neuron. A theta1_j may lie below config.theta2 (config.theta2 <= config.theta1 is still
+  /// required). Must be empty for a readout. (`{}` keeps five-member aggregate initializers free
+  /// of missing-initializer warnings.)
   std::vector<double> theta1{};
 };
 
@@ -126,9 +129,9 @@ inline double surrogate_step(Surrogate kind, double x, double beta) {
 ///   linearized: test hook: a = a_base + listed_base sigma'(x_base) (x - x_base), listed =
 ///               listed_base, x_base = V_base - theta1_base, so the surrogate BPTT at the base is
 ///               its exact gradient.
-/// With a `base` trace, what the BPTT treats as detached is frozen at the base: the reset decision
-/// r = r_base (every mode), and for a zero reset with ResetGrad::pass the reset enters as the offset
-/// alpha V_base[t-1] r_base[t] (V_base frozen, alpha live). So a zero reset is
+/// With a `base` trace, what the BPTT treats as detached is frozen at the base: the reset
+/// decision r = r_base (every mode), and for a zero reset with ResetGrad::pass the V[t-1] of the
+/// reset, which enters as the offset alpha V_base[t-1] r_base[t] (alpha live). So a zero reset is
 /// alpha V[t-1] (1 - r_base) (mask) or alpha V[t-1] - alpha V_base[t-1] r_base (pass), and a
 /// subtract reset is alpha V[t-1] - theta1 r_base (theta1 live; either reset_grad), matching the
 /// carries and the direct alpha / theta1 partials of trace_backward.

@@ -1,6 +1,6 @@
-// What every backend shares so that all of them sum in one order: the windows of a sequence and
-// the weight-gradient chunks (whole steps, latest first). Retuning one backend's loops must not
-// change these.
+// What every backend shares so that all of them sum in one order: the windows of a sequence, the
+// weight-gradient chunks (whole steps, latest first) and the reduction of per-neuron parameter
+// gradients over samples. Retuning one backend's loops must not change these.
 //   window:  T steps, or the recompute segment S rounded up to whole chunks (T when S >= T)
 //   chunk:   max(1, kScatterChunk / B) steps of lists, the unit of weight-gradient summation
 // (The overflow streams, which device code needs too, are kernels::layer_seed and list_stream.)
@@ -34,6 +34,13 @@ inline int window_steps(const StackConfig& config, int T, int B) {
   const int segment = config.recompute_segment, chunk = scatter_chunk_steps(B);
   if (segment <= 0 || segment >= T || config.mode == Mode::dense) return T;
   return std::min(T, (segment + chunk - 1) / chunk * chunk);
+}
+
+/// out[j] += sum over samples b = 0, 1, ... of partial[b, j]: how every backend reduces the
+/// per-sample partial sums (over t, latest first) of a per-neuron parameter's gradient.
+inline void add_sample_sums(const float* partial, int B, int n, float* out) {
+  for (int b = 0; b < B; ++b)
+    for (int j = 0; j < n; ++j) out[j] += partial[static_cast<int64_t>(b) * n + j];
 }
 
 }  // namespace saltatory::common

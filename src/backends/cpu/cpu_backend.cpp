@@ -22,6 +22,7 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
+  bool learns_neuron_parameters() const override { return true; }
 
   std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                   const std::vector<LayerParams>& params,
@@ -81,8 +82,11 @@ class CpuBackend final : public Backend {
           }
           // window by window, latest first, recomputing the membranes if they were not kept
           const int64_t row = static_cast<int64_t>(ctx.B) * c.n_out;
+          const LayerGrads& g = grads[l];
           BackwardCarry carry{std::vector<float>(row, 0.0f),
-                              std::vector<float>(readout ? 0 : ctx.B * ctx.spikes[l].K(), 0.0f)};
+                              std::vector<float>(readout ? 0 : ctx.B * ctx.spikes[l].K(), 0.0f),
+                              std::vector<float>(g.alpha != nullptr ? row : 0, 0.0f),
+                              std::vector<float>(g.theta1 != nullptr && !readout ? row : 0, 0.0f)};
           const Buffer grad_current = acquire_buffer(ctx.window * row);
           const Buffer buffer =
               recomputes(ctx, l) ? acquire_buffer((ctx.window + 1) * row) : Buffer();
@@ -93,6 +97,10 @@ class CpuBackend final : public Backend {
             if (buffer) sparse_forward(run, w, false);
             sparse_backward(run, w, grad_out, grads[l], below, carry, grad_current.get());
           }
+          if (g.alpha != nullptr)
+            common::add_sample_sums(carry.grad_alpha.data(), ctx.B, c.n_out, g.alpha);
+          if (!carry.grad_theta1.empty())
+            common::add_sample_sums(carry.grad_theta1.data(), ctx.B, c.n_out, g.theta1);
         });
   }
 
@@ -163,6 +171,19 @@ void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* fl
   if (emitted) kernels::scatter_value(flags, run.output->list(t, b), run.output->n_spk(t, b), 1.0f);
   kernels::neurons::carry_row(kernels::SerialBlock{}, m, gv, run.v(t, b), flags, run.config.n_out);
   if (emitted) kernels::scatter_value(flags, run.output->list(t, b), run.output->n_spk(t, b), 0.0f);
+}
+
+void parameter_grads(const LayerRun& run, int t, int b, const float* gv, float* d_alpha,
+                     float* d_theta1, float* flags) {
+  const kernels::neurons::Lif m = run.model();
+  const bool emitted = t > 0 && m.update_reads_emitted();  // footprint of S[t-1]: r[t]
+  if (emitted)
+    kernels::scatter_value(flags, run.output->list(t - 1, b), run.output->n_spk(t - 1, b), 1.0f);
+  kernels::neurons::parameter_grad_row(kernels::SerialBlock{}, m, d_alpha, d_theta1, gv,
+                                       t > 0 ? run.v(t - 1, b) : nullptr, flags, run.v(t, b),
+                                       run.config.n_out);
+  if (emitted)
+    kernels::scatter_value(flags, run.output->list(t - 1, b), run.output->n_spk(t - 1, b), 0.0f);
 }
 
 Backend& cpu_backend() {

@@ -101,6 +101,9 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
   std::vector<float> grad_current(rows * n, 0.0f), gv(static_cast<size_t>(B) * n, 0.0f);
   std::vector<float> grad_spikes(static_cast<size_t>(B) * n),
       flags(static_cast<size_t>(B) * n, 0.0f);
+  // per-sample sums over t of dL/dalpha and dL/dtheta1 (when learnable), reduced at the end
+  std::vector<float> d_alpha(grads.alpha != nullptr ? B * n : 0, 0.0f),
+      d_theta1(grads.theta1 != nullptr && !readout ? B * n : 0, 0.0f);
 
   for (int t = T - 1; t >= 0; --t) {
     float* gi_t = grad_current.data() + static_cast<int64_t>(t) * B * n;
@@ -120,13 +123,25 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
         const float* g_entries = grad_output + list * k_out;
         for (int k = 0; k < run.output->n_tot(t, b); ++k) gs[ids[k]] += g_entries[k];
         const float* v = run.v(t, static_cast<int>(b));
+        float* dth = d_theta1.empty() ? nullptr : d_theta1.data() + static_cast<int64_t>(b) * n;
         for (int j = 0; j < n; ++j)  // the neurons a list would hold: spikes and candidates
-          if (m.flag(j, v[j]) != kernels::neurons::none) g[j] += gs[j] * m.surrogate_at(j, v[j]);
+          if (m.flag(j, v[j]) != kernels::neurons::none) {
+            const float term = gs[j] * m.surrogate_at(j, v[j]);
+            g[j] += term;
+            if (dth != nullptr) dth[j] -= term;
+          }
       }
+      if (!d_alpha.empty() || !d_theta1.empty())
+        parameter_grads(run, t, static_cast<int>(b), g,
+                        d_alpha.empty() ? nullptr : d_alpha.data() + static_cast<int64_t>(b) * n,
+                        d_theta1.empty() ? nullptr : d_theta1.data() + static_cast<int64_t>(b) * n,
+                        flags.data() + static_cast<int64_t>(b) * n);
       kernels::neurons::current_grad_row(kernels::SerialBlock{}, m,
                                          gi_t + static_cast<int64_t>(b) * n, g, n);
     });
   }
+  if (!d_alpha.empty()) common::add_sample_sums(d_alpha.data(), B, n, grads.alpha);
+  if (!d_theta1.empty()) common::add_sample_sums(d_theta1.data(), B, n, grads.theta1);
 
   const std::vector<float> x = dense_rows(run.input, T, run.input_delay);
   if (grads.weight != nullptr)

@@ -69,11 +69,13 @@ struct Layer {
 
 /// Per-sample scratch of the step bodies (device memory, one slice per sample).
 struct Scratch {
-  float* flags;        ///< [B, n], zero between uses (spike reset footprint)
-  int32_t* found;      ///< [B, 2 n] (selection compaction)
-  uint64_t* priority;  ///< [B, K] (random overflow policy)
-  float* gv;           ///< [B, n] carried membrane gradient
-  float* grad_rec;     ///< [B, K] gradients of S[t-1]'s entries through W_rec
+  float* flags;               ///< [B, n], zero between uses (spike reset footprint)
+  int32_t* found;             ///< [B, 2 n] (selection compaction)
+  uint64_t* priority;         ///< [B, K] (random overflow policy)
+  float* gv;                  ///< [B, n] carried membrane gradient
+  float* grad_rec;            ///< [B, K] gradients of S[t-1]'s entries through W_rec
+  float* d_alpha = nullptr;   ///< [B, n] per-sample sums of dL/dalpha (learnable), or null
+  float* d_theta1 = nullptr;  ///< [B, n] per-sample sums of dL/dtheta1 (learnable), or null
 };
 
 /// The first problem of list `list` of `s` over N neurons (the invariants of core/spikes.hpp):
@@ -207,6 +209,30 @@ SALTATORY_HD void carry_step(Blk& blk, const Layer& L, int t, int b, float* gv, 
   }
 }
 
+/// Adds step t's direct terms of dL/dalpha and dL/dtheta1 of sample b (gV[t] complete; the
+/// footprint of S[t-1] in `flags` for the spike reset).
+template <class Blk>
+SALTATORY_HD void parameter_grad_step(Blk& blk, const Layer& L, int t, int b, const float* gv,
+                                      float* flags, const Scratch& s) {
+  const kernels::neurons::Lif m = L.model();
+  const int n = L.c.n_out;
+  float* da = s.d_alpha != nullptr ? s.d_alpha + static_cast<int64_t>(b) * n : nullptr;
+  float* dth = s.d_theta1 != nullptr ? s.d_theta1 + static_cast<int64_t>(b) * n : nullptr;
+  if (da == nullptr && dth == nullptr) return;
+  const bool emitted = t > 0 && m.update_reads_emitted();
+  if (emitted) {
+    footprint(blk, L.out, t - 1, b, flags, 1.0f);
+    blk.sync();
+  }
+  kernels::neurons::parameter_grad_row(blk, m, da, dth, gv, t > 0 ? L.vrow(t - 1, b) : nullptr,
+                                       flags, L.vrow(t, b), n);
+  blk.sync();
+  if (emitted) {
+    footprint(blk, L.out, t - 1, b, flags, 0.0f);
+    blk.sync();
+  }
+}
+
 /// The sparse backward time recursion of sample b over steps [t0, t1), latest first, carrying gV
 /// and gRec in `s` from step t1 and leaving them for step t0 - 1: writes gI rows into
 /// `grad_current` [t1 - t0, B, n]. grad_out: [T, B, K] entries, or [T, B, n] for a readout.
@@ -229,11 +255,13 @@ SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, int t0, int t
       const int32_t* ids = L.out.list(t, b);
       const int n_tot = L.out.n_tot[L.out.at(t, b)];
       // ids are distinct, so each entry's neuron is updated by one thread, in the CPU's order
-      kernels::neurons::state_grad_row(blk, m, gv, v, ids, g, n_tot);
+      float* dth = s.d_theta1 != nullptr ? s.d_theta1 + static_cast<int64_t>(b) * n : nullptr;
+      kernels::neurons::state_grad_row(blk, m, gv, v, ids, g, n_tot, 0, n, dth);
       if (L.recurrent() && t < L.T - 1)
-        kernels::neurons::state_grad_row(blk, m, gv, v, ids, grad_rec, n_tot);
+        kernels::neurons::state_grad_row(blk, m, gv, v, ids, grad_rec, n_tot, 0, n, dth);
     }
     blk.sync();
+    parameter_grad_step(blk, L, t, b, gv, flags, s);
     float* gi = L.row(grad_current, t, b, t0);
     kernels::neurons::current_grad_row(blk, m, gi, gv, n);
     blk.sync();
@@ -265,10 +293,16 @@ SALTATORY_HD void dense_backward_step(Blk& blk, const Layer& L, int t, int b, co
     for (int k = blk.rank(); k < L.out.n_tot[L.out.at(t, b)]; k += blk.size()) gs[ids[k]] += g[k];
     blk.sync();
     const float* v = L.vrow(t, b);
+    float* dth = s.d_theta1 != nullptr ? s.d_theta1 + static_cast<int64_t>(b) * n : nullptr;
     for (int j = blk.rank(); j < n; j += blk.size())  // the neurons a list would hold
-      if (m.flag(j, v[j]) != kernels::neurons::none) gv[j] += gs[j] * m.surrogate_at(j, v[j]);
+      if (m.flag(j, v[j]) != kernels::neurons::none) {
+        const float term = gs[j] * m.surrogate_at(j, v[j]);
+        gv[j] += term;
+        if (dth != nullptr) dth[j] -= term;
+      }
   }
   blk.sync();
+  parameter_grad_step(blk, L, t, b, gv, s.flags + static_cast<int64_t>(b) * n, s);
   kernels::neurons::current_grad_row(blk, m, L.row(grad_current, t, b), gv, n);
 }
 

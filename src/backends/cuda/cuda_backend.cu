@@ -220,6 +220,7 @@ class OpScope {
 class CudaBackend final : public Backend {
  public:
   std::string name() const override { return "cuda"; }
+  bool learns_neuron_parameters() const override { return true; }
 
   std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                   const std::vector<LayerParams>& params,

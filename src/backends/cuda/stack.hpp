@@ -336,6 +336,20 @@ ArrayOf<Exec, float> device_copy(Exec& exec, const float* host, int64_t n) {
   return d;
 }
 
+/// host[j] += sum over samples b = 0, 1, ... of partial[b, j] (common::add_sample_sums' order),
+/// when `partial` is not empty.
+template <class Exec>
+void add_sample_sums(Exec& exec, const ArrayOf<Exec, float>& partial, int B, int n, float* host) {
+  if (partial.size() == 0) return;
+  ArrayOf<Exec, float> sums = device_copy(exec, host, n);
+  float* out = sums.data();
+  const float* p = partial.data();
+  exec.for_each(n, [=] SALTATORY_DEVICE_LAMBDA(int64_t j) {
+    for (int b = 0; b < B; ++b) kernels::add_row(out + j, p + static_cast<int64_t>(b) * n + j, 1);
+  });
+  exec.download(host, out, n);
+}
+
 /// Backward of layer l: grad_out [T, B, K_l] (or [T, B, n]), below [T, B, K_in] (or null).
 /// Sparse mode runs window by window, latest first (recomputing the membranes of a window from
 /// the lists and the kept membrane when they were not stored), so that current gradients exist
@@ -348,7 +362,12 @@ void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float*
   const Layer L = ctx.layer(l);
   const int n = L.c.n_out, n_in = L.c.n_in, B = L.B, T = L.T, k_in = L.in.K;
   F32 gv(static_cast<size_t>(B) * n), grad_rec(static_cast<size_t>(B) * std::max(L.out.K, 1));
-  const Scratch s = ctx.scratch(gv.data(), grad_rec.data());
+  // per-sample sums of dL/dalpha and dL/dtheta1 over t (learnable), reduced over samples at the end
+  F32 d_alpha(grads.alpha != nullptr ? static_cast<size_t>(B) * n : 0),
+      d_theta1(grads.theta1 != nullptr && !L.readout() ? static_cast<size_t>(B) * n : 0);
+  Scratch s = ctx.scratch(gv.data(), grad_rec.data());
+  s.d_alpha = d_alpha.size() > 0 ? d_alpha.data() : nullptr;
+  s.d_theta1 = d_theta1.size() > 0 ? d_theta1.data() : nullptr;
   F32 dw = device_copy(exec, grads.weight, static_cast<int64_t>(n_in) * n);
   F32 dw_rec =
       device_copy(exec, L.recurrent() ? grads.weight_rec : nullptr, static_cast<int64_t>(n) * n);
@@ -422,6 +441,8 @@ void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float*
   if (dw.size() > 0) exec.download(grads.weight, dw.data(), dw.size());
   if (dw_rec.size() > 0) exec.download(grads.weight_rec, dw_rec.data(), dw_rec.size());
   if (db.size() > 0) exec.download(grads.bias, dbias, db.size());
+  add_sample_sums(exec, d_alpha, B, n, grads.alpha);
+  add_sample_sums(exec, d_theta1, B, n, grads.theta1);
 }
 
 /// BPTT through the stack, top-down (as common::backward_top_down, in executor memory).

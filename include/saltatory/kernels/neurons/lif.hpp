@@ -10,6 +10,12 @@
 //           m = alpha_j (reset_grad = pass, and always for subtract: r is a detached offset)
 //           or  alpha_j (1 - r[t+1]) (mask)
 //   gI[t] = g (1 - alpha_j) gV[t]
+// Learnable decay and thresholds (direct partials, V[t-1], r[t] and I[t] held fixed):
+//   dL/dalpha_j  = sum over t, b of gV[t] (P[t] - g I[t]),  P = V[t-1] (1 - r[t]) (zero reset),
+//                  V[t-1] (subtract, readout);  g I[t] = (V[t] - leak[t]) / (1 - alpha_j), leak the
+//                  update's first terms (at alpha_j = 1 the input is not stored: the term is 0)
+//   dL/dtheta1_j = - sum over listed entries of gS sigma'(V - theta1_j)  - sum of gV[t] r[t]
+//                  (the last term for the subtract reset only; r itself is detached)
 // A readout is the same update with r = 0 and m = alpha, without thresholds.
 // The row functions run over a thread block `Blk` (rank, size, sync): CUDA passes a block of
 // threads, the host backends a SerialBlock. Each element is computed by one thread with the same
@@ -93,6 +99,29 @@ struct Lif {
   SALTATORY_HD float current_grad_of(int j, float gv) const {
     return current_grad(gv, alpha[j], gain);
   }
+  /// dV[t]/dalpha_j from V[t-1] (`has_prev` false at t = 0), j's emission at t-1 (spike reset)
+  /// and V[t].
+  SALTATORY_HD float dv_dalpha(int j, bool has_prev, float v_prev, float emitted, float v) const {
+    float partial = 0.0f, leak = 0.0f;  // d(leak)/dalpha and leak = the update without its input
+    if (has_prev) {
+      if (readout) {
+        partial = v_prev;
+      } else if (reset == ResetMode::subtract) {
+        partial = v_prev;
+        leak = -theta1[j] * state_reset(j, v_prev);
+      } else {
+        partial = v_prev * (1.0f - (reset == ResetMode::state ? state_reset(j, v_prev) : emitted));
+      }
+      leak += alpha[j] * partial;
+    }
+    const float rest = 1.0f - alpha[j];
+    return partial - (rest > 0.0f ? (v - leak) / rest : 0.0f);
+  }
+  /// dV[t]/dtheta1_j through the update (the subtract reset's offset); r itself is detached.
+  SALTATORY_HD float dv_dtheta1(int j, bool has_prev, float v_prev) const {
+    return has_prev && !readout && reset == ResetMode::subtract ? -state_reset(j, v_prev) : 0.0f;
+  }
+
   /// Whether the carry reads which spikes were emitted (mask gradient with spike reset).
   SALTATORY_HD bool carry_reads_emitted() const {
     return !readout && reset_grad == ResetGrad::mask && reset == ResetMode::spike;
@@ -123,16 +152,34 @@ SALTATORY_HD void carry_row(Blk&& blk, const Lif& m, float* gv, const float* v,
 }
 
 /// gV[ids_k] += gS[k] sigma'(V[ids_k] - theta1) over a list's entries k < n_tot, for the entries
-/// of neurons [j0, j1) (gv and v hold that slice); ids are distinct, so each neuron is updated by
-/// one thread, entries in ascending k.
+/// of neurons [j0, j1) (gv and v hold that slice), and the same term off dtheta1 when it is
+/// given; ids are distinct, so each neuron is updated by one thread, entries in ascending k.
 template <class Blk>
 SALTATORY_HD void state_grad_row(Blk&& blk, const Lif& m, float* gv, const float* v,
                                  const int32_t* ids, const float* gs, int n_tot, int32_t j0 = 0,
-                                 int32_t j1 = 0x7FFFFFFF) {
+                                 int32_t j1 = 0x7FFFFFFF, float* dtheta1 = nullptr) {
   for (int k = blk.rank(); k < n_tot; k += blk.size()) {
     const int32_t j = ids[k];
     if (j < j0 || j >= j1) continue;
-    gv[j - j0] += gs[k] * m.surrogate_at(j - j0, v[j - j0]);
+    const float term = gs[k] * m.surrogate_at(j - j0, v[j - j0]);
+    gv[j - j0] += term;
+    if (dtheta1 != nullptr) dtheta1[j - j0] -= term;
+  }
+}
+
+/// Adds step t's direct terms to the per-neuron partial sums of dL/dalpha and dL/dtheta1 (either
+/// may be null) from gV[t] (complete), V[t-1] (null at t = 0), the footprint of S[t-1] (spike
+/// reset) and V[t].
+template <class Blk>
+SALTATORY_HD void parameter_grad_row(Blk&& blk, const Lif& m, float* dalpha, float* dtheta1,
+                                     const float* gv, const float* v_prev, const float* emitted,
+                                     const float* v, int n) {
+  const bool has_prev = v_prev != nullptr, reads = has_prev && m.update_reads_emitted();
+  for (int j = blk.rank(); j < n; j += blk.size()) {
+    const float previous = has_prev ? v_prev[j] : 0.0f;
+    if (dalpha != nullptr)
+      dalpha[j] += gv[j] * m.dv_dalpha(j, has_prev, previous, reads ? emitted[j] : 0.0f, v[j]);
+    if (dtheta1 != nullptr) dtheta1[j] += gv[j] * m.dv_dtheta1(j, has_prev, previous);
   }
 }
 

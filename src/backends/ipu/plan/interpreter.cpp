@@ -102,6 +102,7 @@ void chained_dots(float* out, const float* w, int n_out, const int32_t* ids, int
 class IpuModelBackend final : public Backend {
  public:
   std::string name() const override { return "ipu-model"; }
+  bool learns_neuron_parameters() const override { return true; }
 
   std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                   const std::vector<LayerParams>& params,
@@ -273,6 +274,12 @@ class IpuModelBackend final : public Backend {
       return tile.grad_current.data() + (static_cast<int64_t>(t) * B + b) * tile.n();
     };
     double state_cycles = 0, dot_cycles = 0, weight_cycles = 0;
+    // per-sample sums over t of dL/dalpha and dL/dtheta1 [B, n_out] (when learnable)
+    std::vector<float> d_alpha(grads.alpha != nullptr ? static_cast<size_t>(B) * c.n_out : 0, 0.0f),
+        d_theta1(grads.theta1 != nullptr && !readout ? static_cast<size_t>(B) * c.n_out : 0, 0.0f);
+    const auto slice_of = [&](std::vector<float>& x, int b, const Tile& tile) {
+      return x.empty() ? nullptr : x.data() + static_cast<int64_t>(b) * c.n_out + tile.j0;
+    };
     for (int b = 0; b < B; ++b) {  // the time recursion: vertices per tile, entry dots exchanged
       std::vector<std::vector<float>> gv(tiles.size());
       for (size_t i = 0; i < tiles.size(); ++i) gv[i].assign(tiles[i].n(), 0.0f);
@@ -295,14 +302,27 @@ class IpuModelBackend final : public Backend {
             }
             kernels::neurons::carry_row(one, m, g, v, flags.data(), n);
           }
+          float* da = slice_of(d_alpha, b, tile);
+          float* dth = slice_of(d_theta1, b, tile);
           if (readout) {
             kernels::add_row(g, g_out + tile.j0, n);
           } else {
             kernels::neurons::state_grad_row(one, m, g, v, out->list(t, b), g_out, out->n_tot(t, b),
-                                             tile.j0, tile.j1);
+                                             tile.j0, tile.j1, dth);
             if (recurrent && t < T - 1)
               kernels::neurons::state_grad_row(one, m, g, v, out->list(t, b), grad_rec.data(),
-                                               out->n_tot(t, b), tile.j0, tile.j1);
+                                               out->n_tot(t, b), tile.j0, tile.j1, dth);
+          }
+          if (da != nullptr || dth != nullptr) {  // r[t] from the footprint of S[t-1]
+            const bool emitted = t > 0 && m.update_reads_emitted();
+            if (emitted) {
+              flags.assign(n, 0.0f);
+              mark_slice(flags.data(), out->list(t - 1, b), out->n_spk(t - 1, b), tile.j0, tile.j1,
+                         1.0f);
+            }
+            kernels::neurons::parameter_grad_row(one, m, da, dth, g,
+                                                 t > 0 ? v - static_cast<int64_t>(B) * n : nullptr,
+                                                 flags.data(), v, n);
           }
           kernels::neurons::current_grad_row(one, m, tiles[i].grad_current.data() + list * n, g, n);
           state_cycles =
@@ -317,6 +337,8 @@ class IpuModelBackend final : public Backend {
         }
       }
     }
+    if (!d_alpha.empty()) common::add_sample_sums(d_alpha.data(), B, c.n_out, grads.alpha);
+    if (!d_theta1.empty()) common::add_sample_sums(d_theta1.data(), B, c.n_out, grads.theta1);
     if (grad_input != nullptr) {  // entry gradients of the input lists
       std::vector<float> dots(in.K);
       for (int t = delay; t < T; ++t)
