@@ -3,14 +3,17 @@
 File layout (little-endian):
 
     bytes  0-7    magic b"SALTCKPT"
-    bytes  8-11   format version (uint32), currently 1
+    bytes  8-11   format version (uint32), currently 2 (1, whose meta holds [theta1, theta2] per
+                  spiking layer, is still read)
     bytes 12-19   payload length in bytes (uint64)
     bytes 20-51   SHA-256 of the payload
     bytes 52-     payload: an uncompressed numpy .npz archive (no pickles) holding
                   net/<name>    every array of Sequential.state_dict()
                   optim/<i>     the optimiser's state vectors, in order
-                  meta          UTF-8 JSON: epoch, thresholds, optimiser lr/steps, RNG state,
-                                threshold schedule, and the caller's ``extra``
+                  meta          UTF-8 JSON: epoch, thresholds (theta2 per spiking layer, null
+                                for a readout; theta1 is per neuron among the net/ arrays),
+                                optimiser lr/steps, RNG state, threshold schedule, and the
+                                caller's ``extra``
 
 A save writes a temporary file beside the target, fsyncs it and renames it over the target, so an
 interrupted save leaves the previous checkpoint intact. A load verifies magic, version, length and
@@ -33,7 +36,7 @@ import numpy as np
 from .optim import finite_array, finite_real
 
 MAGIC = b"SALTCKPT"
-VERSION = 1
+VERSION = 2
 _HEADER = struct.Struct("<8sIQ32s")
 
 
@@ -42,13 +45,13 @@ class CheckpointError(ValueError):
 
 
 def _thresholds(net) -> list:
-    return [[layer.theta1, layer.theta2] if hasattr(layer, "theta2") else None for layer in net.layers]
+    return [layer.theta2 if hasattr(layer, "theta2") else None for layer in net.layers]
 
 
 def _set_thresholds(net, thresholds: list) -> None:
-    for layer, pair in zip(net.layers, thresholds):
-        if pair is not None:
-            layer.theta1, layer.theta2 = float(pair[0]), float(pair[1])
+    for layer, theta2 in zip(net.layers, thresholds):
+        if theta2 is not None:
+            layer.theta2 = float(theta2)
 
 
 def save_checkpoint(path, net, optimizer=None, *, epoch: int = 0, rng: np.random.Generator | None = None,
@@ -95,7 +98,12 @@ def save_checkpoint(path, net, optimizer=None, *, epoch: int = 0, rng: np.random
 def read_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     """Verifies a checkpoint file and returns (arrays by name, meta). Any content it cannot parse
     raises CheckpointError."""
-    path = os.fspath(path)
+    arrays, meta, _ = _read(os.fspath(path))
+    return arrays, meta
+
+
+def _read(path: str) -> tuple[dict[str, np.ndarray], dict, int]:
+    """read_checkpoint, and the file's format version."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < _HEADER.size:
@@ -104,9 +112,9 @@ def read_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     magic, version, length, digest = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise CheckpointError(f"read_checkpoint: {path} is not a Saltatory checkpoint (magic {magic!r})")
-    if version != VERSION:
+    if version not in (1, VERSION):
         raise CheckpointError(f"read_checkpoint: {path} has format version {version}; this Saltatory "
-                              f"reads version {VERSION}")
+                              f"reads versions 1 and {VERSION}")
     payload = data[_HEADER.size:]
     if len(payload) != length:
         raise CheckpointError(f"read_checkpoint: {path} is truncated or padded: payload has "
@@ -126,7 +134,7 @@ def read_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
         raise CheckpointError(f"read_checkpoint: {path}: the payload must hold numpy arrays and a JSON "
                               f"object as meta; {reprlib.repr(odd)} are not arrays, meta is a "
                               f"{type(meta).__name__}")
-    return arrays, meta
+    return arrays, meta, version
 
 
 def load_checkpoint(path, net, optimizer=None, *, rng: np.random.Generator | None = None,
@@ -135,16 +143,18 @@ def load_checkpoint(path, net, optimizer=None, *, rng: np.random.Generator | Non
     (``epoch``, ``extra``, ...). Everything is validated before anything is assigned: a
     CheckpointError leaves ``net``, ``optimizer``, ``rng`` and ``schedule`` as they were."""
     path = os.fspath(path)
-    arrays, meta = read_checkpoint(path)
+    arrays, meta, version = _read(path)
     try:
-        thresholds = _checked_thresholds(meta, net)
+        thresholds = _checked_thresholds(meta, net, version, arrays)
         net_state = _checked_net_state(arrays, net)
         if not (isinstance(meta.get("epoch"), int) and not isinstance(meta["epoch"], bool)
                 and isinstance(meta.get("extra"), dict)):
             raise ValueError("meta needs an integer epoch and an object extra")
         optim_state = None if optimizer is None else _checked_optim_state(arrays, meta, optimizer)
         if schedule is not None:
-            _check_schedule_state(meta, schedule, net, thresholds)
+            if "schedule" not in meta:
+                raise ValueError("no schedule state")
+            schedule.validate_state_dict(meta["schedule"])
         if rng is not None:
             _check_rng_state(meta, rng)
     except ValueError as exc:
@@ -160,25 +170,37 @@ def load_checkpoint(path, net, optimizer=None, *, rng: np.random.Generator | Non
     return meta
 
 
-def _checked_thresholds(meta: dict, net) -> list:
-    """meta's thresholds: [theta1, theta2] (finite, theta2 <= theta1) per spiking layer, None per
-    readout."""
+def _checked_thresholds(meta: dict, net, version: int, arrays: dict) -> list:
+    """meta's thresholds: theta2 (finite) per spiking layer, None per readout. A version 1 file
+    holds [theta1, theta2] (theta2 <= theta1) instead: its theta1 becomes the layer's per-neuron
+    array among ``arrays``."""
     thresholds = meta.get("thresholds")
     if not isinstance(thresholds, list):
         raise ValueError(f"meta's thresholds must be a list, one entry per layer, got "
                          f"{reprlib.repr(thresholds)}")
     if len(thresholds) != len(net.layers):
         raise ValueError(f"the checkpoint has {len(thresholds)} layers, the network {len(net.layers)}")
-    for i, (layer, pair) in enumerate(zip(net.layers, thresholds)):
+    theta2 = []
+    for i, (layer, entry) in enumerate(zip(net.layers, thresholds)):
         if not hasattr(layer, "theta2"):
-            if pair is not None:
+            if entry is not None:
                 raise ValueError(f"layer {i} is a {type(layer).__name__}: its thresholds must be null, "
-                                 f"got {reprlib.repr(pair)}")
-        elif not (isinstance(pair, list) and len(pair) == 2 and all(finite_real(x) for x in pair)
-                  and pair[1] <= pair[0]):
-            raise ValueError(f"layer {i} is a {type(layer).__name__}: its thresholds must be [theta1, "
-                             f"theta2], finite with theta2 <= theta1, got {reprlib.repr(pair)}")
-    return thresholds
+                                 f"got {reprlib.repr(entry)}")
+            theta2.append(None)
+        elif version == 1:
+            if not (isinstance(entry, list) and len(entry) == 2 and all(finite_real(x) for x in entry)
+                    and entry[1] <= entry[0]):
+                raise ValueError(f"layer {i} is a {type(layer).__name__}: its thresholds must be "
+                                 f"[theta1, theta2], finite with theta2 <= theta1, got "
+                                 f"{reprlib.repr(entry)}")
+            arrays[f"net/layers.{i}.theta1"] = np.full(layer.n_out, entry[0], np.float32)
+            theta2.append(entry[1])
+        elif not finite_real(entry):
+            raise ValueError(f"layer {i} is a {type(layer).__name__}: its threshold must be theta2, a "
+                             f"finite number, got {reprlib.repr(entry)}")
+        else:
+            theta2.append(entry)
+    return theta2
 
 
 def _checked_net_state(arrays: dict, net) -> dict[str, np.ndarray]:
@@ -195,7 +217,8 @@ def _checked_net_state(arrays: dict, net) -> dict[str, np.ndarray]:
                              f"a real one of shape {expected[name].shape}")
         if not finite_array(value):
             raise ValueError(f"{name} is not finite (as float32)")
-        if name.endswith(".alpha") and not np.all((value >= 0) & (value <= 1)):
+        learnable = name in dict(net.named_parameters())  # a learnable alpha is clamped by forward
+        if name.endswith(".alpha") and not learnable and not np.all((value >= 0) & (value <= 1)):
             raise ValueError(f"{name} values must lie in [0, 1]")
     return {name: value.astype(np.float32) for name, value in state.items()}
 
@@ -217,15 +240,6 @@ def _checked_optim_state(arrays: dict, meta: dict, optimizer) -> dict:
              "state": [arrays[f"optim/{i}"] for i in range(len(names))]}
     optimizer.validate_state_dict(state)
     return state
-
-
-def _check_schedule_state(meta: dict, schedule, net, thresholds: list) -> None:
-    """Raises ValueError unless meta's schedule state fits ``schedule`` once ``net`` has ``thresholds``."""
-    if "schedule" not in meta:
-        raise ValueError("no schedule state")
-    theta1 = {id(layer): pair[0] for layer, pair in zip(net.layers, thresholds) if pair is not None}
-    schedule.validate_state_dict(meta["schedule"],
-                                 [theta1.get(id(layer), layer.theta1) for layer in schedule.layers])
 
 
 def _check_rng_state(meta: dict, rng: np.random.Generator) -> None:

@@ -61,7 +61,7 @@ def to_nir(net: Sequential, dt: float = 1e-4, *, neuron: str = "LIF",
         if isinstance(layer, Readout):
             nodes[f"neuron_{i}"] = nir.LI(tau=tau, r=r, v_leak=zero)
         else:
-            threshold = np.full(layer.n_out, layer.theta1)
+            threshold = layer.theta1.astype(np.float64)  # per neuron
             meta = {"saltatory": {key: getattr(layer, key) for key in _SALTATORY_KEYS}}
             if neuron == "LIF":
                 nodes[f"neuron_{i}"] = nir.LIF(tau=tau, r=r, v_leak=zero, v_threshold=threshold,
@@ -262,7 +262,7 @@ def _layer(name, neuron, weight, bias, recurrent, dt, capacity, seed):
     keys = () if isinstance(neuron, nir.LI) else tuple(_SALTATORY_KEYS)
     options = _options(name, neuron, keys, capacity)
     if not isinstance(neuron, nir.LI):
-        options["theta1"] = _single(name, "v_threshold", neuron.v_threshold, n_out)
+        options["theta1"] = _array(name, "v_threshold", neuron.v_threshold, n_out)  # per neuron
     try:
         if isinstance(neuron, nir.LI):
             layer = Readout(n_in, n_out, alpha=alpha, gain=gain, bias=bias is not None, seed=seed)

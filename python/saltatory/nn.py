@@ -18,7 +18,8 @@ from .spikes import SpikeTensor
 
 _SURROGATES = {"super_spike": _core.Surrogate.super_spike, "arctan": _core.Surrogate.arctan,
                "triangle": _core.Surrogate.triangle, "sigmoid": _core.Surrogate.sigmoid}
-_RESETS = {"state": _core.ResetMode.state, "spike": _core.ResetMode.spike}
+_RESETS = {"state": _core.ResetMode.state, "spike": _core.ResetMode.spike,
+           "subtract": _core.ResetMode.subtract}
 _RESET_GRADS = {"pass": _core.ResetGrad.pass_, "mask": _core.ResetGrad.mask}
 
 
@@ -58,12 +59,24 @@ def _check_weight_memory(n_in: int, n_out: int, layer: str) -> None:
     _checks.check_memory(16 * n_in * n_out, f"[{layer}] weights [{n_in}, {n_out}]")
 
 
-def _alpha_vector(alpha, n: int, layer: str) -> np.ndarray:
-    a = np.asarray(alpha, dtype=np.float32)
+def _per_neuron(value, n: int, name: str, layer: str) -> np.ndarray:
+    """A scalar or [n] real array as a float32 vector [n], finite."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"[{layer}] {name} must be real, got dtype {a.dtype}")
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below
+        a = np.asarray(a, dtype=np.float32)
     if a.ndim == 0:
         a = np.full(n, a, dtype=np.float32)
     if a.shape != (n,):
-        raise ValueError(f"[{layer}] alpha must be a scalar or have shape ({n},), got {a.shape}")
+        raise ValueError(f"[{layer}] {name} must be a scalar or have shape ({n},), got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"[{layer}] {name} must be finite")
+    return a
+
+
+def _alpha_vector(alpha, n: int, layer: str) -> np.ndarray:
+    a = _per_neuron(alpha, n, "alpha", layer)
     if not np.all((a >= 0) & (a <= 1)):
         raise ValueError(f"[{layer}] alpha values must lie in [0, 1]")
     return a
@@ -72,7 +85,8 @@ def _alpha_vector(alpha, n: int, layer: str) -> np.ndarray:
 class _Layer:
     kind = None
 
-    def __init__(self, n_in: int, n_out: int, *, alpha, gain: float, bias: bool, seed: int | None):
+    def __init__(self, n_in: int, n_out: int, *, alpha, gain: float, bias: bool, seed: int | None,
+                 learn_alpha: bool = False):
         name = type(self).__name__
         self.n_in = _checks.integer(n_in, "n_in", name, 1)
         self.n_out = _checks.integer(n_out, "n_out", name, 1)
@@ -81,16 +95,29 @@ class _Layer:
         _check_weight_memory(self.n_in, self.n_out, name)
         self.weight = Parameter(paper_init(self.n_in, self.n_out, rng))
         self.bias = Parameter(np.zeros(self.n_out, np.float32)) if bias else None
-        self.alpha = _alpha_vector(alpha, self.n_out, name)
+        self.learn_alpha = bool(learn_alpha)
+        self._alpha = Parameter(_alpha_vector(alpha, self.n_out, name))
         self._rng = rng
 
+    @property
+    def alpha(self) -> np.ndarray:
+        """Decay per neuron [n_out] (a Parameter's data when ``learn_alpha``)."""
+        return self._alpha.data
+
+    @alpha.setter
+    def alpha(self, value) -> None:
+        self._alpha.data = _alpha_vector(value, self.n_out, type(self).__name__)
+
+    def _slots(self) -> tuple:
+        """(weight, weight_rec, bias, alpha, theta1) Parameters in the order C++ takes gradients,
+        None where the layer has none or it is not learnable."""
+        return (self.weight, getattr(self, "weight_rec", None), self.bias,
+                self._alpha if self.learn_alpha else None,
+                self._theta1 if getattr(self, "learn_threshold", False) else None)
+
     def parameters(self) -> dict[str, Parameter]:
-        params = {"weight": self.weight}
-        if getattr(self, "weight_rec", None) is not None:
-            params["weight_rec"] = self.weight_rec
-        if self.bias is not None:
-            params["bias"] = self.bias
-        return params
+        names = ("weight", "weight_rec", "bias", "alpha", "theta1")
+        return {name: p for name, p in zip(names, self._slots()) if p is not None}
 
     def config(self) -> _core.LayerConfig:
         """The C++ description, checked again: attributes may have changed since construction."""
@@ -103,41 +130,70 @@ class _Layer:
         return c
 
     def _arrays(self):
+        """(weight, weight_rec, bias, alpha, theta1) as C++ reads them: a learnable alpha clamped
+        into [0, 1] (a copy), as snnTorch clamps beta."""
         rec = getattr(self, "weight_rec", None)
+        theta1 = getattr(self, "_theta1", None)
+        alpha = np.clip(self.alpha, 0.0, 1.0) if self.learn_alpha else self.alpha
         return (self.weight.data, None if rec is None else rec.data,
-                None if self.bias is None else self.bias.data, self.alpha)
+                None if self.bias is None else self.bias.data, alpha,
+                None if theta1 is None else theta1.data)
 
     def _grads(self):
-        rec = getattr(self, "weight_rec", None)
-        return (self.weight.grad, None if rec is None else rec.grad,
-                None if self.bias is None else self.bias.grad)
+        """Gradient buffers C++ adds into: a learnable alpha's goes through a buffer of its own, which
+        _finish_grads passes on where alpha lies in [0, 1] (the clamp's gradient)."""
+        self._alpha_grad = np.zeros_like(self.alpha) if self.learn_alpha else None
+        grads = [None if p is None else p.grad for p in self._slots()]
+        grads[3] = self._alpha_grad
+        return tuple(grads)
+
+    def _finish_grads(self) -> None:
+        if self._alpha_grad is not None:
+            inside = (self.alpha >= 0) & (self.alpha <= 1)
+            self._alpha.grad += np.where(inside, self._alpha_grad, 0.0).astype(np.float32)
+            self._alpha_grad = None
 
 
 class LIF(_Layer):
     """Feed-forward LIF layer with sparse spike-list output.
 
-    capacity: list capacity K (default 2*floor(0.05*n_out/2), at least 2). theta1: spike
-    threshold; theta2: gradient-candidate threshold (may change between steps, e.g. a schedule).
+    capacity: list capacity K (default 2*floor(0.05*n_out/2), at least 2).
+    alpha: decay, a scalar or one per neuron, in [0, 1].
+    theta1: spike threshold, a scalar or one per neuron ([n_out]); theta2: the layer-wide
+    gradient-candidate threshold (may change between steps, e.g. a schedule), at most every theta1
+    when the layer is made. Spikes are V > theta1_j, candidates theta2 < V <= theta1_j; a learned
+    theta1_j that falls below theta2 leaves neuron j no candidates (only its spikes carry gradient).
+    learn_alpha, learn_threshold: make alpha and theta1 Parameters (``layers.{i}.alpha``,
+    ``layers.{i}.theta1``, shape [n_out]) that backward gives gradients, like snnTorch's
+    ``learn_beta`` and ``learn_threshold``. A learnable alpha is clamped into [0, 1] by forward
+    (its gradient is zero where the clamp is active).
     surrogate: super_spike (default), arctan, triangle or sigmoid, with slope ``beta``.
-    reset: "state" (from the previous membrane) or "spike" (only emitted spikes reset).
-    reset_grad: "pass" (dV[t+1]/dV[t] = alpha) or "mask" (alpha (1 - reset), as snnTorch).
+    reset: "state" (to zero, decided by the previous membrane), "spike" (to zero, only emitted
+    spikes reset) or "subtract" (V[t] = alpha V[t-1] - theta1 r[t] + gain (1 - alpha) I[t], r
+    decided by the previous membrane: snnTorch ``Leaky``'s default).
+    reset_grad: "pass" (dV[t+1]/dV[t] = alpha) or "mask" (alpha (1 - reset), as snnTorch); the
+    subtract reset is a detached offset, so it always passes alpha.
     """
 
     kind = _core.LayerKind.lif
 
     def __init__(self, n_in: int, n_out: int, capacity: int | None = None, *, alpha=0.95,
-                 theta1: float = 1.0, theta2: float = 0.9, gain: float = 10.0,
+                 theta1=1.0, theta2: float = 0.9, gain: float = 10.0,
                  surrogate: str = "super_spike", beta: float = 10.0, reset: str = "state",
-                 reset_grad: str = "pass", bias: bool = False, seed: int | None = None):
-        super().__init__(n_in, n_out, alpha=alpha, gain=gain, bias=bias, seed=seed)
+                 reset_grad: str = "pass", bias: bool = False, seed: int | None = None,
+                 learn_alpha: bool = False, learn_threshold: bool = False):
+        super().__init__(n_in, n_out, alpha=alpha, gain=gain, bias=bias, seed=seed,
+                         learn_alpha=learn_alpha)
         name = type(self).__name__
         self.capacity = (max(2, 2 * int(0.05 * self.n_out / 2)) if capacity is None
                          else _checks.integer(capacity, "capacity", name, 1))
-        self.theta1, self.theta2 = _checks.real(theta1, "theta1", name), _checks.real(theta2, "theta2", name)
+        self.learn_threshold = bool(learn_threshold)
+        self._theta1 = Parameter(_per_neuron(theta1, self.n_out, "theta1", name))
+        self.theta2 = _checks.real(theta2, "theta2", name)
         self.beta = _checks.real(beta, "beta", name)
         if self.beta <= 0:
             raise ValueError(f"[{name}] surrogate slope beta must be positive, got {beta}")
-        if not self.theta2 <= self.theta1:
+        if not self.theta2 <= float(self.theta1.min()):
             raise ValueError(f"[{name}] theta2 ({theta2}) must not exceed theta1 ({theta1})")
         self.surrogate = surrogate
         self.reset, self.reset_grad = reset, reset_grad
@@ -145,11 +201,21 @@ class LIF(_Layer):
         _choice(_RESETS, reset, "reset", name)
         _choice(_RESET_GRADS, reset_grad, "reset_grad", name)
 
+    @property
+    def theta1(self) -> np.ndarray:
+        """Spike threshold per neuron [n_out] (a Parameter's data when ``learn_threshold``)."""
+        return self._theta1.data
+
+    @theta1.setter
+    def theta1(self, value) -> None:
+        self._theta1.data = _per_neuron(value, self.n_out, "theta1", type(self).__name__)
+
     def config(self) -> _core.LayerConfig:
         c = super().config()
         name = type(self).__name__
         c.capacity = _checks.integer(self.capacity, "capacity", name, 1)
-        c.theta1, c.theta2 = _checks.real(self.theta1, "theta1", name), _checks.real(self.theta2, "theta2", name)
+        c.theta2 = _checks.real(self.theta2, "theta2", name)  # theta1 goes per neuron (_arrays)
+        c.theta1 = max(c.theta2, float(self.theta1.max()))
         c.beta = _checks.real(self.beta, "beta", name)
         c.surrogate = _choice(_SURROGATES, self.surrogate, "surrogate", name)
         c.reset = _choice(_RESETS, self.reset, "reset", name)
@@ -174,8 +240,9 @@ class Readout(_Layer):
     kind = _core.LayerKind.readout
 
     def __init__(self, n_in: int, n_out: int, *, alpha=0.95, gain: float = 10.0, bias: bool = False,
-                 seed: int | None = None):
-        super().__init__(n_in, n_out, alpha=alpha, gain=gain, bias=bias, seed=seed)
+                 seed: int | None = None, learn_alpha: bool = False):
+        super().__init__(n_in, n_out, alpha=alpha, gain=gain, bias=bias, seed=seed,
+                         learn_alpha=learn_alpha)
 
 
 class Sequential:
@@ -329,6 +396,8 @@ class Sequential:
         if input_grad:
             grad_in = np.zeros(self._context.input_shape, np.float32)
         _core.lif_stack_backward(self._context, grads_out, [layer._grads() for layer in self.layers], grad_in)
+        for layer in self.layers:
+            layer._finish_grads()
         return grad_in
 
     def _per_layer(self, grads, name: str, op: str) -> list:
@@ -354,9 +423,13 @@ class Sequential:
             p.grad.fill(0.0)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every parameter and of each layer's alpha, by name."""
+        """Copies of every parameter and of each layer's alpha and (spiking layers) theta1, by name
+        (``layers.{i}.alpha``, ``layers.{i}.theta1``), learnable or not."""
         state = {name: p.data.copy() for name, p in self.named_parameters()}
-        state.update({f"layers.{i}.alpha": layer.alpha.copy() for i, layer in enumerate(self.layers)})
+        for i, layer in enumerate(self.layers):
+            state[f"layers.{i}.alpha"] = layer.alpha.copy()
+            if isinstance(layer, LIF):
+                state[f"layers.{i}.theta1"] = layer.theta1.copy()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -366,21 +439,22 @@ class Sequential:
         unexpected = sorted(set(state) - set(expected))
         if missing or unexpected:
             raise ValueError(f"[Sequential.load_state_dict] missing keys {missing}, unexpected keys {unexpected}")
+        params = dict(self.named_parameters())
         for name, current in expected.items():
             value = np.asarray(state[name])
             if value.shape != current.shape:
                 raise ValueError(f"[Sequential.load_state_dict] {name} has shape {value.shape}, expected {current.shape}")
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"[Sequential.load_state_dict] {name} contains NaN or Inf")
-            if name.endswith(".alpha") and not np.all((value >= 0) & (value <= 1)):
+            fixed_alpha = name.endswith(".alpha") and name not in params  # a learnable one is clamped
+            if fixed_alpha and not np.all((value >= 0) & (value <= 1)):
                 raise ValueError(f"[Sequential.load_state_dict] {name} values must lie in [0, 1]")
-        params = dict(self.named_parameters())
         for name, value in state.items():
             if name in params:
                 params[name].data[...] = value
             else:
-                layer = self.layers[int(name.split(".")[1])]
-                layer.alpha = _alpha_vector(value, layer.n_out, type(layer).__name__)
+                layer, what = self.layers[int(name.split(".")[1])], name.split(".")[2]
+                setattr(layer, what, value)  # alpha or theta1
 
 
 def _context_spikes(ctx) -> list[SpikeTensor]:
@@ -410,7 +484,7 @@ class Theta2Schedule:
             raise ValueError(f"[Theta2Schedule] {len(self.targets)} targets for {len(self.layers)} layers")
         self.rate, self.steps = float(rate), 0
         for layer in self.layers:
-            layer.theta2 = min(float(start), layer.theta1)
+            layer.theta2 = min(float(start), float(layer.theta1.min()))
 
     def step(self) -> None:
         for layer, target in zip(self.layers, self.targets):
@@ -421,10 +495,10 @@ class Theta2Schedule:
         return {"theta2": [layer.theta2 for layer in self.layers], "targets": list(self.targets),
                 "rate": self.rate, "steps": self.steps}
 
-    def validate_state_dict(self, state, theta1=None) -> None:
+    def validate_state_dict(self, state) -> None:
         """Raises ValueError unless ``state`` fits this schedule: one theta2 and target per layer,
-        each at most the layer's theta1 (``theta1``: those values, by default the layers' own), all
-        finite as float32, a rate in (0, 1] and a step count >= 0."""
+        all finite as float32, a rate in (0, 1] and a step count >= 0. (A theta2 above some
+        neurons' theta1 is allowed: those neurons get no candidates.)"""
         op = "[Theta2Schedule.load_state_dict]"
         if not isinstance(state, dict):
             raise ValueError(f"{op} state must be a dict, got {type(state).__name__}")
@@ -444,11 +518,6 @@ class Theta2Schedule:
             raise ValueError(f"{op} rate must lie in (0, 1], got {rate}")
         if not (isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps >= 0):
             raise ValueError(f"{op} steps must be an integer >= 0, got {steps!r:.40}")
-        theta1 = [layer.theta1 for layer in self.layers] if theta1 is None else theta1
-        for i, (t2, target, t1) in enumerate(zip(theta2, targets, theta1)):
-            if not (t2 <= t1 and target <= t1):
-                raise ValueError(f"{op} layer {i}: theta2 {t2} and target {target} must not exceed "
-                                 f"theta1 {t1}")
 
     def load_state_dict(self, state: dict) -> None:
         """Restores a ``state_dict``; on ValueError (see ``validate_state_dict``) nothing changes."""

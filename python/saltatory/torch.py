@@ -29,7 +29,6 @@ from . import _core
 from .nn import LIF, Readout, RecurrentLIF, Sequential, _context_spikes, _output
 from .spikes import SpikeTensor
 
-_PARAM_SLOTS = ("weight", "weight_rec", "bias")
 
 
 def _dense_numpy(x: torch.Tensor, op: str) -> np.ndarray:
@@ -56,7 +55,10 @@ class _StackFunction(torch.autograd.Function):
         module.net._adopt(ctx.saltatory)                # pending, from several threads)
         out = _output(ctx.saltatory, _context_spikes(ctx.saltatory))
         ctx.save_for_backward(*parameters)  # so that torch refuses backward after in-place changes
-        ctx.layer_shapes = [tuple(None if p is None else p.shape for p in layer._arrays()[:3])
+        ctx.layer_shapes = [tuple(None if p is None else p.data.shape for p in layer._slots())
+                            for layer in module.net.layers]
+        # the gradient of forward's clamp of a learnable alpha into [0, 1]: 1 inside, 0 outside
+        ctx.alpha_inside = [(layer.alpha >= 0) & (layer.alpha <= 1) if layer.learn_alpha else None
                             for layer in module.net.layers]
         ctx.spikes_in, ctx.dense_input = spikes_in, not isinstance(x, SpikeTensor)
         ctx.spikes_out = _context_spikes(ctx.saltatory)[-1] if isinstance(out, SpikeTensor) else None
@@ -77,6 +79,9 @@ class _StackFunction(torch.autograd.Function):
         want_input = ctx.needs_input_grad[1] and ctx.dense_input
         grad_in = np.zeros(ctx.saltatory.input_shape, np.float32) if want_input else None
         _core.lif_stack_backward(ctx.saltatory, grads_out, layer_grads, grad_in)
+        for grads, inside in zip(layer_grads, ctx.alpha_inside):
+            if inside is not None:
+                grads[3][~inside] = 0.0
         grad_x = None
         if want_input:
             grad_x = torch.from_numpy(ctx.spikes_in.scatter(grad_in))
@@ -94,8 +99,10 @@ class SparseSequential(torch.nn.Module):
     forward's lists and drops.
 
     The module's tensors are the truth: parameters ``layers_{i}_weight``, ``layers_{i}_weight_rec``
-    and ``layers_{i}_bias``, and buffers ``layers_{i}_alpha``, ``layers_{i}_gain`` and (spiking
-    layers) ``layers_{i}_theta1``, so ``state_dict`` carries everything that changes outputs
+    and ``layers_{i}_bias`` (and ``layers_{i}_alpha`` / ``layers_{i}_theta1`` [n_out] for layers
+    made with ``learn_alpha`` / ``learn_threshold``), and buffers for the others:
+    ``layers_{i}_alpha``, ``layers_{i}_gain`` and (spiking layers) ``layers_{i}_theta1`` [n_out],
+    so ``state_dict`` carries everything that changes outputs
     (theta2, which only selects gradient candidates, stays on ``module.net.layers[i]`` where a
     ``Theta2Schedule`` moves it). Each forward reads their current storage (so ``.data`` assignment,
     replaced parameters, ``deepcopy``, ``pickle``, ``share_memory`` and ``.double().float()``
@@ -109,14 +116,12 @@ class SparseSequential(torch.nn.Module):
         self.net = Sequential(*layers, coupling=coupling, mode=mode, overflow=overflow, seed=seed,
                               recompute_segment=recompute_segment)
         self.input_capacity = input_capacity
-        self._order = []
+        self._order = []  # the parameters, in the order C++ returns their gradients
         for i, layer in enumerate(self.net.layers):
-            for slot in _PARAM_SLOTS:
-                param = getattr(layer, slot, None)
-                if param is not None:
-                    name = f"layers_{i}_{slot}"
-                    self.register_parameter(name, torch.nn.Parameter(torch.tensor(param.data)))
-                    self._order.append(name)
+            for slot, param in layer.parameters().items():
+                name = f"layers_{i}_{slot}"
+                self.register_parameter(name, torch.nn.Parameter(torch.tensor(param.data)))
+                self._order.append(name)
             for name, value in _layer_buffers(layer).items():
                 self.register_buffer(f"layers_{i}_{name}", torch.tensor(value, dtype=torch.float32))
 
@@ -139,14 +144,14 @@ class SparseSequential(torch.nn.Module):
     def _bind(self) -> None:
         """Points the stack at the current storage of the module's parameters and buffers."""
         for i, layer in enumerate(self.net.layers):
-            for slot in _PARAM_SLOTS:
-                param = getattr(layer, slot, None)
-                if param is not None:
-                    param.data = _host_array(self, f"layers_{i}_{slot}", param.grad.shape)
-            layer.alpha = _host_array(self, f"layers_{i}_alpha", (layer.n_out,))
-            layer.gain = float(_host_array(self, f"layers_{i}_gain", ()))
-            if hasattr(layer, "theta1"):
-                layer.theta1 = float(_host_array(self, f"layers_{i}_theta1", ()))
+            params = layer.parameters()
+            for slot, param in params.items():
+                param.data = _host_array(self, f"layers_{i}_{slot}", param.grad.shape)
+            for slot in _layer_buffers(layer):
+                if slot == "gain":
+                    layer.gain = float(_host_array(self, f"layers_{i}_gain", ()))
+                else:  # alpha or theta1, fixed
+                    setattr(layer, slot, _host_array(self, f"layers_{i}_{slot}", (layer.n_out,)))
 
     @property
     def spikes(self) -> list[SpikeTensor]:
@@ -162,8 +167,11 @@ class SparseSequential(torch.nn.Module):
 
 
 def _layer_buffers(layer) -> dict:
-    values = {"alpha": layer.alpha, "gain": layer.gain}
-    if hasattr(layer, "theta1"):
+    """What changes a layer's outputs without being learnable."""
+    values = {"gain": layer.gain}
+    if not layer.learn_alpha:
+        values["alpha"] = layer.alpha
+    if hasattr(layer, "theta1") and not layer.learn_threshold:
         values["theta1"] = layer.theta1
     return values
 

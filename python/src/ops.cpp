@@ -60,7 +60,8 @@ void init_ops(py::module_& m) {
       .value("sigmoid", Surrogate::sigmoid);
   py::enum_<ResetMode>(m, "ResetMode")
       .value("state", ResetMode::state)
-      .value("spike", ResetMode::spike);
+      .value("spike", ResetMode::spike)
+      .value("subtract", ResetMode::subtract);
   py::enum_<ResetGrad>(m, "ResetGrad")
       .value("pass_", ResetGrad::pass)
       .value("mask", ResetGrad::mask);
@@ -155,12 +156,13 @@ void init_ops(py::module_& m) {
         PyContext result;
         std::vector<LayerParams> ps(layers.size());
         for (size_t l = 0; l < layers.size(); ++l) {
-          const auto p = params[l].cast<py::tuple>();  // (weight, weight_rec, bias, alpha)
+          const auto p = params[l].cast<py::tuple>();  // (weight, weight_rec, bias, alpha, theta1)
           const py::ssize_t n_in = layers[l].n_in, n_out = layers[l].n_out;
           ps[l].weight = optional_floats(p[0], "weight", {n_in, n_out}, result.keep_alive);
           ps[l].weight_rec = optional_floats(p[1], "weight_rec", {n_out, n_out}, result.keep_alive);
           ps[l].bias = optional_floats(p[2], "bias", {n_out}, result.keep_alive);
           ps[l].alpha = optional_floats(p[3], "alpha", {n_out}, result.keep_alive);
+      ps[l].theta1 = optional_floats(p[4], "theta1", {n_out}, result.keep_alive);
         }
         const SpikeView view = spike_view(input, op, &result.keep_alive);
         {
@@ -192,11 +194,13 @@ void init_ops(py::module_& m) {
               ? nullptr
               : static_cast<const float*>(
                     checked<float>(grad_outputs[l], op, "grad_output", {c.T, c.B, width}).data());
-      const auto t = grads[l].cast<py::tuple>();  // (d_weight, d_weight_rec, d_bias)
+      const auto t = grads[l].cast<py::tuple>();  // (d_weight, d_weight_rec, d_bias, d_alpha, d_theta1)
       const py::ssize_t n_in = layers[l].n_in, n_out = layers[l].n_out;
       g[l].weight = writable_floats(t[0], op, "weight grad", {n_in, n_out});
       g[l].weight_rec = writable_floats(t[1], op, "weight_rec grad", {n_out, n_out});
       g[l].bias = writable_floats(t[2], op, "bias grad", {n_out});
+      g[l].alpha = writable_floats(t[3], op, "alpha grad", {n_out});
+      g[l].theta1 = writable_floats(t[4], op, "theta1 grad", {n_out});
     }
     float* g_in = writable_floats(grad_input, op, "grad_input", {c.T, c.B, c.input_capacity});
     py::gil_scoped_release release;

@@ -176,7 +176,7 @@ def test_theta2_schedule() -> None:
     with pytest.raises(ValueError, match="rate"):
         sal.Theta2Schedule(net, rate=0.0)
     state = schedule.state_dict()
-    for bad in ({**state, "rate": 2.0}, {**state, "theta2": [0.5]}, {**state, "targets": [5.0, 0.9]},
+    for bad in ({**state, "rate": 2.0}, {**state, "theta2": [0.5]}, {**state, "targets": [math.inf, 0.9]},
                 {**state, "steps": -1}, [1, 2]):
         with pytest.raises(ValueError, match=r"^\[Theta2Schedule\.load_state_dict\]"):
             schedule.load_state_dict(bad)
@@ -188,9 +188,9 @@ def test_theta2_schedule() -> None:
 DELETE = object()
 
 
-def _sign(path: Path, payload: bytes) -> None:
+def _sign(path: Path, payload: bytes, version: int = sal.checkpoint.VERSION) -> None:
     """Writes ``payload`` under a valid header: magic, version, length and SHA-256."""
-    header = struct.pack("<8sIQ32s", sal.checkpoint.MAGIC, sal.checkpoint.VERSION, len(payload),
+    header = struct.pack("<8sIQ32s", sal.checkpoint.MAGIC, version, len(payload),
                          hashlib.sha256(payload).digest())
     path.write_bytes(header + payload)
 
@@ -245,14 +245,18 @@ W0 = "net/layers.0.weight"
 # Each case: changes to {"arrays": ..., "meta": ...} (path -> new value, DELETE, or a function of the
 # old value), and what the error must say.
 HOSTILE = {
-    "threshold pair too short": ({("meta", "thresholds", 0): [1.0]}, r"layer 0 is a LIF.*\[1\.0\]"),
-    "threshold triple": ({("meta", "thresholds", 1): [1.0, 0.9, 0.5]}, "layer 1 is a RecurrentLIF"),
-    "thresholds for a readout": ({("meta", "thresholds", 2): [1.0, 0.9]}, "Readout: .* must be null"),
-    "theta2 above theta1": ({("meta", "thresholds", 0): [1.0, 2.0]}, "theta2 <= theta1"),
-    "theta1 beyond float32": ({("meta", "thresholds", 0): [1e39, 0.5]}, "finite"),
-    "theta1 a huge int": ({("meta", "thresholds", 0): [10**400, 0.5]}, "finite"),
-    "theta1 a string": ({("meta", "thresholds", 0): ["1.0", 0.5]}, "finite"),
-    "theta2 a bool": ({("meta", "thresholds", 0): [1.0, False]}, "finite"),
+    "threshold a version-1 pair": ({("meta", "thresholds", 0): [1.0, 0.9]},
+                                   r"layer 0 is a LIF.*theta2, a finite number, got \[1\.0, 0\.9\]"),
+    "threshold a list": ({("meta", "thresholds", 1): [0.9]}, "layer 1 is a RecurrentLIF"),
+    "thresholds for a readout": ({("meta", "thresholds", 2): 0.9}, "Readout: .* must be null"),
+    "theta2 beyond float32": ({("meta", "thresholds", 0): 1e39}, "finite"),
+    "theta2 a huge int": ({("meta", "thresholds", 0): 10**400}, "finite"),
+    "theta2 a string": ({("meta", "thresholds", 0): "0.9"}, "finite"),
+    "theta2 a bool": ({("meta", "thresholds", 0): False}, "finite"),
+    "theta1 beyond float32": ({("arrays", "net/layers.0.theta1"): lambda a: a.astype(np.float64) * 1e39},
+                              "not finite"),
+    "theta1 NaN": ({("arrays", "net/layers.1.theta1"): lambda a: a * np.nan}, "not finite"),
+    "theta1 of the wrong size": ({("arrays", "net/layers.0.theta1"): lambda a: a[:-1]}, "shape"),
     "thresholds missing": ({("meta", "thresholds"): DELETE}, "thresholds must be a list, .* got None"),
     "thresholds an object": ({("meta", "thresholds"): {"0": [1.0, 0.9]}}, "thresholds must be a list"),
     "infinite optimiser steps": ({("meta", "optim", "steps"): math.inf}, r"steps must be an integer.*inf"),
@@ -295,9 +299,7 @@ HOSTILE = {
     "schedule steps a float": ({("meta", "schedule", "steps"): 1.0}, "steps must be an integer"),
     "schedule theta2 too short": ({("meta", "schedule", "theta2"): [0.5]}, "lists of 2"),
     "schedule target a string": ({("meta", "schedule", "targets", 0): "0.9"}, "finite"),
-    "schedule theta2 above theta1": ({("meta", "schedule", "theta2", 1): 5.0}, "must not exceed theta1"),
-    "schedule theta2 above the loaded theta1": ({("meta", "thresholds", 0): [-200.0, -300.0]},
-                                                "must not exceed theta1 -200"),
+    "schedule theta2 NaN": ({("meta", "schedule", "theta2", 1): math.nan}, "finite"),
     "schedule a list": ({("meta", "schedule"): [0.5]}, "must be a dict"),
     "schedule missing": ({("meta", "schedule"): DELETE}, "no schedule state"),
     "rng of another generator": ({("meta", "rng", "bit_generator"): "MT19937"}, "rng state"),
@@ -393,7 +395,6 @@ def test_unparsable_payload_raises_checkpoint_error(tmp_path: Path, valid_conten
 def test_checkpoint_of_other_layer_kinds_is_refused(tmp_path: Path) -> None:
     lif_readout = sal.Sequential(sal.LIF(12, 16, 6, seed=1), sal.Readout(16, 16, seed=2))
     lif_lif = sal.Sequential(sal.LIF(12, 16, 6, seed=3), sal.LIF(16, 16, 6, seed=4))
-    assert lif_readout.state_dict().keys() == lif_lif.state_dict().keys()  # only the kinds differ
     for source, target, message in ((lif_readout, lif_lif, "layer 1 is a LIF"),
                                     (lif_lif, lif_readout, "layer 1 is a Readout")):
         sal.save_checkpoint(tmp_path / "c.ckpt", source)
@@ -526,3 +527,24 @@ def test_train_on_event_files(tmp_path: Path) -> None:
                           "--hidden", "16", "--epochs", "8", "--batch-size", "10", "--no-progress",
                           "--out", str(tmp_path / "out")])
     assert summary["test_acc"] >= 0.9  # an easy two-class problem
+
+
+def test_a_version_1_checkpoint_loads_its_thresholds_per_neuron(tmp_path: Path) -> None:
+    """Version 1 kept [theta1, theta2] per spiking layer in meta; theta1 is per neuron now."""
+    net = _net(0)
+    sal.save_checkpoint(tmp_path / "c.ckpt", net, epoch=3)
+    arrays, meta = sal.read_checkpoint(tmp_path / "c.ckpt")
+    spiking = [i for i, layer in enumerate(net.layers) if hasattr(layer, "theta2")]
+    for i in spiking:
+        del arrays[f"net/layers.{i}.theta1"]
+    meta["thresholds"] = [[0.8 + 0.1 * i, 0.5] if i in spiking else None for i in range(len(net.layers))]
+    _sign(tmp_path / "v1.ckpt", _payload(arrays, meta), version=1)
+    target = _net(1)
+    assert sal.load_checkpoint(tmp_path / "v1.ckpt", target)["epoch"] == 3
+    for i in spiking:
+        np.testing.assert_array_equal(target.layers[i].theta1, np.float32(0.8 + 0.1 * i))
+        assert target.layers[i].theta2 == 0.5
+    _sign(tmp_path / "v3.ckpt", _payload(arrays, meta), version=3)
+    with pytest.raises(sal.CheckpointError, match="format version 3; this Saltatory reads versions 1 and 2"):
+        sal.load_checkpoint(tmp_path / "v3.ckpt", target)
+

@@ -93,7 +93,7 @@ def test_state_dict_round_trip() -> None:
     b = Sequential(LIF(8, 10, capacity=10, seed=5, bias=True), Readout(10, 3, seed=6))
     state = a.state_dict()
     assert set(state) == {"layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.0.alpha",
-                          "layers.1.alpha"}
+                          "layers.0.theta1", "layers.1.alpha"}
     # Copies, not views.
     state["layers.0.weight"][0, 0] += 1.0
     assert a.layers[0].weight.data[0, 0] != state["layers.0.weight"][0, 0]

@@ -865,7 +865,8 @@ def test_state_dict_carries_alpha_theta1_and_gain() -> None:
     assert buffers == {"layers_0_alpha", "layers_0_theta1", "layers_0_gain", "layers_1_alpha",
                        "layers_1_theta1", "layers_1_gain", "layers_2_alpha", "layers_2_gain"}
     assert buffers <= set(state)
-    assert torch.equal(state["layers_0_theta1"], torch.tensor(0.7))
+    theta1 = state["layers_0_theta1"]  # per neuron
+    assert theta1.shape == (a.net.layers[0].n_out,) and torch.equal(theta1, torch.full_like(theta1, 0.7))
     assert torch.equal(state["layers_2_gain"], torch.tensor(5.0))
     assert torch.equal(state["layers_1_alpha"], torch.full((6,), 0.9))
     a_out, a_grads = _torch_run(a, x)
@@ -876,12 +877,14 @@ def test_state_dict_carries_alpha_theta1_and_gain() -> None:
     for name, g in a_grads.items():
         assert torch.equal(b_grads[name], g), name
     layer = b.net.layers[0]
-    assert (layer.theta1, layer.gain) == (np.float32(0.7), 5.0) and np.all(layer.alpha == np.float32(0.9))
-    # theta2 stays on the stack: a module whose theta2 exceeds the loaded theta1 is refused at forward
-    c = SparseSequential(*_torch_layers(seed=31))
+    assert np.all(layer.theta1 == np.float32(0.7)) and layer.gain == 5.0
+    assert np.all(layer.alpha == np.float32(0.9))
+    # theta2 stays on the stack: where it exceeds the loaded theta1 a neuron gets no candidates
+    c = SparseSequential(*_torch_layers(seed=31))  # theta2 0.9 above the loaded theta1 0.7
     c.load_state_dict(state)
-    with pytest.raises(ValueError, match=r"theta2"):
-        c(x)
+    c(x)
+    for s in c.spikes:
+        assert np.all(s.n_tot == s.n_spk)
 
 
 BAD_BUFFERS = {
@@ -1032,8 +1035,8 @@ LATE_EDGES = {
 @pytest.mark.parametrize("case", list(LATE_EDGES))
 def test_settings_changed_after_construction_are_checked(case: str) -> None:
     net = Sequential(LIF(N_IN, 10, 4, seed=0), Readout(10, 3, seed=1))
-    LATE_EDGES[case](net)
     with pytest.raises(EXPECTED, match=r"^\[(LIF|Readout|Sequential|lif_stack_forward)\]") as err:
+        LATE_EDGES[case](net)  # refused when set (a checked attribute) or by the next forward
         net(_input())
     _assert_no_pybind(err)
 
