@@ -73,12 +73,16 @@ class DataParallel:
         return self.rank == 0
 
     def broadcast_parameters(self, root: int = 0) -> None:
-        """Copies rank ``root``'s weights, biases and alphas into every rank's network."""
+        """Copies rank ``root``'s weights, biases, alphas and thresholds into every rank's network."""
         for p in self.net.parameters():
             self.comm.Bcast(p.data, root=root)
-        for layer in self.net.layers:
-            layer.alpha = np.ascontiguousarray(layer.alpha, np.float32)
-            self.comm.Bcast(layer.alpha, root=root)
+        for array in self._per_neuron():
+            self.comm.Bcast(array, root=root)
+
+    def _per_neuron(self) -> list[np.ndarray]:
+        """Every layer's alpha and (spiking layers) theta1 arrays, learnable or not."""
+        return [a for layer in self.net.layers
+                for a in (layer.alpha, getattr(layer, "theta1", None)) if a is not None]
 
     def allreduce_gradients(self, local_batch: int) -> int:
         """Sets every parameter's ``.grad`` to sum_r n_r g_r / sum_r n_r over the ranks, where g_r
@@ -117,8 +121,9 @@ class DataParallel:
         return dataset.subset(np.array_split(np.arange(len(dataset)), self.size)[self.rank])
 
     def in_sync(self) -> bool:
-        """Whether every rank holds bitwise the same parameters and alphas (a debugging check)."""
-        arrays = [p.data for p in self.net.parameters()] + [layer.alpha for layer in self.net.layers]
+        """Whether every rank holds bitwise the same parameters, alphas and thresholds (a debugging
+        check)."""
+        arrays = [p.data for p in self.net.parameters()] + self._per_neuron()
         digest = np.array([int.from_bytes(hashlib.sha256(a.tobytes()).digest()[:8], "little", signed=True)
                            for a in arrays], np.int64)
         low = np.empty_like(digest)

@@ -16,21 +16,14 @@ import numpy as np
 from . import _checks, _core
 from .spikes import SpikeTensor
 
-_SURROGATES = {"super_spike": _core.Surrogate.super_spike, "arctan": _core.Surrogate.arctan,
-               "triangle": _core.Surrogate.triangle, "sigmoid": _core.Surrogate.sigmoid}
-_RESETS = {"state": _core.ResetMode.state, "spike": _core.ResetMode.spike,
-           "subtract": _core.ResetMode.subtract}
-_RESET_GRADS = {"pass": _core.ResetGrad.pass_, "mask": _core.ResetGrad.mask}
+_OPTIONS = _core.option_names()  # every named option's spellings, from the C++ tables
 
 
-_COUPLINGS = ("same_step", "delayed")
-_MODES = ("sparse", "dense")
-_POLICIES = ("random", "lowest")
-_DEVICES = ("cpu", "cuda", "ipu-model", "ipu")
 
 
-def _choice(table: dict, value: str, what: str, layer: str):
-    return table[_checks.choice(value, table, what, layer)]
+def _choice(value: str, what: str, op: str) -> str:
+    """``value`` if it names one of the options ``what`` (checked early, with the op's name)."""
+    return _checks.choice(value, _OPTIONS[what], what, op)
 
 
 class Parameter:
@@ -175,7 +168,7 @@ class LIF(_Layer):
     subtract reset is a detached offset, so it always passes alpha.
     """
 
-    kind = _core.LayerKind.lif
+    kind = "lif"
 
     def __init__(self, n_in: int, n_out: int, capacity: int | None = None, *, alpha=0.95,
                  theta1=1.0, theta2: float = 0.9, gain: float = 10.0,
@@ -197,9 +190,8 @@ class LIF(_Layer):
             raise ValueError(f"[{name}] theta2 ({theta2}) must not exceed theta1 ({theta1})")
         self.surrogate = surrogate
         self.reset, self.reset_grad = reset, reset_grad
-        _choice(_SURROGATES, surrogate, "surrogate", name)
-        _choice(_RESETS, reset, "reset", name)
-        _choice(_RESET_GRADS, reset_grad, "reset_grad", name)
+        for what, value in (("surrogate", surrogate), ("reset", reset), ("reset_grad", reset_grad)):
+            _choice(value, what, name)
 
     @property
     def theta1(self) -> np.ndarray:
@@ -217,16 +209,16 @@ class LIF(_Layer):
         c.theta2 = _checks.real(self.theta2, "theta2", name)  # theta1 goes per neuron (_arrays)
         c.theta1 = max(c.theta2, float(self.theta1.max()))
         c.beta = _checks.real(self.beta, "beta", name)
-        c.surrogate = _choice(_SURROGATES, self.surrogate, "surrogate", name)
-        c.reset = _choice(_RESETS, self.reset, "reset", name)
-        c.reset_grad = _choice(_RESET_GRADS, self.reset_grad, "reset_grad", name)
+        c.surrogate = _choice(self.surrogate, "surrogate", name)
+        c.reset = _choice(self.reset, "reset", name)
+        c.reset_grad = _choice(self.reset_grad, "reset_grad", name)
         return c
 
 
 class RecurrentLIF(LIF):
     """LIF layer with lateral weights W_rec [n_out, n_out] fed by its own spikes of step t-1."""
 
-    kind = _core.LayerKind.recurrent_lif
+    kind = "recurrent_lif"
 
     def __init__(self, n_in: int, n_out: int, capacity: int | None = None, **kwargs):
         super().__init__(n_in, n_out, capacity, **kwargs)
@@ -237,7 +229,7 @@ class RecurrentLIF(LIF):
 class Readout(_Layer):
     """Non-spiking leaky integrator: V[t] = alpha V[t-1] + gain (1 - alpha) I[t], output V."""
 
-    kind = _core.LayerKind.readout
+    kind = "readout"
 
     def __init__(self, n_in: int, n_out: int, *, alpha=0.95, gain: float = 10.0, bias: bool = False,
                  seed: int | None = None, learn_alpha: bool = False):
@@ -271,10 +263,9 @@ class Sequential:
                  overflow: str = "random", seed: int = 0, device: str = "cpu",
                  recompute_segment: int | str = 0):
         op = "Sequential"
-        _checks.choice(coupling, _COUPLINGS, "coupling", op)
-        _checks.choice(mode, _MODES, "mode", op)
-        _checks.choice(overflow, _POLICIES, "overflow", op)
-        _checks.choice(device, _DEVICES, "device", op)
+        for what, value in (("coupling", coupling), ("mode", mode), ("overflow", overflow),
+                            ("device", device)):
+            _choice(value, what, op)
         _core.require_device(device)  # ValueError saying why this build or machine cannot run it
         seed = _checks.seed(seed, op)
         if not layers:

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _checks, _core
 
-_POLICIES = ("random", "lowest")
+_POLICIES = tuple(_core.option_names()["overflow"])
 
 
 def _int32(name: str, value, op: str) -> np.ndarray:

@@ -1,5 +1,6 @@
 // Bindings of the IPU tile planner: ipu_plan(layers, ...) -> dict (a pure function of its inputs).
 #include "bindings.hpp"
+#include "options.hpp"
 #include "saltatory/ipu/plan.hpp"
 
 namespace saltatory::python {
@@ -28,12 +29,9 @@ void init_ipu(py::module_& m) {
       "ipu_plan",
       [](const std::vector<LayerConfig>& layers, const std::string& coupling, int recompute_segment,
          const ipu::PlanOptions& options, const ipu::Target& target) {
-        if (coupling != "same_step" && coupling != "delayed")
-          throw py::value_error("[ipu_plan] coupling must be 'same_step' or 'delayed', got '" +
-                                coupling + "'");
         StackConfig config;
         config.layers = layers;
-        config.coupling = coupling == "delayed" ? Coupling::delayed : Coupling::same_step;
+        config.coupling = parse(coupling, "ipu_plan", "coupling", kCouplings);
         config.recompute_segment = recompute_segment;
         const ipu::Plan plan = ipu::plan_stack(config, options, target);
         py::list placements;

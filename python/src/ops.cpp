@@ -4,6 +4,8 @@
 #include <pybind11/stl.h>
 
 #include "bindings.hpp"
+#include "options.hpp"
+#include "saltatory/backend/registry.hpp"
 #include "saltatory/core/memory.hpp"
 #include "saltatory/ipu/plan.hpp"
 #include "saltatory/ops/lif_stack.hpp"
@@ -19,16 +21,15 @@ struct PyContext {
   py::list keep_alive;
 };
 
+/// A string property of LayerConfig over one of its enum fields.
 template <class E>
-E parse(const std::string& name, const char* what,
-        std::initializer_list<std::pair<const char*, E>> options) {
-  std::string expected;
-  for (const auto& [key, value] : options) {
-    if (name == key) return value;
-    expected += std::string(expected.empty() ? "" : ", ") + key;
-  }
-  throw py::value_error(std::string("[lif_stack_forward] ") + what + " must be one of " + expected +
-                        ", got '" + name + "'");
+void option_property(py::class_<LayerConfig>& c, const char* name, E LayerConfig::*field,
+                     const Options<E>& options) {
+  c.def_property(
+      name, [=](const LayerConfig& self) { return name_of(self.*field, options); },
+      [=](LayerConfig& self, const std::string& value) {
+        self.*field = parse(value, "LayerConfig", name, options);
+      });
 }
 
 const float* optional_floats(const py::handle& obj, const char* name,
@@ -49,37 +50,35 @@ float* writable_floats(const py::handle& obj, const char* op, const char* name,
 }  // namespace
 
 void init_ops(py::module_& m) {
-  py::enum_<LayerKind>(m, "LayerKind")
-      .value("lif", LayerKind::lif)
-      .value("recurrent_lif", LayerKind::recurrent_lif)
-      .value("readout", LayerKind::readout);
-  py::enum_<Surrogate>(m, "Surrogate")
-      .value("super_spike", Surrogate::super_spike)
-      .value("arctan", Surrogate::arctan)
-      .value("triangle", Surrogate::triangle)
-      .value("sigmoid", Surrogate::sigmoid);
-  py::enum_<ResetMode>(m, "ResetMode")
-      .value("state", ResetMode::state)
-      .value("spike", ResetMode::spike)
-      .value("subtract", ResetMode::subtract);
-  py::enum_<ResetGrad>(m, "ResetGrad")
-      .value("pass_", ResetGrad::pass)
-      .value("mask", ResetGrad::mask);
+  m.def("option_names", [] {
+    py::dict d;
+    d["kind"] = names(kKinds);
+    d["surrogate"] = names(kSurrogates);
+    d["reset"] = names(kResets);
+    d["reset_grad"] = names(kResetGrads);
+    d["coupling"] = names(kCouplings);
+    d["mode"] = names(kModes);
+    d["overflow"] = names(kOverflows);
+    std::vector<std::string> devices;
+    for (const BackendEntry& entry : backend_registry()) devices.emplace_back(entry.name);
+    d["device"] = devices;
+    return d;
+  });
 
-  py::class_<LayerConfig>(m, "LayerConfig")
-      .def(py::init<>())
-      .def_readwrite("kind", &LayerConfig::kind)
+  py::class_<LayerConfig> config(m, "LayerConfig");
+  config.def(py::init<>())
       .def_readwrite("n_in", &LayerConfig::n_in)
       .def_readwrite("n_out", &LayerConfig::n_out)
       .def_readwrite("capacity", &LayerConfig::capacity)
       .def_readwrite("theta1", &LayerConfig::theta1)
       .def_readwrite("theta2", &LayerConfig::theta2)
       .def_readwrite("gain", &LayerConfig::gain)
-      .def_readwrite("surrogate", &LayerConfig::surrogate)
       .def_readwrite("beta", &LayerConfig::beta)
-      .def_readwrite("reset", &LayerConfig::reset)
-      .def_readwrite("reset_grad", &LayerConfig::reset_grad)
       .def_readwrite("bias", &LayerConfig::bias);
+  option_property(config, "kind", &LayerConfig::kind, kKinds);
+  option_property(config, "surrogate", &LayerConfig::surrogate, kSurrogates);
+  option_property(config, "reset", &LayerConfig::reset, kResets);
+  option_property(config, "reset_grad", &LayerConfig::reset_grad, kResetGrads);
 
   py::class_<PyContext>(m, "StackContext")
       .def_property_readonly("spikes",
@@ -139,13 +138,9 @@ void init_ops(py::module_& m) {
         const char* op = "lif_stack_forward";
         StackConfig config;
         config.layers = layers;
-        config.coupling =
-            parse<Coupling>(coupling, "coupling",
-                            {{"same_step", Coupling::same_step}, {"delayed", Coupling::delayed}});
-        config.mode = parse<Mode>(mode, "mode", {{"sparse", Mode::sparse}, {"dense", Mode::dense}});
-        config.overflow = parse<OverflowPolicy>(
-            overflow, "overflow",
-            {{"lowest", OverflowPolicy::lowest_ids}, {"random", OverflowPolicy::random}});
+        config.coupling = parse(coupling, op, "coupling", kCouplings);
+        config.mode = parse(mode, op, "mode", kModes);
+        config.overflow = parse(overflow, op, "overflow", kOverflows);
         config.seed = integer<uint64_t>(seed, op, "seed");
         config.device = parse_device(device);
         config.recompute_segment = integer<int>(recompute_segment, op, "recompute_segment", 0);
@@ -162,7 +157,7 @@ void init_ops(py::module_& m) {
           ps[l].weight_rec = optional_floats(p[1], "weight_rec", {n_out, n_out}, result.keep_alive);
           ps[l].bias = optional_floats(p[2], "bias", {n_out}, result.keep_alive);
           ps[l].alpha = optional_floats(p[3], "alpha", {n_out}, result.keep_alive);
-      ps[l].theta1 = optional_floats(p[4], "theta1", {n_out}, result.keep_alive);
+          ps[l].theta1 = optional_floats(p[4], "theta1", {n_out}, result.keep_alive);
         }
         const SpikeView view = spike_view(input, op, &result.keep_alive);
         {
@@ -194,7 +189,8 @@ void init_ops(py::module_& m) {
               ? nullptr
               : static_cast<const float*>(
                     checked<float>(grad_outputs[l], op, "grad_output", {c.T, c.B, width}).data());
-      const auto t = grads[l].cast<py::tuple>();  // (d_weight, d_weight_rec, d_bias, d_alpha, d_theta1)
+      const auto t =
+          grads[l].cast<py::tuple>();  // (d_weight, d_weight_rec, d_bias, d_alpha, d_theta1)
       const py::ssize_t n_in = layers[l].n_in, n_out = layers[l].n_out;
       g[l].weight = writable_floats(t[0], op, "weight grad", {n_in, n_out});
       g[l].weight_rec = writable_floats(t[1], op, "weight_rec grad", {n_out, n_out});

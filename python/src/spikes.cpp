@@ -1,6 +1,7 @@
 // Bindings of SpikeTensor construction, conversion and validation. Python's SpikeTensor is a plain
 // class over numpy arrays (ids int32 [T, B, K], n_spk / n_tot int32 [T, B]).
 #include "bindings.hpp"
+#include "options.hpp"
 #include "saltatory/core/memory.hpp"
 
 namespace saltatory::python {
@@ -114,10 +115,7 @@ SpikeView spike_view(const py::handle& spikes, const char* op, py::list* keep_al
 namespace {
 
 OverflowPolicy parse_policy(const std::string& name) {
-  if (name == "lowest") return OverflowPolicy::lowest_ids;
-  if (name == "random") return OverflowPolicy::random;
-  throw py::value_error("[SpikeTensor] overflow policy must be 'lowest' or 'random', got '" + name +
-                        "'");
+  return parse(name, "SpikeTensor", "overflow policy", kOverflows);
 }
 
 py::tuple to_arrays(SpikeTensor&& s) {
