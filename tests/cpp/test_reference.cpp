@@ -485,7 +485,7 @@ TEST(ReferenceForward, EmptyThresholdsMeanConfigTheta1) {
 
 TEST(ReferenceForward, RejectsBadThresholds) {
   const SpikeTensor in = make_lists(1, 1, 1, 1, {{{0}, {}}});
-  auto run = [&](std::vector<ref::Layer> layers) {
+  auto run = [&](const std::vector<ref::Layer>& layers) {
     ref::forward(stack_config(layers), layers, in.view());
   };
   ref::Layer lif = make_layer(layer_config(LayerKind::lif, 1, 2, 2), {0.3, 0.3}, {0.5, 0.5});

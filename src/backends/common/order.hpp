@@ -39,6 +39,7 @@ inline int window_steps(const StackConfig& config, int T, int B) {
 /// out[j] += sum over samples b = 0, 1, ... of partial[b, j]: how every backend reduces the
 /// per-sample partial sums (over t, latest first) of a per-neuron parameter's gradient.
 inline void add_sample_sums(const float* partial, int B, int n, float* out) {
+  if (partial == nullptr || out == nullptr) return;
   for (int b = 0; b < B; ++b)
     for (int j = 0; j < n; ++j) out[j] += partial[static_cast<int64_t>(b) * n + j];
 }

@@ -99,29 +99,12 @@ struct Lif {
   SALTATORY_HD float current_grad_of(int j, float gv) const {
     return current_grad(gv, alpha[j], gain);
   }
-  /// dV[t]/dalpha_j from V[t-1] (`has_prev` false at t = 0), j's emission at t-1 (spike reset)
-  /// and V[t].
-  SALTATORY_HD float dv_dalpha(int j, bool has_prev, float v_prev, float emitted, float v) const {
-    float partial = 0.0f, leak = 0.0f;  // d(leak)/dalpha and leak = the update without its input
-    if (has_prev) {
-      if (readout) {
-        partial = v_prev;
-      } else if (reset == ResetMode::subtract) {
-        partial = v_prev;
-        leak = -theta1[j] * state_reset(j, v_prev);
-      } else {
-        partial = v_prev * (1.0f - (reset == ResetMode::state ? state_reset(j, v_prev) : emitted));
-      }
-      leak += alpha[j] * partial;
-    }
-    const float rest = 1.0f - alpha[j];
+  /// dV/dalpha from d(leak)/dalpha, the leak (the update without its input) and V: the input term
+  /// g I = (V - leak) / (1 - alpha), left out at alpha = 1.
+  SALTATORY_HD static float alpha_partial(float partial, float leak, float alpha, float v) {
+    const float rest = 1.0f - alpha;
     return partial - (rest > 0.0f ? (v - leak) / rest : 0.0f);
   }
-  /// dV[t]/dtheta1_j through the update (the subtract reset's offset); r itself is detached.
-  SALTATORY_HD float dv_dtheta1(int j, bool has_prev, float v_prev) const {
-    return has_prev && !readout && reset == ResetMode::subtract ? -state_reset(j, v_prev) : 0.0f;
-  }
-
   /// Whether the carry reads which spikes were emitted (mask gradient with spike reset).
   SALTATORY_HD bool carry_reads_emitted() const {
     return !readout && reset_grad == ResetGrad::mask && reset == ResetMode::spike;
@@ -136,14 +119,28 @@ struct Lif {
 template <class Blk>
 SALTATORY_HD void update_row(Blk&& blk, const Lif& m, float* v, const float* v_prev,
                              const float* emitted, const float* current, int n) {
-  const bool has_prev = v_prev != nullptr, reads = has_prev && m.update_reads_emitted();
-  for (int j = blk.rank(); j < n; j += blk.size())
-    v[j] =
-        m.update(j, has_prev, has_prev ? v_prev[j] : 0.0f, reads ? emitted[j] : 0.0f, current[j]);
+  // One loop per case, so that no branch is left per neuron: each is Lif::update for its case.
+  const int first = blk.rank(), step = blk.size();
+  const float* alpha = m.alpha;
+  const float* theta1 = m.theta1;
+  if (v_prev == nullptr) {
+    for (int j = first; j < n; j += step) v[j] = lif_step(0.0f, 0.0f, alpha[j], m.gain, current[j]);
+  } else if (m.readout) {
+    for (int j = first; j < n; j += step)
+      v[j] = lif_step(v_prev[j], 0.0f, alpha[j], m.gain, current[j]);
+  } else if (m.reset == ResetMode::state) {
+    for (int j = first; j < n; j += step)
+      v[j] = lif_step(v_prev[j], state_reset(v_prev[j], theta1[j]), alpha[j], m.gain, current[j]);
+  } else if (m.reset == ResetMode::spike) {
+    for (int j = first; j < n; j += step)
+      v[j] = lif_step(v_prev[j], emitted[j], alpha[j], m.gain, current[j]);
+  } else {
+    for (int j = first; j < n; j += step)
+      v[j] = subtract_step(v_prev[j], state_reset(v_prev[j], theta1[j]), alpha[j], theta1[j],
+                           m.gain, current[j]);
+  }
 }
 
-/// gV *= dV[t+1]/dV[t] over one row: `v` is V[t], `emitted` the footprint of S[t] (read for the
-/// mask gradient with spike reset only).
 template <class Blk>
 SALTATORY_HD void carry_row(Blk&& blk, const Lif& m, float* gv, const float* v,
                             const float* emitted, int n) {
@@ -174,13 +171,34 @@ template <class Blk>
 SALTATORY_HD void parameter_grad_row(Blk&& blk, const Lif& m, float* dalpha, float* dtheta1,
                                      const float* gv, const float* v_prev, const float* emitted,
                                      const float* v, int n) {
-  const bool has_prev = v_prev != nullptr, reads = has_prev && m.update_reads_emitted();
-  for (int j = blk.rank(); j < n; j += blk.size()) {
-    const float previous = has_prev ? v_prev[j] : 0.0f;
-    if (dalpha != nullptr)
-      dalpha[j] += gv[j] * m.dv_dalpha(j, has_prev, previous, reads ? emitted[j] : 0.0f, v[j]);
-    if (dtheta1 != nullptr) dtheta1[j] += gv[j] * m.dv_dtheta1(j, has_prev, previous);
+  // A loop per part, branch-free per neuron: each is Lif::dv_dalpha / dv_dtheta1 for its case.
+  const int first = blk.rank(), step = blk.size();
+  const bool has_prev = v_prev != nullptr;
+  const bool reads = has_prev && m.update_reads_emitted();
+  const float* alpha = m.alpha;
+  const float* theta1 = m.theta1;
+  const auto partial = &Lif::alpha_partial;
+  if (dalpha == nullptr) {
+  } else if (!has_prev) {
+    for (int j = first; j < n; j += step) dalpha[j] += gv[j] * partial(0.0f, 0.0f, alpha[j], v[j]);
+  } else if (m.readout) {
+    for (int j = first; j < n; j += step)
+      dalpha[j] += gv[j] * partial(v_prev[j], alpha[j] * v_prev[j], alpha[j], v[j]);
+  } else if (m.reset == ResetMode::subtract) {
+    for (int j = first; j < n; j += step)
+      dalpha[j] +=
+          gv[j] * partial(v_prev[j],
+                          -theta1[j] * state_reset(v_prev[j], theta1[j]) + alpha[j] * v_prev[j],
+                          alpha[j], v[j]);
+  } else {
+    for (int j = first; j < n; j += step) {
+      const float r = reads ? emitted[j] : state_reset(v_prev[j], theta1[j]);
+      const float p = v_prev[j] * (1.0f - r);
+      dalpha[j] += gv[j] * partial(p, alpha[j] * p, alpha[j], v[j]);
+    }
   }
+  if (dtheta1 != nullptr && has_prev && !m.readout && m.reset == ResetMode::subtract)
+    for (int j = first; j < n; j += step) dtheta1[j] -= gv[j] * m.state_reset(j, v_prev[j]);
 }
 
 /// gI = dL/dI over one row.
