@@ -46,7 +46,7 @@ def to_nir(net: Sequential, dt: float = 1e-4, *, neuron: str = "LIF",
     nodes = {"input": nir.Input(input_type=np.array([net.layers[0].n_in]))}
     edges, previous = [], "input"
     for i, layer in enumerate(net.layers):
-        alpha = layer.alpha.astype(np.float64)
+        alpha = np.clip(layer.alpha, 0.0, 1.0).astype(np.float64)  # what forward runs (learnable: clamped)
         if np.any(alpha >= 1.0):
             raise ValueError(f"[to_nir] layer {i}: alpha = 1 (no leak) has no finite NIR time constant")
         gain = np.full(layer.n_out, layer.gain)
