@@ -124,6 +124,8 @@ SALTATORY_HD void update_row(Blk&& blk, const Lif& m, float* v, const float* v_p
   const float* alpha = m.alpha;
   const float* theta1 = m.theta1;
   if (v_prev == nullptr) {
+    // (clang-analyzer ties v to v_prev being null; they are different rows of one buffer)
+    // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
     for (int j = first; j < n; j += step) v[j] = lif_step(0.0f, 0.0f, alpha[j], m.gain, current[j]);
   } else if (m.readout) {
     for (int j = first; j < n; j += step)
