@@ -1,4 +1,4 @@
-"""IPU tile plans (METHOD.md section 7) and ``python -m saltatory.ipu_plan``, which prints one.
+"""IPU tile plans (docs/method.md, section 7) and ``python -m saltatory.ipu_plan``, which prints one.
 
 The planner places a layer stack on Graphcore IPU tiles (default target: one Mk2 GC200, 1472
 tiles, 6 workers, 624 KiB per tile): contiguous, even slices of neurons per tile, layers in order,

@@ -1,6 +1,6 @@
 // The IPU tile planner: invariants (every neuron on exactly one tile, balanced slices, layers in
 // order on consecutive tiles, never straddling an IPU, memory within the budget), the paper's
-// model grid (METHOD.md section 7), and clear failures for models that do not fit.
+// model grid (docs/method.md, section 7), and clear failures for models that do not fit.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -78,7 +78,7 @@ void expect_invariants(const ipu::Plan& plan, const StackConfig& config) {
 }
 
 ipu::PlanOptions paper_options() {
-  ipu::PlanOptions o;  // METHOD.md section 7: batch 24, T = 10, SGD, input capacity 48 (SHD)
+  ipu::PlanOptions o;  // docs/method.md, section 7: batch 24, T = 10, SGD, input capacity 48 (SHD)
   o.T = 10;
   o.B = 24;
   o.input_capacity = 48;

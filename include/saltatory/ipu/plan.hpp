@@ -1,4 +1,4 @@
-// The IPU tile plan (METHOD.md section 7), a pure function of the model and the target. Each layer
+// The IPU tile plan (docs/method.md, section 7), a pure function of the model and the target. Each layer
 // owns consecutive tiles, in layer order; a layer never straddles two IPUs (when an IPU is full
 // the next layer starts on the next one). Each tile holds a contiguous, even-sized slice of one
 // layer's neurons [j0, j1) and, for them:

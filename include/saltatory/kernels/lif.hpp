@@ -20,7 +20,7 @@ namespace saltatory::kernels {
 /// spikes (spike); or subtracting theta1, decided by the previous membrane (subtract, snnTorch's
 /// default): V[t] = alpha V[t-1] - theta1 r[t] + g (1 - alpha) I[t], r detached from the gradient.
 enum class ResetMode : int { state = 0, spike = 1, subtract = 2 };
-/// Which derivative the reset contributes to BPTT (METHOD.md section 5).
+/// Which derivative the reset contributes to BPTT (docs/method.md, section 5).
 enum class ResetGrad : int { pass = 0, mask = 1 };
 
 /// One membrane step: `alpha * v_prev * (1 - reset) + gain * (1 - alpha) * current`.

@@ -6,7 +6,7 @@
 //   t' = t (same_step coupling, and always for layer 0) or t - 1 (delayed coupling)
 //   V[t] = alpha V[t-1] (1 - r[t]) + g (1 - alpha) I[t];   S[t] = select(V[t], theta1, theta2, K)
 // Readout: V[t] = alpha V[t-1] + g (1 - alpha) I[t], output is V [T, B, N_out].
-// Backward is BPTT with surrogate gradients on listed entries only (METHOD.md section 5).
+// Backward is BPTT with surrogate gradients on listed entries only (docs/method.md, section 5).
 #pragma once
 
 #include <atomic>

@@ -1,4 +1,4 @@
-// Naive double-precision reference of the LIF stack (METHOD.md sections 2-6, ops/lif_stack.hpp),
+// Naive double-precision reference of the LIF stack (docs/method.md, sections 2-6, ops/lif_stack.hpp),
 // written independently of saltatory/kernels/ so every backend can be checked against it.
 // Layouts: membrane, activity and their gradients [T, B, N] at ((t * B + b) * N + j);
 // W [n_in, n_out] input-major at (i * n_out + j); W_rec [n_out, n_out]; lists [T, B, K].
