@@ -42,9 +42,15 @@ class Parameter:
 
 
 def paper_init(n_in: int, n_out: int, rng: np.random.Generator) -> np.ndarray:
-    """W ~ U(-a, a) + 0.001 with a = 2 sqrt(6 / n_in) (METHOD.md section 3)."""
+    """W ~ U(-a, a) + 0.001 with a = 2 sqrt(6 / n_in) (docs/method.md, section 3)."""
     a = 2.0 * math.sqrt(6.0 / n_in)
     return (rng.uniform(-a, a, size=(n_in, n_out)) + 0.001).astype(np.float32)
+
+
+def _clamp_grad(alpha: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """The gradient through forward's clamp of a learnable alpha into [0, 1]: ``grad`` inside,
+    0 outside."""
+    return np.where((alpha >= 0) & (alpha <= 1), grad, 0.0).astype(np.float32)
 
 
 def _check_weight_memory(n_in: int, n_out: int, layer: str) -> None:
@@ -142,8 +148,7 @@ class _Layer:
 
     def _finish_grads(self) -> None:
         if self._alpha_grad is not None:
-            inside = (self.alpha >= 0) & (self.alpha <= 1)
-            self._alpha.grad += np.where(inside, self._alpha_grad, 0.0).astype(np.float32)
+            self._alpha.grad += _clamp_grad(self.alpha, self._alpha_grad)
             self._alpha_grad = None
 
 
@@ -207,7 +212,6 @@ class LIF(_Layer):
         name = type(self).__name__
         c.capacity = _checks.integer(self.capacity, "capacity", name, 1)
         c.theta2 = _checks.real(self.theta2, "theta2", name)  # theta1 goes per neuron (_arrays)
-        c.theta1 = max(c.theta2, float(self.theta1.max()))
         c.beta = _checks.real(self.beta, "beta", name)
         c.surrogate = _choice(self.surrogate, "surrogate", name)
         c.reset = _choice(self.reset, "reset", name)

@@ -81,7 +81,7 @@ class SpikeTensor:
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         if capacity is None:
             capacity = max(1, int(np.count_nonzero(arr, axis=2).max(initial=0)))
-        _check_policy(overflow, op)
+        _checks.choice(overflow, _POLICIES, "overflow", op)
         ids, n_spk, n_tot, dropped = _core.spikes_from_dense(
             arr, _checks.integer(capacity, "capacity", op, 1), overflow, _checks.seed(seed, op))
         return cls(ids, n_spk, n_tot, n_neurons=arr.shape[2], dropped=dropped, validate=False)
@@ -103,7 +103,7 @@ class SpikeTensor:
         samples = np.zeros_like(units) if samples is None else _int32("samples", samples, op).astype(np.int64).ravel()
         if batch_size is None:
             batch_size = int(samples.max(initial=-1)) + 1 if samples.size else 1
-        _check_policy(overflow, op)
+        _checks.choice(overflow, _POLICIES, "overflow", op)
         ids, n_spk, n_tot, dropped = _core.spikes_from_events(
             samples, times, units, _checks.real(bin_width, "bin_width", op), n_steps, batch_size,
             n_neurons, capacity, overflow, seed)
@@ -182,8 +182,3 @@ def _float32_array(value, shape: tuple, op: str) -> np.ndarray:
     if value.shape != tuple(shape):
         raise ValueError(f"[{op}] expected shape {tuple(shape)}, got {value.shape}")
     return value
-
-
-def _check_policy(overflow: str, op: str) -> None:
-    if overflow not in _POLICIES:
-        raise ValueError(f"[{op}] overflow must be one of {_POLICIES}, got {overflow!r}")

@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
                       "(or pip install saltatory[bench])") from exc
 
 from . import _core
-from .nn import LIF, Readout, RecurrentLIF, Sequential, _context_spikes, _output
+from .nn import LIF, Readout, RecurrentLIF, Sequential, _context_spikes, _output, _clamp_grad
 from .spikes import SpikeTensor
 
 
@@ -57,9 +57,7 @@ class _StackFunction(torch.autograd.Function):
         ctx.save_for_backward(*parameters)  # so that torch refuses backward after in-place changes
         ctx.layer_shapes = [tuple(None if p is None else p.data.shape for p in layer._slots())
                             for layer in module.net.layers]
-        # the gradient of forward's clamp of a learnable alpha into [0, 1]: 1 inside, 0 outside
-        ctx.alpha_inside = [(layer.alpha >= 0) & (layer.alpha <= 1) if layer.learn_alpha else None
-                            for layer in module.net.layers]
+        ctx.alphas = [layer.alpha.copy() if layer.learn_alpha else None for layer in module.net.layers]
         ctx.spikes_in, ctx.dense_input = spikes_in, not isinstance(x, SpikeTensor)
         ctx.spikes_out = _context_spikes(ctx.saltatory)[-1] if isinstance(out, SpikeTensor) else None
         # (the readout is a read-only view of the context: torch gets a copy it may write)
@@ -79,9 +77,8 @@ class _StackFunction(torch.autograd.Function):
         want_input = ctx.needs_input_grad[1] and ctx.dense_input
         grad_in = np.zeros(ctx.saltatory.input_shape, np.float32) if want_input else None
         _core.lif_stack_backward(ctx.saltatory, grads_out, layer_grads, grad_in)
-        for grads, inside in zip(layer_grads, ctx.alpha_inside):
-            if inside is not None:
-                grads[3][~inside] = 0.0
+        layer_grads = [grads if alpha is None else (*grads[:3], _clamp_grad(alpha, grads[3]), grads[4])
+                       for grads, alpha in zip(layer_grads, ctx.alphas)]
         grad_x = None
         if want_input:
             grad_x = torch.from_numpy(ctx.spikes_in.scatter(grad_in))

@@ -142,19 +142,31 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
+namespace {
+
+/// Calls f() with the footprint of S[step] (1 at emitted neurons) in `flags` when `needed`, and
+/// leaves `flags` zero again: how the spike reset reads which spikes were emitted.
+template <class F>
+void with_footprint(const LayerRun& run, int step, int b, float* flags, bool needed, F&& f) {
+  if (needed)
+    kernels::scatter_value(flags, run.output->list(step, b), run.output->n_spk(step, b), 1.0f);
+  f();
+  if (needed)
+    kernels::scatter_value(flags, run.output->list(step, b), run.output->n_spk(step, b), 0.0f);
+}
+
+}  // namespace
+
 Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
                         SelectScratch& scratch, bool select) {
   const kernels::neurons::Lif m = run.model();
-  const kernels::SerialBlock one;
   const int n = run.config.n_out;
   float* v = run.v(t, b);
   float* flags = scratch.flags.data();
-  const bool emitted = t > 0 && m.update_reads_emitted();  // footprint of S[t-1]
-  if (emitted)
-    kernels::scatter_value(flags, run.output->list(t - 1, b), run.output->n_spk(t - 1, b), 1.0f);
-  kernels::neurons::update_row(one, m, v, t > 0 ? run.v(t - 1, b) : nullptr, flags, current, n);
-  if (emitted)
-    kernels::scatter_value(flags, run.output->list(t - 1, b), run.output->n_spk(t - 1, b), 0.0f);
+  with_footprint(run, t - 1, b, flags, t > 0 && m.update_reads_emitted(), [&] {
+    kernels::neurons::update_row(kernels::SerialBlock{}, m, v, t > 0 ? run.v(t - 1, b) : nullptr,
+                                 flags, current, n);
+  });
   if (m.readout || !select) return {};
   SpikeTensor& out = *run.output;
   const auto counts = kernels::select_two_threshold(
@@ -166,24 +178,21 @@ Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
 }
 
 void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* flags) {
-  const kernels::neurons::Lif m = run.model();
-  const bool emitted = m.carry_reads_emitted();  // footprint of S[t]: r[t+1] for the spike reset
-  if (emitted) kernels::scatter_value(flags, run.output->list(t, b), run.output->n_spk(t, b), 1.0f);
-  kernels::neurons::carry_row(kernels::SerialBlock{}, m, gv, run.v(t, b), flags, run.config.n_out);
-  if (emitted) kernels::scatter_value(flags, run.output->list(t, b), run.output->n_spk(t, b), 0.0f);
+  const kernels::neurons::Lif m = run.model();  // r[t+1] of the spike reset: S[t] emitted
+  with_footprint(run, t, b, flags, m.carry_reads_emitted(), [&] {
+    kernels::neurons::carry_row(kernels::SerialBlock{}, m, gv, run.v(t, b), flags,
+                                run.config.n_out);
+  });
 }
 
 void parameter_grads(const LayerRun& run, int t, int b, const float* gv, float* d_alpha,
                      float* d_theta1, float* flags) {
-  const kernels::neurons::Lif m = run.model();
-  const bool emitted = t > 0 && m.update_reads_emitted();  // footprint of S[t-1]: r[t]
-  if (emitted)
-    kernels::scatter_value(flags, run.output->list(t - 1, b), run.output->n_spk(t - 1, b), 1.0f);
-  kernels::neurons::parameter_grad_row(kernels::SerialBlock{}, m, d_alpha, d_theta1, gv,
-                                       t > 0 ? run.v(t - 1, b) : nullptr, flags, run.v(t, b),
-                                       run.config.n_out);
-  if (emitted)
-    kernels::scatter_value(flags, run.output->list(t - 1, b), run.output->n_spk(t - 1, b), 0.0f);
+  const kernels::neurons::Lif m = run.model();  // r[t] of the spike reset: S[t-1] emitted
+  with_footprint(run, t - 1, b, flags, t > 0 && m.update_reads_emitted(), [&] {
+    kernels::neurons::parameter_grad_row(kernels::SerialBlock{}, m, d_alpha, d_theta1, gv,
+                                         t > 0 ? run.v(t - 1, b) : nullptr, flags, run.v(t, b),
+                                         run.config.n_out);
+  });
 }
 
 Backend& cpu_backend() {
