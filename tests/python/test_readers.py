@@ -7,6 +7,8 @@ used where present and skipped with a message otherwise.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import wave
 from pathlib import Path
 
@@ -465,6 +467,35 @@ def test_loader_reraises_producer_errors_and_stops_early() -> None:
         list(Loader(broken, 4))
     first = next(iter(Loader(_dense_dataset(), 2, prefetch=1)))  # abandoning the iterator is fine
     assert first[0].shape[1] == 2
+
+
+_EXIT_WHILE_PREFETCHING = """
+import time
+import numpy as np
+import saltatory
+from saltatory.data import Loader
+dense = (np.random.default_rng(0).random((400, 256, 700)) < 0.05).astype(np.float32)
+class Slow:  # each batch is one long GIL-free call into the C++ binning
+    labels = np.zeros(256, np.int32); n_units = 700; n_steps = 400; capacity = 64
+    def __len__(self): return 256
+    def spikes(self, indices, seed): return saltatory.SpikeTensor.from_dense(dense, capacity=64)
+batches = iter(Loader(Slow(), 128, prefetch=1))
+next(batches)  # the producer is now binning the next batch
+class SlowFinalizer:  # collected after the interpreter starts finalizing
+    def __del__(self, sleep=time.sleep): sleep(1)
+a = SlowFinalizer(); a.cycle = [a]; del a
+raise SystemExit("stopped")
+"""
+
+
+def test_exit_while_the_loader_prefetches_does_not_abort(tmp_path: Path) -> None:
+    # a daemon producer that re-took the GIL during finalization was killed inside C++ frames, and
+    # the process aborted ("terminate called without an active exception") instead of exiting
+    script = tmp_path / "exit.py"
+    script.write_text(_EXIT_WHILE_PREFETCHING)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert (run.returncode, run.stderr.strip()) == (1, "stopped")
 
 
 def test_image_dataset_latency_capacity_and_rate() -> None:

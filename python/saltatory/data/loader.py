@@ -8,14 +8,29 @@ and each batch's overflow seed from (seed, e, batch), so an epoch is reproducibl
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
+import weakref
 
 import numpy as np
 
 from ..spikes import SpikeTensor
 from .._checks import integers
 from .encode import latency_encode, rate_encode
+
+
+# Producers still running at exit. A daemon thread inside the C++ binning (GIL released) that
+# outlives the interpreter is killed while unwinding C++ frames, which aborts the process
+# ("terminate called without an active exception"); so exit stops and joins them first.
+_producers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # thread -> its stop event
+
+
+@atexit.register
+def _stop_producers() -> None:
+    for thread, stop in list(_producers.items()):
+        stop.set()
+        thread.join(timeout=60)  # a batch takes far less; a dataset that hangs must not hang exit
 
 
 class DenseDataset:
@@ -169,6 +184,7 @@ class Loader:
                 offer(exc)
 
         thread = threading.Thread(target=produce, name="saltatory-loader", daemon=True)
+        _producers[thread] = stop
         thread.start()
         try:
             while (item := ready.get()) is not done:
