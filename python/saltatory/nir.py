@@ -11,6 +11,9 @@ mapping. ``neuron="CubaLIF"`` writes LIF layers as CubaLIF with an instantaneous
 from the LIF node back to itself. ``fold_gain=True`` moves the gain into the weights (R = 1),
 for importers that ignore R (Norse). Saltatory-only settings (capacity, theta2, surrogate, reset
 conventions) travel in each node's ``metadata`` so that a Saltatory round trip is exact.
+NIR's LIF resets to v_reset, Saltatory's reset="state"; snnTorch's ``Leaky`` defaults to the
+subtract reset (V - theta1), which its NIR export does not record, so import such graphs with
+``from_nir(graph, reset="subtract")``.
 Importing accepts chains of Linear/Affine followed by LIF, CubaLIF (instantaneous synapse only)
 or LI, with v_leak = 0 and v_reset = 0, and a LIF node's own recurrent Linear; anything else
 raises ValueError (TypeError for a value of the wrong type) naming the node.
@@ -28,6 +31,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without nir
     raise ImportError("saltatory.nir needs the nir package: pip install nir") from exc
 
+from . import _checks, _core
 from .nn import LIF, Readout, RecurrentLIF, Sequential
 
 _SALTATORY_KEYS = {"capacity": numbers.Integral, "theta2": numbers.Real, "surrogate": str,
@@ -132,13 +136,13 @@ def _edges(graph) -> dict[str, list[str]]:
     return successors
 
 
-def _options(name: str, neuron, keys, capacity) -> dict:
-    """The node's Saltatory settings (metadata["saltatory"], ``capacity`` overriding), checked."""
+def _options(name: str, neuron, keys, overrides: dict) -> dict:
+    """The node's Saltatory settings (metadata["saltatory"], the ``overrides`` that are not None
+    replacing them), checked."""
     if not isinstance(neuron.metadata, dict) or not isinstance(neuron.metadata.get("saltatory", {}), dict):
         raise TypeError(f"[from_nir] node '{name}': metadata and metadata['saltatory'] must be dicts")
     options = dict(neuron.metadata.get("saltatory", {}))
-    if capacity is not None and "capacity" in keys:
-        options["capacity"] = capacity
+    options.update({key: value for key, value in overrides.items() if value is not None and key in keys})
     for key, value in options.items():
         if key not in keys:
             raise ValueError(f"[from_nir] node '{name}': unknown Saltatory metadata key {key!r} "
@@ -152,17 +156,24 @@ def _options(name: str, neuron, keys, capacity) -> dict:
 
 
 def from_nir(graph: "nir.NIRGraph", dt: float | None = None, *, capacity: int | None = None,
-             seed: int = 0, mode: str = "sparse") -> Sequential:
+             reset: str | None = None, seed: int = 0, mode: str = "sparse") -> Sequential:
     """A Saltatory stack from a NIR graph (see the module docstring for what is accepted).
 
     ``dt`` defaults to the exporter's (Saltatory graphs record it) or 1e-4 (snnTorch's). Settings
     NIR cannot hold (capacity, theta2, ...) come from Saltatory metadata when present, otherwise
-    from the layer defaults; ``capacity`` overrides them for every spiking layer. Whatever else
+    from the layer defaults; ``capacity`` overrides them for every spiking layer. ``reset``
+    ("state", "spike" or "subtract") sets every spiking layer's reset rule; None takes it from the
+    metadata, else NIR's reset to v_reset = 0 ("state"). NIR's LIF cannot express snnTorch
+    ``Leaky``'s default subtract reset: import snnTorch graphs with reset="subtract". Whatever else
     the graph holds (a cycle, a node off the chain, a missing node, a parameter of the wrong shape
     or dtype or not finite, an unknown metadata key) raises ValueError or TypeError naming the node.
     """
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"[from_nir] expected a nir.NIRGraph, got {type(graph).__name__}")
+    if reset is not None:
+        if not isinstance(reset, str):
+            raise TypeError(f"[from_nir] reset must be a string or None, got {type(reset).__name__}")
+        _checks.choice(reset, _core.option_names()["reset"], "reset", "from_nir")
     successors = _edges(graph)
     if dt is None:
         dt = graph.metadata.get("saltatory_dt", 1e-4) if isinstance(graph.metadata, dict) else 1e-4
@@ -201,8 +212,8 @@ def from_nir(graph: "nir.NIRGraph", dt: float | None = None, *, capacity: int | 
         bias = _array(name, "bias", node.bias, len(weight)) if isinstance(node, nir.Affine) else None
         current = reach(name)
         loop, recurrent = _loop(current, len(weight), graph, successors, chain)
-        layers.append(_layer(current, graph.nodes[current], weight, bias, recurrent, dt, capacity,
-                             seed + len(layers)))
+        layers.append(_layer(current, graph.nodes[current], weight, bias, recurrent, dt,
+                             {"capacity": capacity, "reset": reset}, seed + len(layers)))
         size = len(weight)
     if not layers:
         raise ValueError("[from_nir] the graph has no layers")
@@ -238,7 +249,7 @@ def _loop(name: str, n: int, graph, successors, chain: list[str]):
     return loop, weight
 
 
-def _layer(name, neuron, weight, bias, recurrent, dt, capacity, seed):
+def _layer(name, neuron, weight, bias, recurrent, dt, overrides, seed):
     if not isinstance(neuron, (nir.LIF, nir.CubaLIF, nir.LI)):
         raise ValueError(f"[from_nir] node '{name}' (after a Linear/Affine) is a {type(neuron).__name__}; "
                          f"expected LIF, CubaLIF or LI")
@@ -260,7 +271,7 @@ def _layer(name, neuron, weight, bias, recurrent, dt, capacity, seed):
     alpha = (1.0 - dt / tau).astype(np.float32)
     gain = _single(name, "r (the gain)", neuron.r, n_out)
     keys = () if isinstance(neuron, nir.LI) else tuple(_SALTATORY_KEYS)
-    options = _options(name, neuron, keys, capacity)
+    options = _options(name, neuron, keys, overrides)
     if not isinstance(neuron, nir.LI):
         options["theta1"] = _array(name, "v_threshold", neuron.v_threshold, n_out)  # per neuron
     try:

@@ -252,6 +252,33 @@ def test_from_nir_refuses_what_is_not_a_graph_and_bad_capacities() -> None:
         from_nir(graph, dt=float("inf"))
 
 
+def test_reset_overrides_the_metadata() -> None:
+    net = _trained_like_net()
+    for layer in net.layers[:2]:
+        layer.reset = "subtract"
+    graph = to_nir(net)
+    assert [layer.reset for layer in from_nir(graph).layers[:2]] == ["subtract", "subtract"]
+    restored = from_nir(graph, reset="spike")
+    for layer in net.layers[:2]:
+        layer.reset = "spike"
+    x = _input(30)
+    np.testing.assert_array_equal(net(x), restored(x))
+    for a, b in zip(net.spikes, restored.spikes):
+        np.testing.assert_array_equal(a.ids, b.ids)
+
+
+@pytest.mark.parametrize("reset, error, match", [
+    ("zero", ValueError, r"reset must be one of \['spike', 'state', 'subtract'\], got 'zero'"),
+    ("Subtract", ValueError, "reset must be one of"),
+    ("", ValueError, "reset must be one of"),
+    (1, TypeError, "reset must be a string or None, got int"),
+    (["subtract"], TypeError, "reset must be a string or None, got list"),
+])
+def test_from_nir_refuses_bad_resets(reset, error, match: str) -> None:
+    with pytest.raises(error, match=rf"^\[from_nir\] {match}"):
+        from_nir(to_nir(_trained_like_net()), reset=reset)
+
+
 def test_fuzzer_seeds_stay_refused_or_accepted() -> None:
     """The seeds in tests/fuzz/corpus/nir replayed through the fuzz target (needs atheris)."""
     pytest.importorskip("atheris")
@@ -292,6 +319,33 @@ def test_snntorch_import_reproduces_spikes() -> None:
     assert 0 < ours.mean() < 0.5
     theirs = _run_steps(import_from_nir(to_nir(net)), x.to_dense(), with_state=False)
     np.testing.assert_array_equal(theirs, ours)
+
+
+def test_snntorch_subtract_reset_export_imports_with_reset_subtract() -> None:
+    snn = pytest.importorskip("snntorch")
+    import torch
+    from snntorch import utils
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    # beta and threshold per neuron, from which the exporter infers the layer sizes; one beta per
+    # layer, as the exported r = 1 / (1 - beta) becomes the layer's gain (gain (1 - alpha) = 1)
+    leaky = [snn.Leaky(beta=torch.full((n,), beta), threshold=torch.full((n,), 1.25), init_hidden=True,
+                       reset_mechanism="subtract") for n, beta in ((20, 0.9), (10, 0.95))]
+    module = torch.nn.Sequential(torch.nn.Linear(30, 20), leaky[0], torch.nn.Linear(20, 10), leaky[1])
+    with torch.no_grad():
+        for linear in module[::2]:
+            linear.weight *= 4.0
+    graph = export_to_nir(module, torch.zeros(30))
+    utils.reset(module)  # the export ran the module on its sample
+    x = _input(30, seed=5)
+    theirs = _run_steps(module, x.to_dense(), with_state=False)
+    # capacity = the widest layer: nothing is dropped, as in snnTorch
+    ours = from_nir(graph, capacity=20, reset="subtract")(x).to_dense()
+    assert 0 < ours.mean() < 0.5
+    np.testing.assert_array_equal(ours, theirs)
+    zero = from_nir(graph, capacity=20)(x).to_dense()  # NIR's reset to v_reset = 0
+    assert not np.array_equal(zero, theirs)
 
 
 def test_norse_import_reproduces_spikes() -> None:
