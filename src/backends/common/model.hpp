@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "backends/common/order.hpp"
 #include "saltatory/kernels/neurons/lif.hpp"
 #include "saltatory/ops/lif_stack.hpp"
 
@@ -19,6 +20,17 @@ inline kernels::neurons::Lif lif_model(const LayerConfig& c, const float* alpha,
 
 inline kernels::neurons::Lif lif_model(const LayerConfig& c, const LayerParams& p) {
   return lif_model(c, p.alpha, p.theta1);
+}
+
+/// out[j] += dL/dalpha_j from the per-sample partials [2, B, n] of parameter_grad_row (AlphaSums
+/// layout): each half summed over samples in add_sample_sums' order, then combined per neuron.
+inline void add_alpha_grads(const kernels::neurons::Lif& m, const float* partial, int B, int n,
+                            float* out) {
+  if (partial == nullptr || out == nullptr) return;
+  std::vector<float> sums(2 * static_cast<size_t>(n), 0.0f);
+  add_sample_sums(partial, B, n, sums.data());
+  add_sample_sums(partial + static_cast<int64_t>(B) * n, B, n, sums.data() + n);
+  for (int j = 0; j < n; ++j) out[j] += m.alpha_grad(j, sums[j], sums[n + j]);
 }
 
 /// `params` with theta1 per neuron for every spiking layer (what backends read): layers given

@@ -85,7 +85,7 @@ class CpuBackend final : public Backend {
           const LayerGrads& g = grads[l];
           BackwardCarry carry{std::vector<float>(row, 0.0f),
                               std::vector<float>(readout ? 0 : ctx.B * ctx.spikes[l].K(), 0.0f),
-                              std::vector<float>(g.alpha != nullptr ? row : 0, 0.0f),
+                              std::vector<float>(g.alpha != nullptr ? 2 * row : 0, 0.0f),
                               std::vector<float>(g.theta1 != nullptr && !readout ? row : 0, 0.0f)};
           const Buffer grad_current = acquire_buffer(ctx.window * row);
           const Buffer buffer =
@@ -98,7 +98,8 @@ class CpuBackend final : public Backend {
             sparse_backward(run, w, grad_out, grads[l], below, carry, grad_current.get());
           }
           if (g.alpha != nullptr)
-            common::add_sample_sums(carry.grad_alpha.data(), ctx.B, c.n_out, g.alpha);
+            common::add_alpha_grads(common::lif_model(c, ctx.params[l]), carry.grad_alpha.data(),
+                                    ctx.B, c.n_out, g.alpha);
           if (!carry.grad_theta1.empty())
             common::add_sample_sums(carry.grad_theta1.data(), ctx.B, c.n_out, g.theta1);
         });
@@ -185,8 +186,8 @@ void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* fl
   });
 }
 
-void parameter_grads(const LayerRun& run, int t, int b, const float* gv, float* d_alpha,
-                     float* d_theta1, float* flags) {
+void parameter_grads(const LayerRun& run, int t, int b, const float* gv,
+                     kernels::neurons::AlphaSums d_alpha, float* d_theta1, float* flags) {
   const kernels::neurons::Lif m = run.model();  // r[t] of the spike reset: S[t-1] emitted
   with_footprint(run, t - 1, b, flags, t > 0 && m.update_reads_emitted(), [&] {
     kernels::neurons::parameter_grad_row(kernels::SerialBlock{}, m, d_alpha, d_theta1, gv,

@@ -42,8 +42,8 @@ struct BackwardCarry {
   std::vector<float> grad_membrane;  ///< gV [B, n_out] entering step t1 - 1
   std::vector<float> grad_rec;       ///< [B, K]: gradients of the entries of S[t1 - 1] sent back
                                      ///< through W_rec by step t1 (recurrent layers)
-  /// [B, n_out] per-sample sums over the steps so far of dL/dalpha and dL/dtheta1 (empty unless
-  /// learnable), reduced over samples after the last window.
+  /// Per-sample sums over the steps so far behind dL/dalpha ([2, B, n_out], AlphaSums layout) and
+  /// of dL/dtheta1 ([B, n_out]); empty unless learnable, reduced over samples after the last window.
   std::vector<float> grad_alpha, grad_theta1;
 };
 
@@ -92,8 +92,8 @@ void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* fl
 
 /// Adds step t's direct terms of dL/dalpha and dL/dtheta1 (either may be null) of one row, from
 /// the complete gV[t]; `flags` is n zeros of scratch (left zero).
-void parameter_grads(const LayerRun& run, int t, int b, const float* gv, float* d_alpha,
-                     float* d_theta1, float* flags);
+void parameter_grads(const LayerRun& run, int t, int b, const float* gv,
+                     kernels::neurons::AlphaSums d_alpha, float* d_theta1, float* flags);
 
 Backend& cpu_backend();
 

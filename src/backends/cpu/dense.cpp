@@ -101,8 +101,9 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
   std::vector<float> grad_current(rows * n, 0.0f), gv(static_cast<size_t>(B) * n, 0.0f);
   std::vector<float> grad_spikes(static_cast<size_t>(B) * n),
       flags(static_cast<size_t>(B) * n, 0.0f);
-  // per-sample sums over t of dL/dalpha and dL/dtheta1 (when learnable), reduced at the end
-  std::vector<float> d_alpha(grads.alpha != nullptr ? B * n : 0, 0.0f),
+  // per-sample sums over t behind dL/dalpha ([2, B, n]) and of dL/dtheta1 (when learnable),
+  // reduced at the end
+  std::vector<float> d_alpha(grads.alpha != nullptr ? 2 * B * n : 0, 0.0f),
       d_theta1(grads.theta1 != nullptr && !readout ? B * n : 0, 0.0f);
 
   for (int t = T - 1; t >= 0; --t) {
@@ -133,14 +134,15 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
       }
       if (!d_alpha.empty() || !d_theta1.empty())
         parameter_grads(run, t, static_cast<int>(b), g,
-                        d_alpha.empty() ? nullptr : d_alpha.data() + static_cast<int64_t>(b) * n,
+                        kernels::neurons::alpha_sums(d_alpha.empty() ? nullptr : d_alpha.data(),
+                                                     B, n, static_cast<int>(b)),
                         d_theta1.empty() ? nullptr : d_theta1.data() + static_cast<int64_t>(b) * n,
                         flags.data() + static_cast<int64_t>(b) * n);
       kernels::neurons::current_grad_row(kernels::SerialBlock{}, m,
                                          gi_t + static_cast<int64_t>(b) * n, g, n);
     });
   }
-  if (!d_alpha.empty()) common::add_sample_sums(d_alpha.data(), B, n, grads.alpha);
+  if (!d_alpha.empty()) common::add_alpha_grads(m, d_alpha.data(), B, n, grads.alpha);
   if (!d_theta1.empty()) common::add_sample_sums(d_theta1.data(), B, n, grads.theta1);
 
   const std::vector<float> x = dense_rows(run.input, T, run.input_delay);

@@ -94,7 +94,8 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
   parallel_for(0, B, [&](int64_t b) {  // phase A: the time recursion, independent per sample
     float* gv = carry.grad_membrane.data() + b * n;
     float* grad_rec = recurrent ? carry.grad_rec.data() + b * k_out : nullptr;
-    float* d_alpha = carry.grad_alpha.empty() ? nullptr : carry.grad_alpha.data() + b * n;
+    const kernels::neurons::AlphaSums d_alpha = kernels::neurons::alpha_sums(
+        carry.grad_alpha.empty() ? nullptr : carry.grad_alpha.data(), B, n, static_cast<int>(b));
     float* d_theta1 = carry.grad_theta1.empty() ? nullptr : carry.grad_theta1.data() + b * n;
     std::vector<float> flags(n, 0.0f);
     for (int t = w.t1 - 1; t >= w.t0; --t) {
@@ -111,7 +112,7 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
         if (recurrent && t < T - 1)
           kernels::neurons::state_grad_row(one, m, gv, v, ids, grad_rec, n_tot, 0, n, d_theta1);
       }
-      if (d_alpha != nullptr || d_theta1 != nullptr)
+      if (d_alpha.memory != nullptr || d_theta1 != nullptr)
         parameter_grads(run, t, static_cast<int>(b), gv, d_alpha, d_theta1, flags.data());
       float* gi = grad_current + (static_cast<int64_t>(t - w.t0) * B + b) * n;
       kernels::neurons::current_grad_row(one, m, gi, gv, n);

@@ -74,7 +74,7 @@ struct Scratch {
   uint64_t* priority;         ///< [B, K] (random overflow policy)
   float* gv;                  ///< [B, n] carried membrane gradient
   float* grad_rec;            ///< [B, K] gradients of S[t-1]'s entries through W_rec
-  float* d_alpha = nullptr;   ///< [B, n] per-sample sums of dL/dalpha (learnable), or null
+  float* d_alpha = nullptr;   ///< [2, B, n] per-sample sums behind dL/dalpha (AlphaSums), or null
   float* d_theta1 = nullptr;  ///< [B, n] per-sample sums of dL/dtheta1 (learnable), or null
 };
 
@@ -216,9 +216,9 @@ SALTATORY_HD void parameter_grad_step(Blk& blk, const Layer& L, int t, int b, co
                                       float* flags, const Scratch& s) {
   const kernels::neurons::Lif m = L.model();
   const int n = L.c.n_out;
-  float* da = s.d_alpha != nullptr ? s.d_alpha + static_cast<int64_t>(b) * n : nullptr;
+  const kernels::neurons::AlphaSums da = kernels::neurons::alpha_sums(s.d_alpha, L.B, n, b);
   float* dth = s.d_theta1 != nullptr ? s.d_theta1 + static_cast<int64_t>(b) * n : nullptr;
-  if (da == nullptr && dth == nullptr) return;
+  if (da.memory == nullptr && dth == nullptr) return;
   const bool emitted = t > 0 && m.update_reads_emitted();
   if (emitted) {
     footprint(blk, L.out, t - 1, b, flags, 1.0f);

@@ -336,18 +336,42 @@ ArrayOf<Exec, float> device_copy(Exec& exec, const float* host, int64_t n) {
   return d;
 }
 
-/// host[j] += sum over samples b = 0, 1, ... of partial[b, j] (common::add_sample_sums' order),
-/// when `partial` is not empty.
+/// out[j] += sum over samples b = 0, 1, ... of partial[b, j] (common::add_sample_sums' order), in
+/// device memory.
+template <class Exec>
+void add_sample_sums(Exec& exec, const float* partial, int B, int n, float* out) {
+  exec.for_each(n, [=] SALTATORY_DEVICE_LAMBDA(int64_t j) {
+    for (int b = 0; b < B; ++b)
+      kernels::add_row(out + j, partial + static_cast<int64_t>(b) * n + j, 1);
+  });
+}
+
+/// host[j] += sum over samples of partial[b, j], when `partial` is not empty.
 template <class Exec>
 void add_sample_sums(Exec& exec, const ArrayOf<Exec, float>& partial, int B, int n, float* host) {
   if (partial.size() == 0) return;
   ArrayOf<Exec, float> sums = device_copy(exec, host, n);
-  float* out = sums.data();
-  const float* p = partial.data();
+  add_sample_sums(exec, partial.data(), B, n, sums.data());
+  exec.download(host, sums.data(), n);
+}
+
+/// host[j] += dL/dalpha_j from the per-sample partials [2, B, n] (common::add_alpha_grads' order
+/// and operations), when `partial` is not empty.
+template <class Exec>
+void add_alpha_grads(Exec& exec, const Layer& L, const ArrayOf<Exec, float>& partial, float* host) {
+  if (partial.size() == 0) return;
+  const int n = L.c.n_out, B = L.B;
+  ArrayOf<Exec, float> sums(2 * static_cast<size_t>(n));  // zero-filled
+  ArrayOf<Exec, float> out = device_copy(exec, host, n);
+  add_sample_sums(exec, partial.data(), B, n, sums.data());
+  add_sample_sums(exec, partial.data() + static_cast<int64_t>(B) * n, B, n, sums.data() + n);
+  const kernels::neurons::Lif m = L.model();
+  float* o = out.data();
+  const float* s = sums.data();
   exec.for_each(n, [=] SALTATORY_DEVICE_LAMBDA(int64_t j) {
-    for (int b = 0; b < B; ++b) kernels::add_row(out + j, p + static_cast<int64_t>(b) * n + j, 1);
+    o[j] += m.alpha_grad(static_cast<int>(j), s[j], s[n + j]);
   });
-  exec.download(host, out, n);
+  exec.download(host, o, n);
 }
 
 /// Backward of layer l: grad_out [T, B, K_l] (or [T, B, n]), below [T, B, K_in] (or null).
@@ -362,8 +386,9 @@ void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float*
   const Layer L = ctx.layer(l);
   const int n = L.c.n_out, n_in = L.c.n_in, B = L.B, T = L.T, k_in = L.in.K;
   F32 gv(static_cast<size_t>(B) * n), grad_rec(static_cast<size_t>(B) * std::max(L.out.K, 1));
-  // per-sample sums of dL/dalpha and dL/dtheta1 over t (learnable), reduced over samples at the end
-  F32 d_alpha(grads.alpha != nullptr ? static_cast<size_t>(B) * n : 0),
+  // per-sample sums over t behind dL/dalpha ([2, B, n]) and of dL/dtheta1 (learnable), reduced
+  // over samples at the end
+  F32 d_alpha(grads.alpha != nullptr ? 2 * static_cast<size_t>(B) * n : 0),
       d_theta1(grads.theta1 != nullptr && !L.readout() ? static_cast<size_t>(B) * n : 0);
   Scratch s = ctx.scratch(gv.data(), grad_rec.data());
   s.d_alpha = d_alpha.size() > 0 ? d_alpha.data() : nullptr;
@@ -441,7 +466,7 @@ void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float*
   if (dw.size() > 0) exec.download(grads.weight, dw.data(), dw.size());
   if (dw_rec.size() > 0) exec.download(grads.weight_rec, dw_rec.data(), dw_rec.size());
   if (db.size() > 0) exec.download(grads.bias, dbias, db.size());
-  add_sample_sums(exec, d_alpha, B, n, grads.alpha);
+  add_alpha_grads(exec, L, d_alpha, grads.alpha);
   add_sample_sums(exec, d_theta1, B, n, grads.theta1);
 }
 

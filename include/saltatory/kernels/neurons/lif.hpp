@@ -13,7 +13,9 @@
 // Learnable decay and thresholds (direct partials, V[t-1], r[t] and I[t] held fixed):
 //   dL/dalpha_j  = sum over t, b of gV[t] (P[t] - g I[t]),  P = V[t-1] (1 - r[t]) (zero reset),
 //                  V[t-1] (subtract, readout);  g I[t] = (V[t] - leak[t]) / (1 - alpha_j), leak the
-//                  update's first terms (at alpha_j = 1 the input is not stored: the term is 0)
+//                  update's first terms. Summed as  M_j - U_j / (1 - alpha_j)  with  M = sum gV P
+//                  and  U = sum gV (V - leak),  so no step divides (at alpha_j = 1 the input is not
+//                  stored: U is left out)
 //   dL/dtheta1_j = - sum over listed entries of gS sigma'(V - theta1_j)  - sum of gV[t] r[t]
 //                  (the last term for the subtract reset only; r itself is detached)
 // A readout is the same update with r = 0 and m = alpha, without thresholds.
@@ -99,11 +101,11 @@ struct Lif {
   SALTATORY_HD float current_grad_of(int j, float gv) const {
     return current_grad(gv, alpha[j], gain);
   }
-  /// dV/dalpha from d(leak)/dalpha, the leak (the update without its input) and V: the input term
-  /// g I = (V - leak) / (1 - alpha), left out at alpha = 1.
-  SALTATORY_HD static float alpha_partial(float partial, float leak, float alpha, float v) {
-    const float rest = 1.0f - alpha;
-    return partial - (rest > 0.0f ? (v - leak) / rest : 0.0f);
+  /// dL/dalpha of neuron j from its sums over t and b of gV P (`memory`) and of gV (V - leak)
+  /// (`input`, g I times 1 - alpha; left out at alpha = 1).
+  SALTATORY_HD float alpha_grad(int j, float memory, float input) const {
+    const float rest = 1.0f - alpha[j];
+    return memory - (rest > 0.0f ? input / rest : 0.0f);
   }
   /// Whether the carry reads which spikes were emitted (mask gradient with spike reset).
   SALTATORY_HD bool carry_reads_emitted() const {
@@ -166,37 +168,56 @@ SALTATORY_HD void state_grad_row(Blk&& blk, const Lif& m, float* gv, const float
   }
 }
 
+/// Where parameter_grad_row adds the two per-neuron sums behind dL/dalpha: gV P (`memory`) and
+/// gV (V - leak) (`input`); `alpha_grad` combines them. Both null: alpha is not learnable.
+struct AlphaSums {
+  float* memory = nullptr;
+  float* input = nullptr;
+};
+
+/// Sample b's sums of neurons [j0, ...) in per-sample partials laid out [2, B, n] (memory sums,
+/// then input sums), or none when `partial` is null.
+SALTATORY_HD AlphaSums alpha_sums(float* partial, int B, int n, int b, int j0 = 0) {
+  if (partial == nullptr) return {};
+  float* memory = partial + static_cast<int64_t>(b) * n + j0;
+  return {memory, memory + static_cast<int64_t>(B) * n};
+}
+
 /// Adds step t's direct terms to the per-neuron partial sums of dL/dalpha and dL/dtheta1 (either
-/// may be null) from gV[t] (complete), V[t-1] (null at t = 0), the footprint of S[t-1] (spike
+/// may be absent) from gV[t] (complete), V[t-1] (null at t = 0), the footprint of S[t-1] (spike
 /// reset) and V[t].
 template <class Blk>
-SALTATORY_HD void parameter_grad_row(Blk&& blk, const Lif& m, float* dalpha, float* dtheta1,
+SALTATORY_HD void parameter_grad_row(Blk&& blk, const Lif& m, AlphaSums dalpha, float* dtheta1,
                                      const float* gv, const float* v_prev, const float* emitted,
                                      const float* v, int n) {
-  // A loop per part, branch-free per neuron: each is Lif::dv_dalpha / dv_dtheta1 for its case.
+  // A loop per case, branch-free per neuron: P and the leak (the update without its input) differ.
   const int first = blk.rank(), step = blk.size();
   const bool has_prev = v_prev != nullptr;
-  const bool reads = has_prev && m.update_reads_emitted();
   const float* alpha = m.alpha;
   const float* theta1 = m.theta1;
-  const auto partial = &Lif::alpha_partial;
-  if (dalpha == nullptr) {
-  } else if (!has_prev) {
-    for (int j = first; j < n; j += step) dalpha[j] += gv[j] * partial(0.0f, 0.0f, alpha[j], v[j]);
+  float* memory = dalpha.memory;
+  float* input = dalpha.input;
+  if (memory == nullptr) {
+  } else if (!has_prev) {  // V[-1] = 0: P = leak = 0
+    for (int j = first; j < n; j += step) input[j] += gv[j] * v[j];
   } else if (m.readout) {
-    for (int j = first; j < n; j += step)
-      dalpha[j] += gv[j] * partial(v_prev[j], alpha[j] * v_prev[j], alpha[j], v[j]);
+    for (int j = first; j < n; j += step) {
+      memory[j] += gv[j] * v_prev[j];
+      input[j] += gv[j] * (v[j] - alpha[j] * v_prev[j]);
+    }
   } else if (m.reset == ResetMode::subtract) {
-    for (int j = first; j < n; j += step)
-      dalpha[j] +=
-          gv[j] * partial(v_prev[j],
-                          -theta1[j] * state_reset(v_prev[j], theta1[j]) + alpha[j] * v_prev[j],
-                          alpha[j], v[j]);
+    for (int j = first; j < n; j += step) {
+      const float leak = alpha[j] * v_prev[j] - theta1[j] * state_reset(v_prev[j], theta1[j]);
+      memory[j] += gv[j] * v_prev[j];
+      input[j] += gv[j] * (v[j] - leak);
+    }
   } else {
+    const bool reads = m.update_reads_emitted();
     for (int j = first; j < n; j += step) {
       const float r = reads ? emitted[j] : state_reset(v_prev[j], theta1[j]);
       const float p = v_prev[j] * (1.0f - r);
-      dalpha[j] += gv[j] * partial(p, alpha[j] * p, alpha[j], v[j]);
+      memory[j] += gv[j] * p;
+      input[j] += gv[j] * (v[j] - alpha[j] * p);
     }
   }
   if (dtheta1 != nullptr && has_prev && !m.readout && m.reset == ResetMode::subtract)

@@ -274,8 +274,10 @@ class IpuModelBackend final : public Backend {
       return tile.grad_current.data() + (static_cast<int64_t>(t) * B + b) * tile.n();
     };
     double state_cycles = 0, dot_cycles = 0, weight_cycles = 0;
-    // per-sample sums over t of dL/dalpha and dL/dtheta1 [B, n_out] (when learnable)
-    std::vector<float> d_alpha(grads.alpha != nullptr ? static_cast<size_t>(B) * c.n_out : 0, 0.0f),
+    // per-sample sums over t behind dL/dalpha [2, B, n_out] and of dL/dtheta1 [B, n_out] (when
+    // learnable)
+    std::vector<float> d_alpha(grads.alpha != nullptr ? 2 * static_cast<size_t>(B) * c.n_out : 0,
+                               0.0f),
         d_theta1(grads.theta1 != nullptr && !readout ? static_cast<size_t>(B) * c.n_out : 0, 0.0f);
     const auto slice_of = [&](std::vector<float>& x, int b, const Tile& tile) {
       return x.empty() ? nullptr : x.data() + static_cast<int64_t>(b) * c.n_out + tile.j0;
@@ -302,7 +304,8 @@ class IpuModelBackend final : public Backend {
             }
             kernels::neurons::carry_row(one, m, g, v, flags.data(), n);
           }
-          float* da = slice_of(d_alpha, b, tile);
+          const kernels::neurons::AlphaSums da = kernels::neurons::alpha_sums(
+              d_alpha.empty() ? nullptr : d_alpha.data(), B, c.n_out, b, tile.j0);
           float* dth = slice_of(d_theta1, b, tile);
           if (readout) {
             kernels::add_row(g, g_out + tile.j0, n);
@@ -313,7 +316,7 @@ class IpuModelBackend final : public Backend {
               kernels::neurons::state_grad_row(one, m, g, v, out->list(t, b), grad_rec.data(),
                                                out->n_tot(t, b), tile.j0, tile.j1, dth);
           }
-          if (da != nullptr || dth != nullptr) {  // r[t] from the footprint of S[t-1]
+          if (da.memory != nullptr || dth != nullptr) {  // r[t] from the footprint of S[t-1]
             const bool emitted = t > 0 && m.update_reads_emitted();
             if (emitted) {
               flags.assign(n, 0.0f);
@@ -337,7 +340,8 @@ class IpuModelBackend final : public Backend {
         }
       }
     }
-    if (!d_alpha.empty()) common::add_sample_sums(d_alpha.data(), B, c.n_out, grads.alpha);
+    if (!d_alpha.empty())
+      common::add_alpha_grads(common::lif_model(c, p), d_alpha.data(), B, c.n_out, grads.alpha);
     if (!d_theta1.empty()) common::add_sample_sums(d_theta1.data(), B, c.n_out, grads.theta1);
     if (grad_input != nullptr) {  // entry gradients of the input lists
       std::vector<float> dots(in.K);
