@@ -2,6 +2,9 @@
 // 700-974-974-974-20, B = 48, T = 100, input capacity 48, hidden capacity 2 floor(a N / 2), output
 // capacity 2, on random input lists, in sparse and dense mode. Args: activity a in per mille, mode
 // (0 sparse, 1 dense). Counters: the measured hidden activity and samples per second.
+// ShdPaperStepLearnable/<a> is ShdPaperStep/<a>/0 with learnable neuron parameters: per-neuron
+// thresholds theta1 (all 1.0, the default) and gradient buffers for alpha and theta1, so backward
+// also computes dL/dalpha and dL/dtheta1 (benchmarks/ab_step.py compares the two).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -21,11 +24,13 @@ struct ShdStack {
   const std::vector<int> sizes = {700, 974, 974, 974, 20};
   sl::StackConfig config;
   std::vector<std::vector<float>> weights, grads, alphas;
+  // Learnable neuron parameters only: per-neuron thresholds and the alpha and theta1 gradients.
+  std::vector<std::vector<float>> thresholds, alpha_grads, threshold_grads;
   std::vector<sl::LayerParams> params;
   std::vector<sl::LayerGrads> grad_refs;
   sl::SpikeTensor input{T, B, K_in, 700};
 
-  ShdStack(double activity, sl::Mode mode) {
+  ShdStack(double activity, sl::Mode mode, bool learnable = false) {
     std::mt19937 rng(11);
     config.mode = mode;
     for (size_t l = 0; l + 1 < sizes.size(); ++l) {
@@ -47,6 +52,15 @@ struct ShdStack {
     for (size_t l = 0; l < weights.size(); ++l) {
       params.push_back({.weight = weights[l].data(), .alpha = alphas[l].data()});
       grad_refs.push_back({.weight = grads[l].data()});
+      if (learnable) {
+        const auto n_out = static_cast<size_t>(config.layers[l].n_out);
+        thresholds.emplace_back(n_out, config.layers[l].theta1);
+        alpha_grads.emplace_back(n_out, 0.0f);
+        threshold_grads.emplace_back(n_out, 0.0f);
+        params.back().theta1 = thresholds.back().data();
+        grad_refs.back().alpha = alpha_grads.back().data();
+        grad_refs.back().theta1 = threshold_grads.back().data();
+      }
     }
     std::vector<int32_t> all(700);
     std::iota(all.begin(), all.end(), 0);
@@ -60,10 +74,8 @@ struct ShdStack {
   }
 };
 
-void ShdPaperStep(benchmark::State& state) {
-  ShdStack stack(state.range(0) / 1000.0, state.range(1) == 0 ? sl::Mode::sparse : sl::Mode::dense);
-  std::vector<float> grad_out(
-      static_cast<size_t>(ShdStack::T) * ShdStack::B * 2 * (state.range(1) == 0 ? 1 : 10), 0.01f);
+// The timed loop of both benchmarks: forward and backward of the whole stack per iteration.
+void RunSteps(benchmark::State& state, ShdStack& stack, const std::vector<float>& grad_out) {
   double activity = 0.0;
   for (auto _ : state) {
     auto ctx = sl::lif_stack_forward(stack.config, stack.params, stack.input.view());
@@ -79,10 +91,25 @@ void ShdPaperStep(benchmark::State& state) {
   state.counters["samples_per_s"] =
       benchmark::Counter(state.iterations() * ShdStack::B, benchmark::Counter::kIsRate);
 }
+
+void ShdPaperStep(benchmark::State& state) {
+  ShdStack stack(state.range(0) / 1000.0, state.range(1) == 0 ? sl::Mode::sparse : sl::Mode::dense);
+  std::vector<float> grad_out(
+      static_cast<size_t>(ShdStack::T) * ShdStack::B * 2 * (state.range(1) == 0 ? 1 : 10), 0.01f);
+  RunSteps(state, stack, grad_out);
+}
 BENCHMARK(ShdPaperStep)
     ->ArgsProduct({{10, 50, 200}, {0}})
     ->Args({50, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// Sparse mode only; arg: activity a in per mille.
+void ShdPaperStepLearnable(benchmark::State& state) {
+  ShdStack stack(state.range(0) / 1000.0, sl::Mode::sparse, /*learnable=*/true);
+  std::vector<float> grad_out(static_cast<size_t>(ShdStack::T) * ShdStack::B * 2, 0.01f);
+  RunSteps(state, stack, grad_out);
+}
+BENCHMARK(ShdPaperStepLearnable)->Arg(10)->Arg(50)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
