@@ -211,11 +211,15 @@ SALTATORY_HD void parameter_grad_row(Blk&& blk, const Lif& m, AlphaSums dalpha, 
       memory[j] += gv[j] * v_prev[j];
       input[j] += gv[j] * (v[j] - leak);
     }
-  } else {
-    const bool reads = m.update_reads_emitted();
+  } else if (m.reset == ResetMode::state) {
     for (int j = first; j < n; j += step) {
-      const float r = reads ? emitted[j] : state_reset(v_prev[j], theta1[j]);
-      const float p = v_prev[j] * (1.0f - r);
+      const float p = v_prev[j] * (1.0f - state_reset(v_prev[j], theta1[j]));
+      memory[j] += gv[j] * p;
+      input[j] += gv[j] * (v[j] - alpha[j] * p);
+    }
+  } else {  // spike reset: r[t] is the footprint of S[t-1]
+    for (int j = first; j < n; j += step) {
+      const float p = v_prev[j] * (1.0f - emitted[j]);
       memory[j] += gv[j] * p;
       input[j] += gv[j] * (v[j] - alpha[j] * p);
     }
