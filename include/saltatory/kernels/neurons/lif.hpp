@@ -201,23 +201,27 @@ SALTATORY_HD void parameter_grad_row(Blk&& blk, const Lif& m, AlphaSums dalpha, 
   } else if (!has_prev) {  // V[-1] = 0: P = leak = 0
     for (int j = first; j < n; j += step) input[j] += gv[j] * v[j];
   } else if (m.readout) {
+    SALTATORY_NO_ALIAS
     for (int j = first; j < n; j += step) {
       memory[j] += gv[j] * v_prev[j];
       input[j] += gv[j] * (v[j] - alpha[j] * v_prev[j]);
     }
   } else if (m.reset == ResetMode::subtract) {
+    SALTATORY_NO_ALIAS
     for (int j = first; j < n; j += step) {
       const float leak = alpha[j] * v_prev[j] - theta1[j] * state_reset(v_prev[j], theta1[j]);
       memory[j] += gv[j] * v_prev[j];
       input[j] += gv[j] * (v[j] - leak);
     }
   } else if (m.reset == ResetMode::state) {
+    SALTATORY_NO_ALIAS
     for (int j = first; j < n; j += step) {
       const float p = v_prev[j] * (1.0f - state_reset(v_prev[j], theta1[j]));
       memory[j] += gv[j] * p;
       input[j] += gv[j] * (v[j] - alpha[j] * p);
     }
   } else {  // spike reset: r[t] is the footprint of S[t-1]
+    SALTATORY_NO_ALIAS
     for (int j = first; j < n; j += step) {
       const float p = v_prev[j] * (1.0f - emitted[j]);
       memory[j] += gv[j] * p;
