@@ -134,8 +134,8 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
       }
       if (!d_alpha.empty() || !d_theta1.empty())
         parameter_grads(run, t, static_cast<int>(b), g,
-                        kernels::neurons::alpha_sums(d_alpha.empty() ? nullptr : d_alpha.data(),
-                                                     B, n, static_cast<int>(b)),
+                        kernels::neurons::alpha_sums(d_alpha.empty() ? nullptr : d_alpha.data(), B,
+                                                     n, static_cast<int>(b)),
                         d_theta1.empty() ? nullptr : d_theta1.data() + static_cast<int64_t>(b) * n,
                         flags.data() + static_cast<int64_t>(b) * n);
       kernels::neurons::current_grad_row(kernels::SerialBlock{}, m,

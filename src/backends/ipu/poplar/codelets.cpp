@@ -8,6 +8,7 @@
 //               rows); flags: spikes V > theta1_j, candidates theta2 < V <= theta1_j
 //   Select:     the tiles' flags in tile order, keep_subset by policy -> list; dropped += losses
 //   Backward:   gV = the model's carry of gV + surrogate terms of the slice's entries;  gI = g (1-a) gV
+//               and the per-sample sums behind dL/dalpha and dL/dtheta1 (the model's direct terms)
 //   EntryLanes: lane partial sums of W[ids_k, slice] . gI[slice];  EntryReduce: lanes -> entries
 //   WeightGrad: dW[i, slice] += gI rows of the lists that i fed (each worker owns a row range)
 #include <poplar/Vertex.hpp>
@@ -120,13 +121,20 @@ class Backward : public Vertex {
   Input<Vector<float>> grad_rec;       // [K] entry gradients sent back through W_rec by t + 1
   Input<Vector<float>> alpha, theta1;  // [n] of the slice
   Output<Vector<float>> gi;            // [n]
-  unsigned n, j0, last_step, readout, recurrent, reset, reset_grad, surrogate;
+  Input<Vector<float>> v_prev;         // V[t-1] of the slice (zeros at t = 0)
+  Input<Vector<int>> list_prev;        // this layer's list of t - 1 (read for the spike reset)
+  // sample b's sums over the steps so far behind dL/dalpha (gV P, gV (V - leak)) and of
+  // dL/dtheta1, [n] each
+  InOut<Vector<float>> d_memory, d_input, d_theta1;
+  Output<Vector<float>> footprint;  // [n] scratch: 1 where the slice's spikes of t - 1 were emitted
+  unsigned n, j0, first_step, last_step, readout, recurrent, reset, reset_grad, surrogate;
   float gain, theta2, beta;
 
   bool compute() {
     const k::neurons::Lif m =
         model(alpha, theta1, theta2, gain, beta, surrogate, reset, reset_grad, readout);
     const k::SerialBlock one;
+    float* dtheta1 = readout ? nullptr : &d_theta1[0];
     for (unsigned j = 0; j < n && !last_step; ++j) {
       float emitted = 0.0f;  // j's spike of t was emitted (read for the spike reset's mask)
       for (int e = 0; m.carry_reads_emitted() && e < list[0]; ++e)
@@ -137,11 +145,19 @@ class Backward : public Vertex {
       k::add_row(&gv[0], &grad_entries[0], n);
     } else {
       k::neurons::state_grad_row(one, m, &gv[0], &v[0], &list[2], &grad_entries[0], list[1], j0,
-                                 j0 + n);
+                                 j0 + n, dtheta1);
       if (recurrent && !last_step)
         k::neurons::state_grad_row(one, m, &gv[0], &v[0], &list[2], &grad_rec[0], list[1], j0,
-                                   j0 + n);
+                                   j0 + n, dtheta1);
     }
+    for (unsigned j = 0; j < n; ++j) footprint[j] = 0.0f;
+    if (!first_step && m.update_reads_emitted())
+      for (int e = 0; e < list_prev[0]; ++e) {
+        const int j = list_prev[2 + e] - static_cast<int>(j0);
+        if (j >= 0 && j < static_cast<int>(n)) footprint[j] = 1.0f;
+      }
+    k::neurons::parameter_grad_row(one, m, {&d_memory[0], &d_input[0]}, dtheta1, &gv[0],
+                                   first_step ? nullptr : &v_prev[0], &footprint[0], &v[0], n);
     k::neurons::current_grad_row(one, m, &gi[0], &gv[0], n);
     return true;
   }

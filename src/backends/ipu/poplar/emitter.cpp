@@ -5,7 +5,9 @@
 // and sample (codelets.cpp).
 // Device tensors, per layer and tile (neurons [j0, j1), n of them): W [n_in, n], W_rec [N, n],
 // alpha and bias [n], V and gI [T, B, n], gV [B, n], dW, dW_rec, dbias, flags [B, 2 + 2n], lanes
-// [B, K_max, 8]; per layer on its first tile: lists [T, B, 2 + K], entry gradients [T, B, K].
+// [B, K_max, 8], per-sample sums behind dL/dalpha [2, B, n] and of dL/dtheta1 [B, n] (always
+// computed: the training program is built at forward, before backward says what it wants);
+// per layer on its first tile: lists [T, B, 2 + K], entry gradients [T, B, K].
 // Backward runs the training program (the forward again, then BPTT), so engines hold no state
 // between calls. Entry gradients add the tiles' lane partial sums and weight gradients run per
 // worker over rows: the sums are ordered differently from the CPU's, so results agree with it to
@@ -20,6 +22,7 @@
 #include <poplar/Program.hpp>
 #include <sstream>
 
+#include "backends/common/model.hpp"
 #include "backends/optional.hpp"
 #include "saltatory/core/error.hpp"
 #include "saltatory/ipu/plan.hpp"
@@ -37,6 +40,7 @@ struct TileTensors {
   int j0 = 0, j1 = 0;
   unsigned tile = 0;
   Tensor w, w_rec, alpha, theta1, bias, v, gv, gi, dw, dw_rec, dbias, flags, lanes, zeros;
+  Tensor dalpha, dtheta1, footprint;
 };
 
 struct LayerTensors {
@@ -104,6 +108,8 @@ class Emitter {
       copy_out(train_, "dw" + id, each(l, &TileTensors::dw));
       copy_out(train_, "dwr" + id, each(l, &TileTensors::dw_rec));
       copy_out(train_, "db" + id, each(l, &TileTensors::dbias));
+      copy_out(train_, "da" + id, each(l, &TileTensors::dalpha));
+      copy_out(train_, "dth" + id, each(l, &TileTensors::dtheta1));
     }
   }
 
@@ -197,6 +203,9 @@ class Emitter {
       t.flags = variable(poplar::INT, B_ * (2 + 2 * n), t.tile, "flags" + tid);
       t.lanes = variable(poplar::FLOAT, B_ * lanes, t.tile, "lanes" + tid);
       t.zeros = zeros(poplar::FLOAT, n, t.tile);
+      t.dalpha = variable(poplar::FLOAT, 2 * B_ * n, t.tile, "da" + tid);
+      t.dtheta1 = variable(poplar::FLOAT, B_ * n, t.tile, "dth" + tid);
+      t.footprint = variable(poplar::FLOAT, B_ * n, t.tile, "fp" + tid);
     }
     if (readout) {
       std::vector<Tensor> rows;
@@ -338,7 +347,8 @@ class Emitter {
       const int delay = config_.coupling == Coupling::delayed && l > 0 ? 1 : 0;
       const size_t below = l == 0 ? static_cast<size_t>(-1) : l - 1;
       for (TileTensors& tile : L.tiles)
-        for (Tensor* x : {&tile.gv, &tile.dw, &tile.dw_rec, &tile.dbias})
+        for (Tensor* x :
+             {&tile.gv, &tile.dw, &tile.dw_rec, &tile.dbias, &tile.dalpha, &tile.dtheta1})
           seq.add(prog::Copy(zeros(poplar::FLOAT, x->numElements(), tile.tile), *x));
       for (int t = T_ - 1; t >= 0; --t) {
         auto cs = graph_.addComputeSet("backward " + std::to_string(l) + " " + std::to_string(t));
@@ -359,10 +369,17 @@ class Emitter {
                   recurrent ? L.grad_rec.slice(b * c.capacity, (b + 1) * c.capacity) : tile.zeros},
                  {"alpha", tile.alpha},
                  {"theta1", tile.theta1},
-                 {"gi", row(tile.gi, t, b, B_, n)}});
+                 {"gi", row(tile.gi, t, b, B_, n)},
+                 {"v_prev", t > 0 ? row(tile.v, t - 1, b, B_, n) : tile.zeros},
+                 {"list_prev", readout ? list_at(below, 0, b) : list_at(l, std::max(t - 1, 0), b)},
+                 {"d_memory", tile.dalpha.slice(b * n, (b + 1) * n)},
+                 {"d_input", tile.dalpha.slice((B_ + b) * n, (B_ + b + 1) * n)},
+                 {"d_theta1", tile.dtheta1.slice(b * n, (b + 1) * n)},
+                 {"footprint", tile.footprint.slice(b * n, (b + 1) * n)}});
             graph_.setTileMapping(v, tile.tile);
             set(v, "n", static_cast<unsigned>(n));
             set(v, "j0", static_cast<unsigned>(tile.j0));
+            set(v, "first_step", static_cast<unsigned>(t == 0));
             set(v, "last_step", static_cast<unsigned>(t == T_ - 1));
             set(v, "recurrent", static_cast<unsigned>(recurrent));
             set_model(v, c);
@@ -442,6 +459,7 @@ class PoplarContext : public StackContext {
 class PoplarBackend final : public Backend {
  public:
   std::string name() const override { return "ipu"; }
+  bool learns_neuron_parameters() const override { return true; }
 
   std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                   const std::vector<LayerParams>& params,
@@ -499,6 +517,19 @@ class PoplarBackend final : public Backend {
       if (layer.kind == LayerKind::recurrent_lif)
         add_columns(ctx, l, c.floats["dwr" + id], layer.n_out, grads[l].weight_rec);
       if (layer.bias) add_columns(ctx, l, c.floats["db" + id], 1, grads[l].bias);
+      // per-sample sums [2, B, N] and [B, N] gathered from the tiles, reduced as on every backend
+      const int B = ctx.B, N = layer.n_out;
+      if (grads[l].alpha != nullptr) {
+        std::vector<float> partial(2 * static_cast<size_t>(B) * N, 0.0f);
+        add_columns(ctx, l, c.floats["da" + id], 2 * B, partial.data());
+        common::add_alpha_grads(common::lif_model(layer, ctx.params[l]), partial.data(), B, N,
+                                grads[l].alpha);
+      }
+      if (grads[l].theta1 != nullptr && layer.kind != LayerKind::readout) {
+        std::vector<float> partial(static_cast<size_t>(B) * N, 0.0f);
+        add_columns(ctx, l, c.floats["dth" + id], B, partial.data());
+        common::add_sample_sums(partial.data(), B, N, grads[l].theta1);
+      }
     }
     if (grad_input != nullptr)
       std::copy_n(c.floats["grad_input"].data(), lists * ctx.input.K(), grad_input);
