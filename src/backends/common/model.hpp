@@ -22,15 +22,22 @@ inline kernels::neurons::Lif lif_model(const LayerConfig& c, const LayerParams& 
   return lif_model(c, p.alpha, p.theta1);
 }
 
-/// out[j] += dL/dalpha_j from the per-sample partials [2, B, n] of parameter_grad_row (AlphaSums
-/// layout): each half summed over samples in add_sample_sums' order, then combined per neuron.
-inline void add_alpha_grads(const kernels::neurons::Lif& m, const float* partial, int B, int n,
-                            float* out) {
-  if (partial == nullptr || out == nullptr) return;
-  std::vector<float> sums(2 * static_cast<size_t>(n), 0.0f);
-  add_sample_sums(partial, B, n, sums.data());
-  add_sample_sums(partial + static_cast<int64_t>(B) * n, B, n, sums.data() + n);
-  for (int j = 0; j < n; ++j) out[j] += m.alpha_grad(j, sums[j], sums[n + j]);
+/// Adds the model's parameter gradients (`grads.alpha`, `grads.theta1`; either may be null) from
+/// per-sample sums [kSums, B, n]: each sum is added over samples in add_sample_sums' order, then
+/// the model combines them per neuron. How every host backend finishes the per-neuron gradients.
+inline void add_parameter_grads(const kernels::neurons::Lif& m, const float* partial, int B, int n,
+                                const LayerGrads& grads) {
+  using kernels::neurons::Lif;
+  std::vector<float> sums(static_cast<size_t>(Lif::kSums) * n, 0.0f);
+  for (int i = 0; i < Lif::kSums; ++i)
+    add_sample_sums(partial + static_cast<int64_t>(i) * B * n, B, n, sums.data() + i * n);
+  for (int j = 0; j < n; ++j)
+    kernels::neurons::add_parameter_grads(m, j, sums.data(), n, grads.alpha, grads.theta1);
+}
+
+/// Whether backward keeps the per-neuron parameter sums of a layer (a parameter is learnable).
+inline bool learns(const LayerGrads& grads) {
+  return grads.alpha != nullptr || grads.theta1 != nullptr;
 }
 
 /// `params` with theta1 per neuron for every spiking layer (what backends read): layers given

@@ -1,8 +1,8 @@
 // The CPU stack driver: layer l consumes layer l-1's lists (same step, or t-1 when delayed);
 // backward runs the layers top-down, each turning gradients of its output entries into gradients
-// of its input entries. Sparse mode runs time in windows: the whole sequence when membranes are
-// stored, or recompute segments of S steps, whose membranes backward recomputes from the lists and
-// the membrane kept at the end of each window (checkpointing in time). Also the per-row LIF update
+// of its input entries. Sparse mode runs time in windows: the whole sequence when the neuron
+// model's states are stored, or recompute segments of S steps, whose states backward recomputes
+// from the lists and the states kept at the end of each window (checkpointing in time). Also the per-row LIF update
 // and reset-gradient carry shared by both modes:
 //   V[t] = alpha V[t-1] (1 - r[t]) + g (1 - alpha) I[t];  gV[t] = alpha m[t+1] gV[t+1] + ...
 #include "backends/cpu/cpu_backend.hpp"
@@ -18,6 +18,10 @@
 namespace saltatory::cpu {
 
 namespace {
+
+using kernels::neurons::Lif;
+/// State variables per neuron (the neuron model's).
+constexpr int kStates = Lif::kStates;
 
 class CpuBackend final : public Backend {
  public:
@@ -37,32 +41,33 @@ class CpuBackend final : public Backend {
     const bool dense = config.mode == Mode::dense;
     for (size_t l = 0; l < config.layers.size(); ++l) {
       const LayerConfig& c = config.layers[l];
-      const size_t size = static_cast<size_t>(input.T) * input.B * c.n_out;
-      if (c.kind == LayerKind::readout) {
-        ctx->readout.assign(size, 0.0f);
-        const LayerRun run = layer_run(*ctx, l, ctx->readout.data(), 0);
-        dense ? dense_forward(run) : sparse_forward(run, {0, ctx->T}, true);
-        continue;
-      }
-      ctx->spikes.emplace_back(input.T, input.B, dense ? c.n_out : c.capacity, c.n_out);
+      const int64_t row = static_cast<int64_t>(ctx->B) * c.n_out, steps = ctx->T * row;
+      const bool readout = c.kind == LayerKind::readout;
+      if (!readout)
+        ctx->spikes.emplace_back(input.T, input.B, dense ? c.n_out : c.capacity, c.n_out);
       Drops dropped;
       if (!recomputes(*ctx, l)) {
-        ctx->membrane.push_back(acquire_buffer(size));
-        const LayerRun run = layer_run(*ctx, l, ctx->membrane.back().get(), 0);
+        ctx->state.push_back(acquire_buffer(kStates * steps));
+        const LayerRun run = layer_run(*ctx, l, ctx->state.back().get(), steps, 0);
         dropped = dense ? dense_forward(run) : sparse_forward(run, {0, ctx->T}, true);
-      } else {  // window by window, keeping V at the end of every window but the last
-        const int64_t row = static_cast<int64_t>(ctx->B) * c.n_out;
-        ctx->membrane.push_back(acquire_buffer((windows(*ctx) - 1) * row));
-        const Buffer buffer = acquire_buffer((ctx->window + 1) * row);
+      } else {  // window by window, keeping the states at the end of every window but the last
+        const int64_t kept = (windows(*ctx) - 1) * row;
+        ctx->state.push_back(acquire_buffer(kStates * kept));
+        const Buffer buffer = acquire_buffer(kStates * (ctx->window + 1) * row);
         for (int k = 0; k < windows(*ctx); ++k) {
           const LayerRun run = window_run(*ctx, l, buffer.get(), k);
           const Window w = window(*ctx, k);
           dropped += sparse_forward(run, w, true);
           if (k + 1 < windows(*ctx))
-            std::copy_n(run.v(w.t1 - 1, 0), row, ctx->membrane[l].get() + k * row);
+            for (int i = 0; i < kStates; ++i)
+              std::copy_n(run.states(w.t1 - 1, 0)[i], row,
+                          ctx->state[l].get() + i * kept + k * row);
         }
       }
-      ctx->add_dropped(dropped);
+      if (readout)  // the output is the readout's V
+        ctx->readout.assign(ctx->state[l].get(), ctx->state[l].get() + steps);
+      else
+        ctx->add_dropped(dropped);
     }
     return ctx;
   }
@@ -75,33 +80,30 @@ class CpuBackend final : public Backend {
         [&](size_t l, const float* grad_out, float* below) {
           const LayerConfig& c = ctx.config.layers[l];
           const bool readout = c.kind == LayerKind::readout;
-          float* stored = readout ? ctx.readout.data() : ctx.membrane[l].get();
+          const int64_t row = static_cast<int64_t>(ctx.B) * c.n_out;
+          float* stored = ctx.state[l].get();
           if (ctx.config.mode == Mode::dense) {
-            dense_backward(layer_run(ctx, l, stored, 0), grad_out, grads[l], below);
+            dense_backward(layer_run(ctx, l, stored, ctx.T * row, 0), grad_out, grads[l], below);
             return;
           }
-          // window by window, latest first, recomputing the membranes if they were not kept
-          const int64_t row = static_cast<int64_t>(ctx.B) * c.n_out;
+          // window by window, latest first, recomputing the states if they were not kept
           const LayerGrads& g = grads[l];
-          BackwardCarry carry{std::vector<float>(row, 0.0f),
+          BackwardCarry carry{std::vector<float>(Lif::kAdjoints * row, 0.0f),
                               std::vector<float>(readout ? 0 : ctx.B * ctx.spikes[l].K(), 0.0f),
-                              std::vector<float>(g.alpha != nullptr ? 2 * row : 0, 0.0f),
-                              std::vector<float>(g.theta1 != nullptr && !readout ? row : 0, 0.0f)};
+                              std::vector<float>(common::learns(g) ? Lif::kSums * row : 0, 0.0f)};
           const Buffer grad_current = acquire_buffer(ctx.window * row);
           const Buffer buffer =
-              recomputes(ctx, l) ? acquire_buffer((ctx.window + 1) * row) : Buffer();
+              recomputes(ctx, l) ? acquire_buffer(kStates * (ctx.window + 1) * row) : Buffer();
           for (int k = windows(ctx); k-- > 0;) {
             const Window w = window(ctx, k);
-            const LayerRun run =
-                buffer ? window_run(ctx, l, buffer.get(), k) : layer_run(ctx, l, stored, 0);
+            const LayerRun run = buffer ? window_run(ctx, l, buffer.get(), k)
+                                        : layer_run(ctx, l, stored, ctx.T * row, 0);
             if (buffer) sparse_forward(run, w, false);
             sparse_backward(run, w, grad_out, grads[l], below, carry, grad_current.get());
           }
-          if (g.alpha != nullptr)
-            common::add_alpha_grads(common::lif_model(c, ctx.params[l]), carry.grad_alpha.data(),
-                                    ctx.B, c.n_out, g.alpha);
-          if (!carry.grad_theta1.empty())
-            common::add_sample_sums(carry.grad_theta1.data(), ctx.B, c.n_out, g.theta1);
+          if (!carry.sums.empty())
+            common::add_parameter_grads(common::lif_model(c, ctx.params[l]), carry.sums.data(),
+                                        ctx.B, c.n_out, g);
         });
   }
 
@@ -110,13 +112,14 @@ class CpuBackend final : public Backend {
   static Window window(const CpuContext& ctx, int k) {
     return {k * ctx.window, std::min(ctx.T, (k + 1) * ctx.window)};
   }
-  /// Whether layer l's membranes are recomputed in backward rather than stored.
+  /// Whether layer l's states are recomputed in backward rather than stored.
   static bool recomputes(const CpuContext& ctx, size_t l) {
     return ctx.window < ctx.T && ctx.config.layers[l].kind != LayerKind::readout;
   }
 
   // Spiking layers precede the readout, so layer l's lists are spikes[l].
-  static LayerRun layer_run(CpuContext& ctx, size_t l, float* membrane, int first_step) {
+  static LayerRun layer_run(CpuContext& ctx, size_t l, float* state, int64_t stride,
+                            int first_step) {
     const bool delayed = ctx.config.coupling == Coupling::delayed && l > 0;
     const bool readout = ctx.config.layers[l].kind == LayerKind::readout;
     return LayerRun{ctx.config.layers[l],
@@ -124,7 +127,8 @@ class CpuBackend final : public Backend {
                     l == 0 ? ctx.input.view() : ctx.spikes[l - 1].view(),
                     delayed ? 1 : 0,
                     readout ? nullptr : &ctx.spikes[l],
-                    membrane,
+                    state,
+                    stride,
                     first_step,
                     kernels::layer_seed(ctx.config.seed, l),
                     ctx.config.overflow,
@@ -132,12 +136,15 @@ class CpuBackend final : public Backend {
                     ctx.B};
   }
 
-  /// Layer l over window k in `buffer` ((window + 1) rows): its first row holds V[t0 - 1], loaded
-  /// from the kept membranes.
+  /// Layer l over window k in `buffer` (the states of window + 1 steps): its first step holds the
+  /// states of t0 - 1, loaded from those kept.
   static LayerRun window_run(CpuContext& ctx, size_t l, float* buffer, int k) {
-    const int64_t row = static_cast<int64_t>(ctx.B) * ctx.config.layers[l].n_out;
-    if (k > 0) std::copy_n(ctx.membrane[l].get() + (k - 1) * row, row, buffer);
-    return layer_run(ctx, l, buffer, k * ctx.window - 1);
+    const int64_t row = static_cast<int64_t>(ctx.B) * ctx.config.layers[l].n_out,
+                  kept = (windows(ctx) - 1) * row, stride = (ctx.window + 1) * row;
+    if (k > 0)
+      for (int i = 0; i < kStates; ++i)
+        std::copy_n(ctx.state[l].get() + i * kept + (k - 1) * row, row, buffer + i * stride);
+    return layer_run(ctx, l, buffer, stride, k * ctx.window - 1);
   }
 };
 
@@ -160,13 +167,14 @@ void with_footprint(const LayerRun& run, int step, int b, float* flags, bool nee
 
 Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
                         SelectScratch& scratch, bool select) {
-  const kernels::neurons::Lif m = run.model();
+  const Lif m = run.model();
   const int n = run.config.n_out;
   float* v = run.v(t, b);
   float* flags = scratch.flags.data();
   with_footprint(run, t - 1, b, flags, t > 0 && m.update_reads_emitted(), [&] {
-    kernels::neurons::update_row(kernels::SerialBlock{}, m, v, t > 0 ? run.v(t - 1, b) : nullptr,
-                                 flags, current, n);
+    kernels::neurons::update_row(kernels::SerialBlock{}, m, run.states(t, b),
+                                 t > 0 ? run.states(t - 1, b) : kernels::neurons::Rows{}, flags,
+                                 current, n);
   });
   if (m.readout || !select) return {};
   SpikeTensor& out = *run.output;
@@ -178,21 +186,21 @@ Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
   return counts.dropped;
 }
 
-void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* flags) {
-  const kernels::neurons::Lif m = run.model();  // r[t+1] of the spike reset: S[t] emitted
+void carry_adjoints(const LayerRun& run, int t, int b, kernels::neurons::Rows g, float* flags) {
+  const Lif m = run.model();  // r[t+1] of the spike reset: S[t] emitted
   with_footprint(run, t, b, flags, m.carry_reads_emitted(), [&] {
-    kernels::neurons::carry_row(kernels::SerialBlock{}, m, gv, run.v(t, b), flags,
+    kernels::neurons::carry_row(kernels::SerialBlock{}, m, g, run.states(t, b), flags,
                                 run.config.n_out);
   });
 }
 
-void parameter_grads(const LayerRun& run, int t, int b, const float* gv,
-                     kernels::neurons::AlphaSums d_alpha, float* d_theta1, float* flags) {
-  const kernels::neurons::Lif m = run.model();  // r[t] of the spike reset: S[t-1] emitted
+void parameter_sums(const LayerRun& run, int t, int b, kernels::neurons::Rows sums,
+                    kernels::neurons::Rows g, float* flags) {
+  const Lif m = run.model();  // r[t] of the spike reset: S[t-1] emitted
   with_footprint(run, t - 1, b, flags, t > 0 && m.update_reads_emitted(), [&] {
-    kernels::neurons::parameter_grad_row(kernels::SerialBlock{}, m, d_alpha, d_theta1, gv,
-                                         t > 0 ? run.v(t - 1, b) : nullptr, flags, run.v(t, b),
-                                         run.config.n_out);
+    kernels::neurons::parameter_grad_row(kernels::SerialBlock{}, m, sums, g,
+                                         t > 0 ? run.states(t - 1, b) : kernels::neurons::Rows{},
+                                         flags, run.states(t, b), run.config.n_out);
   });
 }
 

@@ -23,15 +23,22 @@ struct LayerRun {
   SpikeView input;      ///< the spikes this layer consumes
   int input_delay;      ///< 0, or 1 in delayed coupling: step t reads input step t - 1
   SpikeTensor* output;  ///< this layer's lists (null for a readout)
-  float* membrane;      ///< V rows of steps first_step, first_step + 1, ... (each [B, n_out])
-  int first_step;       ///< 0 for a whole-sequence buffer, t0 - 1 for a window's buffer
-  uint64_t seed;        ///< stream seed of this layer's overflow policy
+  /// The model's state rows of steps first_step, first_step + 1, ... (each [B, n_out]), one block
+  /// per state variable, `state_stride` floats apart; the first is V.
+  float* state;
+  int64_t state_stride;
+  int first_step;  ///< 0 for a whole-sequence buffer, t0 - 1 for a window's buffer
+  uint64_t seed;   ///< stream seed of this layer's overflow policy
   OverflowPolicy overflow;
   int T, B;
 
   /// V[t, b, :]
   float* v(int t, int b) const {
-    return membrane + (static_cast<int64_t>(t - first_step) * B + b) * config.n_out;
+    return state + (static_cast<int64_t>(t - first_step) * B + b) * config.n_out;
+  }
+  /// The state rows of (t, b).
+  kernels::neurons::Rows states(int t, int b) const {
+    return kernels::neurons::Rows::strided(v(t, b), state_stride, kernels::neurons::Lif::kStates);
   }
   /// The layer's neuron model.
   kernels::neurons::Lif model() const { return common::lif_model(config, params); }
@@ -39,12 +46,25 @@ struct LayerRun {
 
 /// What the sparse backward carries from one window to the earlier one, per sample b.
 struct BackwardCarry {
-  std::vector<float> grad_membrane;  ///< gV [B, n_out] entering step t1 - 1
-  std::vector<float> grad_rec;       ///< [B, K]: gradients of the entries of S[t1 - 1] sent back
-                                     ///< through W_rec by step t1 (recurrent layers)
-  /// Per-sample sums over the steps so far behind dL/dalpha ([2, B, n_out], AlphaSums layout) and
-  /// of dL/dtheta1 ([B, n_out]); empty unless learnable, reduced over samples after the last window.
-  std::vector<float> grad_alpha, grad_theta1;
+  std::vector<float> adjoints;  ///< the model's adjoints [kAdjoints, B, n_out] entering step t1 - 1
+  std::vector<float> grad_rec;  ///< [B, K]: gradients of the entries of S[t1 - 1] sent back
+                                ///< through W_rec by step t1 (recurrent layers)
+  /// The model's per-sample parameter sums over the steps so far [kSums, B, n_out] (empty unless a
+  /// parameter is learnable), reduced over samples after the last window.
+  std::vector<float> sums;
+
+  /// Sample b's rows (each set holds its variables [B, n] apart).
+  kernels::neurons::Rows adjoint_rows(int64_t b, int n) { return rows(adjoints, b, n, kAdjoints); }
+  kernels::neurons::Rows sum_rows(int64_t b, int n) { return rows(sums, b, n, kSums); }
+
+ private:
+  static constexpr int kAdjoints = kernels::neurons::Lif::kAdjoints;
+  static constexpr int kSums = kernels::neurons::Lif::kSums;
+  static kernels::neurons::Rows rows(std::vector<float>& set, int64_t b, int n, int count) {
+    if (set.empty()) return {};
+    return kernels::neurons::Rows::strided(set.data() + b * n,
+                                           static_cast<int64_t>(set.size()) / count, count);
+  }
 };
 
 /// Forward state the CPU keeps for backward.
@@ -54,9 +74,10 @@ class CpuContext : public StackContext {
   SpikeTensor input;  ///< copy of the input lists
   /// Steps per window: T when every membrane is stored, else the recompute segment.
   int window = 0;
-  /// Per spiking layer: V [T, B, N] when stored; else V at the last step of every window but the
-  /// last, [windows - 1, B, N]. Uninitialised until the forward writes every element.
-  std::vector<Buffer> membrane;
+  /// Per spiking layer, the model's states [kStates, T, B, N] when stored; else the states at the
+  /// last step of every window but the last, [kStates, windows - 1, B, N]. Uninitialised until
+  /// the forward writes every element.
+  std::vector<Buffer> state;
 };
 
 /// Runs steps [w.t0, w.t1) of one sparse layer forward, reading V[w.t0 - 1] from the membrane
@@ -87,13 +108,14 @@ struct SelectScratch {
 Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
                         SelectScratch& scratch, bool select);
 
-/// Carried membrane gradient from step t+1 to t of one row: gV *= alpha (* (1 - r[t+1]) for mask).
-void carry_membrane_grad(const LayerRun& run, int t, int b, float* gv, float* flags);
+/// The model's adjoints of one row carried from step t+1 to t (gV *= alpha, or alpha (1 - r[t+1])
+/// for mask); `flags` is n zeros of scratch (left zero).
+void carry_adjoints(const LayerRun& run, int t, int b, kernels::neurons::Rows g, float* flags);
 
-/// Adds step t's direct terms of dL/dalpha and dL/dtheta1 (either may be null) of one row, from
-/// the complete gV[t]; `flags` is n zeros of scratch (left zero).
-void parameter_grads(const LayerRun& run, int t, int b, const float* gv,
-                     kernels::neurons::AlphaSums d_alpha, float* d_theta1, float* flags);
+/// Adds step t's direct terms to the model's parameter sums of one row, from its complete
+/// adjoints; `flags` is n zeros of scratch (left zero).
+void parameter_sums(const LayerRun& run, int t, int b, kernels::neurons::Rows sums,
+                    kernels::neurons::Rows g, float* flags);
 
 Backend& cpu_backend();
 

@@ -98,13 +98,13 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
   const bool recurrent = c.kind == LayerKind::recurrent_lif;
   const kernels::neurons::Lif m = run.model();
   const int k_out = readout ? n : run.output->K();
-  std::vector<float> grad_current(rows * n, 0.0f), gv(static_cast<size_t>(B) * n, 0.0f);
-  std::vector<float> grad_spikes(static_cast<size_t>(B) * n),
-      flags(static_cast<size_t>(B) * n, 0.0f);
-  // per-sample sums over t behind dL/dalpha ([2, B, n]) and of dL/dtheta1 (when learnable),
-  // reduced at the end
-  std::vector<float> d_alpha(grads.alpha != nullptr ? 2 * B * n : 0, 0.0f),
-      d_theta1(grads.theta1 != nullptr && !readout ? B * n : 0, 0.0f);
+  const int64_t row = static_cast<int64_t>(B) * n;
+  std::vector<float> grad_current(rows * n, 0.0f);
+  std::vector<float> grad_spikes(row), flags(row, 0.0f);
+  // the model's adjoints [kAdjoints, B, n] and per-sample parameter sums over t [kSums, B, n] (when
+  // a parameter is learnable), reduced at the end
+  std::vector<float> adjoints(kernels::neurons::Lif::kAdjoints * row, 0.0f),
+      sums(common::learns(grads) ? kernels::neurons::Lif::kSums * row : 0, 0.0f);
 
   for (int t = T - 1; t >= 0; --t) {
     float* gi_t = grad_current.data() + static_cast<int64_t>(t) * B * n;
@@ -114,36 +114,28 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
                n, n);
     parallel_for(0, B, [&](int64_t b) {
       const int64_t list = static_cast<int64_t>(t) * B + b;
-      float* g = gv.data() + static_cast<int64_t>(b) * n;
-      float* gs = grad_spikes.data() + static_cast<int64_t>(b) * n;
-      if (t < T - 1) carry_membrane_grad(run, t, b, g, flags.data() + static_cast<int64_t>(b) * n);
+      using kernels::neurons::Rows;
+      const Rows g = Rows::strided(adjoints.data() + b * n, row, kernels::neurons::Lif::kAdjoints);
+      const Rows sum_rows =
+          sums.empty() ? Rows{}
+                       : Rows::strided(sums.data() + b * n, row, kernels::neurons::Lif::kSums);
+      float* gs = grad_spikes.data() + b * n;
+      float* scratch = flags.data() + b * n;
+      if (t < T - 1) carry_adjoints(run, t, static_cast<int>(b), g, scratch);
       if (readout) {
-        kernels::add_row(g, grad_output + list * k_out, n);
+        kernels::add_row(g[0], grad_output + list * k_out, n);
       } else {
         const int32_t* ids = run.output->list(t, b);
         const float* g_entries = grad_output + list * k_out;
         for (int k = 0; k < run.output->n_tot(t, b); ++k) gs[ids[k]] += g_entries[k];
-        const float* v = run.v(t, static_cast<int>(b));
-        float* dth = d_theta1.empty() ? nullptr : d_theta1.data() + static_cast<int64_t>(b) * n;
-        for (int j = 0; j < n; ++j)  // the neurons a list would hold: spikes and candidates
-          if (m.flag(j, v[j]) != kernels::neurons::none) {
-            const float term = gs[j] * m.surrogate_at(j, v[j]);
-            g[j] += term;
-            if (dth != nullptr) dth[j] -= term;
-          }
+        kernels::neurons::dense_state_grad_row(kernels::SerialBlock{}, m, g,
+                                               run.states(t, static_cast<int>(b)), gs, n, sum_rows);
       }
-      if (!d_alpha.empty() || !d_theta1.empty())
-        parameter_grads(run, t, static_cast<int>(b), g,
-                        kernels::neurons::alpha_sums(d_alpha.empty() ? nullptr : d_alpha.data(), B,
-                                                     n, static_cast<int>(b)),
-                        d_theta1.empty() ? nullptr : d_theta1.data() + static_cast<int64_t>(b) * n,
-                        flags.data() + static_cast<int64_t>(b) * n);
-      kernels::neurons::current_grad_row(kernels::SerialBlock{}, m,
-                                         gi_t + static_cast<int64_t>(b) * n, g, n);
+      if (sum_rows) parameter_sums(run, t, static_cast<int>(b), sum_rows, g, scratch);
+      kernels::neurons::current_grad_row(kernels::SerialBlock{}, m, gi_t + b * n, g, n);
     });
   }
-  if (!d_alpha.empty()) common::add_alpha_grads(m, d_alpha.data(), B, n, grads.alpha);
-  if (!d_theta1.empty()) common::add_sample_sums(d_theta1.data(), B, n, grads.theta1);
+  if (!sums.empty()) common::add_parameter_grads(m, sums.data(), B, n, grads);
 
   const std::vector<float> x = dense_rows(run.input, T, run.input_delay);
   if (grads.weight != nullptr)

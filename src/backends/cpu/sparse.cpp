@@ -92,30 +92,26 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
   const kernels::SerialBlock one;
 
   parallel_for(0, B, [&](int64_t b) {  // phase A: the time recursion, independent per sample
-    float* gv = carry.grad_membrane.data() + b * n;
+    const kernels::neurons::Rows g = carry.adjoint_rows(b, n), sums = carry.sum_rows(b, n);
     float* grad_rec = recurrent ? carry.grad_rec.data() + b * k_out : nullptr;
-    const kernels::neurons::AlphaSums d_alpha = kernels::neurons::alpha_sums(
-        carry.grad_alpha.empty() ? nullptr : carry.grad_alpha.data(), B, n, static_cast<int>(b));
-    float* d_theta1 = carry.grad_theta1.empty() ? nullptr : carry.grad_theta1.data() + b * n;
     std::vector<float> flags(n, 0.0f);
     for (int t = w.t1 - 1; t >= w.t0; --t) {
       const int64_t list = static_cast<int64_t>(t) * B + b;
-      if (t < T - 1) carry_membrane_grad(run, t, static_cast<int>(b), gv, flags.data());
+      if (t < T - 1) carry_adjoints(run, t, static_cast<int>(b), g, flags.data());
       const float* g_out = grad_output + list * k_out;
       if (readout) {
-        kernels::add_row(gv, g_out, n);
+        kernels::add_row(g[0], g_out, n);
       } else {
-        const float* v = run.v(t, static_cast<int>(b));
+        const kernels::neurons::Rows at = run.states(t, static_cast<int>(b));
         const int32_t* ids = run.output->list(t, b);
         const int n_tot = run.output->n_tot(t, b);
-        kernels::neurons::state_grad_row(one, m, gv, v, ids, g_out, n_tot, 0, n, d_theta1);
+        kernels::neurons::state_grad_row(one, m, g, at, ids, g_out, n_tot, 0, n, sums);
         if (recurrent && t < T - 1)
-          kernels::neurons::state_grad_row(one, m, gv, v, ids, grad_rec, n_tot, 0, n, d_theta1);
+          kernels::neurons::state_grad_row(one, m, g, at, ids, grad_rec, n_tot, 0, n, sums);
       }
-      if (d_alpha.memory != nullptr || d_theta1 != nullptr)
-        parameter_grads(run, t, static_cast<int>(b), gv, d_alpha, d_theta1, flags.data());
+      if (sums) parameter_sums(run, t, static_cast<int>(b), sums, g, flags.data());
       float* gi = grad_current + (static_cast<int64_t>(t - w.t0) * B + b) * n;
-      kernels::neurons::current_grad_row(one, m, gi, gv, n);
+      kernels::neurons::current_grad_row(one, m, gi, g, n);
       if (recurrent && t > 0)
         kernels::dot_rows(grad_rec, p.weight_rec, n, run.output->list(t - 1, b),
                           run.output->n_tot(t - 1, b), gi, n);

@@ -46,8 +46,11 @@ struct Layer {
   Lists in;                       ///< the lists this layer consumes
   int delay = 0;                  ///< step t reads input step t - delay
   Lists out;                      ///< own lists (ids null for a readout)
-  float* v = nullptr;             ///< V rows of steps v_first, v_first + 1, ... (each [B, n])
-  int v_first = 0;                ///< 0 for a whole-sequence buffer, t0 - 1 for a window's
+  /// The model's state rows of steps v_first, v_first + 1, ... (each [B, n]), one block per state
+  /// variable, `state_stride` floats apart; the first is V.
+  float* v = nullptr;
+  int64_t state_stride = 0;
+  int v_first = 0;  ///< 0 for a whole-sequence buffer, t0 - 1 for a window's
   int T = 0;
   int B = 0;
   OverflowPolicy overflow = OverflowPolicy::lowest_ids;
@@ -65,17 +68,32 @@ struct Layer {
     return x + (static_cast<int64_t>(t - first) * B + b) * c.n_out;
   }
   SALTATORY_HD float* vrow(int t, int b) const { return row(v, t, b, v_first); }
+  /// The state rows of (t, b).
+  SALTATORY_HD kernels::neurons::Rows states(int t, int b) const {
+    return kernels::neurons::Rows::strided(vrow(t, b), state_stride,
+                                           kernels::neurons::Lif::kStates);
+  }
 };
 
 /// Per-sample scratch of the step bodies (device memory, one slice per sample).
 struct Scratch {
-  float* flags;               ///< [B, n], zero between uses (spike reset footprint)
-  int32_t* found;             ///< [B, 2 n] (selection compaction)
-  uint64_t* priority;         ///< [B, K] (random overflow policy)
-  float* gv;                  ///< [B, n] carried membrane gradient
-  float* grad_rec;            ///< [B, K] gradients of S[t-1]'s entries through W_rec
-  float* d_alpha = nullptr;   ///< [2, B, n] per-sample sums behind dL/dalpha (AlphaSums), or null
-  float* d_theta1 = nullptr;  ///< [B, n] per-sample sums of dL/dtheta1 (learnable), or null
+  float* flags;             ///< [B, n], zero between uses (spike reset footprint)
+  int32_t* found;           ///< [B, 2 n] (selection compaction)
+  uint64_t* priority;       ///< [B, K] (random overflow policy)
+  float* adjoints;          ///< [kAdjoints, B, n] the model's carried adjoints
+  float* grad_rec;          ///< [B, K] gradients of S[t-1]'s entries through W_rec
+  float* sums = nullptr;    ///< [kSums, B, n] the model's per-sample parameter sums, or null
+  int64_t sample_rows = 0;  ///< B n: the stride between the variables of adjoints and sums
+
+  SALTATORY_HD kernels::neurons::Rows adjoint_rows(int b, int n) const {
+    return kernels::neurons::Rows::strided(adjoints + static_cast<int64_t>(b) * n, sample_rows,
+                                           kernels::neurons::Lif::kAdjoints);
+  }
+  SALTATORY_HD kernels::neurons::Rows sum_rows(int b, int n) const {
+    return kernels::neurons::Rows::strided(
+        sums != nullptr ? sums + static_cast<int64_t>(b) * n : nullptr, sample_rows,
+        kernels::neurons::Lif::kSums);
+  }
 };
 
 /// The first problem of list `list` of `s` over N neurons (the invariants of core/spikes.hpp):
@@ -165,8 +183,8 @@ SALTATORY_HD kernels::Drops forward_step(Blk& blk, const Layer& L, int t, int b,
     footprint(blk, L.out, t - 1, b, flags, 1.0f);
     blk.sync();
   }
-  float* v = L.vrow(t, b);
-  const float* v_prev = t > 0 ? L.vrow(t - 1, b) : nullptr;
+  const kernels::neurons::Rows now = L.states(t, b);
+  const kernels::neurons::Rows prev = t > 0 ? L.states(t - 1, b) : kernels::neurons::Rows{};
   const int t_in = t - L.delay;
   for (int j = blk.rank(); j < n; j += blk.size()) {
     float in = 0.0f;
@@ -180,7 +198,7 @@ SALTATORY_HD kernels::Drops forward_step(Blk& blk, const Layer& L, int t, int b,
         kernels::gather_rows(&in, L.w_rec + j, n, L.out.list(t - 1, b),
                              L.out.n_spk[L.out.at(t - 1, b)], 1);
     }
-    v[j] = m.update(j, t > 0, t > 0 ? v_prev[j] : 0.0f, spike_reset ? flags[j] : 0.0f, in);
+    m.update_at(j, now, prev, spike_reset ? flags[j] : 0.0f, in);
   }
   blk.sync();
   if (spike_reset) {  // cleared before any thread sets the next step's footprint
@@ -188,20 +206,21 @@ SALTATORY_HD kernels::Drops forward_step(Blk& blk, const Layer& L, int t, int b,
     blk.sync();
   }
   if (L.readout() || !select) return {};
-  return select_list(blk, L, t, b, v, s.found + static_cast<int64_t>(b) * 2 * n,
+  return select_list(blk, L, t, b, now[0], s.found + static_cast<int64_t>(b) * 2 * n,
                      s.priority + static_cast<int64_t>(b) * L.out.K);
 }
 
-/// gV *= alpha m[t+1] for sample b (t < T - 1): the carry from step t + 1 to step t.
+/// The model's adjoints of sample b carried from step t + 1 to step t (t < T - 1).
 template <class Blk>
-SALTATORY_HD void carry_step(Blk& blk, const Layer& L, int t, int b, float* gv, float* flags) {
+SALTATORY_HD void carry_step(Blk& blk, const Layer& L, int t, int b, kernels::neurons::Rows g,
+                             float* flags) {
   const kernels::neurons::Lif m = L.model();
   const bool emitted = m.carry_reads_emitted();  // r[t+1] = emitted at t
   if (emitted) {
     footprint(blk, L.out, t, b, flags, 1.0f);
     blk.sync();
   }
-  kernels::neurons::carry_row(blk, m, gv, L.vrow(t, b), flags, L.c.n_out);
+  kernels::neurons::carry_row(blk, m, g, L.states(t, b), flags, L.c.n_out);
   blk.sync();
   if (emitted) {
     footprint(blk, L.out, t, b, flags, 0.0f);
@@ -209,23 +228,23 @@ SALTATORY_HD void carry_step(Blk& blk, const Layer& L, int t, int b, float* gv, 
   }
 }
 
-/// Adds step t's direct terms of dL/dalpha and dL/dtheta1 of sample b (gV[t] complete; the
-/// footprint of S[t-1] in `flags` for the spike reset).
+/// Adds step t's direct terms to the model's parameter sums of sample b (its adjoints of t
+/// complete; the footprint of S[t-1] in `flags` for the spike reset), when sums are kept.
 template <class Blk>
-SALTATORY_HD void parameter_grad_step(Blk& blk, const Layer& L, int t, int b, const float* gv,
-                                      float* flags, const Scratch& s) {
+SALTATORY_HD void parameter_grad_step(Blk& blk, const Layer& L, int t, int b,
+                                      kernels::neurons::Rows g, float* flags, const Scratch& s) {
   const kernels::neurons::Lif m = L.model();
   const int n = L.c.n_out;
-  const kernels::neurons::AlphaSums da = kernels::neurons::alpha_sums(s.d_alpha, L.B, n, b);
-  float* dth = s.d_theta1 != nullptr ? s.d_theta1 + static_cast<int64_t>(b) * n : nullptr;
-  if (da.memory == nullptr && dth == nullptr) return;
+  const kernels::neurons::Rows sums = s.sum_rows(b, n);
+  if (!sums) return;
   const bool emitted = t > 0 && m.update_reads_emitted();
   if (emitted) {
     footprint(blk, L.out, t - 1, b, flags, 1.0f);
     blk.sync();
   }
-  kernels::neurons::parameter_grad_row(blk, m, da, dth, gv, t > 0 ? L.vrow(t - 1, b) : nullptr,
-                                       flags, L.vrow(t, b), n);
+  kernels::neurons::parameter_grad_row(blk, m, sums, g,
+                                       t > 0 ? L.states(t - 1, b) : kernels::neurons::Rows{}, flags,
+                                       L.states(t, b), n);
   blk.sync();
   if (emitted) {
     footprint(blk, L.out, t - 1, b, flags, 0.0f);
@@ -242,28 +261,27 @@ SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, int t0, int t
   const kernels::neurons::Lif m = L.model();
   const int n = L.c.n_out;
   const int k_out = L.readout() ? n : L.out.K;
-  float* gv = s.gv + static_cast<int64_t>(b) * n;
+  const kernels::neurons::Rows g = s.adjoint_rows(b, n), sums = s.sum_rows(b, n);
   float* flags = s.flags + static_cast<int64_t>(b) * n;
   float* grad_rec = s.grad_rec + static_cast<int64_t>(b) * L.out.K;
   for (int t = t1 - 1; t >= t0; --t) {
-    if (t < L.T - 1) carry_step(blk, L, t, b, gv, flags);
-    const float* g = grad_out + (static_cast<int64_t>(t) * L.B + b) * k_out;
+    if (t < L.T - 1) carry_step(blk, L, t, b, g, flags);
+    const float* go = grad_out + (static_cast<int64_t>(t) * L.B + b) * k_out;
     if (L.readout()) {
-      for (int j = blk.rank(); j < n; j += blk.size()) kernels::add_row(gv + j, g + j, 1);
+      for (int j = blk.rank(); j < n; j += blk.size()) kernels::add_row(g[0] + j, go + j, 1);
     } else {
-      const float* v = L.vrow(t, b);
+      const kernels::neurons::Rows at = L.states(t, b);
       const int32_t* ids = L.out.list(t, b);
       const int n_tot = L.out.n_tot[L.out.at(t, b)];
       // ids are distinct, so each entry's neuron is updated by one thread, in the CPU's order
-      float* dth = s.d_theta1 != nullptr ? s.d_theta1 + static_cast<int64_t>(b) * n : nullptr;
-      kernels::neurons::state_grad_row(blk, m, gv, v, ids, g, n_tot, 0, n, dth);
+      kernels::neurons::state_grad_row(blk, m, g, at, ids, go, n_tot, 0, n, sums);
       if (L.recurrent() && t < L.T - 1)
-        kernels::neurons::state_grad_row(blk, m, gv, v, ids, grad_rec, n_tot, 0, n, dth);
+        kernels::neurons::state_grad_row(blk, m, g, at, ids, grad_rec, n_tot, 0, n, sums);
     }
     blk.sync();
-    parameter_grad_step(blk, L, t, b, gv, flags, s);
+    parameter_grad_step(blk, L, t, b, g, flags, s);
     float* gi = L.row(grad_current, t, b, t0);
-    kernels::neurons::current_grad_row(blk, m, gi, gv, n);
+    kernels::neurons::current_grad_row(blk, m, gi, g, n);
     blk.sync();
     if (L.recurrent() && t > 0) {
       const int32_t* prev = L.out.list(t - 1, b);
@@ -282,28 +300,21 @@ SALTATORY_HD void dense_backward_step(Blk& blk, const Layer& L, int t, int b, co
   const kernels::neurons::Lif m = L.model();
   const int n = L.c.n_out;
   const int k_out = L.readout() ? n : L.out.K;
-  float* gv = s.gv + static_cast<int64_t>(b) * n;
-  if (t < L.T - 1) carry_step(blk, L, t, b, gv, s.flags + static_cast<int64_t>(b) * n);
-  const float* g = grad_out + (static_cast<int64_t>(t) * L.B + b) * k_out;
+  const kernels::neurons::Rows g = s.adjoint_rows(b, n);
+  if (t < L.T - 1) carry_step(blk, L, t, b, g, s.flags + static_cast<int64_t>(b) * n);
+  const float* go = grad_out + (static_cast<int64_t>(t) * L.B + b) * k_out;
   if (L.readout()) {
-    for (int j = blk.rank(); j < n; j += blk.size()) kernels::add_row(gv + j, g + j, 1);
+    for (int j = blk.rank(); j < n; j += blk.size()) kernels::add_row(g[0] + j, go + j, 1);
   } else {
     float* gs = grad_spikes + static_cast<int64_t>(b) * n;
     const int32_t* ids = L.out.list(t, b);
-    for (int k = blk.rank(); k < L.out.n_tot[L.out.at(t, b)]; k += blk.size()) gs[ids[k]] += g[k];
+    for (int k = blk.rank(); k < L.out.n_tot[L.out.at(t, b)]; k += blk.size()) gs[ids[k]] += go[k];
     blk.sync();
-    const float* v = L.vrow(t, b);
-    float* dth = s.d_theta1 != nullptr ? s.d_theta1 + static_cast<int64_t>(b) * n : nullptr;
-    for (int j = blk.rank(); j < n; j += blk.size())  // the neurons a list would hold
-      if (m.flag(j, v[j]) != kernels::neurons::none) {
-        const float term = gs[j] * m.surrogate_at(j, v[j]);
-        gv[j] += term;
-        if (dth != nullptr) dth[j] -= term;
-      }
+    kernels::neurons::dense_state_grad_row(blk, m, g, L.states(t, b), gs, n, s.sum_rows(b, n));
   }
   blk.sync();
-  parameter_grad_step(blk, L, t, b, gv, s.flags + static_cast<int64_t>(b) * n, s);
-  kernels::neurons::current_grad_row(blk, m, L.row(grad_current, t, b), gv, n);
+  parameter_grad_step(blk, L, t, b, g, s.flags + static_cast<int64_t>(b) * n, s);
+  kernels::neurons::current_grad_row(blk, m, L.row(grad_current, t, b), g, n);
 }
 
 /// Input-entry gradient of entry k of the input list that feeds list (t, b), list = (t - t0) B + b

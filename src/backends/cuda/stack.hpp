@@ -19,6 +19,7 @@
 #include <memory>
 #include <vector>
 
+#include "backends/common/model.hpp"
 #include "backends/common/order.hpp"
 #include "backends/cuda/bodies.hpp"
 #include "saltatory/core/error.hpp"
@@ -43,7 +44,9 @@ class DeviceContext final : public StackContext {
   using Array = ArrayOf<Exec, T>;
   struct LayerData {
     Array<float> w, w_rec, bias, alpha, theta1;
-    Array<float> v;  ///< V [T, B, n] when stored; else V at the end of every window but the last
+    /// The model's states [kStates, T, B, n] when stored; else the states at the end of every
+    /// window but the last, [kStates, windows - 1, B, n]
+    Array<float> v;
     Array<int32_t> ids, n_spk, n_tot;
   };
   Array<int32_t> in_ids, in_n_spk, in_n_tot;
@@ -72,6 +75,7 @@ class DeviceContext final : public StackContext {
     L.delay = config.coupling == Coupling::delayed && l > 0 ? 1 : 0;
     if (c.kind != LayerKind::readout) L.out = lists(l);
     L.v = d.v.data();
+    L.state_stride = static_cast<int64_t>(d.v.size()) / kernels::neurons::Lif::kStates;
     L.T = T;
     L.B = B;
     L.overflow = config.overflow;
@@ -90,7 +94,7 @@ class DeviceContext final : public StackContext {
   int windows() const { return (T + window - 1) / window; }
   /// Steps [t0, t1) of window k.
   std::pair<int, int> steps(int k) const { return {k * window, std::min(T, (k + 1) * window)}; }
-  /// Whether layer l's membranes are recomputed in backward rather than stored.
+  /// Whether layer l's states are recomputed in backward rather than stored.
   bool recomputes(size_t l) const {
     return window < T && config.layers[l].kind != LayerKind::readout;
   }
@@ -99,8 +103,8 @@ class DeviceContext final : public StackContext {
     for (const LayerConfig& c : config.layers) n = std::max(n, c.n_out);
     return n;
   }
-  Scratch scratch(float* gv = nullptr, float* grad_rec = nullptr) const {
-    return {flags.data(), found.data(), priority.data(), gv, grad_rec};
+  Scratch scratch(float* adjoints = nullptr, float* grad_rec = nullptr) const {
+    return {flags.data(), found.data(), priority.data(), adjoints, grad_rec};
   }
 };
 
@@ -159,14 +163,18 @@ void forward_window(Exec& exec, const Layer& L, int t0, int t1, const Scratch& s
   });
 }
 
-/// Layer l over window k in `buffer` ((window + 1) rows of [B, n]): its first row holds V[t0 - 1],
-/// loaded from the membranes kept at the end of window k - 1.
+/// Layer l over window k in `buffer` (the states of window + 1 steps of [B, n]): its first step
+/// holds the states of t0 - 1, loaded from those kept at the end of window k - 1.
 template <class Exec>
 Layer window_layer(Exec& exec, const DeviceContext<Exec>& ctx, size_t l, float* buffer, int k) {
   Layer L = ctx.layer(l);
-  const int64_t row = static_cast<int64_t>(ctx.B) * L.c.n_out;
-  if (k > 0) exec.upload(buffer, ctx.data[l].v.data() + (k - 1) * row, row);
+  const int64_t row = static_cast<int64_t>(ctx.B) * L.c.n_out, kept = L.state_stride;
   L.v = buffer;
+  L.state_stride = (ctx.window + 1) * row;
+  if (k > 0)
+    for (int i = 0; i < kernels::neurons::Lif::kStates; ++i)
+      exec.upload(buffer + i * L.state_stride, ctx.data[l].v.data() + i * kept + (k - 1) * row,
+                  row);
   L.v_first = ctx.steps(k).first - 1;
   return L;
 }
@@ -207,9 +215,10 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
     if (c.bias) upload(d.bias, p.bias, c.n_out);
     upload(d.alpha, p.alpha, c.n_out);
     if (c.kind != LayerKind::readout) upload(d.theta1, p.theta1, c.n_out);
-    d.v = ArrayOf<Exec, float>(ctx->recomputes(l)
-                                   ? (ctx->windows() - 1) * static_cast<int64_t>(B) * c.n_out
-                                   : lists * c.n_out);
+    d.v = ArrayOf<Exec, float>(kernels::neurons::Lif::kStates *
+                               (ctx->recomputes(l)
+                                    ? (ctx->windows() - 1) * static_cast<int64_t>(B) * c.n_out
+                                    : lists * c.n_out));
     if (c.kind == LayerKind::readout) continue;
     const int K = ctx->list_capacity(l);
     widest_capacity = std::max(widest_capacity, K);
@@ -234,13 +243,15 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
       forward_window(exec, L, 0, T, s, drops, true);
     } else if (!dense) {  // window by window, keeping V at the end of every window but the last
       const int64_t row = static_cast<int64_t>(B) * n;
-      ArrayOf<Exec, float> buffer((ctx->window + 1) * row);
+      ArrayOf<Exec, float> buffer(kernels::neurons::Lif::kStates * (ctx->window + 1) * row);
       for (int k = 0; k < ctx->windows(); ++k) {
         const int t0 = ctx->steps(k).first, t1 = ctx->steps(k).second;
         const Layer Lw = window_layer(exec, *ctx, l, buffer.data(), k);
         forward_window(exec, Lw, t0, t1, s, drops, true);
         if (k + 1 < ctx->windows())
-          exec.upload(ctx->data[l].v.data() + k * row, Lw.vrow(t1 - 1, 0), row);
+          for (int i = 0; i < kernels::neurons::Lif::kStates; ++i)
+            exec.upload(ctx->data[l].v.data() + i * L.state_stride + k * row,
+                        Lw.states(t1 - 1, 0)[i], row);
       }
     } else {
       ArrayOf<Exec, float> current(lists * n);
@@ -346,32 +357,29 @@ void add_sample_sums(Exec& exec, const float* partial, int B, int n, float* out)
   });
 }
 
-/// host[j] += sum over samples of partial[b, j], when `partial` is not empty.
+/// Adds the model's parameter gradients into `grads` (host) from the per-sample sums
+/// [kSums, B, n] (common::add_parameter_grads' order and operations), when `partial` is not empty.
 template <class Exec>
-void add_sample_sums(Exec& exec, const ArrayOf<Exec, float>& partial, int B, int n, float* host) {
-  if (partial.size() == 0) return;
-  ArrayOf<Exec, float> sums = device_copy(exec, host, n);
-  add_sample_sums(exec, partial.data(), B, n, sums.data());
-  exec.download(host, sums.data(), n);
-}
-
-/// host[j] += dL/dalpha_j from the per-sample partials [2, B, n] (common::add_alpha_grads' order
-/// and operations), when `partial` is not empty.
-template <class Exec>
-void add_alpha_grads(Exec& exec, const Layer& L, const ArrayOf<Exec, float>& partial, float* host) {
+void add_parameter_grads(Exec& exec, const Layer& L, const ArrayOf<Exec, float>& partial,
+                         const LayerGrads& grads) {
+  using kernels::neurons::Lif;
   if (partial.size() == 0) return;
   const int n = L.c.n_out, B = L.B;
-  ArrayOf<Exec, float> sums(2 * static_cast<size_t>(n));  // zero-filled
-  ArrayOf<Exec, float> out = device_copy(exec, host, n);
-  add_sample_sums(exec, partial.data(), B, n, sums.data());
-  add_sample_sums(exec, partial.data() + static_cast<int64_t>(B) * n, B, n, sums.data() + n);
-  const kernels::neurons::Lif m = L.model();
-  float* o = out.data();
+  ArrayOf<Exec, float> sums(Lif::kSums * static_cast<size_t>(n));  // zero-filled
+  for (int i = 0; i < Lif::kSums; ++i)
+    add_sample_sums(exec, partial.data() + static_cast<int64_t>(i) * B * n, B, n,
+                    sums.data() + static_cast<int64_t>(i) * n);
+  ArrayOf<Exec, float> alpha = device_copy(exec, grads.alpha, n),
+                       theta1 = device_copy(exec, L.readout() ? nullptr : grads.theta1, n);
+  const Lif m = L.model();
   const float* s = sums.data();
+  float* a = alpha.size() > 0 ? alpha.data() : nullptr;
+  float* th = theta1.size() > 0 ? theta1.data() : nullptr;
   exec.for_each(n, [=] SALTATORY_DEVICE_LAMBDA(int64_t j) {
-    o[j] += m.alpha_grad(static_cast<int>(j), s[j], s[n + j]);
+    kernels::neurons::add_parameter_grads(m, static_cast<int>(j), s, n, a, th);
   });
-  exec.download(host, o, n);
+  if (a != nullptr) exec.download(grads.alpha, a, n);
+  if (th != nullptr) exec.download(grads.theta1, th, n);
 }
 
 /// Backward of layer l: grad_out [T, B, K_l] (or [T, B, n]), below [T, B, K_in] (or null).
@@ -385,14 +393,15 @@ void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float*
   using F32 = ArrayOf<Exec, float>;
   const Layer L = ctx.layer(l);
   const int n = L.c.n_out, n_in = L.c.n_in, B = L.B, T = L.T, k_in = L.in.K;
-  F32 gv(static_cast<size_t>(B) * n), grad_rec(static_cast<size_t>(B) * std::max(L.out.K, 1));
-  // per-sample sums over t behind dL/dalpha ([2, B, n]) and of dL/dtheta1 (learnable), reduced
+  using kernels::neurons::Lif;
+  const int64_t row = static_cast<int64_t>(B) * n;
+  F32 adjoints(Lif::kAdjoints * row), grad_rec(static_cast<size_t>(B) * std::max(L.out.K, 1));
+  // the model's per-sample parameter sums over t [kSums, B, n] (a parameter learnable), reduced
   // over samples at the end
-  F32 d_alpha(grads.alpha != nullptr ? 2 * static_cast<size_t>(B) * n : 0),
-      d_theta1(grads.theta1 != nullptr && !L.readout() ? static_cast<size_t>(B) * n : 0);
-  Scratch s = ctx.scratch(gv.data(), grad_rec.data());
-  s.d_alpha = d_alpha.size() > 0 ? d_alpha.data() : nullptr;
-  s.d_theta1 = d_theta1.size() > 0 ? d_theta1.data() : nullptr;
+  F32 sums(common::learns(grads) ? Lif::kSums * row : 0);
+  Scratch s = ctx.scratch(adjoints.data(), grad_rec.data());
+  s.sums = sums.size() > 0 ? sums.data() : nullptr;
+  s.sample_rows = row;
   F32 dw = device_copy(exec, grads.weight, static_cast<int64_t>(n_in) * n);
   F32 dw_rec =
       device_copy(exec, L.recurrent() ? grads.weight_rec : nullptr, static_cast<int64_t>(n) * n);
@@ -400,9 +409,8 @@ void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float*
   float* dbias = db.data();
 
   if (ctx.config.mode == Mode::sparse) {
-    const int64_t row = static_cast<int64_t>(B) * n;
     F32 grad_current(ctx.window * row);
-    F32 buffer(ctx.recomputes(l) ? (ctx.window + 1) * row : 0);
+    F32 buffer(ctx.recomputes(l) ? Lif::kStates * (ctx.window + 1) * row : 0);
     float* gI = grad_current.data();
     for (int k = ctx.windows(); k-- > 0;) {
       const int t0 = ctx.steps(k).first, t1 = ctx.steps(k).second;
@@ -466,8 +474,7 @@ void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float*
   if (dw.size() > 0) exec.download(grads.weight, dw.data(), dw.size());
   if (dw_rec.size() > 0) exec.download(grads.weight_rec, dw_rec.data(), dw_rec.size());
   if (db.size() > 0) exec.download(grads.bias, dbias, db.size());
-  add_alpha_grads(exec, L, d_alpha, grads.alpha);
-  add_sample_sums(exec, d_theta1, B, n, grads.theta1);
+  add_parameter_grads(exec, L, sums, grads);
 }
 
 /// BPTT through the stack, top-down (as common::backward_top_down, in executor memory).

@@ -19,6 +19,8 @@
 //   dL/dtheta1_j = - sum over listed entries of gS sigma'(V - theta1_j)  - sum of gV[t] r[t]
 //                  (the last term for the subtract reset only; r itself is detached)
 // A readout is the same update with r = 0 and m = alpha, without thresholds.
+// State, adjoint and parameter-sum rows (neurons/rows.hpp): states {V}, adjoints {gV}, sums
+// {gV P, gV (V - leak), dL/dtheta1 terms}; backends store and carry them without knowing which is which.
 // The row functions run over a thread block `Blk` (rank, size, sync): CUDA passes a block of
 // threads, the host backends a SerialBlock. Each element is computed by one thread with the same
 // operations in the same order on every backend, so results are bitwise equal.
@@ -26,6 +28,7 @@
 
 #include "saltatory/kernels/common.hpp"
 #include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/neurons/rows.hpp"
 #include "saltatory/kernels/surrogate.hpp"
 
 namespace saltatory::kernels {
@@ -49,6 +52,10 @@ enum Flag : int { none = 0, spike = 1, candidate = 2 };
 
 /// A LIF layer (or a slice of one): per-neuron decay and spike threshold, layer-wide settings.
 struct Lif {
+  static constexpr int kStates = 1;    ///< V
+  static constexpr int kAdjoints = 1;  ///< gV
+  static constexpr int kSums = 3;      ///< gV P, gV (V - leak) (dL/dalpha), dL/dtheta1
+
   const float* alpha;   ///< [n] decay
   const float* theta1;  ///< [n] spike threshold
   float theta2;         ///< gradient-candidate threshold (layer-wide, <= theta1_j)
@@ -81,6 +88,11 @@ struct Lif {
       return subtract_step(v_prev, state_reset(j, v_prev), alpha[j], theta1[j], gain, current);
     const float r = reset == ResetMode::state ? state_reset(j, v_prev) : emitted;
     return lif_step(v_prev, r, alpha[j], gain, current);
+  }
+  /// The states of neuron j at t from those of t-1 (`prev`, none at t = 0): update_row for one
+  /// neuron.
+  SALTATORY_HD void update_at(int j, Rows now, Rows prev, float emitted, float current) const {
+    now[0][j] = update(j, static_cast<bool>(prev), prev ? prev[0][j] : 0.0f, emitted, current);
   }
   /// Which list V[t] of neuron j belongs to.
   SALTATORY_HD Flag flag(int j, float v) const {
@@ -115,21 +127,23 @@ struct Lif {
   SALTATORY_HD bool update_reads_emitted() const { return !readout && reset == ResetMode::spike; }
 };
 
-/// V[t] of one row of n neurons from the input current (`current` may be `v` itself). `v_prev` is
-/// V[t-1] (null at t = 0); `emitted` is the footprint of S[t-1] (1 at emitted neurons; read for
-/// the spike reset only).
+/// V[t] of one row of n neurons from the input current (`current` may be V[t] itself). `prev`
+/// holds V[t-1] (none at t = 0); `emitted` is the footprint of S[t-1] (1 at emitted neurons; read
+/// for the spike reset only).
 template <class Blk>
-SALTATORY_HD void update_row(Blk&& blk, const Lif& m, float* v, const float* v_prev,
-                             const float* emitted, const float* current, int n) {
+SALTATORY_HD void update_row(Blk&& blk, const Lif& m, Rows now, Rows prev, const float* emitted,
+                             const float* current, int n) {
   // One loop per case, so that no branch is left per neuron: each is Lif::update for its case.
   const int first = blk.rank(), step = blk.size();
   const float* alpha = m.alpha;
   const float* theta1 = m.theta1;
-  if (v_prev == nullptr) {
-    // (clang-analyzer ties v to v_prev being null; they are different rows of one buffer)
-    // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
+  float* v = now[0];
+  if (!prev) {
     for (int j = first; j < n; j += step) v[j] = lif_step(0.0f, 0.0f, alpha[j], m.gain, current[j]);
-  } else if (m.readout) {
+    return;
+  }
+  const float* v_prev = prev[0];
+  if (m.readout) {
     for (int j = first; j < n; j += step)
       v[j] = lif_step(v_prev[j], 0.0f, alpha[j], m.gain, current[j]);
   } else if (m.reset == ResetMode::state) {
@@ -145,20 +159,27 @@ SALTATORY_HD void update_row(Blk&& blk, const Lif& m, float* v, const float* v_p
   }
 }
 
+/// The adjoints from step t+1 to step t, before step t's own terms: gV *= dV[t+1]/dV[t], from the
+/// states of t and the footprint of S[t] (read for the mask gradient with spike reset).
 template <class Blk>
-SALTATORY_HD void carry_row(Blk&& blk, const Lif& m, float* gv, const float* v,
-                            const float* emitted, int n) {
+SALTATORY_HD void carry_row(Blk&& blk, const Lif& m, Rows g, Rows at, const float* emitted, int n) {
+  float* gv = g[0];
+  const float* v = at[0];
   for (int j = blk.rank(); j < n; j += blk.size())
     gv[j] *= m.carry(j, v[j], m.carry_reads_emitted() ? emitted[j] : 0.0f);
 }
 
 /// gV[ids_k] += gS[k] sigma'(V[ids_k] - theta1) over a list's entries k < n_tot, for the entries
-/// of neurons [j0, j1) (gv and v hold that slice), and the same term off dtheta1 when it is
-/// given; ids are distinct, so each neuron is updated by one thread, entries in ascending k.
+/// of neurons [j0, j1) (g, at and sums hold that slice), and the same term off the dL/dtheta1 sum
+/// when sums are kept; ids are distinct, so each neuron is updated by one thread, entries in
+/// ascending k.
 template <class Blk>
-SALTATORY_HD void state_grad_row(Blk&& blk, const Lif& m, float* gv, const float* v,
-                                 const int32_t* ids, const float* gs, int n_tot, int32_t j0 = 0,
-                                 int32_t j1 = 0x7FFFFFFF, float* dtheta1 = nullptr) {
+SALTATORY_HD void state_grad_row(Blk&& blk, const Lif& m, Rows g, Rows at, const int32_t* ids,
+                                 const float* gs, int n_tot, int32_t j0 = 0,
+                                 int32_t j1 = 0x7FFFFFFF, Rows sums = {}) {
+  float* gv = g[0];
+  const float* v = at[0];
+  float* dtheta1 = sums ? sums[2] : nullptr;
   for (int k = blk.rank(); k < n_tot; k += blk.size()) {
     const int32_t j = ids[k];
     if (j < j0 || j >= j1) continue;
@@ -168,50 +189,57 @@ SALTATORY_HD void state_grad_row(Blk&& blk, const Lif& m, float* gv, const float
   }
 }
 
-/// Where parameter_grad_row adds the two per-neuron sums behind dL/dalpha: gV P (`memory`) and
-/// gV (V - leak) (`input`); `alpha_grad` combines them. Both null: alpha is not learnable.
-struct AlphaSums {
-  float* memory = nullptr;
-  float* input = nullptr;
-};
-
-/// Sample b's sums of neurons [j0, ...) in per-sample partials laid out [2, B, n] (memory sums,
-/// then input sums), or none when `partial` is null.
-SALTATORY_HD AlphaSums alpha_sums(float* partial, int B, int n, int b, int j0 = 0) {
-  if (partial == nullptr) return {};
-  float* memory = partial + static_cast<int64_t>(b) * n + j0;
-  return {memory, memory + static_cast<int64_t>(B) * n};
+/// Dense mode's surrogate terms: gV_j += gS_j sigma'(V_j - theta1_j) at every neuron a list would
+/// hold (a spike or a candidate), from dense entry gradients gS [n], and the same term off the
+/// dL/dtheta1 sum when sums are kept.
+template <class Blk>
+SALTATORY_HD void dense_state_grad_row(Blk&& blk, const Lif& m, Rows g, Rows at, const float* gs,
+                                       int n, Rows sums = {}) {
+  float* gv = g[0];
+  const float* v = at[0];
+  float* dtheta1 = sums ? sums[2] : nullptr;
+  for (int j = blk.rank(); j < n; j += blk.size())
+    if (m.flag(j, v[j]) != none) {
+      const float term = gs[j] * m.surrogate_at(j, v[j]);
+      gv[j] += term;
+      if (dtheta1 != nullptr) dtheta1[j] -= term;
+    }
 }
 
-/// Adds step t's direct terms to the per-neuron partial sums of dL/dalpha and dL/dtheta1 (either
-/// may be absent) from gV[t] (complete), V[t-1] (null at t = 0), the footprint of S[t-1] (spike
-/// reset) and V[t].
+/// Adds step t's direct terms to the per-neuron parameter sums (gV P, gV (V - leak), dL/dtheta1)
+/// from the complete adjoints of t, the states of t-1 (none at t = 0), the footprint of S[t-1]
+/// (spike reset) and the states of t.
 template <class Blk>
-SALTATORY_HD void parameter_grad_row(Blk&& blk, const Lif& m, AlphaSums dalpha, float* dtheta1,
-                                     const float* gv, const float* v_prev, const float* emitted,
-                                     const float* v, int n) {
+SALTATORY_HD void parameter_grad_row(Blk&& blk, const Lif& m, Rows sums, Rows g, Rows prev,
+                                     const float* emitted, Rows now, int n) {
   // A loop per case, branch-free per neuron: P and the leak (the update without its input) differ.
   const int first = blk.rank(), step = blk.size();
-  const bool has_prev = v_prev != nullptr;
   const float* alpha = m.alpha;
   const float* theta1 = m.theta1;
-  float* memory = dalpha.memory;
-  float* input = dalpha.input;
-  if (memory == nullptr) {
-  } else if (!has_prev) {  // V[-1] = 0: P = leak = 0
+  const float* gv = g[0];
+  const float* v = now[0];
+  float* memory = sums[0];
+  float* input = sums[1];
+  if (!prev) {  // V[-1] = 0: P = leak = 0
     for (int j = first; j < n; j += step) input[j] += gv[j] * v[j];
-  } else if (m.readout) {
+    return;
+  }
+  const float* v_prev = prev[0];
+  if (m.readout) {
     SALTATORY_NO_ALIAS
     for (int j = first; j < n; j += step) {
       memory[j] += gv[j] * v_prev[j];
       input[j] += gv[j] * (v[j] - alpha[j] * v_prev[j]);
     }
   } else if (m.reset == ResetMode::subtract) {
+    float* dtheta1 = sums[2];
     SALTATORY_NO_ALIAS
     for (int j = first; j < n; j += step) {
-      const float leak = alpha[j] * v_prev[j] - theta1[j] * state_reset(v_prev[j], theta1[j]);
+      const float r = state_reset(v_prev[j], theta1[j]);
+      const float leak = alpha[j] * v_prev[j] - theta1[j] * r;
       memory[j] += gv[j] * v_prev[j];
       input[j] += gv[j] * (v[j] - leak);
+      dtheta1[j] -= gv[j] * r;
     }
   } else if (m.reset == ResetMode::state) {
     SALTATORY_NO_ALIAS
@@ -228,13 +256,20 @@ SALTATORY_HD void parameter_grad_row(Blk&& blk, const Lif& m, AlphaSums dalpha, 
       input[j] += gv[j] * (v[j] - alpha[j] * p);
     }
   }
-  if (dtheta1 != nullptr && has_prev && !m.readout && m.reset == ResetMode::subtract)
-    for (int j = first; j < n; j += step) dtheta1[j] -= gv[j] * m.state_reset(j, v_prev[j]);
+}
+
+/// dL/dalpha_j and dL/dtheta1_j added into `alpha` and `theta1` (either may be null) from the sums
+/// of neuron j, already summed over t and b ([kSums, n]: row i at sums + i n).
+SALTATORY_HD void add_parameter_grads(const Lif& m, int j, const float* sums, int n, float* alpha,
+                                      float* theta1) {
+  if (alpha != nullptr) alpha[j] += m.alpha_grad(j, sums[j], sums[n + j]);
+  if (theta1 != nullptr && !m.readout) theta1[j] += sums[2 * n + j];
 }
 
 /// gI = dL/dI over one row.
 template <class Blk>
-SALTATORY_HD void current_grad_row(Blk&& blk, const Lif& m, float* gi, const float* gv, int n) {
+SALTATORY_HD void current_grad_row(Blk&& blk, const Lif& m, float* gi, Rows g, int n) {
+  const float* gv = g[0];
   for (int j = blk.rank(); j < n; j += blk.size()) gi[j] = m.current_grad_of(j, gv[j]);
 }
 

@@ -38,9 +38,15 @@ std::atomic<int> model_neurons_per_tile{0};
 /// One tile's share of a layer: neurons [j0, j1) and the per-step buffers it keeps.
 struct Tile {
   int j0 = 0, j1 = 0;
-  std::vector<float> membrane;      ///< V [T, B, n]
+  std::vector<float> state;         ///< the neuron model's states [kStates, T, B, n], V first
   std::vector<float> grad_current;  ///< gI [T, B, n] (backward)
   int n() const { return j1 - j0; }
+  /// The state rows of (t, b) (B samples a step).
+  kernels::neurons::Rows states(int t, int b, int B) {
+    const int64_t steps = static_cast<int64_t>(state.size()) / kernels::neurons::Lif::kStates;
+    return kernels::neurons::Rows::strided(state.data() + (static_cast<int64_t>(t) * B + b) * n(),
+                                           steps, kernels::neurons::Lif::kStates);
+  }
 };
 
 class IpuModelContext : public StackContext {
@@ -143,7 +149,8 @@ class IpuModelBackend final : public Backend {
         Tile& tile = tiles.emplace_back();
         tile.j0 = s.begin;
         tile.j1 = s.end;
-        tile.membrane.assign(static_cast<size_t>(T) * B * tile.n(), 0.0f);
+        tile.state.assign(kernels::neurons::Lif::kStates * static_cast<size_t>(T) * B * tile.n(),
+                          0.0f);
       }
       if (c.kind == LayerKind::readout) {
         ctx->readout.assign(static_cast<size_t>(T) * B * c.n_out, 0.0f);
@@ -164,7 +171,7 @@ class IpuModelBackend final : public Backend {
       if (config.layers[l].kind == LayerKind::readout)
         for (const Tile& tile : ctx->tiles[l])
           for (int64_t row = 0; row < static_cast<int64_t>(T) * B; ++row)
-            std::copy_n(tile.membrane.data() + row * tile.n(), tile.n(),
+            std::copy_n(tile.state.data() + row * tile.n(), tile.n(),
                         ctx->readout.data() + row * config.layers[l].n_out + tile.j0);
     finish_report(*ctx);
     return ctx;
@@ -199,7 +206,8 @@ class IpuModelBackend final : public Backend {
       int n_above = 0, n_between = 0;
       for (Tile& tile : tiles) {  // compute set: one vertex per tile and sample
         const int n = tile.n();
-        float* v = tile.membrane.data() + (static_cast<int64_t>(t) * B + b) * n;
+        const kernels::neurons::Rows now = tile.states(t, b, B);
+        float* v = now[0];
         if (p.bias != nullptr)
           std::copy_n(p.bias + tile.j0, n, v);
         else
@@ -215,14 +223,15 @@ class IpuModelBackend final : public Backend {
                                out->n_spk(t - 1, b), n);
           rows += out->n_spk(t - 1, b);
         }
-        const float* v_prev = t > 0 ? v - static_cast<int64_t>(B) * n : nullptr;
         const kernels::neurons::Lif m = model.slice(tile.j0);
         if (t > 0 && m.update_reads_emitted()) {
           flags.assign(n, 0.0f);
           mark_slice(flags.data(), out->list(t - 1, b), out->n_spk(t - 1, b), tile.j0, tile.j1,
                      1.0f);
         }
-        kernels::neurons::update_row(kernels::SerialBlock{}, m, v, v_prev, flags.data(), v, n);
+        kernels::neurons::update_row(kernels::SerialBlock{}, m, now,
+                                     t > 0 ? tile.states(t - 1, b, B) : kernels::neurons::Rows{},
+                                     flags.data(), v, n);
         if (!readout)
           for (int j = 0; j < n; ++j) {  // flags of the slice, ascending
             const kernels::neurons::Flag flag = m.flag(j, v[j]);
@@ -274,60 +283,59 @@ class IpuModelBackend final : public Backend {
       return tile.grad_current.data() + (static_cast<int64_t>(t) * B + b) * tile.n();
     };
     double state_cycles = 0, dot_cycles = 0, weight_cycles = 0;
-    // per-sample sums over t behind dL/dalpha [2, B, n_out] and of dL/dtheta1 [B, n_out] (when
-    // learnable)
-    std::vector<float> d_alpha(grads.alpha != nullptr ? 2 * static_cast<size_t>(B) * c.n_out : 0,
-                               0.0f),
-        d_theta1(grads.theta1 != nullptr && !readout ? static_cast<size_t>(B) * c.n_out : 0, 0.0f);
-    const auto slice_of = [&](std::vector<float>& x, int b, const Tile& tile) {
-      return x.empty() ? nullptr : x.data() + static_cast<int64_t>(b) * c.n_out + tile.j0;
-    };
+    // the model's per-sample parameter sums over t [kSums, B, n_out] (when a parameter is
+    // learnable); tiles write their slices
+    using kernels::neurons::Lif;
+    using kernels::neurons::Rows;
+    const int64_t sums_stride = static_cast<int64_t>(B) * c.n_out;
+    std::vector<float> sums(common::learns(grads) ? Lif::kSums * sums_stride : 0, 0.0f);
     for (int b = 0; b < B; ++b) {  // the time recursion: vertices per tile, entry dots exchanged
-      std::vector<std::vector<float>> gv(tiles.size());
-      for (size_t i = 0; i < tiles.size(); ++i) gv[i].assign(tiles[i].n(), 0.0f);
+      std::vector<std::vector<float>> adjoints(tiles.size());  // each [kAdjoints, n]
+      for (size_t i = 0; i < tiles.size(); ++i)
+        adjoints[i].assign(Lif::kAdjoints * tiles[i].n(), 0.0f);
       std::vector<float> grad_rec(recurrent ? k_out : 0, 0.0f), flags;
-      const kernels::neurons::Lif model = common::lif_model(c, p);
+      const Lif model = common::lif_model(c, p);
       for (int t = T - 1; t >= 0; --t) {
         const int64_t list = static_cast<int64_t>(t) * B + b;
         const float* g_out = grad_output + list * k_out;
         for (size_t i = 0; i < tiles.size(); ++i) {
-          const Tile& tile = tiles[i];
+          Tile& tile = tiles[i];
           const int n = tile.n();
-          float* g = gv[i].data();
-          const float* v = tile.membrane.data() + list * n;
-          const kernels::neurons::Lif m = model.slice(tile.j0);
+          const Rows g = Rows::strided(adjoints[i].data(), n, Lif::kAdjoints);
+          const Rows at = tile.states(t, b, B);
+          const Rows tile_sums = sums.empty() ? Rows{}
+                                              : Rows::strided(sums.data() + b * c.n_out + tile.j0,
+                                                              sums_stride, Lif::kSums);
+          const Lif m = model.slice(tile.j0);
           const kernels::SerialBlock one;
           if (t < T - 1) {
             if (m.carry_reads_emitted()) {
               flags.assign(n, 0.0f);
               mark_slice(flags.data(), out->list(t, b), out->n_spk(t, b), tile.j0, tile.j1, 1.0f);
             }
-            kernels::neurons::carry_row(one, m, g, v, flags.data(), n);
+            kernels::neurons::carry_row(one, m, g, at, flags.data(), n);
           }
-          const kernels::neurons::AlphaSums da = kernels::neurons::alpha_sums(
-              d_alpha.empty() ? nullptr : d_alpha.data(), B, c.n_out, b, tile.j0);
-          float* dth = slice_of(d_theta1, b, tile);
           if (readout) {
-            kernels::add_row(g, g_out + tile.j0, n);
+            kernels::add_row(g[0], g_out + tile.j0, n);
           } else {
-            kernels::neurons::state_grad_row(one, m, g, v, out->list(t, b), g_out, out->n_tot(t, b),
-                                             tile.j0, tile.j1, dth);
+            kernels::neurons::state_grad_row(one, m, g, at, out->list(t, b), g_out,
+                                             out->n_tot(t, b), tile.j0, tile.j1, tile_sums);
             if (recurrent && t < T - 1)
-              kernels::neurons::state_grad_row(one, m, g, v, out->list(t, b), grad_rec.data(),
-                                               out->n_tot(t, b), tile.j0, tile.j1, dth);
+              kernels::neurons::state_grad_row(one, m, g, at, out->list(t, b), grad_rec.data(),
+                                               out->n_tot(t, b), tile.j0, tile.j1, tile_sums);
           }
-          if (da.memory != nullptr || dth != nullptr) {  // r[t] from the footprint of S[t-1]
+          if (tile_sums) {  // r[t] from the footprint of S[t-1]
             const bool emitted = t > 0 && m.update_reads_emitted();
             if (emitted) {
               flags.assign(n, 0.0f);
               mark_slice(flags.data(), out->list(t - 1, b), out->n_spk(t - 1, b), tile.j0, tile.j1,
                          1.0f);
             }
-            kernels::neurons::parameter_grad_row(one, m, da, dth, g,
-                                                 t > 0 ? v - static_cast<int64_t>(B) * n : nullptr,
-                                                 flags.data(), v, n);
+            kernels::neurons::parameter_grad_row(one, m, tile_sums, g,
+                                                 t > 0 ? tile.states(t - 1, b, B) : Rows{},
+                                                 flags.data(), at, n);
           }
-          kernels::neurons::current_grad_row(one, m, tiles[i].grad_current.data() + list * n, g, n);
+          kernels::neurons::current_grad_row(one, m, tile.grad_current.data() + list * n, g, n);
           state_cycles =
               std::max(state_cycles, 3.0 * n / kFloatsPerCycle + 8.0 * std::min(n, k_out));
         }
@@ -340,9 +348,8 @@ class IpuModelBackend final : public Backend {
         }
       }
     }
-    if (!d_alpha.empty())
-      common::add_alpha_grads(common::lif_model(c, p), d_alpha.data(), B, c.n_out, grads.alpha);
-    if (!d_theta1.empty()) common::add_sample_sums(d_theta1.data(), B, c.n_out, grads.theta1);
+    if (!sums.empty())
+      common::add_parameter_grads(common::lif_model(c, p), sums.data(), B, c.n_out, grads);
     if (grad_input != nullptr) {  // entry gradients of the input lists
       std::vector<float> dots(in.K);
       for (int t = delay; t < T; ++t)
@@ -392,7 +399,7 @@ class IpuModelBackend final : public Backend {
     for (size_t l = 0; l < ctx.tiles.size(); ++l)
       for (const Tile& tile : ctx.tiles[l]) {
         TileMemory m = r.plan.layers[l].memory;
-        m.membranes = static_cast<int64_t>(tile.membrane.size()) * 4;
+        m.membranes = static_cast<int64_t>(tile.state.size()) * 4;
         m.current_grads = static_cast<int64_t>(tile.grad_current.size()) * 4;
         r.tile_bytes.push_back(m.total());
       }

@@ -134,7 +134,11 @@ class Backward : public Vertex {
     const k::neurons::Lif m =
         model(alpha, theta1, theta2, gain, beta, surrogate, reset, reset_grad, readout);
     const k::SerialBlock one;
-    float* dtheta1 = readout ? nullptr : &d_theta1[0];
+    static_assert(k::neurons::Lif::kStates == 1 && k::neurons::Lif::kAdjoints == 1,
+                  "the vertex fields hold one state and one adjoint");
+    const k::neurons::Rows g{{&gv[0]}}, at{{const_cast<float*>(&v[0])}},
+        prev{{first_step ? nullptr : const_cast<float*>(&v_prev[0])}},
+        sums{{&d_memory[0], &d_input[0], readout ? nullptr : &d_theta1[0]}};
     for (unsigned j = 0; j < n && !last_step; ++j) {
       float emitted = 0.0f;  // j's spike of t was emitted (read for the spike reset's mask)
       for (int e = 0; m.carry_reads_emitted() && e < list[0]; ++e)
@@ -144,11 +148,11 @@ class Backward : public Vertex {
     if (readout) {
       k::add_row(&gv[0], &grad_entries[0], n);
     } else {
-      k::neurons::state_grad_row(one, m, &gv[0], &v[0], &list[2], &grad_entries[0], list[1], j0,
-                                 j0 + n, dtheta1);
+      k::neurons::state_grad_row(one, m, g, at, &list[2], &grad_entries[0], list[1], j0, j0 + n,
+                                 sums);
       if (recurrent && !last_step)
-        k::neurons::state_grad_row(one, m, &gv[0], &v[0], &list[2], &grad_rec[0], list[1], j0,
-                                   j0 + n, dtheta1);
+        k::neurons::state_grad_row(one, m, g, at, &list[2], &grad_rec[0], list[1], j0, j0 + n,
+                                   sums);
     }
     for (unsigned j = 0; j < n; ++j) footprint[j] = 0.0f;
     if (!first_step && m.update_reads_emitted())
@@ -156,9 +160,8 @@ class Backward : public Vertex {
         const int j = list_prev[2 + e] - static_cast<int>(j0);
         if (j >= 0 && j < static_cast<int>(n)) footprint[j] = 1.0f;
       }
-    k::neurons::parameter_grad_row(one, m, {&d_memory[0], &d_input[0]}, dtheta1, &gv[0],
-                                   first_step ? nullptr : &v_prev[0], &footprint[0], &v[0], n);
-    k::neurons::current_grad_row(one, m, &gi[0], &gv[0], n);
+    k::neurons::parameter_grad_row(one, m, sums, g, prev, &footprint[0], at, n);
+    k::neurons::current_grad_row(one, m, &gi[0], g, n);
     return true;
   }
 };

@@ -5,8 +5,8 @@
 // and sample (codelets.cpp).
 // Device tensors, per layer and tile (neurons [j0, j1), n of them): W [n_in, n], W_rec [N, n],
 // alpha and bias [n], V and gI [T, B, n], gV [B, n], dW, dW_rec, dbias, flags [B, 2 + 2n], lanes
-// [B, K_max, 8], per-sample sums behind dL/dalpha [2, B, n] and of dL/dtheta1 [B, n] (always
-// computed: the training program is built at forward, before backward says what it wants);
+// [B, K_max, 8], the neuron model's per-sample parameter sums [kSums, B, n] (always computed: the
+// training program is built at forward, before backward says what it wants);
 // per layer on its first tile: lists [T, B, 2 + K], entry gradients [T, B, K].
 // Backward runs the training program (the forward again, then BPTT), so engines hold no state
 // between calls. Entry gradients add the tiles' lane partial sums and weight gradients run per
@@ -40,7 +40,7 @@ struct TileTensors {
   int j0 = 0, j1 = 0;
   unsigned tile = 0;
   Tensor w, w_rec, alpha, theta1, bias, v, gv, gi, dw, dw_rec, dbias, flags, lanes, zeros;
-  Tensor dalpha, dtheta1, footprint;
+  Tensor sums, footprint;
 };
 
 struct LayerTensors {
@@ -108,8 +108,7 @@ class Emitter {
       copy_out(train_, "dw" + id, each(l, &TileTensors::dw));
       copy_out(train_, "dwr" + id, each(l, &TileTensors::dw_rec));
       copy_out(train_, "db" + id, each(l, &TileTensors::dbias));
-      copy_out(train_, "da" + id, each(l, &TileTensors::dalpha));
-      copy_out(train_, "dth" + id, each(l, &TileTensors::dtheta1));
+      copy_out(train_, "sums" + id, each(l, &TileTensors::sums));
     }
   }
 
@@ -203,8 +202,7 @@ class Emitter {
       t.flags = variable(poplar::INT, B_ * (2 + 2 * n), t.tile, "flags" + tid);
       t.lanes = variable(poplar::FLOAT, B_ * lanes, t.tile, "lanes" + tid);
       t.zeros = zeros(poplar::FLOAT, n, t.tile);
-      t.dalpha = variable(poplar::FLOAT, 2 * B_ * n, t.tile, "da" + tid);
-      t.dtheta1 = variable(poplar::FLOAT, B_ * n, t.tile, "dth" + tid);
+      t.sums = variable(poplar::FLOAT, kernels::neurons::Lif::kSums * B_ * n, t.tile, "sums" + tid);
       t.footprint = variable(poplar::FLOAT, B_ * n, t.tile, "fp" + tid);
     }
     if (readout) {
@@ -347,8 +345,7 @@ class Emitter {
       const int delay = config_.coupling == Coupling::delayed && l > 0 ? 1 : 0;
       const size_t below = l == 0 ? static_cast<size_t>(-1) : l - 1;
       for (TileTensors& tile : L.tiles)
-        for (Tensor* x :
-             {&tile.gv, &tile.dw, &tile.dw_rec, &tile.dbias, &tile.dalpha, &tile.dtheta1})
+        for (Tensor* x : {&tile.gv, &tile.dw, &tile.dw_rec, &tile.dbias, &tile.sums})
           seq.add(prog::Copy(zeros(poplar::FLOAT, x->numElements(), tile.tile), *x));
       for (int t = T_ - 1; t >= 0; --t) {
         auto cs = graph_.addComputeSet("backward " + std::to_string(l) + " " + std::to_string(t));
@@ -372,9 +369,9 @@ class Emitter {
                  {"gi", row(tile.gi, t, b, B_, n)},
                  {"v_prev", t > 0 ? row(tile.v, t - 1, b, B_, n) : tile.zeros},
                  {"list_prev", readout ? list_at(below, 0, b) : list_at(l, std::max(t - 1, 0), b)},
-                 {"d_memory", tile.dalpha.slice(b * n, (b + 1) * n)},
-                 {"d_input", tile.dalpha.slice((B_ + b) * n, (B_ + b + 1) * n)},
-                 {"d_theta1", tile.dtheta1.slice(b * n, (b + 1) * n)},
+                 {"d_memory", row(tile.sums, 0, b, B_, n)},
+                 {"d_input", row(tile.sums, 1, b, B_, n)},
+                 {"d_theta1", row(tile.sums, 2, b, B_, n)},
                  {"footprint", tile.footprint.slice(b * n, (b + 1) * n)}});
             graph_.setTileMapping(v, tile.tile);
             set(v, "n", static_cast<unsigned>(n));
@@ -517,18 +514,14 @@ class PoplarBackend final : public Backend {
       if (layer.kind == LayerKind::recurrent_lif)
         add_columns(ctx, l, c.floats["dwr" + id], layer.n_out, grads[l].weight_rec);
       if (layer.bias) add_columns(ctx, l, c.floats["db" + id], 1, grads[l].bias);
-      // per-sample sums [2, B, N] and [B, N] gathered from the tiles, reduced as on every backend
-      const int B = ctx.B, N = layer.n_out;
-      if (grads[l].alpha != nullptr) {
-        std::vector<float> partial(2 * static_cast<size_t>(B) * N, 0.0f);
-        add_columns(ctx, l, c.floats["da" + id], 2 * B, partial.data());
-        common::add_alpha_grads(common::lif_model(layer, ctx.params[l]), partial.data(), B, N,
-                                grads[l].alpha);
-      }
-      if (grads[l].theta1 != nullptr && layer.kind != LayerKind::readout) {
-        std::vector<float> partial(static_cast<size_t>(B) * N, 0.0f);
-        add_columns(ctx, l, c.floats["dth" + id], B, partial.data());
-        common::add_sample_sums(partial.data(), B, N, grads[l].theta1);
+      // the model's per-sample sums [kSums, B, N] gathered from the tiles, reduced as on every
+      // backend
+      if (common::learns(grads[l])) {
+        const int B = ctx.B, N = layer.n_out, sums = kernels::neurons::Lif::kSums;
+        std::vector<float> partial(static_cast<size_t>(sums) * B * N, 0.0f);
+        add_columns(ctx, l, c.floats["sums" + id], sums * B, partial.data());
+        common::add_parameter_grads(common::lif_model(layer, ctx.params[l]), partial.data(), B, N,
+                                    grads[l]);
       }
     }
     if (grad_input != nullptr)
