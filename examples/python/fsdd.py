@@ -1,7 +1,10 @@
 """Free Spoken Digit Dataset: WAV audio through a cochlea-like filterbank into spikes, saved as
 SHD-layout files, then trained on (takes 0-4 of each speaker are the test set).
 
-    python examples/python/fsdd.py --root ../shared/data/fsdd [--channels 64] [--epochs 10]
+    python examples/python/fsdd.py --root DATA/fsdd [--channels 64] [--epochs 10]
+
+DATA/fsdd is the Free Spoken Digit Dataset, the folder that holds its recordings/ (not part of
+the repository; see docs/data.md).
 """
 
 import argparse

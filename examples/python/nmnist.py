@@ -1,9 +1,10 @@
 """N-MNIST event-camera digits: read the original binary files, bin the events, train.
 
-    python examples/python/nmnist.py --root ../shared/data/nmnist-small [--epochs 5]
+    python examples/python/nmnist.py --root DATA/nmnist-small [--epochs 5]
 
 --root holds <n>.bs2/.bin files with train*.txt/test*.txt lists, or the official Train/ and
-Test/ folder trees. Events are binned into 100 steps of 3 ms over 2312 inputs (34 x 34 x 2).
+Test/ folder trees; DATA/nmnist-small is such a subset of N-MNIST (not part of the repository;
+see docs/data.md). Events are binned into 100 steps of 3 ms over 2312 inputs (34 x 34 x 2).
 """
 
 import argparse
