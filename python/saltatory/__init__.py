@@ -31,12 +31,12 @@ def memory_limit() -> int:
 
 
 def set_memory_limit(n_bytes: int) -> None:
-    """Sets the per-op memory limit in bytes; 0 restores the default."""
+    """Sets the per-op memory limit to ``n_bytes``; 0 restores the default."""
     _core.set_memory_limit(n_bytes)
 
 
 def set_num_threads(n: int) -> None:
-    """Caps CPU worker threads (0 restores the default). Results do not depend on it."""
+    """Caps CPU worker threads at ``n`` (0 restores the default). Results do not depend on it."""
     _core.set_num_threads(n)
 
 

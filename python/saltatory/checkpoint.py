@@ -96,8 +96,8 @@ def save_checkpoint(path, net, optimizer=None, *, epoch: int = 0, rng: np.random
 
 
 def read_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
-    """Verifies a checkpoint file and returns (arrays by name, meta). Any content it cannot parse
-    raises CheckpointError."""
+    """Verifies the checkpoint file at ``path`` and returns (arrays by name, meta). Any content it
+    cannot parse raises CheckpointError."""
     arrays, meta, _ = _read(os.fspath(path))
     return arrays, meta
 
@@ -139,7 +139,8 @@ def _read(path: str) -> tuple[dict[str, np.ndarray], dict, int]:
 
 def load_checkpoint(path, net, optimizer=None, *, rng: np.random.Generator | None = None,
                     schedule=None) -> dict:
-    """Restores what ``save_checkpoint`` saved into the given objects and returns the meta dict
+    """Restores what ``save_checkpoint`` saved to ``path`` into the given objects (``optimizer``,
+    ``rng`` and ``schedule`` are each restored when given) and returns the meta dict
     (``epoch``, ``extra``, ...). Everything is validated before anything is assigned: a
     CheckpointError leaves ``net``, ``optimizer``, ``rng`` and ``schedule`` as they were."""
     path = os.fspath(path)

@@ -20,7 +20,7 @@ uncaught exception on any rank aborts every rank (MPI_Abort) instead of leaving 
         opt.step()
 
 Launch with ``mpirun -np 2 python train.py`` (one machine) or with a hostfile across machines;
-see the README. Needs MPI and mpi4py: ``apt-get install openmpi-bin libopenmpi-dev`` and
+see docs/scaling.md. Needs MPI and mpi4py: ``apt-get install openmpi-bin libopenmpi-dev`` and
 ``pip install mpi4py`` (or ``pip install 'saltatory[mpi]'``).
 """
 
@@ -109,7 +109,8 @@ class DataParallel:
         return total
 
     def sum(self, values) -> np.ndarray:
-        """Element-wise sum over ranks of a small array of numbers (float64): for metrics."""
+        """Element-wise sum over ranks of ``values``, a small array of numbers (float64): for
+        metrics. Every rank must call it."""
         local = np.ascontiguousarray(values, dtype=np.float64)
         out = np.empty_like(local)
         self.comm.Allreduce(local, out, op=self.MPI.SUM)

@@ -26,9 +26,10 @@ from .nn import LIF, Readout, RecurrentLIF, Sequential
 
 def plan(net: Sequential, *, steps: int, batch: int, input_capacity: int, neurons_per_tile: int = 0,
          optimizer: str = "sgd", ipus: int = 1, target=None) -> dict:
-    """The tile plan of ``net`` for sequences of ``steps`` and batches of ``batch`` (a dict; its
-    ``summary`` is printable). ``optimizer`` ("sgd" or "adam") sets the optimiser state per weight;
-    ``target`` is an ``_core.IpuTarget`` (default: ``ipus`` GC200s)."""
+    """The tile plan of ``net`` for sequences of ``steps`` and batches of ``batch`` with input
+    lists of ``input_capacity`` (a dict; its ``summary`` is printable). ``neurons_per_tile``: 0
+    picks the smallest that fits. ``optimizer`` ("sgd", "momentum" or "adam") sets the optimiser
+    state per weight; ``target`` is an ``_core.IpuTarget`` (default: ``ipus`` GC200s)."""
     slots = {"sgd": 0, "momentum": 1, "adam": 2}
     if optimizer not in slots:
         raise ValueError(f"[ipu_plan] optimizer must be one of {sorted(slots)}, got {optimizer!r}")
@@ -47,6 +48,7 @@ def _csv_ints(text: str) -> list[int]:
 
 
 def parse_args(argv=None):
+    """The command line ``argv`` (default ``sys.argv[1:]``) parsed and checked."""
     p = argparse.ArgumentParser(prog="python -m saltatory.ipu_plan", description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=_csv_ints, default=[700, 974, 974, 974, 20],
                    help="layer sizes, input first (default: the paper's SHD network)")
@@ -82,6 +84,7 @@ def parse_args(argv=None):
 
 
 def build(args) -> Sequential:
+    """The layer stack ``args`` (from ``parse_args``) describes."""
     sizes, layers = args.sizes, []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         last = i == len(sizes) - 2
@@ -95,8 +98,9 @@ def build(args) -> Sequential:
 
 
 def time_cpu(args, repeats: int = 3) -> dict:
-    """Median seconds of forward + loss + backward of the model on the CPU backend, with gains
-    calibrated so that hidden layers fire at ``args.activity`` (the bench's calibration)."""
+    """Median seconds of forward + loss + backward of the model ``args`` describes on the CPU
+    backend over ``repeats`` timed steps (after one warm-up), with gains calibrated so that
+    hidden layers fire at ``args.activity`` (the bench's calibration)."""
     from . import build_info, losses
     from .bench import workloads as wl
 
@@ -116,6 +120,8 @@ def time_cpu(args, repeats: int = 3) -> dict:
 
 
 def main(argv=None) -> int:
+    """``python -m saltatory.ipu_plan`` with the arguments ``argv``: prints the plan; returns the
+    exit status."""
     args = parse_args(argv)
     net = build(args)
     try:

@@ -23,14 +23,19 @@ def _labels(labels, op: str) -> np.ndarray:
 
 
 def spike_count_cross_entropy(spikes: SpikeTensor, labels) -> tuple[float, np.ndarray]:
-    """Returns (loss, dL/d entries [T, B, K])."""
+    """Cross-entropy of the softmax of per-neuron spike counts of ``spikes`` (a SpikeTensor
+    [T, B, K] of C neurons) against ``labels`` (int [B], in [0, C)), averaged over the batch.
+    Returns (loss, dL/d entries [T, B, K]), the gradient for
+    ``Sequential.backward(grad_entries=...)``."""
     if not isinstance(spikes, SpikeTensor):
         raise TypeError(f"[spike_count_cross_entropy] expected a SpikeTensor, got {type(spikes).__name__}")
     return _core.spike_count_cross_entropy(spikes, _labels(labels, "spike_count_cross_entropy"))
 
 
 def membrane_cross_entropy(membrane, labels) -> tuple[float, np.ndarray]:
-    """Returns (loss, dL/dV [T, B, C]) for readout membranes [T, B, C]."""
+    """Cross-entropy of the softmax of the readout ``membrane`` (float32 [T, B, C]) against
+    ``labels`` (int [B], in [0, C)) at every step, summed over time and averaged over the batch.
+    Returns (loss, dL/dV [T, B, C]), the gradient for ``Sequential.backward(grad_output=...)``."""
     v = np.asarray(membrane)
     if v.dtype != np.float32:
         raise TypeError(f"[membrane_cross_entropy] membrane must be float32, got dtype {v.dtype}")
@@ -38,7 +43,8 @@ def membrane_cross_entropy(membrane, labels) -> tuple[float, np.ndarray]:
 
 
 def predict(output) -> np.ndarray:
-    """Class predictions [B]: argmax of spike counts (SpikeTensor) or of time-summed membranes."""
+    """Class predictions [B] from a forward's ``output``: the argmax of spike counts (a
+    SpikeTensor) or of time-summed membranes ([T, B, C])."""
     if isinstance(output, SpikeTensor):
         return output.counts().argmax(axis=1)
     return np.asarray(output).sum(axis=0).argmax(axis=1)

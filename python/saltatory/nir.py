@@ -40,7 +40,10 @@ _SALTATORY_KEYS = {"capacity": numbers.Integral, "theta2": numbers.Real, "surrog
 
 def to_nir(net: Sequential, dt: float = 1e-4, *, neuron: str = "LIF",
            fold_gain: bool = False) -> "nir.NIRGraph":
-    """The stack as a NIR graph: input -> (Linear|Affine -> LIF|CubaLIF|LI) per layer -> output."""
+    """The stack ``net`` as a NIR graph: input -> (Linear|Affine -> LIF|CubaLIF|LI) per layer ->
+    output, with time constants for the time step ``dt`` seconds (tau = dt / (1 - alpha)).
+    ``neuron`` is "LIF" or "CubaLIF" (see the module docstring), ``fold_gain`` moves the gain into
+    the weights. ``net`` needs coupling="same_step" and every alpha < 1."""
     if net.coupling != "same_step":
         raise ValueError("[to_nir] NIR has no one-step layer delay: export needs coupling='same_step'")
     if neuron not in ("LIF", "CubaLIF"):
@@ -167,6 +170,8 @@ def from_nir(graph: "nir.NIRGraph", dt: float | None = None, *, capacity: int | 
     ``Leaky``'s default subtract reset: import snnTorch graphs with reset="subtract". Whatever else
     the graph holds (a cycle, a node off the chain, a missing node, a parameter of the wrong shape
     or dtype or not finite, an unknown metadata key) raises ValueError or TypeError naming the node.
+    ``mode`` and ``seed`` are the Sequential's (the random overflow stream; layer i's initial
+    weights, then overwritten by the graph's, draw from ``seed + i``).
     """
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"[from_nir] expected a nir.NIRGraph, got {type(graph).__name__}")

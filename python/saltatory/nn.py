@@ -27,7 +27,8 @@ def _choice(value: str, what: str, op: str) -> str:
 
 
 class Parameter:
-    """A float32 parameter array and its gradient (same shape)."""
+    """A float32 parameter array ``.data`` (a C-contiguous float32 copy of ``data``, or ``data``
+    itself when it already is one) and its gradient ``.grad`` (zeros of the same shape)."""
 
     def __init__(self, data):
         self.data = np.ascontiguousarray(data, dtype=np.float32)
@@ -35,6 +36,7 @@ class Parameter:
 
     @property
     def shape(self):
+        """The shape of ``.data`` (and ``.grad``)."""
         return self.data.shape
 
     def __repr__(self) -> str:
@@ -42,7 +44,8 @@ class Parameter:
 
 
 def paper_init(n_in: int, n_out: int, rng: np.random.Generator) -> np.ndarray:
-    """W ~ U(-a, a) + 0.001 with a = 2 sqrt(6 / n_in) (docs/method.md, section 3)."""
+    """Initial weights [n_in, n_out], float32: W ~ U(-a, a) + 0.001 with a = 2 sqrt(6 / n_in)
+    (docs/method.md, section 3), drawn from the numpy Generator ``rng``."""
     a = 2.0 * math.sqrt(6.0 / n_in)
     return (rng.uniform(-a, a, size=(n_in, n_out)) + 0.001).astype(np.float32)
 
@@ -115,6 +118,8 @@ class _Layer:
                 self._theta1 if getattr(self, "learn_threshold", False) else None)
 
     def parameters(self) -> dict[str, Parameter]:
+        """The layer's Parameters by name: weight, weight_rec (RecurrentLIF), bias (with
+        ``bias=True``), alpha (with ``learn_alpha``) and theta1 (with ``learn_threshold``)."""
         names = ("weight", "weight_rec", "bias", "alpha", "theta1")
         return {name: p for name, p in zip(names, self._slots()) if p is not None}
 
@@ -155,22 +160,27 @@ class _Layer:
 class LIF(_Layer):
     """Feed-forward LIF layer with sparse spike-list output.
 
-    capacity: list capacity K (default 2*floor(0.05*n_out/2), at least 2).
-    alpha: decay, a scalar or one per neuron, in [0, 1].
-    theta1: spike threshold, a scalar or one per neuron ([n_out]); theta2: the layer-wide
-    gradient-candidate threshold (may change between steps, e.g. a schedule), at most every theta1
-    when the layer is made. Spikes are V > theta1_j, candidates theta2 < V <= theta1_j; a learned
-    theta1_j that falls below theta2 leaves neuron j no candidates (only its spikes carry gradient).
-    learn_alpha, learn_threshold: make alpha and theta1 Parameters (``layers.{i}.alpha``,
-    ``layers.{i}.theta1``, shape [n_out]) that backward gives gradients, like snnTorch's
-    ``learn_beta`` and ``learn_threshold``. A learnable alpha is clamped into [0, 1] by forward
-    (its gradient is zero where the clamp is active).
-    surrogate: super_spike (default), arctan, triangle or sigmoid, with slope ``beta``.
-    reset: "state" (to zero, decided by the previous membrane), "spike" (to zero, only emitted
-    spikes reset) or "subtract" (V[t] = alpha V[t-1] - theta1 r[t] + gain (1 - alpha) I[t], r
-    decided by the previous membrane: snnTorch ``Leaky``'s default).
-    reset_grad: "pass" (dV[t+1]/dV[t] = alpha) or "mask" (alpha (1 - reset), as snnTorch); the
-    subtract reset is a detached offset, so it always passes alpha.
+    - n_in, n_out: input and output widths (weights [n_in, n_out], ``paper_init``).
+    - capacity: list capacity K (default ``2 * floor(0.05 * n_out / 2)``, at least 2).
+    - alpha: decay, a scalar or one per neuron, in [0, 1].
+    - theta1: spike threshold, a scalar or one per neuron ([n_out]).
+    - theta2: the layer-wide gradient-candidate threshold (may change between steps, e.g. a
+      schedule), at most every theta1 when the layer is made. Spikes are V > theta1_j, candidates
+      theta2 < V <= theta1_j; a learned theta1_j that falls below theta2 leaves neuron j no
+      candidates (only its spikes carry gradient).
+    - learn_alpha, learn_threshold: make alpha and theta1 Parameters (``layers.{i}.alpha``,
+      ``layers.{i}.theta1``, shape [n_out]) that backward gives gradients, like snnTorch's
+      ``learn_beta`` and ``learn_threshold``. A learnable alpha is clamped into [0, 1] by forward
+      (its gradient is zero where the clamp is active).
+    - surrogate: super_spike (default), arctan, triangle or sigmoid, with slope ``beta``.
+    - reset: "state" (to zero, decided by the previous membrane), "spike" (to zero, only emitted
+      spikes reset) or "subtract" (V[t] = alpha V[t-1] - theta1 r[t] + gain (1 - alpha) I[t], r
+      decided by the previous membrane: snnTorch ``Leaky``'s default).
+    - reset_grad: "pass" (dV[t+1]/dV[t] = alpha) or "mask" (alpha (1 - reset), as snnTorch); the
+      subtract reset is a detached offset, so it always passes alpha.
+    - gain: input current scale.
+    - bias: add a learnable bias [n_out] (zeros) to the current.
+    - seed: the initial weights' stream (None: fresh entropy).
     """
 
     kind = "lif"
@@ -208,6 +218,8 @@ class LIF(_Layer):
         self._theta1.data = _per_neuron(value, self.n_out, "theta1", type(self).__name__)
 
     def config(self) -> _core.LayerConfig:
+        """The C++ description of the layer, checked again: attributes may have changed since
+        construction."""
         c = super().config()
         name = type(self).__name__
         c.capacity = _checks.integer(self.capacity, "capacity", name, 1)
@@ -220,7 +232,10 @@ class LIF(_Layer):
 
 
 class RecurrentLIF(LIF):
-    """LIF layer with lateral weights W_rec [n_out, n_out] fed by its own spikes of step t-1."""
+    """LIF layer with lateral weights W_rec [n_out, n_out] fed by its own spikes of step t-1.
+
+    n_in, n_out, capacity and the keyword options are those of ``LIF``; ``weight_rec`` is
+    initialised like ``weight``, from the same ``seed``."""
 
     kind = "recurrent_lif"
 
@@ -231,7 +246,10 @@ class RecurrentLIF(LIF):
 
 
 class Readout(_Layer):
-    """Non-spiking leaky integrator: V[t] = alpha V[t-1] + gain (1 - alpha) I[t], output V."""
+    """Non-spiking leaky integrator: V[t] = alpha V[t-1] + gain (1 - alpha) I[t], output V.
+
+    n_in, n_out: input width and number of outputs (classes). alpha, gain, bias, seed and
+    learn_alpha are as for ``LIF``."""
 
     kind = "readout"
 
@@ -244,23 +262,25 @@ class Readout(_Layer):
 class Sequential:
     """A stack of LIF / RecurrentLIF layers, optionally ending in a Readout.
 
-    coupling: "same_step" (layer l reads layer l-1 at step t) or "delayed" (at t-1).
-    mode: "sparse" (the method) or "dense" (dense-matrix baseline, no capacity limit).
-    overflow: which spikes, and then which gradient candidates, a full list keeps: "random" (the
-    default: a subset drawn from ``seed``, the same on every backend) or "lowest" (the lowest ids,
-    the paper's choice: it starves high ids of spikes and gradients, so keep it for reproducing the
-    paper). Drops are counted in ``dropped`` and ``dropped_candidates``.
-    seed: an integer in [0, 2^64), the stream of the random overflow policy.
-    device: "cpu", "cuda" (the CUDA backend; input spikes may then also be CUDA tensors, see
-    SpikeTensor) or "ipu-model" (the IPU tile plan, interpreted on the host); see
-    ``available_devices()``.
-    recompute_segment: BPTT memory (checkpointing in time, sparse mode). 0 (default) stores every
-    membrane [T, B, N] for backward. S > 0 keeps only the spike lists and one membrane every S
-    steps, and backward recomputes the membranes S steps at a time: memory falls from O(T N) to
-    O(T K + (S + T / S) N) per layer for about one extra forward. "auto" picks
-    S = ceil(sqrt(T / 2)), which minimises the membrane memory. Gradients are bitwise the same. The
-    CPU rounds S up to a multiple of max(1, 256 // B) steps (its weight-gradient chunk), so with
-    small batches and short sequences it may end up storing everything. "cuda" rounds as the CPU does.
+    - layers: the layers, input first; each one's n_in must be the previous one's n_out.
+    - coupling: "same_step" (layer l reads layer l-1 at step t) or "delayed" (at t-1).
+    - mode: "sparse" (the method) or "dense" (dense-matrix baseline, no capacity limit).
+    - overflow: which spikes, and then which gradient candidates, a full list keeps: "random" (the
+      default: a subset drawn from ``seed``, the same on every backend) or "lowest" (the lowest ids,
+      the paper's choice: it starves high ids of spikes and gradients, so keep it for reproducing
+      the paper). Drops are counted in ``dropped`` and ``dropped_candidates``.
+    - seed: an integer in [0, 2^64), the stream of the random overflow policy.
+    - device: "cpu", "cuda" (the CUDA backend; input spikes may then also be CUDA tensors, see
+      SpikeTensor) or "ipu-model" (the IPU tile plan, interpreted on the host); see
+      ``available_devices()``.
+    - recompute_segment: BPTT memory (checkpointing in time, sparse mode). 0 (default) stores every
+      membrane [T, B, N] for backward. S > 0 keeps only the spike lists and one membrane every S
+      steps, and backward recomputes the membranes S steps at a time: memory falls from O(T N) to
+      O(T K + (S + T / S) N) per layer for about one extra forward. "auto" picks
+      S = ceil(sqrt(T / 2)), which minimises the membrane memory. Gradients are bitwise the same.
+      The CPU rounds S up to a multiple of max(1, 256 // B) steps (its weight-gradient chunk), so
+      with small batches and short sequences it may end up storing everything. "cuda" rounds as the
+      CPU does.
     """
 
     def __init__(self, *layers, coupling: str = "same_step", mode: str = "sparse",
@@ -300,7 +320,8 @@ class Sequential:
         self.dropped_candidates: list[int] = []
 
     def forward(self, x: SpikeTensor):
-        """Runs all T steps. Returns the readout membrane [T, B, C] (float32) if the stack ends in
+        """Runs all T steps over the input spikes ``x`` [T, B, K_in] (a SpikeTensor of the first
+        layer's n_in neurons). Returns the readout membrane [T, B, C] (float32) if the stack ends in
         a Readout, else the last layer's SpikeTensor. Per-layer outputs stay in ``self.spikes``,
         the spikes each layer dropped by capacity in ``self.dropped`` and the gradient candidates
         in ``self.dropped_candidates``. The outputs are read-only views of the forward context,
@@ -407,13 +428,17 @@ class Sequential:
         return [None] * (n - 1) + [grads]
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
+        """(name, Parameter) of every learnable array, named ``layers.{i}.{weight, weight_rec,
+        bias, alpha, theta1}``."""
         return [(f"layers.{i}.{name}", p) for i, layer in enumerate(self.layers)
                 for name, p in layer.parameters().items()]
 
     def parameters(self) -> list[Parameter]:
+        """Every learnable Parameter, in ``named_parameters`` order (what optimisers take)."""
         return [p for _, p in self.named_parameters()]
 
     def zero_grad(self) -> None:
+        """Sets every parameter's ``.grad`` to zero (backward adds into it)."""
         for p in self.parameters():
             p.grad.fill(0.0)
 
@@ -428,7 +453,9 @@ class Sequential:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Loads arrays by name; every name must be present with the same shape."""
+        """Loads the arrays of ``state`` (as ``state_dict`` returns) by name; every name must be
+        present with the same shape, finite, and a fixed alpha in [0, 1], else ValueError and
+        nothing changes."""
         expected = self.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
@@ -465,9 +492,10 @@ def _output(ctx, spikes: list[SpikeTensor]):
 
 
 class Theta2Schedule:
-    """The paper's gradient-threshold schedule: every spiking layer's theta2 starts at ``start``
-    (so every neuron is a candidate) and moves ``rate`` of the way to its target after each
-    ``step()``. Targets default to the layers' theta2 when the schedule is made."""
+    """The paper's gradient-threshold schedule: every spiking layer of ``net`` has its theta2 start
+    at ``start`` (so every neuron is a candidate) and move ``rate`` (in (0, 1]) of the way to its
+    target after each ``step()``. ``targets``, one per spiking layer, default to the layers'
+    theta2 when the schedule is made."""
 
     def __init__(self, net: Sequential, start: float = -100.0, rate: float = 0.5, targets=None):
         self.layers = [layer for layer in net.layers if isinstance(layer, LIF)]
@@ -482,11 +510,13 @@ class Theta2Schedule:
             layer.theta2 = min(float(start), float(layer.theta1.min()))
 
     def step(self) -> None:
+        """Moves every theta2 ``rate`` of the way to its target (call once per training step)."""
         for layer, target in zip(self.layers, self.targets):
             layer.theta2 += self.rate * (target - layer.theta2)
         self.steps += 1
 
     def state_dict(self) -> dict:
+        """The schedule's state (theta2 per layer, targets, rate, steps taken), for checkpoints."""
         return {"theta2": [layer.theta2 for layer in self.layers], "targets": list(self.targets),
                 "rate": self.rate, "steps": self.steps}
 
@@ -515,7 +545,8 @@ class Theta2Schedule:
             raise ValueError(f"{op} steps must be an integer >= 0, got {steps!r:.40}")
 
     def load_state_dict(self, state: dict) -> None:
-        """Restores a ``state_dict``; on ValueError (see ``validate_state_dict``) nothing changes."""
+        """Restores ``state``, a ``state_dict``; on ValueError (see ``validate_state_dict``) nothing
+        changes."""
         self.validate_state_dict(state)
         for layer, theta2 in zip(self.layers, state["theta2"]):
             layer.theta2 = float(theta2)

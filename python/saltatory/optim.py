@@ -42,6 +42,7 @@ class _Optimizer:
 
     @property
     def lr(self) -> float:
+        """The learning rate (settable, e.g. by a schedule; must stay positive)."""
         return self._impl.lr
 
     @lr.setter
@@ -52,6 +53,7 @@ class _Optimizer:
 
     @property
     def steps(self) -> int:
+        """How many steps have been taken (Adam's bias correction uses it)."""
         return self._impl.steps
 
     def step(self) -> None:
@@ -90,23 +92,32 @@ class _Optimizer:
                 raise ValueError(f"{op} state vector {i} is not finite (as float32)")
 
     def load_state_dict(self, state: dict) -> None:
-        """Restores a ``state_dict``; on ValueError (see ``validate_state_dict``) nothing changes."""
+        """Restores ``state``, a ``state_dict``; on ValueError (see ``validate_state_dict``) nothing
+        changes."""
         self.validate_state_dict(state)
         self._impl.load_state(int(state["steps"]),
                               [np.ascontiguousarray(a, dtype=np.float32) for a in state["state"]])
         self.lr = float(state["lr"])
 
     def zero_grad(self) -> None:
+        """Sets the ``.grad`` of every parameter to zero."""
         for p in self.params:
             p.grad.fill(0.0)
 
 
 class SGD(_Optimizer):
+    """Stochastic gradient descent with momentum: v = momentum v + g + weight_decay p, then
+    p -= lr v, for each Parameter of ``params`` (e.g. ``net.parameters()``)."""
+
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(params, _core.Sgd(lr, momentum, weight_decay))
 
 
 class Adam(_Optimizer):
+    """Adam (Kingma & Ba) on the Parameters ``params``: learning rate ``lr``, moment decays
+    ``betas`` = (beta1, beta2), ``eps`` added to the root of the second moment, and L2
+    ``weight_decay`` added to the gradient (weight_decay p), as torch.optim.Adam."""
+
     slots = 2  # first and second moments
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
@@ -115,6 +126,9 @@ class Adam(_Optimizer):
 
 
 class AdamW(_Optimizer):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as torch.optim.AdamW: ``params``,
+    ``lr``, ``betas`` and ``eps`` as for Adam; each step also shrinks p by lr weight_decay p."""
+
     slots = 2
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,

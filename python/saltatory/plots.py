@@ -17,7 +17,8 @@ def _pyplot():
 
 
 def plot_raster(spikes, path, *, sample: int = 0, names=None) -> None:
-    """One panel per SpikeTensor (e.g. the input and each layer): the spikes of ``sample``."""
+    """Writes to ``path`` one panel per SpikeTensor of ``spikes`` (e.g. the input and each
+    layer), titled by ``names`` (default "layer i"): the spikes of batch entry ``sample``."""
     plt = _pyplot()
     names = names or [f"layer {i}" for i in range(len(spikes))]
     fig, axes = plt.subplots(len(spikes), 1, figsize=(8, 2.2 * len(spikes)), sharex=True, squeeze=False)
@@ -37,7 +38,9 @@ def plot_raster(spikes, path, *, sample: int = 0, names=None) -> None:
 
 
 def plot_curves(history: list[dict], trace: dict, path) -> None:
-    """Training loss per step (with a running mean) and train/test accuracy per epoch."""
+    """Writes to ``path`` the training loss per step, ``trace["loss"]`` (with a running mean), and
+    the train/test accuracy per epoch of ``history`` (dicts with epoch, train_acc and test_acc,
+    as ``saltatory.train`` records them)."""
     plt = _pyplot()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     loss = np.asarray(trace["loss"])
@@ -59,7 +62,8 @@ def plot_curves(history: list[dict], trace: dict, path) -> None:
 
 
 def plot_activity(trace: dict, path) -> None:
-    """Each spiking layer's measured activity (spikes per neuron per step) over training."""
+    """Writes to ``path`` each spiking layer's measured activity (spikes per neuron per step)
+    over training, from ``trace["activity"]`` ([steps, layers])."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     activity = np.asarray(trace["activity"])  # [steps, layers]

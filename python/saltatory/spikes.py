@@ -35,9 +35,14 @@ def _on_cuda(value) -> bool:
 class SpikeTensor:
     """Spike lists of ``n_neurons`` neurons over T steps and B samples, capacity K per list.
 
-    Arrays that are already int32 and C-contiguous are used without copying. ``dropped`` counts
-    spikes lost to capacity when the tensor was built (or by the layer that selected them), and
-    ``dropped_candidates`` the gradient candidates lost to it.
+    ids: int32 [T, B, K] neuron ids; n_spk: int32 [T, B], how many leading entries of each list
+    are spikes; n_tot: int32 [T, B], how many are listed in all (spikes, then gradient
+    candidates), default ``n_spk`` (no candidates). Arrays that are already int32 and C-contiguous
+    are used without copying. ``dropped`` counts spikes lost to capacity when the tensor was built
+    (or by the layer that selected them), and ``dropped_candidates`` the gradient candidates lost
+    to it. validate: check the lists (ids in [0, n_neurons), distinct within a list,
+    0 <= n_spk <= n_tot <= K) and raise ValueError otherwise; pass False only for lists Saltatory
+    made itself.
 
     Arrays in CUDA memory (PyTorch or CuPy int32 tensors, or anything with ``__dlpack__``) stay
     there: ``device`` is then ``"cuda"``, a forward on ``device="cuda"`` reads them through DLPack
@@ -65,7 +70,10 @@ class SpikeTensor:
 
     @classmethod
     def from_dense(cls, dense, capacity: int | None = None, *, overflow: str = "random", seed: int = 0):
-        """From dense 0/1 spikes [T, B, N]. ``capacity`` defaults to the largest list size."""
+        """From dense 0/1 spikes [T, B, N]. ``capacity`` defaults to the largest list size.
+
+        A list with more spikes than ``capacity`` keeps ``overflow``'s choice ("random": a subset
+        drawn from ``seed``; "lowest": the lowest ids) and counts the rest in ``dropped``."""
         op = "SpikeTensor.from_dense"
         arr = np.asarray(dense)
         real = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
@@ -91,8 +99,12 @@ class SpikeTensor:
                     samples=None, batch_size: int | None = None, overflow: str = "random", seed: int = 0):
         """Bins events (time, unit[, sample]) into T = n_steps bins of ``bin_width``.
 
-        Events at or after ``n_steps * bin_width`` and spikes beyond ``capacity`` are dropped and
-        counted in ``dropped``; repeated (bin, unit) pairs make one spike.
+        ``times``, ``units`` and ``samples`` (default all 0) are 1-D arrays, one entry per event:
+        its time (same unit as ``bin_width``), neuron id in [0, n_neurons) and sample in
+        [0, batch_size) (default: the largest sample id + 1). Events at or after
+        ``n_steps * bin_width`` and spikes beyond ``capacity`` are dropped and counted in
+        ``dropped`` (which spikes a full list keeps: ``overflow`` and ``seed``, as in
+        ``from_dense``); repeated (bin, unit) pairs make one spike.
         """
         op = "SpikeTensor.from_events"
         units = _int32("units", units, op).astype(np.int64).ravel()
@@ -131,7 +143,7 @@ class SpikeTensor:
         return np.where(listed, entries, 0.0).astype(np.float32)
 
     def scatter(self, per_entry) -> np.ndarray:
-        """The per-neuron float32 array [T, B, N] of per-entry values [T, B, K]: each listed
+        """The per-neuron float32 array [T, B, N] of ``per_entry`` values [T, B, K]: each listed
         entry's value at its neuron, 0 elsewhere (the inverse of ``gather`` on listed neurons)."""
         op = "SpikeTensor.scatter"
         self._host_only(op)
@@ -154,6 +166,7 @@ class SpikeTensor:
 
     @property
     def capacity(self) -> int:
+        """K, the most entries a list can hold."""
         return self.ids.shape[2]
 
     def _host_only(self, op: str) -> None:

@@ -91,9 +91,10 @@ class SparseSequential(torch.nn.Module):
 
     ``forward(x)``: x is a dense [T, B, N_in] tensor of 0/1 spikes (binned into lists of
     ``input_capacity``, default the largest list in x) or a ``saltatory.SpikeTensor``. Returns the
-    readout membrane [T, B, C], or the last layer's dense spikes [T, B, N]. Options are those of
-    ``saltatory.Sequential``; ``.spikes``, ``.dropped`` and ``.dropped_candidates`` hold the last
-    forward's lists and drops.
+    readout membrane [T, B, C], or the last layer's dense spikes [T, B, N]. The layers and the
+    options coupling, mode, overflow, seed and recompute_segment are those of
+    ``saltatory.Sequential`` (on the CPU); ``.spikes``, ``.dropped`` and ``.dropped_candidates``
+    hold the last forward's lists and drops.
 
     The module's tensors are the truth: parameters ``layers_{i}_weight``, ``layers_{i}_weight_rec``
     and ``layers_{i}_bias`` (and ``layers_{i}_alpha`` / ``layers_{i}_theta1`` [n_out] for layers
@@ -123,11 +124,14 @@ class SparseSequential(torch.nn.Module):
                 self.register_buffer(f"layers_{i}_{name}", torch.tensor(value, dtype=torch.float32))
 
     def to_spikes(self, x: torch.Tensor) -> SpikeTensor:
+        """The dense 0/1 CPU tensor ``x`` [T, B, N_in] as input lists of ``input_capacity``."""
         dense = _dense_numpy(x, "SparseSequential")
         return SpikeTensor.from_dense(dense, self.input_capacity, overflow=self.net.overflow,
                                       seed=self.net.seed)
 
     def forward(self, x):
+        """Runs the stack on ``x``, a dense [T, B, N_in] tensor of 0/1 spikes or a SpikeTensor;
+        returns the readout membrane [T, B, C] or the last layer's dense spikes [T, B, N]."""
         if not isinstance(x, (torch.Tensor, SpikeTensor)):
             raise TypeError(f"[SparseSequential] input must be a torch.Tensor or SpikeTensor, got "
                             f"{type(x).__name__}")
@@ -152,14 +156,17 @@ class SparseSequential(torch.nn.Module):
 
     @property
     def spikes(self) -> list[SpikeTensor]:
+        """Each layer's output lists of the last forward."""
         return self.net.spikes
 
     @property
     def dropped(self) -> list[int]:
+        """Spikes each layer lost to capacity in the last forward."""
         return self.net.dropped
 
     @property
     def dropped_candidates(self) -> list[int]:
+        """Gradient candidates each layer lost to capacity in the last forward."""
         return self.net.dropped_candidates
 
 
@@ -189,8 +196,9 @@ def _host_array(module: SparseSequential, name: str, shape: tuple) -> np.ndarray
 
 
 class SparseLIF(SparseSequential):
-    """One feed-forward LIF layer (see ``saltatory.LIF`` for the options) as a module:
-    dense spikes [T, B, n_in] -> dense spikes [T, B, n_out]."""
+    """One feed-forward LIF layer as a module: dense spikes [T, B, n_in] -> dense spikes
+    [T, B, n_out]. n_in, n_out, capacity and the keyword options are those of ``saltatory.LIF``;
+    mode, input_capacity and recompute_segment those of ``SparseSequential``."""
 
     def __init__(self, n_in: int, n_out: int, capacity: int | None = None, *, mode: str = "sparse",
                  input_capacity: int | None = None, recompute_segment: int | str = 0, **options):
@@ -199,7 +207,9 @@ class SparseLIF(SparseSequential):
 
 
 class SparseRecurrentLIF(SparseSequential):
-    """One recurrent LIF layer (see ``saltatory.RecurrentLIF``) as a module."""
+    """One recurrent LIF layer as a module. n_in, n_out, capacity and the keyword options are
+    those of ``saltatory.RecurrentLIF``; mode, input_capacity and recompute_segment those of
+    ``SparseSequential``."""
 
     def __init__(self, n_in: int, n_out: int, capacity: int | None = None, *, mode: str = "sparse",
                  input_capacity: int | None = None, recompute_segment: int | str = 0, **options):

@@ -67,6 +67,8 @@ _segment = _checked(lambda text: text if text == "auto" else int(text),
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line ``argv`` (default ``sys.argv[1:]``) parsed and checked, with the data
+    set's defaults filled in."""
     p = argparse.ArgumentParser(prog="python -m saltatory.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=_DATASETS, default="fashion-mnist")
@@ -142,7 +144,8 @@ def _limit(dataset, count: int | None, rng: np.random.Generator | None = None):
 
 
 def load_datasets(args, rng: np.random.Generator):
-    """(train, test, number of classes) for ``args.dataset``."""
+    """(train, test, number of classes) for ``args.dataset``; ``rng`` draws the training
+    subset."""
     capacity = args.input_capacity or None
     events = {"n_steps": args.steps, "bin_width": (args.bin_ms or 1.0) / 1000.0, "capacity": capacity}
     if args.dataset == "fashion-mnist":
@@ -215,6 +218,8 @@ def _alive(pid: int) -> bool:
 
 
 def build_network(args, n_in: int, n_classes: int) -> sal.Sequential:
+    """The network of ``args`` for ``n_in`` input units and ``n_classes`` outputs: hidden LIF (or
+    RecurrentLIF) layers, then a Readout."""
     layers, width = [], n_in
     kind = sal.RecurrentLIF if args.recurrent else sal.LIF
     for i, hidden in enumerate(args.hidden):
@@ -228,7 +233,8 @@ def build_network(args, n_in: int, n_classes: int) -> sal.Sequential:
 
 
 def evaluate(net: sal.Sequential, loader: data.Loader, ddp=None) -> float:
-    """Test accuracy; with ``ddp`` every rank evaluates its ``ddp.shard`` of the test set."""
+    """Accuracy of ``net`` over epoch 0 of ``loader``; with ``ddp`` every rank evaluates its
+    ``ddp.shard`` of the test set and the result covers all ranks."""
     correct = 0
     for spikes, labels in loader.epoch(0):
         correct += int((sal.losses.predict(net(spikes)) == labels).sum())
@@ -240,7 +246,9 @@ def evaluate(net: sal.Sequential, loader: data.Loader, ddp=None) -> float:
 
 def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progress=True,
                 ddp=None) -> dict:
-    """One pass over ``loader``'s epoch ``epoch``; appends per-step loss and activity to ``trace``.
+    """One pass of ``net`` and its optimiser ``opt`` over ``loader``'s epoch ``epoch``, stepping
+    the Theta2Schedule ``schedule`` (if any) after each batch, with a progress bar if
+    ``progress``; appends per-step loss and activity to ``trace``.
     With ``ddp`` (a ``saltatory.distributed.DataParallel``) gradients are averaged over the ranks
     before each optimiser step, and the epoch's figures cover every rank."""
     bar = None
@@ -292,6 +300,8 @@ def train_epoch(net, opt, loader, epoch: int, trace: dict, schedule=None, progre
 
 
 def main(argv=None) -> dict:
+    """``python -m saltatory.train`` with the arguments ``argv``: trains, evaluates, writes the
+    plots and summary.json, and returns the summary."""
     args = parse_args(argv)
     sal.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)

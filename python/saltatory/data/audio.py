@@ -36,8 +36,9 @@ _FRAME_WORDS = 2  # peak 8-byte words per frame and FFT point in Cochlea.levels 
 
 
 def read_wav(path) -> tuple[np.ndarray, int]:
-    """PCM WAV (8, 16, 24 or 32 bit; channels averaged) as float32 in [-1, 1], and its rate.
-    Files whose samples would need more than ``saltatory.memory_limit()`` bytes raise ValueError."""
+    """The PCM WAV file at ``path`` (8, 16, 24 or 32 bit; channels averaged) as float32 in
+    [-1, 1], and its sample rate in Hz. Files whose samples would need more than
+    ``saltatory.memory_limit()`` bytes raise ValueError."""
     path = os.fspath(path)
     try:
         with wave.open(path, "rb") as w:
@@ -73,7 +74,15 @@ def erb_space(f_min: float, f_max: float, n: int) -> np.ndarray:
 
 
 class Cochlea:
-    """Filterbank + hair cells + integrate-and-fire channels; see the module docstring."""
+    """Filterbank + hair cells + integrate-and-fire channels; see the module docstring.
+
+    - n_channels: filters (and output units), centred between ``f_min`` and ``f_max`` Hz
+      (default 0.9 of the Nyquist frequency of ``sample_rate``, the recordings' rate in Hz).
+    - hop, window: frame step and length in seconds.
+    - dynamic_range_db, floor_db: the hair cells' range R below the loudest level and their
+      absolute floor F, in dBFS.
+    - max_rate: spikes per frame of a channel at full level, in (0, 1].
+    """
 
     def __init__(self, n_channels: int = 64, sample_rate: int = 8000, *, f_min: float = 80.0,
                  f_max: float | None = None, hop: float = 1e-3, window: float = 0.025,
@@ -107,7 +116,8 @@ class Cochlea:
         self.full_scale = (self.taper.sum() / 2.0) ** 2  # the peak |X|^2 of a sine of amplitude 1
 
     def levels(self, audio: np.ndarray) -> np.ndarray:
-        """Hair-cell levels in [0, 1], [frames, channels]."""
+        """Hair-cell levels in [0, 1], [frames, channels], of ``audio`` (one recording, samples at
+        ``sample_rate``)."""
         audio = np.asarray(audio, dtype=np.float64).ravel()
         if not np.all(np.isfinite(audio)):
             raise ValueError("[Cochlea] audio contains NaN or Inf")
@@ -127,7 +137,8 @@ class Cochlea:
         return np.clip((decibels - floor) / self.dynamic_range_db, 0.0, 1.0)
 
     def encode(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Spike events of one recording: (times in seconds, channel ids), in time order."""
+        """Spike events of ``audio`` (one recording, samples at ``sample_rate``): (times in
+        seconds, channel ids), in time order."""
         charge = np.floor(np.cumsum(self.max_rate * self.levels(audio), axis=0))
         fired = np.diff(charge, axis=0, prepend=0.0) > 0
         frames, channels = np.nonzero(fired)
@@ -135,7 +146,9 @@ class Cochlea:
 
 
 def encode_audio_files(paths, cochlea: Cochlea, workers: int | None = None):
-    """Encodes WAV files (in parallel threads): lists of times and of channel ids."""
+    """Encodes the WAV files ``paths`` by ``cochlea`` (whose sample rate they must have) in
+    ``workers`` parallel threads (default: one per CPU): lists of times and of channel ids, one
+    entry per file."""
     def one(path):
         audio, rate = read_wav(path)
         if rate != cochlea.sample_rate:
@@ -151,7 +164,8 @@ _FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 
 
 def fsdd_files(root, split: str = "train") -> tuple[list[str], list[int]]:
-    """FSDD recordings of a split (official: takes 0-4 are the test set) and their digits."""
+    """FSDD recordings of a split, "train" or "test" (official: takes 0-4 are the test set), and
+    their digits; ``root`` is the FSDD checkout or its ``recordings`` folder."""
     if split not in ("train", "test"):
         raise ValueError(f"fsdd_files: split must be 'train' or 'test', got {split!r}")
     folder = os.path.join(os.fspath(root), "recordings")
@@ -171,7 +185,9 @@ def fsdd_files(root, split: str = "train") -> tuple[list[str], list[int]]:
 
 def load_fsdd(root, split: str = "train", *, cochlea: Cochlea | None = None, n_steps: int = 100,
               bin_width: float = 1e-2, capacity: int | None = None) -> EventDataset:
-    """An FSDD split encoded by ``cochlea`` (default 64 channels) as an EventDataset."""
+    """An FSDD split (see ``fsdd_files`` for ``root`` and ``split``) encoded by ``cochlea``
+    (default 64 channels) as an EventDataset of ``n_steps`` bins of ``bin_width`` seconds, lists
+    of ``capacity`` (default: the largest, nothing dropped)."""
     cochlea = cochlea or Cochlea()
     files, labels = fsdd_files(root, split)
     times, units = encode_audio_files(files, cochlea)
@@ -180,7 +196,8 @@ def load_fsdd(root, split: str = "train", *, cochlea: Cochlea | None = None, n_s
 
 
 def fsdd_to_shd(root, out_dir, cochlea: Cochlea | None = None) -> dict[str, str]:
-    """Writes ``fsdd_{train,test}.h5`` in the SHD layout; returns the paths by split."""
+    """Encodes the FSDD checkout ``root`` by ``cochlea`` (default 64 channels) and writes
+    ``fsdd_{train,test}.h5`` in the SHD layout into ``out_dir``; returns the paths by split."""
     from .shd import write_shd
 
     cochlea = cochlea or Cochlea()

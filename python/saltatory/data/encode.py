@@ -58,10 +58,12 @@ def latency_encode(
     threshold: float = 0.2,
     linear: bool = False,
 ) -> np.ndarray:
-    """Time-to-first-spike encoding; see the module docstring for the formulas.
+    """Time-to-first-spike encoding of ``images`` [S, ...] (uint8, or float in [0, 1]); see the
+    module docstring for the formulas.
 
-    Returns float32 [n_steps, S, n_pixels] with at most one spike per (sample, pixel).
-    ``tau`` is in time steps; ``None`` selects 20 (log) or n_steps - 1 (linear).
+    Returns float32 [n_steps, S, n_pixels] with at most one spike per (sample, pixel); only
+    pixels brighter than ``threshold`` (in [0, 1)) spike. ``linear`` picks the linear form over
+    the log one. ``tau`` is in time steps; ``None`` selects 20 (log) or n_steps - 1 (linear).
     """
     fn = "latency_encode"
     _check_n_steps(n_steps, fn)
@@ -94,7 +96,8 @@ def rate_encode(
     max_rate: float = 1.0,
     seed: int = 0,
 ) -> np.ndarray:
-    """Bernoulli rate encoding: spike with probability intensity * max_rate in every step.
+    """Bernoulli rate encoding of ``images`` [S, ...] (uint8, or float in [0, 1]): spike with
+    probability intensity * max_rate in every step.
 
     Returns float32 [n_steps, S, n_pixels]; deterministic in ``seed``.
     ``max_rate`` is a per-step probability in [0, 1].

@@ -23,7 +23,8 @@ def events_to_units(events: np.ndarray, sensor_size, time_scale: float = 1e-6):
 
     ``sensor_size`` is (W, H, P) as in tonic (e.g. (34, 34, 2) for N-MNIST, (700, 1, 1) for SHD).
     Fields: x and t are required; y and p default to 0. Values outside the sensor, and x, y or p
-    that are not integers, raise ValueError.
+    that are not integers, raise ValueError. ``time_scale`` converts t to seconds (default 1e-6:
+    t in microseconds).
     """
     op = "events_to_units"
     if not isinstance(events, np.ndarray) or events.dtype.names is None:
@@ -49,9 +50,10 @@ def events_to_units(events: np.ndarray, sensor_size, time_scale: float = 1e-6):
 class EventDataset:
     """Labelled samples stored as events; ``spikes(indices)`` bins a batch into a SpikeTensor.
 
-    times[i] (seconds) and units[i] are the events of sample i. Bins are ``bin_width`` seconds,
-    ``n_steps`` of them. ``capacity`` (spikes per list) defaults to the largest list over the data
-    set, so nothing is dropped; a smaller one keeps a seeded random subset and counts the rest.
+    times[i] (seconds) and units[i] (ids in [0, n_units)) are the events of sample i, labels[i]
+    its class. Bins are ``bin_width`` seconds, ``n_steps`` of them. ``capacity`` (spikes per list)
+    defaults to the largest list over the data set, so nothing is dropped; a smaller one keeps a
+    seeded random subset and counts the rest.
     """
 
     def __init__(self, times, units, labels, *, n_units: int, n_steps: int, bin_width: float,
@@ -90,7 +92,8 @@ class EventDataset:
         return largest
 
     def spikes(self, indices, seed: int = 0) -> SpikeTensor:
-        """The samples ``indices`` as one batch, in that order; ``.dropped`` counts lost events."""
+        """The samples ``indices`` as one batch, in that order; ``.dropped`` counts lost events.
+        ``seed`` draws the random subset a full list keeps."""
         indices = np.asarray(indices, dtype=np.int64)
         samples = np.repeat(np.arange(len(indices)), [len(self.units[i]) for i in indices])
         times = np.concatenate([self.times[i] for i in indices]) if len(indices) else np.zeros(0)
@@ -101,6 +104,7 @@ class EventDataset:
                                        overflow="random", seed=seed)
 
     def subset(self, indices) -> "EventDataset":
+        """A dataset of the samples ``indices`` (same bins and capacity)."""
         return EventDataset([self.times[i] for i in indices], [self.units[i] for i in indices],
                             self.labels[np.asarray(indices, dtype=np.int64)], n_units=self.n_units,
                             n_steps=self.n_steps, bin_width=self.bin_width, capacity=self.capacity)
@@ -108,8 +112,11 @@ class EventDataset:
 
 def from_tonic(dataset, sensor_size=None, *, n_steps: int, bin_width: float, capacity: int | None = None,
                time_scale: float = 1e-6, limit: int | None = None) -> EventDataset:
-    """An EventDataset from any sequence of (events, label) pairs with tonic-style structured
-    events, e.g. a ``tonic.datasets`` object (whose ``sensor_size`` is used when not given)."""
+    """An EventDataset from ``dataset``, any sequence of (events, label) pairs with tonic-style
+    structured events, e.g. a ``tonic.datasets`` object (whose ``sensor_size`` is used when not
+    given). Events map to units as in ``events_to_units`` (with ``time_scale``); ``n_steps``,
+    ``bin_width`` (seconds) and ``capacity`` are as for EventDataset. ``limit``: read at most
+    this many samples (None: all)."""
     sensor_size = sensor_size if sensor_size is not None else getattr(dataset, "sensor_size", None)
     if sensor_size is None:
         raise ValueError("[from_tonic] give sensor_size (W, H, P): the dataset has no sensor_size")

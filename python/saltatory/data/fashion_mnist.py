@@ -92,7 +92,8 @@ def load_fashion_mnist(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load one Fashion-MNIST split: ``(images uint8 [S, 28, 28], labels int32 [S])``.
 
-    ``split`` is "train" (60000 samples) or "test" (10000 samples).
+    ``root`` is the folder of the four IDX .gz files (default: where the Debian package puts
+    them); ``split`` is "train" (60000 samples) or "test" (10000 samples).
     """
     if split not in _SPLIT_FILES:
         raise ValueError(f"load_fashion_mnist: split must be 'train' or 'test', got {split!r}")

@@ -34,7 +34,8 @@ def _stop_producers() -> None:
 
 
 class DenseDataset:
-    """Dense time-major 0/1 spikes [T, S, N] and labels [S]."""
+    """Dense time-major 0/1 ``spikes`` [T, S, N] and ``labels`` [S]; batches are lists of
+    ``capacity`` (default: the largest over the data set, nothing dropped)."""
 
     def __init__(self, spikes: np.ndarray, labels, capacity: int | None = None):
         spikes = np.asarray(spikes)
@@ -50,17 +51,21 @@ class DenseDataset:
         return len(self.labels)
 
     def spikes(self, indices, seed: int = 0) -> SpikeTensor:
+        """The samples ``indices`` as one batch; ``seed`` draws the subset a full list keeps."""
         return SpikeTensor.from_dense(self.dense[:, np.asarray(indices)], self.capacity,
                                       overflow="random", seed=seed)
 
     def subset(self, indices) -> "DenseDataset":
+        """A dataset of the samples ``indices`` (same capacity)."""
         indices = np.asarray(indices, dtype=np.int64)
         return DenseDataset(self.dense[:, indices], self.labels[indices], self.capacity)
 
 
 class ImageDataset:
-    """Images [S, ...] encoded per batch: ``latency`` (linear time-to-first-spike) or ``rate``.
-    The capacity defaults to the largest list over the whole data set (nothing dropped)."""
+    """``images`` [S, ...] and ``labels`` [S], encoded per batch into ``n_steps`` steps by
+    ``encoding``: "latency" (linear time-to-first-spike, ``latency_encode``) or "rate"
+    (``rate_encode``), with the further keyword options passed to the encoder. ``capacity``
+    defaults to the largest list over the whole data set (nothing dropped)."""
 
     def __init__(self, images: np.ndarray, labels, n_steps: int, *, encoding: str = "latency",
                  capacity: int | None = None, **encoder_options):
@@ -87,10 +92,13 @@ class ImageDataset:
         return rate_encode(self.images[indices], self.n_steps, seed=seed, **self.options)
 
     def spikes(self, indices, seed: int = 0) -> SpikeTensor:
+        """The samples ``indices`` encoded as one batch; ``seed`` draws the rate code's spikes and
+        the subset a full list keeps."""
         return SpikeTensor.from_dense(self._encode(np.asarray(indices), seed), self.capacity,
                                       overflow="random", seed=seed)
 
     def subset(self, indices) -> "ImageDataset":
+        """A dataset of the samples ``indices`` (same encoding and capacity)."""
         indices = np.asarray(indices, dtype=np.int64)
         return ImageDataset(self.images[indices], self.labels[indices], self.n_steps,
                             encoding=self.encoding, capacity=self.capacity, **self.options)
@@ -101,8 +109,11 @@ def _seed(*words: int) -> int:
 
 
 class Loader:
-    """Batches (SpikeTensor, labels int32) of a dataset, built ``prefetch`` ahead in a thread.
+    """Batches (SpikeTensor, labels int32) of ``dataset``, built ``prefetch`` ahead in a thread
+    (0: in the caller's thread).
 
+    Batches hold ``batch_size`` samples, in a random order per epoch with ``shuffle`` (drawn from
+    ``seed`` and the epoch), else in order; ``drop_last`` skips a final smaller batch.
     ``epoch(e)`` iterates epoch e; plain iteration runs epochs 0, 1, 2, ... in turn. ``dropped``
     counts the events the last epoch's batches lost to capacity or to the time window.
 
@@ -132,6 +143,8 @@ class Loader:
         return full + (0 if self.drop_last or rest < max(1, self.world_size) else 1)
 
     def order(self, epoch: int) -> np.ndarray:
+        """The sample order of epoch ``epoch``: a permutation from (seed, epoch) with ``shuffle``,
+        else 0, 1, 2, ..."""
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n)
@@ -148,6 +161,8 @@ class Loader:
             yield self.dataset.spikes(idx, seed), self.dataset.labels[idx]
 
     def epoch(self, epoch: int):
+        """Iterates the batches (spikes, labels) of epoch ``epoch``; plain iteration then goes on
+        with the next epoch."""
         self._next_epoch = epoch + 1
         self.dropped = 0
         batches = self._batches(epoch) if self.prefetch == 0 else self._prefetched(epoch)

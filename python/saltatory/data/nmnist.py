@@ -25,8 +25,9 @@ _EVENT_BYTES = 128  # peak memory per 5-byte event while decoding (the bytes, in
 
 
 def read_nmnist_events(path) -> np.ndarray:
-    """One recording as tonic-style structured events (x, y, t in microseconds, p). Files whose
-    decoding would need more than ``saltatory.memory_limit()`` bytes raise ValueError unread."""
+    """The recording at ``path`` as tonic-style structured events (x, y, t in microseconds, p),
+    CAMERA_EVENT_DTYPE. Files whose decoding would need more than ``saltatory.memory_limit()``
+    bytes raise ValueError unread."""
     path = os.fspath(path)
     check_memory(os.path.getsize(path) // 5 * _EVENT_BYTES, f"read_nmnist_events: {path}")
     raw = np.fromfile(path, dtype=np.uint8)
@@ -48,7 +49,8 @@ def read_nmnist_events(path) -> np.ndarray:
 
 
 def write_nmnist_events(path, events: np.ndarray) -> None:
-    """Writes events (x, y, t < 2^23 microseconds, p) in the 5-byte N-MNIST format."""
+    """Writes ``events`` (x, y, t < 2^23 microseconds, p) to ``path`` in the 5-byte N-MNIST
+    format."""
     t = events["t"].astype(np.int64)
     if t.size and (t.min() < 0 or t.max() >= 1 << 23):
         raise ValueError("write_nmnist_events: timestamps must lie in [0, 2^23) microseconds")
@@ -106,7 +108,10 @@ def _listed_samples(root: str, split: str) -> tuple[list[str], list[int]]:
 
 def load_nmnist(root, split: str = "train", *, n_steps: int = 100, bin_width: float = 3e-3,
                 capacity: int | None = None, limit: int | None = None) -> EventDataset:
-    """An N-MNIST split as an EventDataset of 2312 units (default 100 bins of 3 ms = 300 ms)."""
+    """An N-MNIST split (e.g. "train" or "test") of the folder ``root`` (either layout of the module
+    docstring) as an EventDataset of 2312 units: ``n_steps`` bins of ``bin_width`` seconds
+    (default 100 bins of 3 ms = 300 ms), lists of ``capacity`` (default: the largest, nothing
+    dropped). ``limit``: the first this many samples (None: all)."""
     files, labels = _listed_samples(os.fspath(root), split)
     if limit is not None:
         files, labels = files[:limit], labels[:limit]

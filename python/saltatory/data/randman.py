@@ -33,7 +33,9 @@ _STANDARDIZE_EPS = 1e-7
 
 
 class Randman:
-    """One random smooth manifold of dimension ``dim_manifold`` in ``dim_embedding`` dims."""
+    """One random smooth manifold of dimension ``dim_manifold`` in ``dim_embedding`` dims, with
+    smoothness ``alpha`` (see the module docstring), its parameters drawn from the numpy
+    Generator ``rng``."""
 
     def __init__(
         self,
@@ -137,7 +139,7 @@ def train_test_split(
     """Randomly split time-major ``spikes`` [T, S, N] and ``labels`` [S] along the sample axis.
 
     Returns ``(train_spikes, train_labels, test_spikes, test_labels)`` with
-    round(test_fraction * S) test samples.
+    round(test_fraction * S) test samples, drawn by a permutation deterministic in ``seed``.
     """
     spikes = np.asarray(spikes)
     labels = np.asarray(labels)

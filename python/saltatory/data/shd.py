@@ -115,9 +115,10 @@ def _check_sizes(path: str, f) -> None:
 
 
 def read_shd(path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]:
-    """(times, units, labels, n_units) of an SHD-layout file; malformed files raise ValueError,
-    among them labels and unit ids that are not integers (a float 3.5, a label of 2^40), unit ids
-    outside [0, n_units), and files whose arrays would exceed ``saltatory.memory_limit()``."""
+    """(times, units, labels, n_units) of the SHD-layout file ``path``; malformed files raise
+    ValueError, among them labels and unit ids that are not integers (a float 3.5, a label of
+    2^40), unit ids outside [0, n_units), and files whose arrays would exceed
+    ``saltatory.memory_limit()``."""
     h5py = _h5py()
     path = os.fspath(path)
     # h5py reports corruption as OSError, KeyError, TypeError, RuntimeError or ValueError
@@ -159,7 +160,9 @@ def read_shd(path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]
 
 
 def write_shd(path, times, units, labels, n_units: int = SHD_UNITS, **attrs) -> None:
-    """Writes samples in the SHD layout (times float32 seconds, units uint16, labels uint16)."""
+    """Writes samples to ``path`` in the SHD layout: ``times`` (per sample, seconds, as float32),
+    ``units`` (per sample, channel ids in [0, n_units), as uint16) and ``labels`` (uint16), with
+    ``n_units`` and any further keyword ``attrs`` as file attributes."""
     h5py = _h5py()
     if not len(times) == len(units) == len(labels):
         raise ValueError("write_shd: times, units and labels need one entry per sample")
@@ -177,7 +180,9 @@ def write_shd(path, times, units, labels, n_units: int = SHD_UNITS, **attrs) -> 
 
 def load_shd(path, *, n_steps: int = 100, bin_width: float = 1e-2, capacity: int | None = None,
              limit: int | None = None) -> EventDataset:
-    """An SHD-layout file as an EventDataset (default 100 bins of 10 ms = 1 s)."""
+    """The SHD-layout file ``path`` as an EventDataset: ``n_steps`` bins of ``bin_width`` seconds
+    (default 100 bins of 10 ms = 1 s), lists of ``capacity`` (default: the largest, nothing
+    dropped). ``limit``: the first this many samples (None: all)."""
     times, units, labels, n_units = read_shd(path)
     if limit is not None:
         times, units, labels = times[:limit], units[:limit], labels[:limit]
