@@ -498,6 +498,23 @@ def test_exit_while_the_loader_prefetches_does_not_abort(tmp_path: Path) -> None
     assert (run.returncode, run.stderr.strip()) == (1, "stopped")
 
 
+def test_exit_skips_producers_that_never_started() -> None:
+    # an interrupt between registering a producer and starting it left one that join() refused,
+    # and the exception stopped the join of the producers after it
+    import threading
+
+    from saltatory.data import loader
+
+    never = threading.Thread(target=lambda: None)
+    stop = threading.Event()
+    loader._producers[never] = stop
+    try:
+        loader._stop_producers()
+    finally:
+        del loader._producers[never]
+    assert stop.is_set()
+
+
 def test_image_dataset_latency_capacity_and_rate() -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (20, 4, 4), dtype=np.uint8)

@@ -30,7 +30,8 @@ _producers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # thread ->
 def _stop_producers() -> None:
     for thread, stop in list(_producers.items()):
         stop.set()
-        thread.join(timeout=60)  # a batch takes far less; a dataset that hangs must not hang exit
+        if thread.is_alive():  # registered before start: an interrupt may fall in between
+            thread.join(timeout=60)  # a batch takes far less; a dataset that hangs must not hang exit
 
 
 class DenseDataset:
