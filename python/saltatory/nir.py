@@ -159,7 +159,8 @@ def _options(name: str, neuron, keys, overrides: dict) -> dict:
 
 
 def from_nir(graph: "nir.NIRGraph", dt: float | None = None, *, capacity: int | None = None,
-             reset: str | None = None, seed: int = 0, mode: str = "sparse") -> Sequential:
+             reset: str | None = None, theta2: float | None = None, seed: int = 0,
+             mode: str = "sparse") -> Sequential:
     """A Saltatory stack from a NIR graph (see the module docstring for what is accepted).
 
     ``dt`` defaults to the exporter's (Saltatory graphs record it) or 1e-4 (snnTorch's). Settings
@@ -167,7 +168,10 @@ def from_nir(graph: "nir.NIRGraph", dt: float | None = None, *, capacity: int | 
     from the layer defaults; ``capacity`` overrides them for every spiking layer. ``reset``
     ("state", "spike" or "subtract") sets every spiking layer's reset rule; None takes it from the
     metadata, else NIR's reset to v_reset = 0 ("state"). NIR's LIF cannot express snnTorch
-    ``Leaky``'s default subtract reset: import snnTorch graphs with reset="subtract". Whatever else
+    ``Leaky``'s default subtract reset: import snnTorch graphs with reset="subtract". ``theta2``
+    (the gradient-candidate threshold, below every v_threshold) likewise overrides it for every
+    spiking layer: graphs without Saltatory metadata otherwise get the layer default 0.9, which a
+    v_threshold at or below 0.9 refuses. Whatever else
     the graph holds (a cycle, a node off the chain, a missing node, a parameter of the wrong shape
     or dtype or not finite, an unknown metadata key) raises ValueError or TypeError naming the node.
     ``mode`` and ``seed`` are the Sequential's (the random overflow stream; layer i's initial
@@ -218,7 +222,8 @@ def from_nir(graph: "nir.NIRGraph", dt: float | None = None, *, capacity: int | 
         current = reach(name)
         loop, recurrent = _loop(current, len(weight), graph, successors, chain)
         layers.append(_layer(current, graph.nodes[current], weight, bias, recurrent, dt,
-                             {"capacity": capacity, "reset": reset}, seed + len(layers)))
+                             {"capacity": capacity, "reset": reset, "theta2": theta2},
+                             seed + len(layers)))
         size = len(weight)
     if not layers:
         raise ValueError("[from_nir] the graph has no layers")

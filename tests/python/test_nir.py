@@ -252,6 +252,22 @@ def test_from_nir_refuses_what_is_not_a_graph_and_bad_capacities() -> None:
         from_nir(graph, dt=float("inf"))
 
 
+def test_theta2_override_imports_graphs_with_low_thresholds() -> None:
+    net = sal.Sequential(sal.LIF(12, 8, 8, theta1=0.5, theta2=0.3, seed=1),
+                         sal.Readout(8, 3, seed=2))
+    graph = to_nir(net)
+    for node in graph.nodes.values():
+        node.metadata = {}  # as a foreign exporter writes it: no Saltatory settings
+    with pytest.raises(ValueError, match=r"^\[from_nir\] node 'neuron_0'.*theta2"):
+        from_nir(graph)  # the default theta2 = 0.9 lies above v_threshold = 0.5
+    layer = from_nir(graph, theta2=0.3).layers[0]
+    assert layer.theta2 == pytest.approx(0.3) and np.allclose(layer.theta1, 0.5)
+    with pytest.raises(TypeError, match=r"^\[from_nir\] node 'neuron_0': theta2 must be of type Real"):
+        from_nir(graph, theta2="0.3")
+    with pytest.raises(ValueError, match=r"^\[from_nir\] node 'neuron_0': theta2 must be finite"):
+        from_nir(graph, theta2=float("nan"))
+
+
 def test_reset_overrides_the_metadata() -> None:
     net = _trained_like_net()
     for layer in net.layers[:2]:
