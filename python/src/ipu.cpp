@@ -25,6 +25,22 @@ py::dict memory_dict(const ipu::TileMemory& m) {
 }  // namespace
 
 void init_ipu(py::module_& m) {
+  // the option types first, so that ipu_plan's signature names them
+  py::class_<ipu::PlanOptions>(m, "IpuPlanOptions")
+      .def(py::init<>())
+      .def_readwrite("T", &ipu::PlanOptions::T)
+      .def_readwrite("B", &ipu::PlanOptions::B)
+      .def_readwrite("input_capacity", &ipu::PlanOptions::input_capacity)
+      .def_readwrite("neurons_per_tile", &ipu::PlanOptions::neurons_per_tile)
+      .def_readwrite("optimizer_slots", &ipu::PlanOptions::optimizer_slots);
+  py::class_<ipu::Target>(m, "IpuTarget")
+      .def(py::init<>())
+      .def_readwrite("ipus", &ipu::Target::ipus)
+      .def_readwrite("tiles_per_ipu", &ipu::Target::tiles_per_ipu)
+      .def_readwrite("workers_per_tile", &ipu::Target::workers_per_tile)
+      .def_readwrite("bytes_per_tile", &ipu::Target::bytes_per_tile)
+      .def_readwrite("reserved_bytes_per_tile", &ipu::Target::reserved_bytes_per_tile)
+      .def_readwrite("clock_hz", &ipu::Target::clock_hz);
   m.def(
       "ipu_plan",
       [](const std::vector<LayerConfig>& layers, const std::string& coupling, int recompute_segment,
@@ -66,21 +82,6 @@ void init_ipu(py::module_& m) {
       },
       py::arg("layers"), py::arg("coupling"), py::arg("recompute_segment"), py::arg("options"),
       py::arg("target"));
-  py::class_<ipu::PlanOptions>(m, "IpuPlanOptions")
-      .def(py::init<>())
-      .def_readwrite("T", &ipu::PlanOptions::T)
-      .def_readwrite("B", &ipu::PlanOptions::B)
-      .def_readwrite("input_capacity", &ipu::PlanOptions::input_capacity)
-      .def_readwrite("neurons_per_tile", &ipu::PlanOptions::neurons_per_tile)
-      .def_readwrite("optimizer_slots", &ipu::PlanOptions::optimizer_slots);
-  py::class_<ipu::Target>(m, "IpuTarget")
-      .def(py::init<>())
-      .def_readwrite("ipus", &ipu::Target::ipus)
-      .def_readwrite("tiles_per_ipu", &ipu::Target::tiles_per_ipu)
-      .def_readwrite("workers_per_tile", &ipu::Target::workers_per_tile)
-      .def_readwrite("bytes_per_tile", &ipu::Target::bytes_per_tile)
-      .def_readwrite("reserved_bytes_per_tile", &ipu::Target::reserved_bytes_per_tile)
-      .def_readwrite("clock_hz", &ipu::Target::clock_hz);
 }
 
 }  // namespace saltatory::python
