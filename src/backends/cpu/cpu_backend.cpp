@@ -2,8 +2,8 @@
 // backward runs the layers top-down, each turning gradients of its output entries into gradients
 // of its input entries. Sparse mode runs time in windows: the whole sequence when the neuron
 // model's states are stored, or recompute segments of S steps, whose states backward recomputes
-// from the lists and the states kept at the end of each window (checkpointing in time). Also the per-row LIF update
-// and reset-gradient carry shared by both modes:
+// from the lists and the states kept at the end of each window (checkpointing in time). Also the
+// per-row LIF update and reset-gradient carry shared by both modes:
 //   V[t] = alpha V[t-1] (1 - r[t]) + g (1 - alpha) I[t];  gV[t] = alpha m[t+1] gV[t+1] + ...
 #include "backends/cpu/cpu_backend.hpp"
 

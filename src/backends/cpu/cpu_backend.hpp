@@ -44,7 +44,8 @@ struct LayerRun {
   kernels::neurons::Lif model() const { return common::lif_model(config, params); }
 };
 
-/// What the sparse backward carries from one window to the earlier one, per sample b.
+/// What the sparse backward carries from one window to the earlier one, per sample b (the dense
+/// backward keeps the same adjoints and sums over the whole sequence).
 struct BackwardCarry {
   std::vector<float> adjoints;  ///< the model's adjoints [kAdjoints, B, n_out] entering step t1 - 1
   std::vector<float> grad_rec;  ///< [B, K]: gradients of the entries of S[t1 - 1] sent back

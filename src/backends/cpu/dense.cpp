@@ -101,10 +101,12 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
   const int64_t row = static_cast<int64_t>(B) * n;
   std::vector<float> grad_current(rows * n, 0.0f);
   std::vector<float> grad_spikes(row), flags(row, 0.0f);
-  // the model's adjoints [kAdjoints, B, n] and per-sample parameter sums over t [kSums, B, n] (when
-  // a parameter is learnable), reduced at the end
-  std::vector<float> adjoints(kernels::neurons::Lif::kAdjoints * row, 0.0f),
-      sums(common::learns(grads) ? kernels::neurons::Lif::kSums * row : 0, 0.0f);
+  // the model's adjoints and per-sample parameter sums over t (when a parameter is learnable),
+  // reduced at the end; no window carries them
+  BackwardCarry carry{
+      std::vector<float>(kernels::neurons::Lif::kAdjoints * row, 0.0f),
+      {},
+      std::vector<float>(common::learns(grads) ? kernels::neurons::Lif::kSums * row : 0, 0.0f)};
 
   for (int t = T - 1; t >= 0; --t) {
     float* gi_t = grad_current.data() + static_cast<int64_t>(t) * B * n;
@@ -114,11 +116,7 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
                n, n);
     parallel_for(0, B, [&](int64_t b) {
       const int64_t list = static_cast<int64_t>(t) * B + b;
-      using kernels::neurons::Rows;
-      const Rows g = Rows::strided(adjoints.data() + b * n, row, kernels::neurons::Lif::kAdjoints);
-      const Rows sum_rows =
-          sums.empty() ? Rows{}
-                       : Rows::strided(sums.data() + b * n, row, kernels::neurons::Lif::kSums);
+      const kernels::neurons::Rows g = carry.adjoint_rows(b, n), sum_rows = carry.sum_rows(b, n);
       float* gs = grad_spikes.data() + b * n;
       float* scratch = flags.data() + b * n;
       if (t < T - 1) carry_adjoints(run, t, static_cast<int>(b), g, scratch);
@@ -135,7 +133,7 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
       kernels::neurons::current_grad_row(kernels::SerialBlock{}, m, gi_t + b * n, g, n);
     });
   }
-  if (!sums.empty()) common::add_parameter_grads(m, sums.data(), B, n, grads);
+  if (!carry.sums.empty()) common::add_parameter_grads(m, carry.sums.data(), B, n, grads);
 
   const std::vector<float> x = dense_rows(run.input, T, run.input_delay);
   if (grads.weight != nullptr)

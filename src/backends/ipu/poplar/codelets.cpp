@@ -38,6 +38,16 @@ k::neurons::Lif model(const Input<Vector<float>>& alpha, const Input<Vector<floa
           readout != 0};
 }
 
+/// footprint = 1 where `list`'s spikes ([n_spk, n_tot, ids...], ids global) fall in the slice
+/// [j0, j0 + n), 0 elsewhere; all 0 unless `marked`.
+void mark_spikes(float* footprint, const int* list, unsigned j0, unsigned n, bool marked) {
+  for (unsigned j = 0; j < n; ++j) footprint[j] = 0.0f;
+  for (int e = 0; marked && e < list[0]; ++e) {
+    const int j = list[2 + e] - static_cast<int>(j0);
+    if (j >= 0 && j < static_cast<int>(n)) footprint[j] = 1.0f;
+  }
+}
+
 }  // namespace
 
 class Forward : public Vertex {
@@ -126,7 +136,8 @@ class Backward : public Vertex {
   // sample b's sums over the steps so far behind dL/dalpha (gV P, gV (V - leak)) and of
   // dL/dtheta1, [n] each
   InOut<Vector<float>> d_memory, d_input, d_theta1;
-  Output<Vector<float>> footprint;  // [n] scratch: 1 where the slice's spikes of t - 1 were emitted
+  Output<Vector<float>> footprint;  // [n] scratch: where the slice's spikes of t (carry), then of
+                                    // t - 1 (parameter sums) were emitted
   unsigned n, j0, first_step, last_step, readout, recurrent, reset, reset_grad, surrogate;
   float gain, theta2, beta;
 
@@ -139,11 +150,9 @@ class Backward : public Vertex {
     const k::neurons::Rows g{{&gv[0]}}, at{{const_cast<float*>(&v[0])}},
         prev{{first_step ? nullptr : const_cast<float*>(&v_prev[0])}},
         sums{{&d_memory[0], &d_input[0], readout ? nullptr : &d_theta1[0]}};
-    for (unsigned j = 0; j < n && !last_step; ++j) {
-      float emitted = 0.0f;  // j's spike of t was emitted (read for the spike reset's mask)
-      for (int e = 0; m.carry_reads_emitted() && e < list[0]; ++e)
-        if (list[2 + e] == static_cast<int>(j0 + j)) emitted = 1.0f;
-      gv[j] *= m.carry(j, v[j], emitted);
+    if (!last_step) {  // r[t+1] of the spike reset's mask: S[t] emitted
+      mark_spikes(&footprint[0], &list[0], j0, n, m.carry_reads_emitted());
+      k::neurons::carry_row(one, m, g, at, &footprint[0], n);
     }
     if (readout) {
       k::add_row(&gv[0], &grad_entries[0], n);
@@ -154,12 +163,8 @@ class Backward : public Vertex {
         k::neurons::state_grad_row(one, m, g, at, &list[2], &grad_rec[0], list[1], j0, j0 + n,
                                    sums);
     }
-    for (unsigned j = 0; j < n; ++j) footprint[j] = 0.0f;
-    if (!first_step && m.update_reads_emitted())
-      for (int e = 0; e < list_prev[0]; ++e) {
-        const int j = list_prev[2 + e] - static_cast<int>(j0);
-        if (j >= 0 && j < static_cast<int>(n)) footprint[j] = 1.0f;
-      }
+    // r[t] of the spike reset: S[t-1] emitted
+    mark_spikes(&footprint[0], &list_prev[0], j0, n, !first_step && m.update_reads_emitted());
     k::neurons::parameter_grad_row(one, m, sums, g, prev, &footprint[0], at, n);
     k::neurons::current_grad_row(one, m, &gi[0], g, n);
     return true;
