@@ -17,6 +17,7 @@
 #include "saltatory/core/device.hpp"
 #include "saltatory/core/spikes.hpp"
 #include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/neurons/model.hpp"
 #include "saltatory/kernels/surrogate.hpp"
 
 namespace saltatory {
@@ -33,6 +34,8 @@ enum class Coupling { same_step, delayed };
 /// Static description of one layer.
 struct LayerConfig {
   LayerKind kind = LayerKind::lif;
+  /// The neuron model of the layer's units (kernels/neurons/model.hpp).
+  kernels::neurons::Neuron neuron = kernels::neurons::Neuron::lif;
   int n_in = 0;
   int n_out = 0;
   int capacity = 0;     ///< list capacity K (spiking layers; ignored by readout)

@@ -11,17 +11,13 @@
 
 #include "backends/common/top_down.hpp"
 #include "saltatory/core/error.hpp"
-#include "saltatory/kernels/neurons/lif.hpp"
+#include "saltatory/kernels/neurons/model.hpp"
 #include "saltatory/kernels/select.hpp"
 #include "saltatory/kernels/sparse.hpp"
 
 namespace saltatory::cpu {
 
 namespace {
-
-using kernels::neurons::Lif;
-/// State variables per neuron (the neuron model's).
-constexpr int kStates = Lif::kStates;
 
 class CpuBackend final : public Backend {
  public:
@@ -43,23 +39,24 @@ class CpuBackend final : public Backend {
       const LayerConfig& c = config.layers[l];
       const int64_t row = static_cast<int64_t>(ctx->B) * c.n_out, steps = ctx->T * row;
       const bool readout = c.kind == LayerKind::readout;
+      const int states = common::layer_model(c, params[l]).states();
       if (!readout)
         ctx->spikes.emplace_back(input.T, input.B, dense ? c.n_out : c.capacity, c.n_out);
       Drops dropped;
       if (!recomputes(*ctx, l)) {
-        ctx->state.push_back(acquire_buffer(kStates * steps));
+        ctx->state.push_back(acquire_buffer(states * steps));
         const LayerRun run = layer_run(*ctx, l, ctx->state.back().get(), steps, 0);
         dropped = dense ? dense_forward(run) : sparse_forward(run, {0, ctx->T}, true);
       } else {  // window by window, keeping the states at the end of every window but the last
         const int64_t kept = (windows(*ctx) - 1) * row;
-        ctx->state.push_back(acquire_buffer(kStates * kept));
-        const Buffer buffer = acquire_buffer(kStates * (ctx->window + 1) * row);
+        ctx->state.push_back(acquire_buffer(states * kept));
+        const Buffer buffer = acquire_buffer(states * (ctx->window + 1) * row);
         for (int k = 0; k < windows(*ctx); ++k) {
           const LayerRun run = window_run(*ctx, l, buffer.get(), k);
           const Window w = window(*ctx, k);
           dropped += sparse_forward(run, w, true);
           if (k + 1 < windows(*ctx))
-            for (int i = 0; i < kStates; ++i)
+            for (int i = 0; i < states; ++i)
               std::copy_n(run.states(w.t1 - 1, 0)[i], row,
                           ctx->state[l].get() + i * kept + k * row);
         }
@@ -88,12 +85,13 @@ class CpuBackend final : public Backend {
           }
           // window by window, latest first, recomputing the states if they were not kept
           const LayerGrads& g = grads[l];
-          BackwardCarry carry{std::vector<float>(Lif::kAdjoints * row, 0.0f),
-                              std::vector<float>(readout ? 0 : ctx.B * ctx.spikes[l].K(), 0.0f),
-                              std::vector<float>(common::learns(g) ? Lif::kSums * row : 0, 0.0f)};
+          const kernels::neurons::Model model = common::layer_model(c, ctx.params[l]);
+          BackwardCarry carry(model, row, readout ? 0 : ctx.B * ctx.spikes[l].K(),
+                              common::learns(g));
           const Buffer grad_current = acquire_buffer(ctx.window * row);
-          const Buffer buffer =
-              recomputes(ctx, l) ? acquire_buffer(kStates * (ctx.window + 1) * row) : Buffer();
+          const Buffer buffer = recomputes(ctx, l)
+                                    ? acquire_buffer(model.states() * (ctx.window + 1) * row)
+                                    : Buffer();
           for (int k = windows(ctx); k-- > 0;) {
             const Window w = window(ctx, k);
             const LayerRun run = buffer ? window_run(ctx, l, buffer.get(), k)
@@ -102,8 +100,7 @@ class CpuBackend final : public Backend {
             sparse_backward(run, w, grad_out, grads[l], below, carry, grad_current.get());
           }
           if (!carry.sums.empty())
-            common::add_parameter_grads(common::lif_model(c, ctx.params[l]), carry.sums.data(),
-                                        ctx.B, c.n_out, g);
+            common::add_parameter_grads(model, carry.sums.data(), ctx.B, c.n_out, g);
         });
   }
 
@@ -141,8 +138,9 @@ class CpuBackend final : public Backend {
   static LayerRun window_run(CpuContext& ctx, size_t l, float* buffer, int k) {
     const int64_t row = static_cast<int64_t>(ctx.B) * ctx.config.layers[l].n_out,
                   kept = (windows(ctx) - 1) * row, stride = (ctx.window + 1) * row;
+    const int states = common::layer_model(ctx.config.layers[l], ctx.params[l]).states();
     if (k > 0)
-      for (int i = 0; i < kStates; ++i)
+      for (int i = 0; i < states; ++i)
         std::copy_n(ctx.state[l].get() + i * kept + (k - 1) * row, row, buffer + i * stride);
     return layer_run(ctx, l, buffer, stride, k * ctx.window - 1);
   }
@@ -167,7 +165,7 @@ void with_footprint(const LayerRun& run, int step, int b, float* flags, bool nee
 
 Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
                         SelectScratch& scratch, bool select) {
-  const Lif m = run.model();
+  const kernels::neurons::Model m = run.model();
   const int n = run.config.n_out;
   float* v = run.v(t, b);
   float* flags = scratch.flags.data();
@@ -176,10 +174,10 @@ Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
                                  t > 0 ? run.states(t - 1, b) : kernels::neurons::Rows{}, flags,
                                  current, n);
   });
-  if (m.readout || !select) return {};
+  if (m.readout() || !select) return {};
   SpikeTensor& out = *run.output;
   const auto counts = kernels::select_two_threshold(
-      v, n, m.theta1, m.theta2, out.K(), run.overflow, kernels::list_stream(run.seed, t, b),
+      v, n, m.theta1(), m.theta2(), out.K(), run.overflow, kernels::list_stream(run.seed, t, b),
       out.list(t, b), scratch.found.data(), scratch.priority.data());
   out.n_spk(t, b) = counts.n_spk;
   out.n_tot(t, b) = counts.n_tot;
@@ -187,7 +185,7 @@ Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
 }
 
 void carry_adjoints(const LayerRun& run, int t, int b, kernels::neurons::Rows g, float* flags) {
-  const Lif m = run.model();  // r[t+1] of the spike reset: S[t] emitted
+  const kernels::neurons::Model m = run.model();  // r[t+1] of the spike reset: S[t] emitted
   with_footprint(run, t, b, flags, m.carry_reads_emitted(), [&] {
     kernels::neurons::carry_row(kernels::SerialBlock{}, m, g, run.states(t, b), flags,
                                 run.config.n_out);
@@ -196,7 +194,7 @@ void carry_adjoints(const LayerRun& run, int t, int b, kernels::neurons::Rows g,
 
 void parameter_sums(const LayerRun& run, int t, int b, kernels::neurons::Rows sums,
                     kernels::neurons::Rows g, float* flags) {
-  const Lif m = run.model();  // r[t] of the spike reset: S[t-1] emitted
+  const kernels::neurons::Model m = run.model();  // r[t] of the spike reset: S[t-1] emitted
   with_footprint(run, t - 1, b, flags, t > 0 && m.update_reads_emitted(), [&] {
     kernels::neurons::parameter_grad_row(kernels::SerialBlock{}, m, sums, g,
                                          t > 0 ? run.states(t - 1, b) : kernels::neurons::Rows{},

@@ -38,29 +38,40 @@ struct LayerRun {
   }
   /// The state rows of (t, b).
   kernels::neurons::Rows states(int t, int b) const {
-    return kernels::neurons::Rows::strided(v(t, b), state_stride, kernels::neurons::Lif::kStates);
+    return kernels::neurons::Rows::strided(v(t, b), state_stride, model().states());
   }
   /// The layer's neuron model.
-  kernels::neurons::Lif model() const { return common::lif_model(config, params); }
+  kernels::neurons::Model model() const { return common::layer_model(config, params); }
 };
 
 /// What the sparse backward carries from one window to the earlier one, per sample b (the dense
 /// backward keeps the same adjoints and sums over the whole sequence).
 struct BackwardCarry {
-  std::vector<float> adjoints;  ///< the model's adjoints [kAdjoints, B, n_out] entering step t1 - 1
+  std::vector<float>
+      adjoints;  ///< the model's adjoints [adjoints(), B, n_out] entering step t1 - 1
   std::vector<float> grad_rec;  ///< [B, K]: gradients of the entries of S[t1 - 1] sent back
                                 ///< through W_rec by step t1 (recurrent layers)
-  /// The model's per-sample parameter sums over the steps so far [kSums, B, n_out] (empty unless a
-  /// parameter is learnable), reduced over samples after the last window.
+  /// The model's per-sample parameter sums over the steps so far [sums(), B, n_out] (empty unless
+  /// a parameter is learnable), reduced over samples after the last window.
   std::vector<float> sums;
 
+  /// Zeros for model m over `row` = B n_out floats a variable, with `grad_rec` floats for
+  /// the recurrence and the sums when `keep_sums`.
+  BackwardCarry(const kernels::neurons::Model& m, int64_t row, int64_t grad_rec, bool keep_sums)
+      : adjoints(m.adjoints() * row, 0.0f),
+        grad_rec(grad_rec, 0.0f),
+        sums(keep_sums ? m.sums() * row : 0, 0.0f),
+        adjoint_count_(m.adjoints()),
+        sum_count_(m.sums()) {}
+
   /// Sample b's rows (each set holds its variables [B, n] apart).
-  kernels::neurons::Rows adjoint_rows(int64_t b, int n) { return rows(adjoints, b, n, kAdjoints); }
-  kernels::neurons::Rows sum_rows(int64_t b, int n) { return rows(sums, b, n, kSums); }
+  kernels::neurons::Rows adjoint_rows(int64_t b, int n) {
+    return rows(adjoints, b, n, adjoint_count_);
+  }
+  kernels::neurons::Rows sum_rows(int64_t b, int n) { return rows(sums, b, n, sum_count_); }
 
  private:
-  static constexpr int kAdjoints = kernels::neurons::Lif::kAdjoints;
-  static constexpr int kSums = kernels::neurons::Lif::kSums;
+  int adjoint_count_, sum_count_;
   static kernels::neurons::Rows rows(std::vector<float>& set, int64_t b, int n, int count) {
     if (set.empty()) return {};
     return kernels::neurons::Rows::strided(set.data() + b * n,
@@ -75,8 +86,8 @@ class CpuContext : public StackContext {
   SpikeTensor input;  ///< copy of the input lists
   /// Steps per window: T when every membrane is stored, else the recompute segment.
   int window = 0;
-  /// Per spiking layer, the model's states [kStates, T, B, N] when stored; else the states at the
-  /// last step of every window but the last, [kStates, windows - 1, B, N]. Uninitialised until
+  /// Per spiking layer, the model's states [states(), T, B, N] when stored; else the states at the
+  /// last step of every window but the last, [states(), windows - 1, B, N]. Uninitialised until
   /// the forward writes every element.
   std::vector<Buffer> state;
 };

@@ -12,7 +12,7 @@
 #include "backends/cpu/cpu_backend.hpp"
 #include "backends/cpu/parallel.hpp"
 #include "saltatory/kernels/lif.hpp"
-#include "saltatory/kernels/neurons/lif.hpp"
+#include "saltatory/kernels/neurons/model.hpp"
 #include "saltatory/kernels/sparse.hpp"
 
 namespace saltatory::cpu {
@@ -96,17 +96,14 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
   const int64_t rows = static_cast<int64_t>(T) * B;
   const bool readout = c.kind == LayerKind::readout;
   const bool recurrent = c.kind == LayerKind::recurrent_lif;
-  const kernels::neurons::Lif m = run.model();
+  const kernels::neurons::Model m = run.model();
   const int k_out = readout ? n : run.output->K();
   const int64_t row = static_cast<int64_t>(B) * n;
   std::vector<float> grad_current(rows * n, 0.0f);
   std::vector<float> grad_spikes(row), flags(row, 0.0f);
   // the model's adjoints and per-sample parameter sums over t (when a parameter is learnable),
   // reduced at the end; no window carries them
-  BackwardCarry carry{
-      std::vector<float>(kernels::neurons::Lif::kAdjoints * row, 0.0f),
-      {},
-      std::vector<float>(common::learns(grads) ? kernels::neurons::Lif::kSums * row : 0, 0.0f)};
+  BackwardCarry carry(m, row, 0, common::learns(grads));
 
   for (int t = T - 1; t >= 0; --t) {
     float* gi_t = grad_current.data() + static_cast<int64_t>(t) * B * n;
@@ -129,8 +126,9 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
         kernels::neurons::dense_state_grad_row(kernels::SerialBlock{}, m, g,
                                                run.states(t, static_cast<int>(b)), gs, n, sum_rows);
       }
-      if (sum_rows) parameter_sums(run, t, static_cast<int>(b), sum_rows, g, scratch);
+      // completes the adjoints of t, then their parameter terms
       kernels::neurons::current_grad_row(kernels::SerialBlock{}, m, gi_t + b * n, g, n);
+      if (sum_rows) parameter_sums(run, t, static_cast<int>(b), sum_rows, g, scratch);
     });
   }
   if (!carry.sums.empty()) common::add_parameter_grads(m, carry.sums.data(), B, n, grads);

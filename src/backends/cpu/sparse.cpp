@@ -25,7 +25,7 @@
 #include "backends/common/spikes_by_neuron.hpp"
 #include "backends/cpu/cpu_backend.hpp"
 #include "backends/cpu/parallel.hpp"
-#include "saltatory/kernels/neurons/lif.hpp"
+#include "saltatory/kernels/neurons/model.hpp"
 
 namespace saltatory::cpu {
 
@@ -88,7 +88,7 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
   const int k_out = readout ? n : run.output->K();
   const int k_in = run.input.K;
   const int64_t lists = static_cast<int64_t>(w.t1 - w.t0) * B;  // gI row (t, b): (t - t0) B + b
-  const kernels::neurons::Lif m = run.model();
+  const kernels::neurons::Model m = run.model();
   const kernels::SerialBlock one;
 
   parallel_for(0, B, [&](int64_t b) {  // phase A: the time recursion, independent per sample
@@ -109,9 +109,9 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
         if (recurrent && t < T - 1)
           kernels::neurons::state_grad_row(one, m, g, at, ids, grad_rec, n_tot, 0, n, sums);
       }
-      if (sums) parameter_sums(run, t, static_cast<int>(b), sums, g, flags.data());
       float* gi = grad_current + (static_cast<int64_t>(t - w.t0) * B + b) * n;
-      kernels::neurons::current_grad_row(one, m, gi, g, n);
+      kernels::neurons::current_grad_row(one, m, gi, g, n);  // completes the adjoints of t
+      if (sums) parameter_sums(run, t, static_cast<int>(b), sums, g, flags.data());
       if (recurrent && t > 0)
         kernels::dot_rows(grad_rec, p.weight_rec, n, run.output->list(t - 1, b),
                           run.output->n_tot(t - 1, b), gi, n);

@@ -16,7 +16,8 @@
 
 #include <cstdint>
 
-#include "saltatory/kernels/neurons/lif.hpp"
+#include "backends/common/model.hpp"
+#include "saltatory/kernels/neurons/model.hpp"
 #include "saltatory/kernels/select.hpp"
 #include "saltatory/kernels/sparse.hpp"
 #include "saltatory/ops/lif_stack.hpp"
@@ -38,14 +39,14 @@ struct Lists {
 /// One layer of a call: configuration, device parameters, lists and membranes.
 struct Layer {
   LayerConfig c;
-  const float* w = nullptr;       ///< [n_in, n]
-  const float* w_rec = nullptr;   ///< [n, n] (recurrent)
-  const float* bias = nullptr;    ///< [n] or null
-  const float* alpha = nullptr;   ///< [n]
-  const float* theta1 = nullptr;  ///< [n] (spiking layers)
-  Lists in;                       ///< the lists this layer consumes
-  int delay = 0;                  ///< step t reads input step t - delay
-  Lists out;                      ///< own lists (ids null for a readout)
+  const float* w = nullptr;      ///< [n_in, n]
+  const float* w_rec = nullptr;  ///< [n, n] (recurrent)
+  const float* bias = nullptr;   ///< [n] or null
+  /// The model's per-neuron parameters [n] each (common::neuron_params' order)
+  kernels::neurons::Params<const float> neuron;
+  Lists in;       ///< the lists this layer consumes
+  int delay = 0;  ///< step t reads input step t - delay
+  Lists out;      ///< own lists (ids null for a readout)
   /// The model's state rows of steps v_first, v_first + 1, ... (each [B, n]), one block per state
   /// variable, `state_stride` floats apart; the first is V.
   float* v = nullptr;
@@ -58,9 +59,7 @@ struct Layer {
 
   SALTATORY_HD bool readout() const { return c.kind == LayerKind::readout; }
   /// The layer's neuron model over device memory.
-  SALTATORY_HD kernels::neurons::Lif model() const {
-    return {alpha, theta1, c.theta2, c.gain, c.beta, c.surrogate, c.reset, c.reset_grad, readout()};
-  }
+  SALTATORY_HD kernels::neurons::Model model() const { return common::layer_model(c, neuron); }
   SALTATORY_HD bool recurrent() const { return c.kind == LayerKind::recurrent_lif; }
   /// Row (t, b) of a [steps, B, n] buffer whose first row is step `first`.
   template <class F>
@@ -70,8 +69,7 @@ struct Layer {
   SALTATORY_HD float* vrow(int t, int b) const { return row(v, t, b, v_first); }
   /// The state rows of (t, b).
   SALTATORY_HD kernels::neurons::Rows states(int t, int b) const {
-    return kernels::neurons::Rows::strided(vrow(t, b), state_stride,
-                                           kernels::neurons::Lif::kStates);
+    return kernels::neurons::Rows::strided(vrow(t, b), state_stride, model().states());
   }
 };
 
@@ -80,19 +78,21 @@ struct Scratch {
   float* flags;             ///< [B, n], zero between uses (spike reset footprint)
   int32_t* found;           ///< [B, 2 n] (selection compaction)
   uint64_t* priority;       ///< [B, K] (random overflow policy)
-  float* adjoints;          ///< [kAdjoints, B, n] the model's carried adjoints
+  float* adjoints;          ///< [adjoints(), B, n] the model's carried adjoints
   float* grad_rec;          ///< [B, K] gradients of S[t-1]'s entries through W_rec
-  float* sums = nullptr;    ///< [kSums, B, n] the model's per-sample parameter sums, or null
+  float* sums = nullptr;    ///< [sums(), B, n] the model's per-sample parameter sums, or null
   int64_t sample_rows = 0;  ///< B n: the stride between the variables of adjoints and sums
 
-  SALTATORY_HD kernels::neurons::Rows adjoint_rows(int b, int n) const {
+  /// Sample b's adjoint and sum rows of model m.
+  SALTATORY_HD kernels::neurons::Rows adjoint_rows(const kernels::neurons::Model& m, int b,
+                                                   int n) const {
     return kernels::neurons::Rows::strided(adjoints + static_cast<int64_t>(b) * n, sample_rows,
-                                           kernels::neurons::Lif::kAdjoints);
+                                           m.adjoints());
   }
-  SALTATORY_HD kernels::neurons::Rows sum_rows(int b, int n) const {
+  SALTATORY_HD kernels::neurons::Rows sum_rows(const kernels::neurons::Model& m, int b,
+                                               int n) const {
     return kernels::neurons::Rows::strided(
-        sums != nullptr ? sums + static_cast<int64_t>(b) * n : nullptr, sample_rows,
-        kernels::neurons::Lif::kSums);
+        sums != nullptr ? sums + static_cast<int64_t>(b) * n : nullptr, sample_rows, m.sums());
   }
 };
 
@@ -122,7 +122,7 @@ template <class Blk>
 SALTATORY_HD kernels::Drops select_list(Blk& blk, const Layer& L, int t, int b, const float* v,
                                         int32_t* found, uint64_t* priority) {
   const int n = L.c.n_out;
-  const kernels::neurons::Lif m = L.model();
+  const kernels::neurons::Model m = L.model();
   int32_t* spikes = found;
   int32_t* candidates = found + n;
   int n_above = 0, n_between = 0;  // the same on every thread
@@ -176,7 +176,7 @@ SALTATORY_HD kernels::Drops forward_step(Blk& blk, const Layer& L, int t, int b,
                                          bool select = true) {
   const LayerConfig& c = L.c;
   const int n = c.n_out;
-  const kernels::neurons::Lif m = L.model();
+  const kernels::neurons::Model m = L.model();
   float* flags = s.flags + static_cast<int64_t>(b) * n;
   const bool spike_reset = m.update_reads_emitted() && t > 0;
   if (spike_reset) {
@@ -186,20 +186,21 @@ SALTATORY_HD kernels::Drops forward_step(Blk& blk, const Layer& L, int t, int b,
   const kernels::neurons::Rows now = L.states(t, b);
   const kernels::neurons::Rows prev = t > 0 ? L.states(t - 1, b) : kernels::neurons::Rows{};
   const int t_in = t - L.delay;
-  for (int j = blk.rank(); j < n; j += blk.size()) {
-    float in = 0.0f;
-    if (current != nullptr) {
-      in = L.row(current, t, b)[j];
-    } else {
-      if (L.bias != nullptr) in = L.bias[j];
+  if (current == nullptr) {  // the current into V[t], each thread its own neurons
+    float* in = now[0];
+    for (int j = blk.rank(); j < n; j += blk.size()) {
+      in[j] = L.bias != nullptr ? L.bias[j] : 0.0f;
       if (t_in >= 0)
-        kernels::gather_rows(&in, L.w + j, n, L.in.list(t_in, b), L.in.n_spk[L.in.at(t_in, b)], 1);
+        kernels::gather_rows(in + j, L.w + j, n, L.in.list(t_in, b), L.in.n_spk[L.in.at(t_in, b)],
+                             1);
       if (L.recurrent() && t > 0)
-        kernels::gather_rows(&in, L.w_rec + j, n, L.out.list(t - 1, b),
+        kernels::gather_rows(in + j, L.w_rec + j, n, L.out.list(t - 1, b),
                              L.out.n_spk[L.out.at(t - 1, b)], 1);
     }
-    m.update_at(j, now, prev, spike_reset ? flags[j] : 0.0f, in);
   }
+  // each thread updates the neurons whose current it summed
+  kernels::neurons::update_row(blk, m, now, prev, flags,
+                               current != nullptr ? L.row(current, t, b) : now[0], n);
   blk.sync();
   if (spike_reset) {  // cleared before any thread sets the next step's footprint
     footprint(blk, L.out, t - 1, b, flags, 0.0f);
@@ -214,7 +215,7 @@ SALTATORY_HD kernels::Drops forward_step(Blk& blk, const Layer& L, int t, int b,
 template <class Blk>
 SALTATORY_HD void carry_step(Blk& blk, const Layer& L, int t, int b, kernels::neurons::Rows g,
                              float* flags) {
-  const kernels::neurons::Lif m = L.model();
+  const kernels::neurons::Model m = L.model();
   const bool emitted = m.carry_reads_emitted();  // r[t+1] = emitted at t
   if (emitted) {
     footprint(blk, L.out, t, b, flags, 1.0f);
@@ -233,9 +234,9 @@ SALTATORY_HD void carry_step(Blk& blk, const Layer& L, int t, int b, kernels::ne
 template <class Blk>
 SALTATORY_HD void parameter_grad_step(Blk& blk, const Layer& L, int t, int b,
                                       kernels::neurons::Rows g, float* flags, const Scratch& s) {
-  const kernels::neurons::Lif m = L.model();
+  const kernels::neurons::Model m = L.model();
   const int n = L.c.n_out;
-  const kernels::neurons::Rows sums = s.sum_rows(b, n);
+  const kernels::neurons::Rows sums = s.sum_rows(m, b, n);
   if (!sums) return;
   const bool emitted = t > 0 && m.update_reads_emitted();
   if (emitted) {
@@ -258,10 +259,10 @@ SALTATORY_HD void parameter_grad_step(Blk& blk, const Layer& L, int t, int b,
 template <class Blk>
 SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, int t0, int t1,
                                   const float* grad_out, float* grad_current, const Scratch& s) {
-  const kernels::neurons::Lif m = L.model();
+  const kernels::neurons::Model m = L.model();
   const int n = L.c.n_out;
   const int k_out = L.readout() ? n : L.out.K;
-  const kernels::neurons::Rows g = s.adjoint_rows(b, n), sums = s.sum_rows(b, n);
+  const kernels::neurons::Rows g = s.adjoint_rows(m, b, n), sums = s.sum_rows(m, b, n);
   float* flags = s.flags + static_cast<int64_t>(b) * n;
   float* grad_rec = s.grad_rec + static_cast<int64_t>(b) * L.out.K;
   for (int t = t1 - 1; t >= t0; --t) {
@@ -279,10 +280,10 @@ SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, int t0, int t
         kernels::neurons::state_grad_row(blk, m, g, at, ids, grad_rec, n_tot, 0, n, sums);
     }
     blk.sync();
-    parameter_grad_step(blk, L, t, b, g, flags, s);
     float* gi = L.row(grad_current, t, b, t0);
-    kernels::neurons::current_grad_row(blk, m, gi, g, n);
+    kernels::neurons::current_grad_row(blk, m, gi, g, n);  // completes the adjoints of t
     blk.sync();
+    parameter_grad_step(blk, L, t, b, g, flags, s);
     if (L.recurrent() && t > 0) {
       const int32_t* prev = L.out.list(t - 1, b);
       for (int k = blk.rank(); k < L.out.n_tot[L.out.at(t - 1, b)]; k += blk.size())
@@ -297,10 +298,10 @@ SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, int t0, int t
 template <class Blk>
 SALTATORY_HD void dense_backward_step(Blk& blk, const Layer& L, int t, int b, const float* grad_out,
                                       float* grad_spikes, float* grad_current, const Scratch& s) {
-  const kernels::neurons::Lif m = L.model();
+  const kernels::neurons::Model m = L.model();
   const int n = L.c.n_out;
   const int k_out = L.readout() ? n : L.out.K;
-  const kernels::neurons::Rows g = s.adjoint_rows(b, n);
+  const kernels::neurons::Rows g = s.adjoint_rows(m, b, n);
   if (t < L.T - 1) carry_step(blk, L, t, b, g, s.flags + static_cast<int64_t>(b) * n);
   const float* go = grad_out + (static_cast<int64_t>(t) * L.B + b) * k_out;
   if (L.readout()) {
@@ -310,11 +311,12 @@ SALTATORY_HD void dense_backward_step(Blk& blk, const Layer& L, int t, int b, co
     const int32_t* ids = L.out.list(t, b);
     for (int k = blk.rank(); k < L.out.n_tot[L.out.at(t, b)]; k += blk.size()) gs[ids[k]] += go[k];
     blk.sync();
-    kernels::neurons::dense_state_grad_row(blk, m, g, L.states(t, b), gs, n, s.sum_rows(b, n));
+    kernels::neurons::dense_state_grad_row(blk, m, g, L.states(t, b), gs, n, s.sum_rows(m, b, n));
   }
   blk.sync();
+  kernels::neurons::current_grad_row(blk, m, L.row(grad_current, t, b), g, n);  // completes them
+  blk.sync();
   parameter_grad_step(blk, L, t, b, g, s.flags + static_cast<int64_t>(b) * n, s);
-  kernels::neurons::current_grad_row(blk, m, L.row(grad_current, t, b), g, n);
 }
 
 /// Input-entry gradient of entry k of the input list that feeds list (t, b), list = (t - t0) B + b

@@ -43,9 +43,10 @@ class DeviceContext final : public StackContext {
   template <class T>
   using Array = ArrayOf<Exec, T>;
   struct LayerData {
-    Array<float> w, w_rec, bias, alpha, theta1;
-    /// The model's states [kStates, T, B, n] when stored; else the states at the end of every
-    /// window but the last, [kStates, windows - 1, B, n]
+    Array<float> w, w_rec, bias;
+    Array<float> neuron[kernels::neurons::kMaxParams];  ///< the model's per-neuron parameters
+    /// The model's states [states(), T, B, n] when stored; else the states at the end of every
+    /// window but the last, [states(), windows - 1, B, n]
     Array<float> v;
     Array<int32_t> ids, n_spk, n_tot;
   };
@@ -66,8 +67,8 @@ class DeviceContext final : public StackContext {
     L.w = d.w.data();
     L.w_rec = c.kind == LayerKind::recurrent_lif ? d.w_rec.data() : nullptr;
     L.bias = c.bias ? d.bias.data() : nullptr;
-    L.alpha = d.alpha.data();
-    L.theta1 = c.kind == LayerKind::readout ? nullptr : d.theta1.data();
+    for (int i = 0; i < kernels::neurons::kMaxParams; ++i)
+      L.neuron.param[i] = d.neuron[i].size() > 0 ? d.neuron[i].data() : nullptr;
     if (l == 0)
       L.in = {in_ids.data(), in_n_spk.data(), in_n_tot.data(), in_K, B};
     else
@@ -75,7 +76,7 @@ class DeviceContext final : public StackContext {
     L.delay = config.coupling == Coupling::delayed && l > 0 ? 1 : 0;
     if (c.kind != LayerKind::readout) L.out = lists(l);
     L.v = d.v.data();
-    L.state_stride = static_cast<int64_t>(d.v.size()) / kernels::neurons::Lif::kStates;
+    L.state_stride = static_cast<int64_t>(d.v.size()) / L.model().states();
     L.T = T;
     L.B = B;
     L.overflow = config.overflow;
@@ -172,7 +173,7 @@ Layer window_layer(Exec& exec, const DeviceContext<Exec>& ctx, size_t l, float* 
   L.v = buffer;
   L.state_stride = (ctx.window + 1) * row;
   if (k > 0)
-    for (int i = 0; i < kernels::neurons::Lif::kStates; ++i)
+    for (int i = 0; i < L.model().states(); ++i)
       exec.upload(buffer + i * L.state_stride, ctx.data[l].v.data() + i * kept + (k - 1) * row,
                   row);
   L.v_first = ctx.steps(k).first - 1;
@@ -213,9 +214,11 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
     if (c.kind == LayerKind::recurrent_lif)
       upload(d.w_rec, p.weight_rec, static_cast<int64_t>(c.n_out) * c.n_out);
     if (c.bias) upload(d.bias, p.bias, c.n_out);
-    upload(d.alpha, p.alpha, c.n_out);
-    if (c.kind != LayerKind::readout) upload(d.theta1, p.theta1, c.n_out);
-    d.v = ArrayOf<Exec, float>(kernels::neurons::Lif::kStates *
+    const kernels::neurons::Params<const float> neuron = common::neuron_params(p);
+    const kernels::neurons::Model model = common::layer_model(c, neuron);
+    for (int i = 0; i < model.param_count(); ++i)
+      if (neuron[i] != nullptr) upload(d.neuron[i], neuron[i], c.n_out);
+    d.v = ArrayOf<Exec, float>(model.states() *
                                (ctx->recomputes(l)
                                     ? (ctx->windows() - 1) * static_cast<int64_t>(B) * c.n_out
                                     : lists * c.n_out));
@@ -243,13 +246,13 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
       forward_window(exec, L, 0, T, s, drops, true);
     } else if (!dense) {  // window by window, keeping V at the end of every window but the last
       const int64_t row = static_cast<int64_t>(B) * n;
-      ArrayOf<Exec, float> buffer(kernels::neurons::Lif::kStates * (ctx->window + 1) * row);
+      ArrayOf<Exec, float> buffer(L.model().states() * (ctx->window + 1) * row);
       for (int k = 0; k < ctx->windows(); ++k) {
         const int t0 = ctx->steps(k).first, t1 = ctx->steps(k).second;
         const Layer Lw = window_layer(exec, *ctx, l, buffer.data(), k);
         forward_window(exec, Lw, t0, t1, s, drops, true);
         if (k + 1 < ctx->windows())
-          for (int i = 0; i < kernels::neurons::Lif::kStates; ++i)
+          for (int i = 0; i < L.model().states(); ++i)
             exec.upload(ctx->data[l].v.data() + i * L.state_stride + k * row,
                         Lw.states(t1 - 1, 0)[i], row);
       }
@@ -358,28 +361,31 @@ void add_sample_sums(Exec& exec, const float* partial, int B, int n, float* out)
 }
 
 /// Adds the model's parameter gradients into `grads` (host) from the per-sample sums
-/// [kSums, B, n] (common::add_parameter_grads' order and operations), when `partial` is not empty.
+/// [sums(), B, n] (common::add_parameter_grads' order and operations), when `partial` is not empty.
 template <class Exec>
 void add_parameter_grads(Exec& exec, const Layer& L, const ArrayOf<Exec, float>& partial,
                          const LayerGrads& grads) {
-  using kernels::neurons::Lif;
   if (partial.size() == 0) return;
+  const kernels::neurons::Model m = L.model();
   const int n = L.c.n_out, B = L.B;
-  ArrayOf<Exec, float> sums(Lif::kSums * static_cast<size_t>(n));  // zero-filled
-  for (int i = 0; i < Lif::kSums; ++i)
+  ArrayOf<Exec, float> sums(m.sums() * static_cast<size_t>(n));  // zero-filled
+  for (int i = 0; i < m.sums(); ++i)
     add_sample_sums(exec, partial.data() + static_cast<int64_t>(i) * B * n, B, n,
                     sums.data() + static_cast<int64_t>(i) * n);
-  ArrayOf<Exec, float> alpha = device_copy(exec, grads.alpha, n),
-                       theta1 = device_copy(exec, L.readout() ? nullptr : grads.theta1, n);
-  const Lif m = L.model();
+  const kernels::neurons::Params<float> host = common::neuron_grads(grads);
+  ArrayOf<Exec, float> device[kernels::neurons::kMaxParams];
+  kernels::neurons::Params<float> grad;
+  for (int i = 0; i < m.param_count(); ++i) {
+    if (host[i] == nullptr || m.params[i] == nullptr) continue;  // not wanted; a readout's theta1
+    device[i] = device_copy(exec, host[i], n);
+    grad.param[i] = device[i].data();
+  }
   const float* s = sums.data();
-  float* a = alpha.size() > 0 ? alpha.data() : nullptr;
-  float* th = theta1.size() > 0 ? theta1.data() : nullptr;
   exec.for_each(n, [=] SALTATORY_DEVICE_LAMBDA(int64_t j) {
-    kernels::neurons::add_parameter_grads(m, static_cast<int>(j), s, n, a, th);
+    kernels::neurons::add_parameter_grads(m, static_cast<int>(j), s, n, grad);
   });
-  if (a != nullptr) exec.download(grads.alpha, a, n);
-  if (th != nullptr) exec.download(grads.theta1, th, n);
+  for (int i = 0; i < m.param_count(); ++i)
+    if (grad[i] != nullptr) exec.download(host[i], grad[i], n);
 }
 
 /// Backward of layer l: grad_out [T, B, K_l] (or [T, B, n]), below [T, B, K_in] (or null).
@@ -393,12 +399,12 @@ void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float*
   using F32 = ArrayOf<Exec, float>;
   const Layer L = ctx.layer(l);
   const int n = L.c.n_out, n_in = L.c.n_in, B = L.B, T = L.T, k_in = L.in.K;
-  using kernels::neurons::Lif;
+  const kernels::neurons::Model model = L.model();
   const int64_t row = static_cast<int64_t>(B) * n;
-  F32 adjoints(Lif::kAdjoints * row), grad_rec(static_cast<size_t>(B) * std::max(L.out.K, 1));
-  // the model's per-sample parameter sums over t [kSums, B, n] (a parameter learnable), reduced
+  F32 adjoints(model.adjoints() * row), grad_rec(static_cast<size_t>(B) * std::max(L.out.K, 1));
+  // the model's per-sample parameter sums over t [sums(), B, n] (a parameter learnable), reduced
   // over samples at the end
-  F32 sums(common::learns(grads) ? Lif::kSums * row : 0);
+  F32 sums(common::learns(grads) ? model.sums() * row : 0);
   Scratch s = ctx.scratch(adjoints.data(), grad_rec.data());
   s.sums = sums.size() > 0 ? sums.data() : nullptr;
   s.sample_rows = row;
@@ -410,7 +416,7 @@ void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float*
 
   if (ctx.config.mode == Mode::sparse) {
     F32 grad_current(ctx.window * row);
-    F32 buffer(ctx.recomputes(l) ? Lif::kStates * (ctx.window + 1) * row : 0);
+    F32 buffer(ctx.recomputes(l) ? model.states() * (ctx.window + 1) * row : 0);
     float* gI = grad_current.data();
     for (int k = ctx.windows(); k-- > 0;) {
       const int t0 = ctx.steps(k).first, t1 = ctx.steps(k).second;

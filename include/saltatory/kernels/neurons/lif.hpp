@@ -19,86 +19,37 @@
 //   dL/dtheta1_j = - sum over listed entries of gS sigma'(V - theta1_j)  - sum of gV[t] r[t]
 //                  (the last term for the subtract reset only; r itself is detached)
 // A readout is the same update with r = 0 and m = alpha, without thresholds.
-// State, adjoint and parameter-sum rows (neurons/rows.hpp): states {V}, adjoints {gV}, sums
-// {gV P, gV (V - leak), dL/dtheta1 terms}; backends store and carry them without knowing which is which.
+// Per-neuron parameters {alpha, theta1}; state, adjoint and parameter-sum rows (neurons/rows.hpp):
+// states {V}, adjoints {gV}, sums {gV P, gV (V - leak), dL/dtheta1 terms}. Backends reach the unit
+// through kernels/neurons/model.hpp and handle these by count, without knowing which is which.
 // The row functions run over a thread block `Blk` (rank, size, sync): CUDA passes a block of
 // threads, the host backends a SerialBlock. Each element is computed by one thread with the same
 // operations in the same order on every backend, so results are bitwise equal.
 #pragma once
 
-#include "saltatory/kernels/common.hpp"
-#include "saltatory/kernels/lif.hpp"
 #include "saltatory/kernels/neurons/rows.hpp"
-#include "saltatory/kernels/surrogate.hpp"
 
-namespace saltatory::kernels {
-
-/// A block of one thread: how the host backends run the block row functions.
-struct SerialBlock {
-  SALTATORY_HD int rank() const { return 0; }
-  SALTATORY_HD int size() const { return 1; }
-  SALTATORY_HD void sync() const {}
-  /// Exclusive prefix sum over the block's threads (of one thread: 0) and their total.
-  SALTATORY_HD int exclusive_sum(int x, int& total) const {
-    total = x;
-    return 0;
-  }
-};
-
-namespace neurons {
-
-/// Flags of a neuron's membrane against its thresholds.
-enum Flag : int { none = 0, spike = 1, candidate = 2 };
+namespace saltatory::kernels::neurons {
 
 /// A LIF layer (or a slice of one): per-neuron decay and spike threshold, layer-wide settings.
-struct Lif {
+struct Lif : Settings {
+  static constexpr int kParams = 2;    ///< alpha, theta1
   static constexpr int kStates = 1;    ///< V
   static constexpr int kAdjoints = 1;  ///< gV
   static constexpr int kSums = 3;      ///< gV P, gV (V - leak) (dL/dalpha), dL/dtheta1
 
   const float* alpha;   ///< [n] decay
   const float* theta1;  ///< [n] spike threshold
-  float theta2;         ///< gradient-candidate threshold (layer-wide, <= theta1_j)
-  float gain;
-  float beta;  ///< surrogate slope
-  Surrogate surrogate;
-  ResetMode reset;
-  ResetGrad reset_grad;
-  bool readout;  ///< a leaky integrator: no reset, no thresholds
 
-  /// The model of neurons [j0, j0 + n) of the layer (an IPU tile's slice).
-  SALTATORY_HD Lif slice(int j0) const {
-    Lif s = *this;
-    s.alpha += j0;
-    if (!readout) s.theta1 += j0;
-    return s;
-  }
+  /// The unit over per-neuron parameters {alpha, theta1} and layer settings.
+  SALTATORY_HD static Lif of(Params<const float> p, const Settings& s) { return {s, p[0], p[1]}; }
 
   /// r[t] of neuron j from V[t-1] (state reset).
   SALTATORY_HD float state_reset(int j, float v_prev) const {
     return kernels::state_reset(v_prev, theta1[j]);
   }
-  /// V[t] of neuron j: `has_prev` is false at t = 0 (V[-1] = 0, no reset); `emitted` is 1 when
-  /// j's spike of t-1 was emitted (read for the spike reset only).
-  SALTATORY_HD float update(int j, bool has_prev, float v_prev, float emitted,
-                            float current) const {
-    if (!has_prev) return lif_step(0.0f, 0.0f, alpha[j], gain, current);
-    if (readout) return lif_step(v_prev, 0.0f, alpha[j], gain, current);
-    if (reset == ResetMode::subtract)
-      return subtract_step(v_prev, state_reset(j, v_prev), alpha[j], theta1[j], gain, current);
-    const float r = reset == ResetMode::state ? state_reset(j, v_prev) : emitted;
-    return lif_step(v_prev, r, alpha[j], gain, current);
-  }
-  /// The states of neuron j at t from those of t-1 (`prev`, none at t = 0): update_row for one
-  /// neuron.
-  SALTATORY_HD void update_at(int j, Rows now, Rows prev, float emitted, float current) const {
-    now[0][j] = update(j, static_cast<bool>(prev), prev ? prev[0][j] : 0.0f, emitted, current);
-  }
   /// Which list V[t] of neuron j belongs to.
-  SALTATORY_HD Flag flag(int j, float v) const {
-    if (v > theta1[j]) return spike;
-    return v > theta2 ? candidate : none;
-  }
+  SALTATORY_HD Flag flag(int j, float v) const { return flag_of(v, theta1[j], theta2); }
   /// dV[t+1]/dV[t] of neuron j from V[t] and whether j's spike of t was emitted (spike reset).
   SALTATORY_HD float carry(int j, float v, float emitted) const {
     if (readout || reset_grad == ResetGrad::pass || reset == ResetMode::subtract) return alpha[j];
@@ -133,7 +84,7 @@ struct Lif {
 template <class Blk>
 SALTATORY_HD void update_row(Blk&& blk, const Lif& m, Rows now, Rows prev, const float* emitted,
                              const float* current, int n) {
-  // One loop per case, so that no branch is left per neuron: each is Lif::update for its case.
+  // One loop per case, so that no branch is left per neuron: each is the update above for its case.
   const int first = blk.rank(), step = blk.size();
   const float* alpha = m.alpha;
   const float* theta1 = m.theta1;
@@ -258,20 +209,21 @@ SALTATORY_HD void parameter_grad_row(Blk&& blk, const Lif& m, Rows sums, Rows g,
   }
 }
 
-/// dL/dalpha_j and dL/dtheta1_j added into `alpha` and `theta1` (either may be null) from the sums
-/// of neuron j, already summed over t and b ([kSums, n]: row i at sums + i n).
-SALTATORY_HD void add_parameter_grads(const Lif& m, int j, const float* sums, int n, float* alpha,
-                                      float* theta1) {
-  if (alpha != nullptr) alpha[j] += m.alpha_grad(j, sums[j], sums[n + j]);
-  if (theta1 != nullptr && !m.readout) theta1[j] += sums[2 * n + j];
+/// dL/dalpha_j and dL/dtheta1_j added into grads {alpha, theta1} (either may be null) from the
+/// sums of neuron j, already summed over t and b ([kSums, n]: row i at sums + i n).
+SALTATORY_HD void add_parameter_grads(const Lif& m, int j, const float* sums, int n,
+                                      Params<float> grads) {
+  if (grads[0] != nullptr) grads[0][j] += m.alpha_grad(j, sums[j], sums[n + j]);
+  if (grads[1] != nullptr && !m.readout) grads[1][j] += sums[2 * n + j];
 }
 
-/// gI = dL/dI over one row.
+/// Completes the adjoints of step t after its surrogate terms (a unit whose internal variables
+/// take from gV adds that here; the LIF has none) and writes gI = dL/dI over one row. Backends
+/// call it before parameter_grad_row.
 template <class Blk>
 SALTATORY_HD void current_grad_row(Blk&& blk, const Lif& m, float* gi, Rows g, int n) {
   const float* gv = g[0];
   for (int j = blk.rank(); j < n; j += blk.size()) gi[j] = m.current_grad_of(j, gv[j]);
 }
 
-}  // namespace neurons
-}  // namespace saltatory::kernels
+}  // namespace saltatory::kernels::neurons

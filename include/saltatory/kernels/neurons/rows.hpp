@@ -1,16 +1,48 @@
-// Rows of a neuron model's per-neuron arrays at one step and sample, as the backends store and
-// carry them: a model's state variables (row 0 is the membrane that lists select from and the
-// surrogate reads), the adjoints backward carries between steps, and the per-neuron sums behind
-// its parameter gradients. A backend allocates, copies and slices them by count (the model's
-// kStates, kAdjoints, kSums) without knowing what the rows mean.
+// What every neuron model shares with the backends, which handle it by count without knowing
+// what it means:
+// - rows of the model's per-neuron arrays at one step and sample: its state variables (row 0 is
+//   the membrane that lists select from and the surrogate reads), the adjoints backward carries
+//   between steps, and the per-neuron sums behind its parameter gradients (the model's kStates,
+//   kAdjoints, kSums);
+// - its per-neuron parameters, in the model's order (kParams): alpha and theta1 first, since
+//   every model has a decay and selection reads theta1;
+// - its layer-wide settings.
 #pragma once
 
 #include "saltatory/kernels/common.hpp"
+#include "saltatory/kernels/lif.hpp"
+#include "saltatory/kernels/surrogate.hpp"
 
-namespace saltatory::kernels::neurons {
+namespace saltatory::kernels {
+
+/// A block of one thread: how the host backends run the block row functions.
+struct SerialBlock {
+  SALTATORY_HD int rank() const { return 0; }
+  SALTATORY_HD int size() const { return 1; }
+  SALTATORY_HD void sync() const {}
+  /// Exclusive prefix sum over the block's threads (of one thread: 0) and their total.
+  SALTATORY_HD int exclusive_sum(int x, int& total) const {
+    total = x;
+    return 0;
+  }
+};
+
+namespace neurons {
+
+/// Flags of a neuron's membrane against its thresholds.
+enum Flag : int { none = 0, spike = 1, candidate = 2 };
+
+/// Which list membrane v belongs to: spike v > theta1, candidate theta2 < v <= theta1 (every
+/// model selects so from its membrane).
+SALTATORY_HD Flag flag_of(float v, float theta1, float theta2) {
+  if (v > theta1) return spike;
+  return v > theta2 ? candidate : none;
+}
 
 /// The most rows of one set in any model (the LIF's parameter sums).
 inline constexpr int kMaxRows = 3;
+/// The most per-neuron parameters of any model (the LIF's alpha and theta1).
+inline constexpr int kMaxParams = 2;
 
 /// Up to kMaxRows rows of n floats. A null first row means none (no previous step, no sums kept).
 struct Rows {
@@ -26,4 +58,30 @@ struct Rows {
   SALTATORY_HD explicit operator bool() const { return row[0] != nullptr; }
 };
 
-}  // namespace saltatory::kernels::neurons
+/// A model's per-neuron parameter arrays (or their gradients), in the model's order; null where
+/// a layer has none (theta1 of a readout) or a gradient is not wanted.
+template <class F>
+struct Params {
+  F* param[kMaxParams] = {};
+  SALTATORY_HD F* operator[](int i) const { return param[i]; }
+  /// Whether any is set.
+  SALTATORY_HD bool any() const {
+    for (F* p : param)
+      if (p != nullptr) return true;
+    return false;
+  }
+};
+
+/// The layer-wide settings of a neuron model (each model reads what it uses).
+struct Settings {
+  float theta2;  ///< gradient-candidate threshold (layer-wide, <= theta1_j)
+  float gain;    ///< input gain g
+  float beta;    ///< surrogate slope
+  Surrogate surrogate;
+  ResetMode reset;
+  ResetGrad reset_grad;
+  bool readout;  ///< a leaky integrator: no reset, no thresholds
+};
+
+}  // namespace neurons
+}  // namespace saltatory::kernels

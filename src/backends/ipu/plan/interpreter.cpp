@@ -23,7 +23,7 @@
 #include "backends/optional.hpp"
 #include "saltatory/core/error.hpp"
 #include "saltatory/ipu/plan.hpp"
-#include "saltatory/kernels/neurons/lif.hpp"
+#include "saltatory/kernels/neurons/model.hpp"
 #include "saltatory/kernels/select.hpp"
 #include "saltatory/kernels/sparse.hpp"
 
@@ -38,14 +38,15 @@ std::atomic<int> model_neurons_per_tile{0};
 /// One tile's share of a layer: neurons [j0, j1) and the per-step buffers it keeps.
 struct Tile {
   int j0 = 0, j1 = 0;
-  std::vector<float> state;         ///< the neuron model's states [kStates, T, B, n], V first
+  int count = 0;                    ///< the neuron model's state variables
+  std::vector<float> state;         ///< the neuron model's states [count, T, B, n], V first
   std::vector<float> grad_current;  ///< gI [T, B, n] (backward)
   int n() const { return j1 - j0; }
   /// The state rows of (t, b) (B samples a step).
   kernels::neurons::Rows states(int t, int b, int B) {
-    const int64_t steps = static_cast<int64_t>(state.size()) / kernels::neurons::Lif::kStates;
+    const int64_t steps = static_cast<int64_t>(state.size()) / count;
     return kernels::neurons::Rows::strided(state.data() + (static_cast<int64_t>(t) * B + b) * n(),
-                                           steps, kernels::neurons::Lif::kStates);
+                                           steps, count);
   }
 };
 
@@ -149,8 +150,8 @@ class IpuModelBackend final : public Backend {
         Tile& tile = tiles.emplace_back();
         tile.j0 = s.begin;
         tile.j1 = s.end;
-        tile.state.assign(kernels::neurons::Lif::kStates * static_cast<size_t>(T) * B * tile.n(),
-                          0.0f);
+        tile.count = common::layer_model(c, ctx->params[l]).states();
+        tile.state.assign(tile.count * static_cast<size_t>(T) * B * tile.n(), 0.0f);
       }
       if (c.kind == LayerKind::readout) {
         ctx->readout.assign(static_cast<size_t>(T) * B * c.n_out, 0.0f);
@@ -200,7 +201,7 @@ class IpuModelBackend final : public Backend {
     std::vector<int32_t>& spikes = scratch.spikes;
     std::vector<int32_t>& candidates = scratch.candidates;
     std::vector<float>& flags = scratch.flags;
-    const kernels::neurons::Lif model = common::lif_model(c, p);
+    const kernels::neurons::Model model = common::layer_model(c, p);
     double slowest = 0;
     for (int b = 0; b < B; ++b) {
       int n_above = 0, n_between = 0;
@@ -223,7 +224,7 @@ class IpuModelBackend final : public Backend {
                                out->n_spk(t - 1, b), n);
           rows += out->n_spk(t - 1, b);
         }
-        const kernels::neurons::Lif m = model.slice(tile.j0);
+        const kernels::neurons::Model m = model.slice(tile.j0);
         if (t > 0 && m.update_reads_emitted()) {
           flags.assign(n, 0.0f);
           mark_slice(flags.data(), out->list(t - 1, b), out->n_spk(t - 1, b), tile.j0, tile.j1,
@@ -283,30 +284,30 @@ class IpuModelBackend final : public Backend {
       return tile.grad_current.data() + (static_cast<int64_t>(t) * B + b) * tile.n();
     };
     double state_cycles = 0, dot_cycles = 0, weight_cycles = 0;
-    // the model's per-sample parameter sums over t [kSums, B, n_out] (when a parameter is
+    // the model's per-sample parameter sums over t [sums(), B, n_out] (when a parameter is
     // learnable); tiles write their slices
-    using kernels::neurons::Lif;
+    using kernels::neurons::Model;
     using kernels::neurons::Rows;
+    const Model model = common::layer_model(c, p);
     const int64_t sums_stride = static_cast<int64_t>(B) * c.n_out;
-    std::vector<float> sums(common::learns(grads) ? Lif::kSums * sums_stride : 0, 0.0f);
+    std::vector<float> sums(common::learns(grads) ? model.sums() * sums_stride : 0, 0.0f);
     for (int b = 0; b < B; ++b) {  // the time recursion: vertices per tile, entry dots exchanged
-      std::vector<std::vector<float>> adjoints(tiles.size());  // each [kAdjoints, n]
+      std::vector<std::vector<float>> adjoints(tiles.size());  // each [adjoints(), n]
       for (size_t i = 0; i < tiles.size(); ++i)
-        adjoints[i].assign(Lif::kAdjoints * tiles[i].n(), 0.0f);
+        adjoints[i].assign(model.adjoints() * tiles[i].n(), 0.0f);
       std::vector<float> grad_rec(recurrent ? k_out : 0, 0.0f), flags;
-      const Lif model = common::lif_model(c, p);
       for (int t = T - 1; t >= 0; --t) {
         const int64_t list = static_cast<int64_t>(t) * B + b;
         const float* g_out = grad_output + list * k_out;
         for (size_t i = 0; i < tiles.size(); ++i) {
           Tile& tile = tiles[i];
           const int n = tile.n();
-          const Rows g = Rows::strided(adjoints[i].data(), n, Lif::kAdjoints);
+          const Rows g = Rows::strided(adjoints[i].data(), n, model.adjoints());
           const Rows at = tile.states(t, b, B);
           const Rows tile_sums = sums.empty() ? Rows{}
                                               : Rows::strided(sums.data() + b * c.n_out + tile.j0,
-                                                              sums_stride, Lif::kSums);
-          const Lif m = model.slice(tile.j0);
+                                                              sums_stride, model.sums());
+          const Model m = model.slice(tile.j0);
           const kernels::SerialBlock one;
           if (t < T - 1) {
             if (m.carry_reads_emitted()) {
@@ -324,6 +325,8 @@ class IpuModelBackend final : public Backend {
               kernels::neurons::state_grad_row(one, m, g, at, out->list(t, b), grad_rec.data(),
                                                out->n_tot(t, b), tile.j0, tile.j1, tile_sums);
           }
+          // completes the adjoints of t, then their parameter terms
+          kernels::neurons::current_grad_row(one, m, tile.grad_current.data() + list * n, g, n);
           if (tile_sums) {  // r[t] from the footprint of S[t-1]
             const bool emitted = t > 0 && m.update_reads_emitted();
             if (emitted) {
@@ -335,7 +338,6 @@ class IpuModelBackend final : public Backend {
                                                  t > 0 ? tile.states(t - 1, b, B) : Rows{},
                                                  flags.data(), at, n);
           }
-          kernels::neurons::current_grad_row(one, m, tile.grad_current.data() + list * n, g, n);
           state_cycles =
               std::max(state_cycles, 3.0 * n / kFloatsPerCycle + 8.0 * std::min(n, k_out));
         }
@@ -348,8 +350,7 @@ class IpuModelBackend final : public Backend {
         }
       }
     }
-    if (!sums.empty())
-      common::add_parameter_grads(common::lif_model(c, p), sums.data(), B, c.n_out, grads);
+    if (!sums.empty()) common::add_parameter_grads(model, sums.data(), B, c.n_out, grads);
     if (grad_input != nullptr) {  // entry gradients of the input lists
       std::vector<float> dots(in.K);
       for (int t = delay; t < T; ++t)

@@ -4,16 +4,17 @@
 // project's machines lack, so this file has never been compiled here.
 // Lists on the device are [n_spk, n_tot, ids...]; flags of a tile are [n_spikes, n_candidates,
 // spike ids (n), candidate ids (n)], ids global.
-//   Forward:    V = the neuron model's update (kernels/neurons) of bias + sum W[ids, slice] (+ W_rec
-//               rows); flags: spikes V > theta1_j, candidates theta2 < V <= theta1_j
+//   Forward:    the neuron model's states (kernels/neurons/model.hpp) updated from the current
+//               bias + sum W[ids, slice] (+ W_rec rows); flags of its membrane V: spikes
+//               V > theta1_j, candidates theta2 < V <= theta1_j
 //   Select:     the tiles' flags in tile order, keep_subset by policy -> list; dropped += losses
-//   Backward:   gV = the model's carry of gV + surrogate terms of the slice's entries;  gI = g (1-a) gV
-//               and the per-sample sums behind dL/dalpha and dL/dtheta1 (the model's direct terms)
+//   Backward:   the model's adjoints carried, plus surrogate terms of the slice's entries; gI from
+//               them, and the per-sample sums behind its parameter gradients (its direct terms)
 //   EntryLanes: lane partial sums of W[ids_k, slice] . gI[slice];  EntryReduce: lanes -> entries
 //   WeightGrad: dW[i, slice] += gI rows of the lists that i fed (each worker owns a row range)
 #include <poplar/Vertex.hpp>
 
-#include "saltatory/kernels/neurons/lif.hpp"
+#include "saltatory/kernels/neurons/model.hpp"
 #include "saltatory/kernels/select.hpp"
 #include "saltatory/kernels/sparse.hpp"
 #include "saltatory/kernels/surrogate.hpp"
@@ -23,19 +24,32 @@ namespace k = saltatory::kernels;
 
 namespace {
 
-/// The neuron model of a vertex's slice, from its fields.
-k::neurons::Lif model(const Input<Vector<float>>& alpha, const Input<Vector<float>>& theta1,
-                      float theta2, float gain, float beta, unsigned surrogate, unsigned reset,
-                      unsigned reset_grad, unsigned readout) {
-  return {&alpha[0],
-          &theta1[0],
-          theta2,
-          gain,
-          beta,
-          static_cast<k::Surrogate>(surrogate),
-          static_cast<k::ResetMode>(reset),
-          static_cast<k::ResetGrad>(reset_grad),
-          readout != 0};
+/// The neuron model of a vertex's slice, from its fields: the model's per-neuron parameters in
+/// its order (kernels/neurons/model.hpp), and the layer's settings.
+k::neurons::Model model(unsigned neuron, const Vector<Input<Vector<float>>>& params, float theta2,
+                        float gain, float beta, unsigned surrogate, unsigned reset,
+                        unsigned reset_grad, unsigned readout) {
+  k::neurons::Model m;
+  m.neuron = static_cast<k::neurons::Neuron>(neuron);
+  for (unsigned i = 0; i < params.size() && i < k::neurons::kMaxParams; ++i)
+    m.params.param[i] = &params[i][0];
+  m.settings = {theta2,
+                gain,
+                beta,
+                static_cast<k::Surrogate>(surrogate),
+                static_cast<k::ResetMode>(reset),
+                static_cast<k::ResetGrad>(reset_grad),
+                readout != 0};
+  return m;
+}
+
+/// The rows of a list-valued field: one region of [n] per variable (none when `none`).
+template <class Regions>
+k::neurons::Rows rows(Regions& regions, bool none = false) {
+  k::neurons::Rows r;
+  for (unsigned i = 0; !none && i < regions.size() && i < k::neurons::kMaxRows; ++i)
+    r.row[i] = const_cast<float*>(&regions[i][0]);
+  return r;
 }
 
 /// footprint = 1 where `list`'s spikes ([n_spk, n_tot, ids...], ids global) fall in the slice
@@ -52,30 +66,31 @@ void mark_spikes(float* footprint, const int* list, unsigned j0, unsigned n, boo
 
 class Forward : public Vertex {
  public:
-  Input<Vector<float>> weight;               // [n_in, n]
-  Input<Vector<float>> weight_rec;           // [N, n] (recurrent; else one element, unused)
-  Input<Vector<int>> in_list;                // the input list this step reads
-  Input<Vector<int>> own_prev;               // this layer's list of t - 1
-  Input<Vector<float>> v_prev;               // [n] (zeros at t = 0)
-  Output<Vector<float>> v;                   // [n]
-  Input<Vector<float>> alpha, theta1, bias;  // [n] of the slice
-  Output<Vector<int>> flags;                 // [2 + 2 n]
-  unsigned n, j0, has_input, has_prev, recurrent, reset, reset_grad, surrogate, readout, use_bias;
+  Input<Vector<float>> weight;              // [n_in, n]
+  Input<Vector<float>> weight_rec;          // [N, n] (recurrent; else one element, unused)
+  Input<Vector<int>> in_list;               // the input list this step reads
+  Input<Vector<int>> own_prev;              // this layer's list of t - 1
+  Vector<Input<Vector<float>>> state_prev;  // the model's states of t - 1, [n] each
+  Vector<Output<Vector<float>>> state;      // the model's states of t, [n] each (V first)
+  Vector<Input<Vector<float>>> neuron;      // the model's per-neuron parameters, [n] each
+  Input<Vector<float>> bias;                // [n] of the slice
+  Output<Vector<int>> flags;                // [2 + 2 n]
+  Output<Vector<float>> footprint;          // [n] scratch: where S[t-1] was emitted
+  unsigned n, j0, has_input, has_prev, recurrent, neuron_model, reset, reset_grad, surrogate,
+      readout, use_bias;
   float gain, theta2, beta;
 
   bool compute() {
-    const k::neurons::Lif m =
-        model(alpha, theta1, theta2, gain, beta, surrogate, reset, reset_grad, readout);
+    const k::neurons::Model m =
+        model(neuron_model, neuron, theta2, gain, beta, surrogate, reset, reset_grad, readout);
+    float* v = &state[0][0];  // the input current, then V[t]
     for (unsigned j = 0; j < n; ++j) v[j] = use_bias ? bias[j] : 0.0f;
-    if (has_input) k::gather_rows(&v[0], &weight[0], n, &in_list[2], in_list[0], n);
-    if (recurrent && has_prev)
-      k::gather_rows(&v[0], &weight_rec[0], n, &own_prev[2], own_prev[0], n);
-    for (unsigned j = 0; j < n; ++j) {
-      float emitted = 0.0f;  // j's spike of t - 1 was emitted (read for the spike reset)
-      for (int e = 0; has_prev && m.update_reads_emitted() && e < own_prev[0]; ++e)
-        if (own_prev[2 + e] == static_cast<int>(j0 + j)) emitted = 1.0f;
-      v[j] = m.update(j, has_prev, has_prev ? v_prev[j] : 0.0f, emitted, v[j]);
-    }
+    if (has_input) k::gather_rows(v, &weight[0], n, &in_list[2], in_list[0], n);
+    if (recurrent && has_prev) k::gather_rows(v, &weight_rec[0], n, &own_prev[2], own_prev[0], n);
+    // r[t] of the spike reset: S[t-1] emitted
+    mark_spikes(&footprint[0], &own_prev[0], j0, n, has_prev && m.update_reads_emitted());
+    k::neurons::update_row(k::SerialBlock{}, m, rows(state), rows(state_prev, !has_prev),
+                           &footprint[0], v, n);
     int spikes = 0, candidates = 0;
     for (unsigned j = 0; j < n && !readout; ++j) {
       const k::neurons::Flag flag = m.flag(j, v[j]);
@@ -124,49 +139,47 @@ class Select : public Vertex {
 
 class Backward : public Vertex {
  public:
-  InOut<Vector<float>> gv;             // [n], carried from step t + 1
-  Input<Vector<float>> v;              // V[t] of the slice
-  Input<Vector<int>> list;             // this layer's list of t (spiking layers)
-  Input<Vector<float>> grad_entries;   // [K] entry gradients, or [n] readout rows (slice)
-  Input<Vector<float>> grad_rec;       // [K] entry gradients sent back through W_rec by t + 1
-  Input<Vector<float>> alpha, theta1;  // [n] of the slice
-  Output<Vector<float>> gi;            // [n]
-  Input<Vector<float>> v_prev;         // V[t-1] of the slice (zeros at t = 0)
-  Input<Vector<int>> list_prev;        // this layer's list of t - 1 (read for the spike reset)
-  // sample b's sums over the steps so far behind dL/dalpha (gV P, gV (V - leak)) and of
-  // dL/dtheta1, [n] each
-  InOut<Vector<float>> d_memory, d_input, d_theta1;
+  Vector<InOut<Vector<float>>> adjoints;    // the model's adjoints, [n] each, carried from t + 1
+  Vector<Input<Vector<float>>> state;       // the model's states of t of the slice, [n] each
+  Vector<Input<Vector<float>>> state_prev;  // ... of t - 1 (zeros at t = 0)
+  Vector<Input<Vector<float>>> neuron;      // the model's per-neuron parameters, [n] each
+  Input<Vector<int>> list;                  // this layer's list of t (spiking layers)
+  Input<Vector<float>> grad_entries;        // [K] entry gradients, or [n] readout rows (slice)
+  Input<Vector<float>> grad_rec;            // [K] entry gradients sent back through W_rec by t + 1
+  Output<Vector<float>> gi;                 // [n]
+  Input<Vector<int>> list_prev;             // this layer's list of t - 1 (read for the spike reset)
+  // sample b's per-neuron sums over the steps so far behind the model's parameter gradients,
+  // [n] each
+  Vector<InOut<Vector<float>>> sums;
   Output<Vector<float>> footprint;  // [n] scratch: where the slice's spikes of t (carry), then of
                                     // t - 1 (parameter sums) were emitted
-  unsigned n, j0, first_step, last_step, readout, recurrent, reset, reset_grad, surrogate;
+  unsigned n, j0, first_step, last_step, readout, recurrent, neuron_model, reset, reset_grad,
+      surrogate;
   float gain, theta2, beta;
 
   bool compute() {
-    const k::neurons::Lif m =
-        model(alpha, theta1, theta2, gain, beta, surrogate, reset, reset_grad, readout);
+    const k::neurons::Model m =
+        model(neuron_model, neuron, theta2, gain, beta, surrogate, reset, reset_grad, readout);
     const k::SerialBlock one;
-    static_assert(k::neurons::Lif::kStates == 1 && k::neurons::Lif::kAdjoints == 1,
-                  "the vertex fields hold one state and one adjoint");
-    const k::neurons::Rows g{{&gv[0]}}, at{{const_cast<float*>(&v[0])}},
-        prev{{first_step ? nullptr : const_cast<float*>(&v_prev[0])}},
-        sums{{&d_memory[0], &d_input[0], readout ? nullptr : &d_theta1[0]}};
+    const k::neurons::Rows g = rows(adjoints), at = rows(state),
+                           prev = rows(state_prev, first_step != 0), sum_rows = rows(sums);
     if (!last_step) {  // r[t+1] of the spike reset's mask: S[t] emitted
       mark_spikes(&footprint[0], &list[0], j0, n, m.carry_reads_emitted());
       k::neurons::carry_row(one, m, g, at, &footprint[0], n);
     }
     if (readout) {
-      k::add_row(&gv[0], &grad_entries[0], n);
+      k::add_row(g[0], &grad_entries[0], n);
     } else {
       k::neurons::state_grad_row(one, m, g, at, &list[2], &grad_entries[0], list[1], j0, j0 + n,
-                                 sums);
+                                 sum_rows);
       if (recurrent && !last_step)
         k::neurons::state_grad_row(one, m, g, at, &list[2], &grad_rec[0], list[1], j0, j0 + n,
-                                   sums);
+                                   sum_rows);
     }
+    k::neurons::current_grad_row(one, m, &gi[0], g, n);  // completes the adjoints of t
     // r[t] of the spike reset: S[t-1] emitted
     mark_spikes(&footprint[0], &list_prev[0], j0, n, !first_step && m.update_reads_emitted());
-    k::neurons::parameter_grad_row(one, m, sums, g, prev, &footprint[0], at, n);
-    k::neurons::current_grad_row(one, m, &gi[0], g, n);
+    k::neurons::parameter_grad_row(one, m, sum_rows, g, prev, &footprint[0], at, n);
     return true;
   }
 };

@@ -4,9 +4,10 @@
 // compute sets are those the ipu-model interpreter executes, unrolled over T, one vertex per tile
 // and sample (codelets.cpp).
 // Device tensors, per layer and tile (neurons [j0, j1), n of them): W [n_in, n], W_rec [N, n],
-// alpha and bias [n], V and gI [T, B, n], gV [B, n], dW, dW_rec, dbias, flags [B, 2 + 2n], lanes
-// [B, K_max, 8], the neuron model's per-sample parameter sums [kSums, B, n] (always computed: the
-// training program is built at forward, before backward says what it wants);
+// bias [n], gI [T, B, n], dW, dW_rec, dbias, flags [B, 2 + 2n], lanes [B, K_max, 8]; of the
+// neuron model (kernels/neurons/model.hpp): each per-neuron parameter [n], each state [T, B, n]
+// (V first), each adjoint [B, n], and its per-sample parameter sums [sums(), B, n] (always
+// computed: the training program is built at forward, before backward says what it wants);
 // per layer on its first tile: lists [T, B, 2 + K], entry gradients [T, B, K].
 // Backward runs the training program (the forward again, then BPTT), so engines hold no state
 // between calls. Entry gradients add the tiles' lane partial sums and weight gradients run per
@@ -39,9 +40,15 @@ namespace prog = poplar::program;
 struct TileTensors {
   int j0 = 0, j1 = 0;
   unsigned tile = 0;
-  Tensor w, w_rec, alpha, theta1, bias, v, gv, gi, dw, dw_rec, dbias, flags, lanes, zeros;
+  Tensor w, w_rec, bias, gi, dw, dw_rec, dbias, flags, lanes, zeros;
   Tensor sums, footprint;
+  std::vector<Tensor> neuron, state, adjoint;  ///< the model's parameters, states and adjoints
 };
+
+/// The stream of layer l's per-neuron model parameter i.
+std::string param_stream(size_t l, size_t i) {
+  return "p" + std::to_string(i) + "." + std::to_string(l);
+}
 
 struct LayerTensors {
   std::vector<TileTensors> tiles;
@@ -85,8 +92,8 @@ class Emitter {
         const std::string id = std::to_string(l);
         copy_in(*seq, "w" + id, each(l, &TileTensors::w));
         copy_in(*seq, "wr" + id, each(l, &TileTensors::w_rec));
-        copy_in(*seq, "alpha" + id, each(l, &TileTensors::alpha));
-        copy_in(*seq, "theta1" + id, each(l, &TileTensors::theta1));
+        for (size_t i = 0; i < layers_[l].tiles[0].neuron.size(); ++i)
+          copy_in(*seq, param_stream(l, i), each(l, &TileTensors::neuron, i));
         copy_in(*seq, "bias" + id, each(l, &TileTensors::bias));
         seq->add(prog::Copy(zeros(poplar::INT, 2 * B, layers_[l].list_tile), layers_[l].dropped));
       }
@@ -96,7 +103,7 @@ class Emitter {
       const std::string id = std::to_string(l);
       copy_out(forward_, "list" + id, {layers_[l].list});
       copy_out(forward_, "dropped" + id, {layers_[l].dropped});
-      copy_out(forward_, "v" + id, each(l, &TileTensors::v));
+      copy_out(forward_, "v" + id, each(l, &TileTensors::state, 0));
       const bool readout = config.layers[l].kind == LayerKind::readout;
       copy_in(train_, "g" + id, {readout ? layers_[l].grad_rows : layers_[l].grad_entries});
     }
@@ -146,6 +153,12 @@ class Emitter {
     for (const TileTensors& t : layers_[l].tiles) out.push_back(t.*member);
     return out;
   }
+  /// Variable i of a model's per-tile set (parameters, states), one tensor per tile.
+  std::vector<Tensor> each(size_t l, std::vector<Tensor> TileTensors::*member, size_t i) const {
+    std::vector<Tensor> out;
+    for (const TileTensors& t : layers_[l].tiles) out.push_back((t.*member)[i]);
+    return out;
+  }
   /// Host -> device copy of `tensors` (concatenated, tile order) through stream `name`.
   void copy_in(prog::Sequence& seq, const std::string& name, const std::vector<Tensor>& tensors) {
     auto it = streams_.find(name);
@@ -170,6 +183,7 @@ class Emitter {
     const bool readout = c.kind == LayerKind::readout;
     const int K = readout ? 0 : c.capacity,
               k_below = l == 0 ? k_in_ : config_.layers[l - 1].capacity;
+    const common::Model model = common::layer_model(c, LayerParams{});  // its counts
     LayerTensors& L = layers_.emplace_back();
     L.list_tile = static_cast<unsigned>(p.first_tile);
     const std::string id = std::to_string(l);
@@ -190,11 +204,14 @@ class Emitter {
       t.w = variable(poplar::FLOAT, c.n_in * n, t.tile, "w" + tid);
       t.w_rec = variable(poplar::FLOAT, c.kind == LayerKind::recurrent_lif ? c.n_out * n : 1,
                          t.tile, "wr" + tid);
-      t.alpha = variable(poplar::FLOAT, n, t.tile, "alpha" + tid);
-      t.theta1 = variable(poplar::FLOAT, n, t.tile, "theta1" + tid);
+      for (int k = 0; k < model.param_count(); ++k)
+        t.neuron.push_back(variable(poplar::FLOAT, n, t.tile, "p" + std::to_string(k) + tid));
+      for (int k = 0; k < model.states(); ++k)
+        t.state.push_back(
+            variable(poplar::FLOAT, T_ * B_ * n, t.tile, "s" + std::to_string(k) + tid));
+      for (int k = 0; k < model.adjoints(); ++k)
+        t.adjoint.push_back(variable(poplar::FLOAT, B_ * n, t.tile, "g" + std::to_string(k) + tid));
       t.bias = variable(poplar::FLOAT, n, t.tile, "bias" + tid);
-      t.v = variable(poplar::FLOAT, T_ * B_ * n, t.tile, "v" + tid);
-      t.gv = variable(poplar::FLOAT, B_ * n, t.tile, "gv" + tid);
       t.gi = variable(poplar::FLOAT, T_ * B_ * n, t.tile, "gi" + tid);
       t.dw = variable(poplar::FLOAT, c.n_in * n, t.tile, "dw" + tid);
       t.dw_rec = variable(poplar::FLOAT, t.w_rec.numElements(), t.tile, "dwr" + tid);
@@ -202,7 +219,7 @@ class Emitter {
       t.flags = variable(poplar::INT, B_ * (2 + 2 * n), t.tile, "flags" + tid);
       t.lanes = variable(poplar::FLOAT, B_ * lanes, t.tile, "lanes" + tid);
       t.zeros = zeros(poplar::FLOAT, n, t.tile);
-      t.sums = variable(poplar::FLOAT, kernels::neurons::Lif::kSums * B_ * n, t.tile, "sums" + tid);
+      t.sums = variable(poplar::FLOAT, model.sums() * B_ * n, t.tile, "sums" + tid);
       t.footprint = variable(poplar::FLOAT, B_ * n, t.tile, "fp" + tid);
     }
     if (readout) {
@@ -227,9 +244,23 @@ class Emitter {
   void set(poplar::VertexRef v, const char* field, V value) {
     graph_.setInitialValue(v[field], value);
   }
-  /// The neuron model's layer-wide fields of a Forward or Backward vertex (per-neuron ones are
-  /// connected tensors).
-  void set_model(poplar::VertexRef v, const LayerConfig& c) {
+  /// Connects list-valued field `field` of v to one tensor per variable.
+  void connect_each(poplar::VertexRef v, const char* field, const std::vector<Tensor>& tensors) {
+    graph_.setFieldSize(v[field], tensors.size());
+    for (size_t i = 0; i < tensors.size(); ++i) graph_.connect(v[field][i], tensors[i]);
+  }
+  /// Row (t, b) of each of a tile's state variables (the zeros at t < 0).
+  static std::vector<Tensor> state_rows(const TileTensors& tile, int t, int b, int B) {
+    std::vector<Tensor> out;
+    const size_t n = tile.j1 - tile.j0;
+    for (const Tensor& x : tile.state) out.push_back(t >= 0 ? row(x, t, b, B, n) : tile.zeros);
+    return out;
+  }
+  /// The neuron model's fields of a Forward or Backward vertex: its per-neuron parameters
+  /// (connected tensors) and layer-wide settings.
+  void set_model(poplar::VertexRef v, const LayerConfig& c, const TileTensors& tile) {
+    connect_each(v, "neuron", tile.neuron);
+    set(v, "neuron_model", static_cast<unsigned>(c.neuron));
     set(v, "reset", static_cast<unsigned>(c.reset));
     set(v, "reset_grad", static_cast<unsigned>(c.reset_grad));
     set(v, "surrogate", static_cast<unsigned>(c.surrogate));
@@ -257,19 +288,18 @@ class Emitter {
                  {"weight_rec", tile.w_rec},
                  {"in_list", list_at(below, std::max(t_in, 0), b)},
                  {"own_prev", readout ? list_at(below, 0, b) : list_at(l, std::max(t - 1, 0), b)},
-                 {"v_prev", t > 0 ? row(tile.v, t - 1, b, B_, n) : tile.zeros},
-                 {"v", row(tile.v, t, b, B_, n)},
-                 {"alpha", tile.alpha},
-                 {"theta1", tile.theta1},
                  {"bias", tile.bias},
-                 {"flags", tile.flags.slice(b * (2 + 2 * n), (b + 1) * (2 + 2 * n))}});
+                 {"flags", tile.flags.slice(b * (2 + 2 * n), (b + 1) * (2 + 2 * n))},
+                 {"footprint", tile.footprint.slice(b * n, (b + 1) * n)}});
+            connect_each(v, "state_prev", state_rows(tile, t - 1, b, B_));
+            connect_each(v, "state", state_rows(tile, t, b, B_));
             graph_.setTileMapping(v, tile.tile);
             set(v, "n", static_cast<unsigned>(n));
             set(v, "j0", static_cast<unsigned>(tile.j0));
             set(v, "has_input", static_cast<unsigned>(t_in >= 0));
             set(v, "has_prev", static_cast<unsigned>(t > 0));
             set(v, "recurrent", static_cast<unsigned>(c.kind == LayerKind::recurrent_lif));
-            set_model(v, c);
+            set_model(v, c, tile);
             set(v, "use_bias", static_cast<unsigned>(c.bias));
           }
         }
@@ -344,9 +374,12 @@ class Emitter {
                  recurrent = c.kind == LayerKind::recurrent_lif;
       const int delay = config_.coupling == Coupling::delayed && l > 0 ? 1 : 0;
       const size_t below = l == 0 ? static_cast<size_t>(-1) : l - 1;
-      for (TileTensors& tile : L.tiles)
-        for (Tensor* x : {&tile.gv, &tile.dw, &tile.dw_rec, &tile.dbias, &tile.sums})
+      for (TileTensors& tile : L.tiles) {
+        for (Tensor* x : {&tile.dw, &tile.dw_rec, &tile.dbias, &tile.sums})
           seq.add(prog::Copy(zeros(poplar::FLOAT, x->numElements(), tile.tile), *x));
+        for (Tensor& x : tile.adjoint)
+          seq.add(prog::Copy(zeros(poplar::FLOAT, x.numElements(), tile.tile), x));
+      }
       for (int t = T_ - 1; t >= 0; --t) {
         auto cs = graph_.addComputeSet("backward " + std::to_string(l) + " " + std::to_string(t));
         size_t offset = 0;
@@ -358,28 +391,28 @@ class Emitter {
                                            : row(L.grad_entries, t, b, B_, c.capacity);
             auto v = graph_.addVertex(
                 cs, "Backward",
-                {{"gv", tile.gv.slice(b * n, (b + 1) * n)},
-                 {"v", row(tile.v, t, b, B_, n)},
-                 {"list", readout ? list_at(below, t, b) : list_at(l, t, b)},
+                {{"list", readout ? list_at(below, t, b) : list_at(l, t, b)},
                  {"grad_entries", entries},
                  {"grad_rec",
                   recurrent ? L.grad_rec.slice(b * c.capacity, (b + 1) * c.capacity) : tile.zeros},
-                 {"alpha", tile.alpha},
-                 {"theta1", tile.theta1},
                  {"gi", row(tile.gi, t, b, B_, n)},
-                 {"v_prev", t > 0 ? row(tile.v, t - 1, b, B_, n) : tile.zeros},
                  {"list_prev", readout ? list_at(below, 0, b) : list_at(l, std::max(t - 1, 0), b)},
-                 {"d_memory", row(tile.sums, 0, b, B_, n)},
-                 {"d_input", row(tile.sums, 1, b, B_, n)},
-                 {"d_theta1", row(tile.sums, 2, b, B_, n)},
                  {"footprint", tile.footprint.slice(b * n, (b + 1) * n)}});
+            std::vector<Tensor> adjoints, sums;
+            for (const Tensor& x : tile.adjoint) adjoints.push_back(x.slice(b * n, (b + 1) * n));
+            for (size_t k = 0; k < tile.sums.numElements() / (B_ * n); ++k)
+              sums.push_back(row(tile.sums, static_cast<int>(k), b, B_, n));
+            connect_each(v, "adjoints", adjoints);
+            connect_each(v, "state", state_rows(tile, t, b, B_));
+            connect_each(v, "state_prev", state_rows(tile, t - 1, b, B_));
+            connect_each(v, "sums", sums);
             graph_.setTileMapping(v, tile.tile);
             set(v, "n", static_cast<unsigned>(n));
             set(v, "j0", static_cast<unsigned>(tile.j0));
             set(v, "first_step", static_cast<unsigned>(t == 0));
             set(v, "last_step", static_cast<unsigned>(t == T_ - 1));
             set(v, "recurrent", static_cast<unsigned>(recurrent));
-            set_model(v, c);
+            set_model(v, c, tile);
           }
           offset += tile.gi.numElements();
         }
@@ -514,14 +547,14 @@ class PoplarBackend final : public Backend {
       if (layer.kind == LayerKind::recurrent_lif)
         add_columns(ctx, l, c.floats["dwr" + id], layer.n_out, grads[l].weight_rec);
       if (layer.bias) add_columns(ctx, l, c.floats["db" + id], 1, grads[l].bias);
-      // the model's per-sample sums [kSums, B, N] gathered from the tiles, reduced as on every
+      // the model's per-sample sums [sums(), B, N] gathered from the tiles, reduced as on every
       // backend
       if (common::learns(grads[l])) {
-        const int B = ctx.B, N = layer.n_out, sums = kernels::neurons::Lif::kSums;
+        const common::Model model = common::layer_model(layer, ctx.params[l]);
+        const int B = ctx.B, N = layer.n_out, sums = model.sums();
         std::vector<float> partial(static_cast<size_t>(sums) * B * N, 0.0f);
         add_columns(ctx, l, c.floats["sums" + id], sums * B, partial.data());
-        common::add_parameter_grads(common::lif_model(layer, ctx.params[l]), partial.data(), B, N,
-                                    grads[l]);
+        common::add_parameter_grads(model, partial.data(), B, N, grads[l]);
       }
     }
     if (grad_input != nullptr)
@@ -583,8 +616,9 @@ class PoplarBackend final : public Backend {
       to_tiles(ctx, l, p.weight, layer.n_in, c.floats["w" + id]);
       if (layer.kind == LayerKind::recurrent_lif)
         to_tiles(ctx, l, p.weight_rec, layer.n_out, c.floats["wr" + id]);
-      to_tiles(ctx, l, p.alpha, 1, c.floats["alpha" + id]);
-      to_tiles(ctx, l, p.theta1, 1, c.floats["theta1" + id]);  // zeros for a readout
+      const kernels::neurons::Params<const float> neuron = common::neuron_params(p);
+      for (int i = 0; i < common::layer_model(layer, neuron).param_count(); ++i)  // zeros where
+        to_tiles(ctx, l, neuron[i], 1, c.floats[param_stream(l, i)]);  // none (a readout's theta1)
       to_tiles(ctx, l, p.bias, 1, c.floats["bias" + id]);
     }
   }
