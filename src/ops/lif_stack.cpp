@@ -46,6 +46,17 @@ void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerP
   for (int j = 0; j < c.n_out; ++j)
     check(p.alpha[j] >= 0.0f && p.alpha[j] <= 1.0f, op, "layer ", l, ": alpha[", j,
           "] = ", p.alpha[j], " is outside [0, 1]");
+  const bool cuba = c.neuron == kernels::neurons::Neuron::cuba;
+  check(c.neuron == kernels::neurons::Neuron::lif || cuba, op, "layer ", l,
+        ": unknown neuron model ", static_cast<int>(c.neuron));
+  check(!cuba || c.kind != LayerKind::readout, op, "layer ", l,
+        ": a readout is a LIF integrator; the cuba model is for spiking layers");
+  check(cuba == (p.alpha_syn != nullptr), op, "layer ", l,
+        cuba ? ": alpha_syn is missing (cuba layers need it)"
+             : ": alpha_syn is only for cuba layers");
+  for (int j = 0; cuba && j < c.n_out; ++j)
+    check(p.alpha_syn[j] >= 0.0f && p.alpha_syn[j] <= 1.0f, op, "layer ", l, ": alpha_syn[", j,
+          "] = ", p.alpha_syn[j], " is outside [0, 1]");
   if (c.kind == LayerKind::recurrent_lif)
     check(p.weight_rec != nullptr &&
               all_finite(p.weight_rec, static_cast<int64_t>(c.n_out) * c.n_out),
@@ -70,7 +81,8 @@ double working_bytes(const StackConfig& config, int T, int B, bool backward) {
     const bool readout = c.kind == LayerKind::readout;
     const double K = readout ? 0.0 : (config.mode == Mode::dense ? c.n_out : c.capacity);
     bytes += static_cast<double>(T) * B * (K + 2.0);
-    bytes += (readout ? T : membrane_steps) * B * c.n_out;
+    const int states = common::layer_model(c, LayerParams{}).states();
+    bytes += (readout ? T : membrane_steps) * B * c.n_out * states;
     if (config.mode == Mode::dense && !backward) bytes += static_cast<double>(T) * B * c.n_out;
   }
   return 4.0 * bytes;
@@ -128,9 +140,12 @@ void lif_stack_backward(StackContext& context, const std::vector<const float*>& 
   check(grads.size() == layers.size(), op, "got ", grads.size(), " gradient buffers, expected ",
         layers.size());
   Backend& backend = backend_for(context.config.device);
-  for (const LayerGrads& g : grads)
-    check((g.alpha == nullptr && g.theta1 == nullptr) || backend.learns_neuron_parameters(), op,
-          "learnable alpha and theta1 are not implemented on ", backend.name());
+  for (size_t l = 0; l < grads.size(); ++l) {
+    check(!common::learns(grads[l]) || backend.learns_neuron_parameters(), op,
+          "learnable neuron parameters are not implemented on ", backend.name());
+    check(grads[l].alpha_syn == nullptr || layers[l].neuron == kernels::neurons::Neuron::cuba, op,
+          "layer ", l, ": an alpha_syn gradient is only for cuba layers");
+  }
   size_t spiking = 0;
   for (size_t l = 0; l < layers.size(); ++l) {
     const bool readout = layers[l].kind == LayerKind::readout;

@@ -37,6 +37,7 @@ struct Case {
   bool bias = false;
   Surrogate surrogate = Surrogate::super_spike;
   bool per_neuron_theta1 = false;  // theta1_j ~ U(0.7, 1.1), some below theta2 = 0.9
+  bool cuba = false;  // current-based spiking layers: alpha_syn_j ~ U(0.5, 0.85), gain 4
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -45,13 +46,14 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 struct Net {
   StackConfig config;
   std::vector<std::vector<float>> w, w_rec, bias, alpha, theta1;  // theta1 empty: config's
+  std::vector<std::vector<float>> alpha_syn;                      // empty: not a cuba layer
   std::vector<reference::Layer> ref;
   std::vector<LayerParams> params() const {
     std::vector<LayerParams> p(w.size());
     const auto or_null = [](const std::vector<float>& x) { return x.empty() ? nullptr : x.data(); };
     for (size_t l = 0; l < w.size(); ++l)
-      p[l] = {w[l].data(), or_null(w_rec[l]), or_null(bias[l]), alpha[l].data(),
-              or_null(theta1[l])};
+      p[l] = {w[l].data(),     or_null(w_rec[l]),  or_null(bias[l]),
+              alpha[l].data(), or_null(theta1[l]), or_null(alpha_syn[l])};
     return p;
   }
 };
@@ -79,7 +81,8 @@ Net make_net(const Case& c, Mode mode, uint32_t seed) {
     layer.reset_grad = c.reset_grad;
     layer.bias = c.bias;
     layer.surrogate = c.surrogate;
-    layer.gain = readout ? 1.0f : 10.0f;
+    layer.gain = readout ? 1.0f : (c.cuba ? 4.0f : 10.0f);
+    if (c.cuba && !readout) layer.neuron = kernels::neurons::Neuron::cuba;
     const float a = 2.0f * std::sqrt(6.0f / n_in);
     std::uniform_real_distribution<float> u(-a, a), ua(0.8f, 0.97f), ub(-0.05f, 0.1f);
     std::vector<float> w(static_cast<size_t>(n_in) * widths[l]), alpha(widths[l]), rec, bias;
@@ -99,9 +102,15 @@ Net make_net(const Case& c, Mode mode, uint32_t seed) {
       theta1.resize(widths[l]);
       for (float& x : theta1) x = std::uniform_real_distribution<float>(0.7f, 1.1f)(rng);
     }
+    std::vector<float> alpha_syn;
+    if (c.cuba && !readout) {
+      alpha_syn.resize(widths[l]);
+      for (float& x : alpha_syn) x = std::uniform_real_distribution<float>(0.5f, 0.85f)(rng);
+    }
     net.config.layers.push_back(layer);
     net.ref.push_back({layer, to_double(w), to_double(rec), to_double(bias), to_double(alpha),
-                       to_double(theta1)});
+                       to_double(theta1), to_double(alpha_syn)});
+    net.alpha_syn.push_back(std::move(alpha_syn));
     net.w.push_back(std::move(w));
     net.w_rec.push_back(std::move(rec));
     net.bias.push_back(std::move(bias));
@@ -163,9 +172,9 @@ void expect_same_lists(const SpikeTensor& a, const SpikeTensor& b, const std::st
     }
 }
 
-/// Gradients of one backward call, per layer (alpha and theta1 learnable throughout).
+/// Gradients of one backward call, per layer (alpha, theta1 and alpha_syn learnable throughout).
 struct Grads {
-  std::vector<std::vector<float>> w, w_rec, bias, alpha, theta1;
+  std::vector<std::vector<float>> w, w_rec, bias, alpha, theta1, alpha_syn;
   std::vector<float> input;
 };
 
@@ -188,11 +197,12 @@ Grads run_backward(StackContext& ctx, const Net& net, const std::vector<std::vec
     g.bias.emplace_back(net.bias[l].size(), 0.0f);
     g.alpha.emplace_back(net.alpha[l].size(), 0.0f);
     g.theta1.emplace_back(readout ? 0 : net.alpha[l].size(), 0.0f);
+    g.alpha_syn.emplace_back(net.alpha_syn[l].size(), 0.0f);
   }
   const auto or_null = [](std::vector<float>& x) { return x.empty() ? nullptr : x.data(); };
   for (size_t l = 0; l < net.w.size(); ++l)
     buffers.push_back({g.w[l].data(), or_null(g.w_rec[l]), or_null(g.bias[l]), g.alpha[l].data(),
-                       or_null(g.theta1[l])});
+                       or_null(g.theta1[l]), or_null(g.alpha_syn[l])});
   std::vector<const float*> outs;
   outs.reserve(g_out.size());
   for (const auto& x : g_out) outs.push_back(x.data());
@@ -215,6 +225,7 @@ void expect_bitwise_same(const StackContext& ctx, const StackContext& ref, const
   EXPECT_EQ(g.bias, expected.bias);
   EXPECT_EQ(g.alpha, expected.alpha);
   EXPECT_EQ(g.theta1, expected.theta1);
+  EXPECT_EQ(g.alpha_syn, expected.alpha_syn);
   EXPECT_EQ(g.input, expected.input);
 }
 
@@ -272,6 +283,7 @@ void expect_matches_reference(const Case& c, Mode mode, Device device,
     // dV/dalpha = leak' - (V - leak) / (1 - alpha) cancels: float32 keeps about 1e-3 of it
     expect_close(g.alpha[l], ref_g.alpha[l], "dalpha layer " + std::to_string(l), 2e-3);
     expect_close(g.theta1[l], ref_g.theta1[l], "dtheta1 layer " + std::to_string(l));
+    expect_close(g.alpha_syn[l], ref_g.alpha_syn[l], "dalpha_syn layer " + std::to_string(l));
   }
   expect_close(g.input, ref_g.input, "d input entries");
 }
@@ -358,6 +370,21 @@ std::vector<Case> sweep() {
   subtract_rec.reset = ResetMode::subtract;
   subtract_rec.bias = true;
   cases.push_back(subtract_rec);
+  Case cuba{"cuba_two_layers_readout", 14, 3, 24, {21, 19}, 6, 0.25, 5};
+  cuba.cuba = true;
+  cuba.per_neuron_theta1 = true;
+  cases.push_back(cuba);
+  Case cuba_rec{"cuba_recurrent_delayed_subtract", 12, 2, 24, {19, 15}, 4, 0.35, 3, true};
+  cuba_rec.cuba = true;
+  cuba_rec.coupling = Coupling::delayed;
+  cuba_rec.reset = ResetMode::subtract;
+  cuba_rec.bias = true;
+  cases.push_back(cuba_rec);
+  Case cuba_spike{"cuba_spike_reset_mask_overflow", 12, 2, 30, {33}, 3, 0.4, 0, true};
+  cuba_spike.cuba = true;
+  cuba_spike.reset = ResetMode::spike;
+  cuba_spike.reset_grad = ResetGrad::mask;
+  cases.push_back(cuba_spike);
   return cases;
 }
 
@@ -409,7 +436,9 @@ std::vector<Case> exactness_cases() {
   recurrent.reset_grad = ResetGrad::mask;
   Case rec_delayed{"recurrent_delayed", 12, 2, 20, {17, 15}, 0, 0.3, 3, true};
   rec_delayed.coupling = Coupling::delayed;
-  return {same, delayed, recurrent, rec_delayed};
+  Case cuba{"cuba_recurrent", 15, 3, 20, {22, 16}, 0, 0.25, 3, true};
+  cuba.cuba = true;
+  return {same, delayed, recurrent, rec_delayed, cuba};
 }
 
 INSTANTIATE_TEST_SUITE_P(Paper, SparseEqualsDense, ::testing::ValuesIn(exactness_cases()),
@@ -543,6 +572,19 @@ TEST(Validation, BadInputsGetErrorsThatNameTheOp) {
   net.alpha[0][2] = 1.5f;
   expect_error(net.config, net.params(), "alpha[2]");
   net.alpha[0][2] = 0.9f;
+  // the synaptic decay: only for, and required by, cuba layers, in [0, 1]
+  std::vector<float> syn(net.alpha[0].size(), 0.7f);
+  std::vector<LayerParams> p = net.params();
+  p[0].alpha_syn = syn.data();
+  expect_error(net.config, p, "alpha_syn is only for cuba layers");
+  cfg = net.config;
+  cfg.layers[0].neuron = kernels::neurons::Neuron::cuba;
+  expect_error(cfg, net.params(), "alpha_syn is missing");
+  syn[1] = -0.1f;
+  expect_error(cfg, p, "alpha_syn[1]");
+  syn[1] = 0.7f;
+  cfg.layers[0].neuron = static_cast<kernels::neurons::Neuron>(7);
+  expect_error(cfg, p, "unknown neuron model 7");
   auto ctx = lif_stack_forward(net.config, net.params(), input.view());
   const auto g_out = make_grad_outputs(*ctx, 1);
   run_backward(*ctx, net, g_out);

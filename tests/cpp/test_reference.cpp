@@ -82,7 +82,15 @@ StackConfig stack_config(const std::vector<ref::Layer>& layers,
   return s;
 }
 
-/// Random parameters: weights U(w_lo, w_hi), bias U(0, b_hi), alpha U(0.6, 0.95).
+std::vector<double> random_vector(size_t n, std::mt19937& rng, double lo = -1.0, double hi = 1.0) {
+  std::uniform_real_distribution<double> u(lo, hi);
+  std::vector<double> v(n);
+  for (double& x : v) x = u(rng);
+  return v;
+}
+
+/// Random parameters: weights U(w_lo, w_hi), bias U(0, b_hi), alpha U(0.6, 0.95), alpha_syn
+/// (cuba layers) U(0.5, 0.9).
 std::vector<ref::Layer> random_stack(const std::vector<LayerConfig>& configs, std::mt19937& rng,
                                      double w_lo, double w_hi, double b_hi) {
   std::uniform_real_distribution<double> w(w_lo, w_hi), bias(0.0, b_hi), alpha(0.6, 0.95);
@@ -101,16 +109,11 @@ std::vector<ref::Layer> random_stack(const std::vector<LayerConfig>& configs, st
     }
     l.alpha.resize(c.n_out);
     for (double& x : l.alpha) x = alpha(rng);
+    if (c.neuron == kernels::neurons::Neuron::cuba)
+      l.alpha_syn = random_vector(c.n_out, rng, 0.5, 0.9);
     layers.push_back(std::move(l));
   }
   return layers;
-}
-
-std::vector<double> random_vector(size_t n, std::mt19937& rng, double lo = -1.0, double hi = 1.0) {
-  std::uniform_real_distribution<double> u(lo, hi);
-  std::vector<double> v(n);
-  for (double& x : v) x = u(rng);
-  return v;
 }
 
 /// Random lists [T, B, K] over N: up to K/2 + 1 spikes, the rest of the capacity maybe candidates.
@@ -171,22 +174,24 @@ struct FdWorst {
   }
 };
 
-/// FD of `loss(layers)` in every weight, recurrent weight, bias, alpha and, where the layer has
-/// per-neuron thresholds, theta1 against `g` (shared thresholds are a float config.theta1).
+/// FD of `loss(layers)` in every weight, recurrent weight, bias, alpha, alpha_syn (cuba layers)
+/// and, where the layer has per-neuron thresholds, theta1 against `g` (shared thresholds are a
+/// float config.theta1).
 void expect_parameter_fd(std::vector<ref::Layer> layers, const ref::Gradients& g,
                          const std::function<double(const std::vector<ref::Layer>&)>& loss,
                          double eps, double tol) {
-  const char* names[5] = {"weight", "weight_rec", "bias", "alpha", "theta1"};
-  FdWorst worst[5];
+  const char* names[6] = {"weight", "weight_rec", "bias", "alpha", "theta1", "alpha_syn"};
+  FdWorst worst[6];
   for (size_t l = 0; l < layers.size(); ++l) {
-    std::vector<double>* params[5] = {&layers[l].weight, &layers[l].weight_rec, &layers[l].bias,
-                                      &layers[l].alpha, &layers[l].theta1};
-    const std::vector<double>* grads[5] = {&g.weight[l], &g.weight_rec[l], &g.bias[l], &g.alpha[l],
-                                           &g.theta1[l]};
+    std::vector<double>* params[6] = {&layers[l].weight, &layers[l].weight_rec,
+                                      &layers[l].bias,   &layers[l].alpha,
+                                      &layers[l].theta1, &layers[l].alpha_syn};
+    const std::vector<double>* grads[6] = {&g.weight[l], &g.weight_rec[l], &g.bias[l],
+                                           &g.alpha[l],  &g.theta1[l],     &g.alpha_syn[l]};
     const bool spiking = layers[l].config.kind != LayerKind::readout;
     ASSERT_EQ(g.theta1[l].size(), spiking ? static_cast<size_t>(layers[l].config.n_out) : 0u)
         << "theta1 of layer " << l;
-    for (int p = 0; p < 5; ++p) {
+    for (int p = 0; p < 6; ++p) {
       if (p == 4 && params[p]->empty()) continue;
       ASSERT_EQ(grads[p]->size(), params[p]->size()) << names[p] << " of layer " << l;
       for (size_t i = 0; i < params[p]->size(); ++i) {
@@ -197,7 +202,7 @@ void expect_parameter_fd(std::vector<ref::Layer> layers, const ref::Gradients& g
       }
     }
   }
-  for (int p = 0; p < 5; ++p) worst[p].record(names[p]);
+  for (int p = 0; p < 6; ++p) worst[p].record(names[p]);
 }
 
 /// Per-neuron thresholds U(lo, hi) for every spiking layer, neuron 0's set to `first`.
@@ -625,11 +630,12 @@ TEST(ReferenceBackward, PassAndMaskDifferOnlyThroughResets) {
 // and the alpha and (per-neuron thresholds) theta1 gradients. A spike reset is the state reset
 // here (smooth decides resets by the membrane), so the linearized suite covers it.
 
-using SmoothCase = std::tuple<Coupling, ResetMode, ResetGrad, Surrogate, bool>;
+using kernels::neurons::Neuron;
+using SmoothCase = std::tuple<Coupling, ResetMode, ResetGrad, Surrogate, bool, Neuron>;
 class ReferenceSmoothFd : public ::testing::TestWithParam<SmoothCase> {};
 
 TEST_P(ReferenceSmoothFd, BackwardMatchesFiniteDifferences) {
-  const auto [coupling, reset_mode, reset_grad, surrogate, per_neuron_theta1] = GetParam();
+  const auto [coupling, reset_mode, reset_grad, surrogate, per_neuron_theta1, neuron] = GetParam();
   const int T = 6, B = 2;
   std::vector<LayerConfig> configs = {layer_config(LayerKind::lif, 4, 6, 6, true),
                                       layer_config(LayerKind::recurrent_lif, 6, 5, 5, true),
@@ -639,6 +645,7 @@ TEST_P(ReferenceSmoothFd, BackwardMatchesFiniteDifferences) {
     c.reset_grad = reset_grad;
     c.surrogate = surrogate;
     c.beta = 3.0f;
+    if (c.kind != LayerKind::readout) c.neuron = neuron;
   }
   std::mt19937 rng(11);
   std::vector<ref::Layer> layers = random_stack(configs, rng, -0.2, 0.6, 0.2);
@@ -668,6 +675,8 @@ TEST_P(ReferenceSmoothFd, BackwardMatchesFiniteDifferences) {
       layers, g, [&](const std::vector<ref::Layer>& ls) { return loss(ls, input); }, eps, tol);
   for (int l = 0; l < 3; ++l) EXPECT_GT(mass(g.alpha[l]), 1e-3) << "layer " << l;
   for (int l = 0; l < 2; ++l) EXPECT_GT(mass(g.theta1[l]), 1e-3) << "layer " << l;
+  for (int l = 0; l < 2 && neuron == Neuron::cuba; ++l)
+    EXPECT_GT(mass(g.alpha_syn[l]), 1e-3) << "layer " << l;
   ASSERT_EQ(g.input.size(), input.size());
   FdWorst worst;
   for (size_t i = 0; i < input.size(); ++i) {
@@ -685,18 +694,18 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(ResetGrad::pass, ResetGrad::mask),
                        ::testing::Values(Surrogate::super_spike, Surrogate::arctan,
                                          Surrogate::triangle, Surrogate::sigmoid),
-                       ::testing::Bool()));
+                       ::testing::Bool(), ::testing::Values(Neuron::lif, Neuron::cuba)));
 
 // ---------------------------------------------------------------------------------------------
 // Finite differences through the linearized forward around the real one: checks the public
 // backward itself, with real lists (overflow, candidates, padding entries, masked surrogate), all
 // reset modes and, with per-neuron thresholds (neuron 0's below theta2), the theta1 gradients.
 
-using LinearCase = std::tuple<Coupling, ResetMode, ResetGrad, Mode, bool>;
+using LinearCase = std::tuple<Coupling, ResetMode, ResetGrad, Mode, bool, Neuron>;
 class ReferenceLinearizedFd : public ::testing::TestWithParam<LinearCase> {};
 
 TEST_P(ReferenceLinearizedFd, PublicBackwardMatchesFiniteDifferences) {
-  const auto [coupling, reset_mode, reset_grad, mode, per_neuron_theta1] = GetParam();
+  const auto [coupling, reset_mode, reset_grad, mode, per_neuron_theta1, neuron] = GetParam();
   const int T = 8, B = 2, N0 = 6, K0 = 4;
   std::vector<LayerConfig> configs = {layer_config(LayerKind::lif, N0, 8, 3, true),
                                       layer_config(LayerKind::recurrent_lif, 8, 6, 4),
@@ -710,6 +719,10 @@ TEST_P(ReferenceLinearizedFd, PublicBackwardMatchesFiniteDifferences) {
     c.theta2 = 0.5f;
     c.surrogate = surrogates[variant % 4];
     c.beta = c.surrogate == Surrogate::triangle ? 1.0f : 5.0f;
+    if (c.kind != LayerKind::readout && neuron == Neuron::cuba) {
+      c.neuron = neuron;
+      c.gain = 5.0f;  // the synaptic current sums about 1 / (1 - alpha_syn) steps of input
+    }
   }
   std::mt19937 rng(23 + variant);
   std::vector<ref::Layer> layers = random_stack(configs, rng, -0.35, 0.55, 0.1);
@@ -764,6 +777,7 @@ TEST_P(ReferenceLinearizedFd, PublicBackwardMatchesFiniteDifferences) {
     EXPECT_GT(mass(g.weight[l]), 1e-3) << "layer " << l;
     EXPECT_GT(mass(g.alpha[l]), 1e-3) << "layer " << l;
     EXPECT_GT(mass(g.theta1[l]), 1e-3) << "layer " << l;
+    if (neuron == Neuron::cuba) EXPECT_GT(mass(g.alpha_syn[l]), 1e-3) << "layer " << l;
   }
 
   // Input entries: spikes and candidates by FD of the dense input; padding exactly zero.
@@ -791,7 +805,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values(Coupling::same_step, Coupling::delayed),
                        ::testing::Values(ResetMode::state, ResetMode::spike, ResetMode::subtract),
                        ::testing::Values(ResetGrad::pass, ResetGrad::mask),
-                       ::testing::Values(Mode::sparse, Mode::dense), ::testing::Bool()));
+                       ::testing::Values(Mode::sparse, Mode::dense), ::testing::Bool(),
+                       ::testing::Values(Neuron::lif, Neuron::cuba)));
 
 // ---------------------------------------------------------------------------------------------
 // Readouts on fixed spikes: the public forward itself is smooth in the readout's parameters.

@@ -74,6 +74,7 @@ struct LayerParams {
   const float* alpha = nullptr;       ///< [n_out], in [0, 1]
   /// [n_out] spike thresholds, one per neuron (spiking layers); null: config.theta1 for all.
   const float* theta1 = nullptr;
+  const float* alpha_syn = nullptr;  ///< [n_out] synaptic decay in [0, 1] (cuba layers only)
 };
 
 /// Gradient buffers of one layer; backward adds into them. Null skips that gradient.
@@ -81,8 +82,9 @@ struct LayerGrads {
   float* weight = nullptr;
   float* weight_rec = nullptr;
   float* bias = nullptr;
-  float* alpha = nullptr;   ///< [n_out]: learnable decay
-  float* theta1 = nullptr;  ///< [n_out]: learnable spike thresholds (spiking layers)
+  float* alpha = nullptr;      ///< [n_out]: learnable decay
+  float* theta1 = nullptr;     ///< [n_out]: learnable spike thresholds (spiking layers)
+  float* alpha_syn = nullptr;  ///< [n_out]: learnable synaptic decay (cuba layers)
 };
 
 /// What forward produced; backend subclasses keep what backward needs. Opaque to Python.

@@ -9,6 +9,7 @@
 //              t' = t (layer 0, same_step coupling) or t - 1 (delayed coupling; nothing at t = 0)
 //   V[t]     = alpha V[t-1] (1 - r[t]) + g (1 - alpha) I[t]   (ResetMode::state, spike: to zero)
 //            = alpha V[t-1] - theta1 r[t] + g (1 - alpha) I[t] (ResetMode::subtract),  V[-1] = 0
+//   cuba:      Isyn[t] = alpha_syn Isyn[t-1] + I[t] (Isyn[-1] = 0) drives V in the place of I
 //   r[t]     = H(V[t-1] - theta1) (state, subtract) or [j emitted at t-1] (spike)
 //   S[t]     = {V > theta1} ascending, first K kept (rest dropped), then {theta2 < V <= theta1}
 //              ascending while capacity lasts; K = capacity, or n_out in Mode::dense. A neuron
@@ -20,6 +21,8 @@
 //   c[t+1]   = alpha (ResetGrad::pass) or alpha (1 - r[t+1]) (ResetGrad::mask); alpha for
 //              subtract (either reset_grad: reset_grad is ignored) and for the readout
 //   gI[t]    = g (1 - alpha) gV[t];  dbias += gI;  dW[i, :] += a_in[t'][i] gI[t]
+//              cuba: gIsyn[t] = alpha_syn gIsyn[t+1] + g (1 - alpha) gV[t], gI[t] = gIsyn[t],
+//              dalpha_syn += gIsyn[t] Isyn[t-1], and Isyn in the place of I in dalpha
 //   gA_in[t'][i] += W[i, :] . gI[t];  gA[t-1][i] += W_rec[i, :] . gI[t]   (recurrent)
 //   dalpha  += gV[t] (V[t-1] (1 - r[t]) - g I[t])   (zero resets, pass and mask alike)
 //              gV[t] (V[t-1] - g I[t])              (subtract and readout)
@@ -54,15 +57,19 @@ struct Layer {
   /// required). Must be empty for a readout. (`{}` keeps five-member aggregate initializers free
   /// of missing-initializer warnings.)
   std::vector<double> theta1{};
+  /// [n_out] synaptic decay of a cuba layer (config.neuron); empty otherwise.
+  std::vector<double> alpha_syn{};
 };
 
 /// Result of a reference forward pass.
 struct Forward {
   std::vector<SpikeTensor> spikes;            ///< per spiking layer (lif / recurrent_lif)
   std::vector<std::vector<double>> membrane;  ///< per layer (all kinds), V [T * B * n_out]
-  std::vector<double> readout;                ///< [T * B * n_out] of a final readout, else empty
-  std::vector<int64_t> dropped;               ///< spikes lost to capacity, per spiking layer
-  std::vector<int64_t> dropped_candidates;    ///< gradient candidates lost, per spiking layer
+  std::vector<std::vector<double>>
+      synaptic;                             ///< per layer, Isyn [T * B * n_out] (cuba; else empty)
+  std::vector<double> readout;              ///< [T * B * n_out] of a final readout, else empty
+  std::vector<int64_t> dropped;             ///< spikes lost to capacity, per spiking layer
+  std::vector<int64_t> dropped_candidates;  ///< gradient candidates lost, per spiking layer
 };
 
 /// Gradients of a reference backward pass (per layer; empty where the layer has no such parameter).
@@ -71,6 +78,7 @@ struct Gradients {
   std::vector<std::vector<double>> alpha;  ///< dL/dalpha [n_out], every layer
   /// dL/dtheta1_j [n_out], spiking layers (also when Layer::theta1 is empty); readout: empty.
   std::vector<std::vector<double>> theta1;
+  std::vector<std::vector<double>> alpha_syn;  ///< dL/dalpha_syn [n_out], cuba layers; else empty
   std::vector<double> input;  ///< dL/d(input list entries) [T * B * K_0] (dense [T * B * N_0] in
                               ///< detail::trace_backward)
 };
@@ -178,6 +186,10 @@ inline void check_stack(const StackConfig& config, const std::vector<Layer>& lay
     require(layers[l].bias.size() == (c.bias ? static_cast<size_t>(c.n_out) : 0),
             name + "bias size");
     require(layers[l].alpha.size() == static_cast<size_t>(c.n_out), name + "alpha size");
+    const bool cuba = c.neuron == kernels::neurons::Neuron::cuba;
+    require(!cuba || c.kind != LayerKind::readout, name + "a readout is not a cuba layer");
+    require(layers[l].alpha_syn.size() == (cuba ? static_cast<size_t>(c.n_out) : 0),
+            name + "alpha_syn size");
     const std::vector<double>& theta1 = layers[l].theta1;
     if (c.kind == LayerKind::readout) {
       require(theta1.empty(), name + "a readout has no theta1");
@@ -273,6 +285,7 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
   tr.T = T;
   tr.B = B;
   tr.out.membrane.resize(L);
+  tr.out.synaptic.resize(L);
   tr.act.resize(L);
   tr.listed.resize(L);
   tr.reset.resize(L);
@@ -288,11 +301,14 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
     const bool subtract = spiking && c.reset == ResetMode::subtract;
     const size_t size = static_cast<size_t>(T) * B * n;
     std::vector<double>& v = tr.out.membrane[l];
+    std::vector<double>& syn = tr.out.synaptic[l];
     std::vector<double>& r = tr.reset[l];
     std::vector<double>& a = tr.act[l];
     std::vector<uint8_t>& listed = tr.listed[l];
+    const bool cuba = !layer.alpha_syn.empty();
     v.assign(size, 0.0);
     r.assign(size, 0.0);
+    if (cuba) syn.assign(size, 0.0);
     if (spiking) {
       a.assign(size, 0.0);
       listed.assign(size, 0);
@@ -310,6 +326,10 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
           const double al = layer.alpha[j];
           const size_t prev = t > 0 ? row - static_cast<size_t>(B) * n + j : 0;
           const double v_prev = t > 0 ? v[prev] : 0.0;
+          if (cuba) {  // the synaptic current drives the membrane
+            syn[row + j] = (t > 0 ? layer.alpha_syn[j] * syn[prev] : 0.0) + current[j];
+            current[j] = syn[row + j];
+          }
           double rj = 0.0;
           if (spiking && t > 0) {
             if (base != nullptr)
@@ -399,6 +419,9 @@ inline Trace trace_from_forward(const StackConfig& config, const std::vector<Lay
     const std::vector<double>& theta1 = tr.theta1[l] = thresholds_of(layers[l]);
     const size_t size = static_cast<size_t>(T) * B * n;
     require(fwd.membrane[l].size() == size, "membrane size");
+    require(
+        layers[l].alpha_syn.empty() || (l < fwd.synaptic.size() && fwd.synaptic[l].size() == size),
+        "synaptic current size (cuba)");
     tr.reset[l].assign(size, 0.0);
     if (c.kind == LayerKind::readout) continue;
     require(l < fwd.spikes.size(), "missing spike lists");
@@ -438,6 +461,7 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
   g.bias.resize(L);
   g.alpha.resize(L);
   g.theta1.resize(L);
+  g.alpha_syn.resize(L);
   g.input.assign(input.size(), 0.0);
   std::vector<std::vector<double>> ga(L);
   for (size_t l = 0; l < L; ++l) {
@@ -467,7 +491,11 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
     if (c.bias) g.bias[l].assign(n, 0.0);
     g.alpha[l].assign(n, 0.0);
     if (spiking) g.theta1[l].assign(n, 0.0);
+    const bool cuba = !layer.alpha_syn.empty();
+    const std::vector<double>* syn = cuba ? &trace.out.synaptic[l] : nullptr;
+    if (cuba) g.alpha_syn[l].assign(n, 0.0);
     std::vector<double> gv_next(static_cast<size_t>(B) * n, 0.0), gi(n), current(n);
+    std::vector<double> gsyn_next(cuba ? static_cast<size_t>(B) * n : 0, 0.0);
     for (int t = T - 1; t >= 0; --t)
       for (int b = 0; b < B; ++b) {
         const size_t row = at(t, b, B, n);
@@ -489,10 +517,17 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
           const double gv = carry + local;
           gv_next[static_cast<size_t>(b) * n + j] = gv;
           gi[j] = gain * (1.0 - al) * gv;
+          if (cuba) {  // gIsyn[t] = alpha_syn gIsyn[t+1] + dL/dIsyn of V[t];  gI = gIsyn
+            double& gsyn = gsyn_next[static_cast<size_t>(b) * n + j];
+            gsyn = (t + 1 < T ? layer.alpha_syn[j] * gsyn : 0.0) + gi[j];
+            gi[j] = gsyn;
+            if (t > 0) g.alpha_syn[l][j] += gsyn * (*syn)[row - static_cast<size_t>(B) * n + j];
+          }
           // Direct partials of V[t] (V[t-1], r[t], I[t] fixed) and of S[t] = H(V[t] - theta1).
           const double v_prev = t > 0 ? v[row - static_cast<size_t>(B) * n + j] : 0.0;
           const double v_kept = subtract ? v_prev : v_prev * (1.0 - r[row + j]);
-          g.alpha[l][j] += gv * (v_kept - gain * current[j]);
+          const double drive = cuba ? (*syn)[row + j] : current[j];
+          g.alpha[l][j] += gv * (v_kept - gain * drive);
           if (spiking) g.theta1[l][j] -= local + (subtract ? gv * r[row + j] : 0.0);
         }
         if (c.bias)

@@ -16,11 +16,11 @@ using kernels::neurons::Model;
 
 /// The model's per-neuron parameters of a layer, in the model's order.
 SALTATORY_HD kernels::neurons::Params<const float> neuron_params(const LayerParams& p) {
-  return {{p.alpha, p.theta1}};
+  return {{p.alpha, p.theta1, p.alpha_syn}};
 }
 /// The gradient buffers of those parameters, in the same order.
 inline kernels::neurons::Params<float> neuron_grads(const LayerGrads& g) {
-  return {{g.alpha, g.theta1}};
+  return {{g.alpha, g.theta1, g.alpha_syn}};
 }
 
 /// The model of a layer over per-neuron parameters (host or device memory).

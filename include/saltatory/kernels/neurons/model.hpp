@@ -7,12 +7,13 @@
 //   spike: V > theta1_j;   gradient candidate: theta2 < V <= theta1_j
 #pragma once
 
+#include "saltatory/kernels/neurons/cuba.hpp"
 #include "saltatory/kernels/neurons/lif.hpp"
 
 namespace saltatory::kernels::neurons {
 
-/// The neuron models.
-enum class Neuron : int { lif = 0 };
+/// The neuron models: the LIF (neurons/lif.hpp) and the current-based LIF (neurons/cuba.hpp).
+enum class Neuron : int { lif = 0, cuba = 1 };
 
 /// A layer's (or a slice's) neuron model.
 struct Model {
@@ -24,6 +25,7 @@ struct Model {
   template <class F>
   SALTATORY_HD decltype(auto) visit(F&& f) const {
     switch (neuron) {
+      case Neuron::cuba: return f(Cuba::of(params, settings));
       case Neuron::lif:
       default: return f(Lif::of(params, settings));
     }

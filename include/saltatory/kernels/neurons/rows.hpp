@@ -39,10 +39,10 @@ SALTATORY_HD Flag flag_of(float v, float theta1, float theta2) {
   return v > theta2 ? candidate : none;
 }
 
-/// The most rows of one set in any model (the LIF's parameter sums).
-inline constexpr int kMaxRows = 3;
-/// The most per-neuron parameters of any model (the LIF's alpha and theta1).
-inline constexpr int kMaxParams = 2;
+/// The most rows of one set in any model (the CUBA's parameter sums).
+inline constexpr int kMaxRows = 4;
+/// The most per-neuron parameters of any model (the CUBA's alpha, theta1 and alpha_syn).
+inline constexpr int kMaxParams = 3;
 
 /// Up to kMaxRows rows of n floats. A null first row means none (no previous step, no sums kept).
 struct Rows {
