@@ -13,6 +13,7 @@ class LayerConfig:
     kind: str
     n_in: int
     n_out: int
+    neuron: str
     reset: str
     reset_grad: str
     surrogate: str

@@ -205,7 +205,8 @@ def _checked_thresholds(meta: dict, net, version: int, arrays: dict) -> list:
 
 
 def _checked_net_state(arrays: dict, net) -> dict[str, np.ndarray]:
-    """The net/ arrays as float32, each named, shaped and (for alpha) ranged as in ``net``."""
+    """The net/ arrays as float32, each named, shaped and (for the decays alpha and alpha_syn)
+    ranged as in ``net``."""
     expected = net.state_dict()
     state = {name[4:]: value for name, value in arrays.items() if name.startswith("net/")}
     missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
@@ -218,8 +219,9 @@ def _checked_net_state(arrays: dict, net) -> dict[str, np.ndarray]:
                              f"a real one of shape {expected[name].shape}")
         if not finite_array(value):
             raise ValueError(f"{name} is not finite (as float32)")
-        learnable = name in dict(net.named_parameters())  # a learnable alpha is clamped by forward
-        if name.endswith(".alpha") and not learnable and not np.all((value >= 0) & (value <= 1)):
+        learnable = name in dict(net.named_parameters())  # a learnable decay is clamped by forward
+        decay = name.split(".")[-1] in ("alpha", "alpha_syn")
+        if decay and not learnable and not np.all((value >= 0) & (value <= 1)):
             raise ValueError(f"{name} values must lie in [0, 1]")
     return {name: value.astype(np.float32) for name, value in state.items()}
 

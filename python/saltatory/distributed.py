@@ -80,9 +80,8 @@ class DataParallel:
             self.comm.Bcast(array, root=root)
 
     def _per_neuron(self) -> list[np.ndarray]:
-        """Every layer's alpha and (spiking layers) theta1 arrays, learnable or not."""
-        return [a for layer in self.net.layers
-                for a in (layer.alpha, getattr(layer, "theta1", None)) if a is not None]
+        """Every layer's per-neuron model arrays (alpha, theta1, alpha_syn), learnable or not."""
+        return [p.data for layer in self.net.layers for p in layer._per_neuron_arrays().values()]
 
     def allreduce_gradients(self, local_batch: int) -> int:
         """Sets every parameter's ``.grad`` to sum_r n_r g_r / sum_r n_r over the ranks, where g_r

@@ -77,15 +77,24 @@ def _per_neuron(value, n: int, name: str, layer: str) -> np.ndarray:
     return a
 
 
-def _alpha_vector(alpha, n: int, layer: str) -> np.ndarray:
-    a = _per_neuron(alpha, n, "alpha", layer)
+def _decay_vector(value, n: int, layer: str, name: str = "alpha") -> np.ndarray:
+    a = _per_neuron(value, n, name, layer)
     if not np.all((a >= 0) & (a <= 1)):
-        raise ValueError(f"[{layer}] alpha values must lie in [0, 1]")
+        raise ValueError(f"[{layer}] {name} values must lie in [0, 1]")
     return a
+
+
+# The arrays of a layer in the order C++ takes them and their gradients: the weights and bias, then
+# the neuron model's per-neuron parameters (the flag that makes each learnable; decays are clamped
+# into [0, 1] by forward when learnable).
+_SLOTS = ("weight", "weight_rec", "bias", "alpha", "theta1", "alpha_syn")
+_LEARN_FLAGS = {"alpha": "learn_alpha", "theta1": "learn_threshold", "alpha_syn": "learn_alpha_syn"}
+_DECAYS = ("alpha", "alpha_syn")
 
 
 class _Layer:
     kind = None
+    neuron = "lif"  # the neuron model (the C++ unit)
 
     def __init__(self, n_in: int, n_out: int, *, alpha, gain: float, bias: bool, seed: int | None,
                  learn_alpha: bool = False):
@@ -98,7 +107,7 @@ class _Layer:
         self.weight = Parameter(paper_init(self.n_in, self.n_out, rng))
         self.bias = Parameter(np.zeros(self.n_out, np.float32)) if bias else None
         self.learn_alpha = bool(learn_alpha)
-        self._alpha = Parameter(_alpha_vector(alpha, self.n_out, name))
+        self._alpha = Parameter(_decay_vector(alpha, self.n_out, name))
         self._rng = rng
 
     @property
@@ -108,53 +117,70 @@ class _Layer:
 
     @alpha.setter
     def alpha(self, value) -> None:
-        self._alpha.data = _alpha_vector(value, self.n_out, type(self).__name__)
+        self._alpha.data = _decay_vector(value, self.n_out, type(self).__name__)
+
+    def _per_neuron_arrays(self) -> dict[str, Parameter]:
+        """The model's per-neuron arrays the layer has (alpha, theta1, alpha_syn), learnable or
+        not, in C++'s order."""
+        return {name: getattr(self, "_" + name) for name in _SLOTS[3:] if hasattr(self, "_" + name)}
+
+    def _learns(self, name: str) -> bool:
+        return bool(getattr(self, _LEARN_FLAGS[name], False))
 
     def _slots(self) -> tuple:
-        """(weight, weight_rec, bias, alpha, theta1) Parameters in the order C++ takes gradients,
-        None where the layer has none or it is not learnable."""
+        """The Parameters of ``_SLOTS`` in the order C++ takes gradients, None where the layer has
+        none or it is not learnable."""
+        own = self._per_neuron_arrays()
         return (self.weight, getattr(self, "weight_rec", None), self.bias,
-                self._alpha if self.learn_alpha else None,
-                self._theta1 if getattr(self, "learn_threshold", False) else None)
+                *(own[name] if name in own and self._learns(name) else None for name in _SLOTS[3:]))
 
     def parameters(self) -> dict[str, Parameter]:
-        """The layer's Parameters by name: weight, weight_rec (RecurrentLIF), bias (with
-        ``bias=True``), alpha (with ``learn_alpha``) and theta1 (with ``learn_threshold``)."""
-        names = ("weight", "weight_rec", "bias", "alpha", "theta1")
-        return {name: p for name, p in zip(names, self._slots()) if p is not None}
+        """The layer's Parameters by name: weight, weight_rec (recurrent layers), bias (with
+        ``bias=True``), alpha (with ``learn_alpha``), theta1 (with ``learn_threshold``) and
+        alpha_syn (CUBA layers with ``learn_alpha_syn``)."""
+        return {name: p for name, p in zip(_SLOTS, self._slots()) if p is not None}
 
     def config(self) -> _core.LayerConfig:
         """The C++ description, checked again: attributes may have changed since construction."""
         name = type(self).__name__
         c = _core.LayerConfig()
         c.kind = self.kind
+        c.neuron = self.neuron
         c.n_in = _checks.integer(self.n_in, "n_in", name, 1)
         c.n_out = _checks.integer(self.n_out, "n_out", name, 1)
         c.gain, c.bias = _checks.real(self.gain, "gain", name), self.bias is not None
         return c
 
     def _arrays(self):
-        """(weight, weight_rec, bias, alpha, theta1) as C++ reads them: a learnable alpha clamped
-        into [0, 1] (a copy), as snnTorch clamps beta."""
+        """The arrays of ``_SLOTS`` as C++ reads them (None where the layer has none): a learnable
+        decay clamped into [0, 1] (a copy), as snnTorch clamps beta."""
         rec = getattr(self, "weight_rec", None)
-        theta1 = getattr(self, "_theta1", None)
-        alpha = np.clip(self.alpha, 0.0, 1.0) if self.learn_alpha else self.alpha
+        own = self._per_neuron_arrays()
+        neuron = []
+        for name in _SLOTS[3:]:
+            value = own[name].data if name in own else None
+            if name in _DECAYS and value is not None and self._learns(name):
+                value = np.clip(value, 0.0, 1.0)
+            neuron.append(value)
         return (self.weight.data, None if rec is None else rec.data,
-                None if self.bias is None else self.bias.data, alpha,
-                None if theta1 is None else theta1.data)
+                None if self.bias is None else self.bias.data, *neuron)
 
     def _grads(self):
-        """Gradient buffers C++ adds into: a learnable alpha's goes through a buffer of its own, which
-        _finish_grads passes on where alpha lies in [0, 1] (the clamp's gradient)."""
-        self._alpha_grad = np.zeros_like(self.alpha) if self.learn_alpha else None
+        """Gradient buffers C++ adds into: a learnable decay's goes through a buffer of its own,
+        which _finish_grads passes on where the decay lies in [0, 1] (the clamp's gradient)."""
+        own = self._per_neuron_arrays()
+        self._clamped_grads = {name: np.zeros_like(own[name].data) for name in _DECAYS
+                               if name in own and self._learns(name)}
         grads = [None if p is None else p.grad for p in self._slots()]
-        grads[3] = self._alpha_grad
+        for name, buffer in self._clamped_grads.items():
+            grads[_SLOTS.index(name)] = buffer
         return tuple(grads)
 
     def _finish_grads(self) -> None:
-        if self._alpha_grad is not None:
-            self._alpha.grad += _clamp_grad(self.alpha, self._alpha_grad)
-            self._alpha_grad = None
+        own = self._per_neuron_arrays()
+        for name, buffer in getattr(self, "_clamped_grads", {}).items():
+            own[name].grad += _clamp_grad(own[name].data, buffer)
+        self._clamped_grads = {}
 
 
 class LIF(_Layer):
@@ -245,6 +271,46 @@ class RecurrentLIF(LIF):
         self.weight_rec = Parameter(paper_init(self.n_out, self.n_out, self._rng))
 
 
+class CubaLIF(LIF):
+    """Current-based LIF layer (a CUBA neuron, as snnTorch's ``Synaptic``, Norse's ``LIF`` and
+    NIR's ``CubaLIF``): the input current passes a synapse with its own decay before the membrane,
+
+        Isyn[t] = alpha_syn Isyn[t-1] + I[t],   V[t] = alpha V[t-1] (1 - r[t]) + gain (1 - alpha) Isyn[t]
+
+    (the subtract reset as for ``LIF``), with spikes, candidates, surrogate and resets as ``LIF``'s.
+    alpha_syn = 0 is the LIF.
+
+    - alpha_syn: synaptic decay, a scalar or one per neuron, in [0, 1] (default 0.9).
+    - learn_alpha_syn: make alpha_syn a Parameter (``layers.{i}.alpha_syn``, shape [n_out]) that
+      backward gives gradients (clamped into [0, 1] by forward, as alpha).
+    - n_in, n_out, capacity and every other option: as for ``LIF``.
+    """
+
+    neuron = "cuba"
+
+    def __init__(self, n_in: int, n_out: int, capacity: int | None = None, *, alpha_syn=0.9,
+                 learn_alpha_syn: bool = False, **kwargs):
+        super().__init__(n_in, n_out, capacity, **kwargs)
+        self.learn_alpha_syn = bool(learn_alpha_syn)
+        self._alpha_syn = Parameter(_decay_vector(alpha_syn, self.n_out, type(self).__name__,
+                                                  "alpha_syn"))
+
+    @property
+    def alpha_syn(self) -> np.ndarray:
+        """Synaptic decay per neuron [n_out] (a Parameter's data when ``learn_alpha_syn``)."""
+        return self._alpha_syn.data
+
+    @alpha_syn.setter
+    def alpha_syn(self, value) -> None:
+        self._alpha_syn.data = _decay_vector(value, self.n_out, type(self).__name__, "alpha_syn")
+
+
+class RecurrentCubaLIF(RecurrentLIF, CubaLIF):
+    """Current-based LIF layer with lateral weights W_rec [n_out, n_out] fed by its own spikes of
+    step t-1 (into the synaptic current). n_in, n_out, capacity and the keyword options are those
+    of ``CubaLIF``; ``weight_rec`` is initialised as ``RecurrentLIF``'s."""
+
+
 class Readout(_Layer):
     """Non-spiking leaky integrator: V[t] = alpha V[t-1] + gain (1 - alpha) I[t], output V.
 
@@ -260,7 +326,8 @@ class Readout(_Layer):
 
 
 class Sequential:
-    """A stack of LIF / RecurrentLIF layers, optionally ending in a Readout.
+    """A stack of spiking layers (LIF, RecurrentLIF, CubaLIF, RecurrentCubaLIF, mixed freely),
+    optionally ending in a Readout.
 
     - layers: the layers, input first; each one's n_in must be the previous one's n_out.
     - coupling: "same_step" (layer l reads layer l-1 at step t) or "delayed" (at t-1).
@@ -429,7 +496,7 @@ class Sequential:
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         """(name, Parameter) of every learnable array, named ``layers.{i}.{weight, weight_rec,
-        bias, alpha, theta1}``."""
+        bias, alpha, theta1, alpha_syn}``."""
         return [(f"layers.{i}.{name}", p) for i, layer in enumerate(self.layers)
                 for name, p in layer.parameters().items()]
 
@@ -443,19 +510,19 @@ class Sequential:
             p.grad.fill(0.0)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every parameter and of each layer's alpha and (spiking layers) theta1, by name
-        (``layers.{i}.alpha``, ``layers.{i}.theta1``), learnable or not."""
+        """Copies of every parameter and of each layer's per-neuron model arrays, by name
+        (``layers.{i}.alpha``, spiking layers' ``layers.{i}.theta1``, CUBA layers'
+        ``layers.{i}.alpha_syn``), learnable or not."""
         state = {name: p.data.copy() for name, p in self.named_parameters()}
         for i, layer in enumerate(self.layers):
-            state[f"layers.{i}.alpha"] = layer.alpha.copy()
-            if isinstance(layer, LIF):
-                state[f"layers.{i}.theta1"] = layer.theta1.copy()
+            for name, array in layer._per_neuron_arrays().items():
+                state[f"layers.{i}.{name}"] = array.data.copy()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         """Loads the arrays of ``state`` (as ``state_dict`` returns) by name; every name must be
-        present with the same shape, finite, and a fixed alpha in [0, 1], else ValueError and
-        nothing changes."""
+        present with the same shape, finite, and a fixed decay (alpha, alpha_syn) in [0, 1], else
+        ValueError and nothing changes."""
         expected = self.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
@@ -468,15 +535,15 @@ class Sequential:
                 raise ValueError(f"[Sequential.load_state_dict] {name} has shape {value.shape}, expected {current.shape}")
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"[Sequential.load_state_dict] {name} contains NaN or Inf")
-            fixed_alpha = name.endswith(".alpha") and name not in params  # a learnable one is clamped
-            if fixed_alpha and not np.all((value >= 0) & (value <= 1)):
+            fixed_decay = name.split(".")[-1] in _DECAYS and name not in params  # learnable: clamped
+            if fixed_decay and not np.all((value >= 0) & (value <= 1)):
                 raise ValueError(f"[Sequential.load_state_dict] {name} values must lie in [0, 1]")
         for name, value in state.items():
             if name in params:
                 params[name].data[...] = value
             else:
                 layer, what = self.layers[int(name.split(".")[1])], name.split(".")[2]
-                setattr(layer, what, value)  # alpha or theta1
+                setattr(layer, what, value)  # a fixed per-neuron array
 
 
 def _context_spikes(ctx) -> list[SpikeTensor]:

@@ -26,7 +26,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
                       "(or pip install saltatory[bench])") from exc
 
 from . import _core
-from .nn import LIF, Readout, RecurrentLIF, Sequential, _context_spikes, _output, _clamp_grad
+from .nn import (_DECAYS, _SLOTS, LIF, CubaLIF, Readout, RecurrentCubaLIF, RecurrentLIF, Sequential,
+                 _clamp_grad, _context_spikes, _output)
 from .spikes import SpikeTensor
 
 
@@ -57,7 +58,11 @@ class _StackFunction(torch.autograd.Function):
         ctx.save_for_backward(*parameters)  # so that torch refuses backward after in-place changes
         ctx.layer_shapes = [tuple(None if p is None else p.data.shape for p in layer._slots())
                             for layer in module.net.layers]
-        ctx.alphas = [layer.alpha.copy() if layer.learn_alpha else None for layer in module.net.layers]
+        # the learnable decays as forward read them before its clamp, by slot: their gradients pass
+        # the clamp's
+        ctx.decays = [{_SLOTS.index(name): layer._per_neuron_arrays()[name].data.copy()
+                       for name in _DECAYS if layer.parameters().get(name) is not None}
+                      for layer in module.net.layers]
         ctx.spikes_in, ctx.dense_input = spikes_in, not isinstance(x, SpikeTensor)
         ctx.spikes_out = _context_spikes(ctx.saltatory)[-1] if isinstance(out, SpikeTensor) else None
         # (the readout is a read-only view of the context: torch gets a copy it may write)
@@ -77,8 +82,8 @@ class _StackFunction(torch.autograd.Function):
         want_input = ctx.needs_input_grad[1] and ctx.dense_input
         grad_in = np.zeros(ctx.saltatory.input_shape, np.float32) if want_input else None
         _core.lif_stack_backward(ctx.saltatory, grads_out, layer_grads, grad_in)
-        layer_grads = [grads if alpha is None else (*grads[:3], _clamp_grad(alpha, grads[3]), grads[4])
-                       for grads, alpha in zip(layer_grads, ctx.alphas)]
+        layer_grads = [tuple(_clamp_grad(decays[i], g) if i in decays else g for i, g in enumerate(grads))
+                       for grads, decays in zip(layer_grads, ctx.decays)]
         grad_x = None
         if want_input:
             grad_x = torch.from_numpy(ctx.spikes_in.scatter(grad_in))
@@ -87,7 +92,8 @@ class _StackFunction(torch.autograd.Function):
 
 
 class SparseSequential(torch.nn.Module):
-    """A Saltatory stack (LIF / RecurrentLIF layers, optionally a final Readout) as one module.
+    """A Saltatory stack (LIF, RecurrentLIF, CubaLIF and RecurrentCubaLIF layers, optionally a
+    final Readout) as one module.
 
     ``forward(x)``: x is a dense [T, B, N_in] tensor of 0/1 spikes (binned into lists of
     ``input_capacity``, default the largest list in x) or a ``saltatory.SpikeTensor``. Returns the
@@ -97,9 +103,10 @@ class SparseSequential(torch.nn.Module):
     hold the last forward's lists and drops.
 
     The module's tensors are the truth: parameters ``layers_{i}_weight``, ``layers_{i}_weight_rec``
-    and ``layers_{i}_bias`` (and ``layers_{i}_alpha`` / ``layers_{i}_theta1`` [n_out] for layers
-    made with ``learn_alpha`` / ``learn_threshold``), and buffers for the others:
-    ``layers_{i}_alpha``, ``layers_{i}_gain`` and (spiking layers) ``layers_{i}_theta1`` [n_out],
+    and ``layers_{i}_bias`` (and ``layers_{i}_alpha`` / ``layers_{i}_theta1`` /
+    ``layers_{i}_alpha_syn`` [n_out] for layers made with ``learn_alpha`` / ``learn_threshold`` /
+    ``learn_alpha_syn``), and buffers for the others: ``layers_{i}_alpha``, ``layers_{i}_gain``,
+    (spiking layers) ``layers_{i}_theta1`` and (CUBA layers) ``layers_{i}_alpha_syn`` [n_out],
     so ``state_dict`` carries everything that changes outputs
     (theta2, which only selects gradient candidates, stays on ``module.net.layers[i]`` where a
     ``Theta2Schedule`` moves it). Each forward reads their current storage (so ``.data`` assignment,
@@ -151,7 +158,7 @@ class SparseSequential(torch.nn.Module):
             for slot in _layer_buffers(layer):
                 if slot == "gain":
                     layer.gain = float(_host_array(self, f"layers_{i}_gain", ()))
-                else:  # alpha or theta1, fixed
+                else:  # a fixed per-neuron array (alpha, theta1, alpha_syn)
                     setattr(layer, slot, _host_array(self, f"layers_{i}_{slot}", (layer.n_out,)))
 
     @property
@@ -173,10 +180,10 @@ class SparseSequential(torch.nn.Module):
 def _layer_buffers(layer) -> dict:
     """What changes a layer's outputs without being learnable."""
     values = {"gain": layer.gain}
-    if not layer.learn_alpha:
-        values["alpha"] = layer.alpha
-    if hasattr(layer, "theta1") and not layer.learn_threshold:
-        values["theta1"] = layer.theta1
+    learnable = layer.parameters()
+    for name, array in layer._per_neuron_arrays().items():
+        if name not in learnable:
+            values[name] = array.data
     return values
 
 
@@ -217,4 +224,5 @@ class SparseRecurrentLIF(SparseSequential):
                          input_capacity=input_capacity, recompute_segment=recompute_segment)
 
 
-__all__ = ["SparseSequential", "SparseLIF", "SparseRecurrentLIF", "LIF", "RecurrentLIF", "Readout"]
+__all__ = ["SparseSequential", "SparseLIF", "SparseRecurrentLIF", "LIF", "RecurrentLIF", "CubaLIF",
+           "RecurrentCubaLIF", "Readout"]

@@ -53,6 +53,7 @@ void init_ops(py::module_& m) {
   m.def("option_names", [] {
     py::dict d;
     d["kind"] = names(kKinds);
+    d["neuron"] = names(kNeurons);
     d["surrogate"] = names(kSurrogates);
     d["reset"] = names(kResets);
     d["reset_grad"] = names(kResetGrads);
@@ -76,6 +77,7 @@ void init_ops(py::module_& m) {
       .def_readwrite("beta", &LayerConfig::beta)
       .def_readwrite("bias", &LayerConfig::bias);
   option_property(config, "kind", &LayerConfig::kind, kKinds);
+  option_property(config, "neuron", &LayerConfig::neuron, kNeurons);
   option_property(config, "surrogate", &LayerConfig::surrogate, kSurrogates);
   option_property(config, "reset", &LayerConfig::reset, kResets);
   option_property(config, "reset_grad", &LayerConfig::reset_grad, kResetGrads);
@@ -151,13 +153,15 @@ void init_ops(py::module_& m) {
         PyContext result;
         std::vector<LayerParams> ps(layers.size());
         for (size_t l = 0; l < layers.size(); ++l) {
-          const auto p = params[l].cast<py::tuple>();  // (weight, weight_rec, bias, alpha, theta1)
+          // (weight, weight_rec, bias, alpha, theta1, alpha_syn)
+          const auto p = params[l].cast<py::tuple>();
           const py::ssize_t n_in = layers[l].n_in, n_out = layers[l].n_out;
           ps[l].weight = optional_floats(p[0], "weight", {n_in, n_out}, result.keep_alive);
           ps[l].weight_rec = optional_floats(p[1], "weight_rec", {n_out, n_out}, result.keep_alive);
           ps[l].bias = optional_floats(p[2], "bias", {n_out}, result.keep_alive);
           ps[l].alpha = optional_floats(p[3], "alpha", {n_out}, result.keep_alive);
           ps[l].theta1 = optional_floats(p[4], "theta1", {n_out}, result.keep_alive);
+          ps[l].alpha_syn = optional_floats(p[5], "alpha_syn", {n_out}, result.keep_alive);
         }
         const SpikeView view = spike_view(input, op, &result.keep_alive);
         {
@@ -189,14 +193,15 @@ void init_ops(py::module_& m) {
               ? nullptr
               : static_cast<const float*>(
                     checked<float>(grad_outputs[l], op, "grad_output", {c.T, c.B, width}).data());
-      const auto t =
-          grads[l].cast<py::tuple>();  // (d_weight, d_weight_rec, d_bias, d_alpha, d_theta1)
+      // (d_weight, d_weight_rec, d_bias, d_alpha, d_theta1, d_alpha_syn)
+      const auto t = grads[l].cast<py::tuple>();
       const py::ssize_t n_in = layers[l].n_in, n_out = layers[l].n_out;
       g[l].weight = writable_floats(t[0], op, "weight grad", {n_in, n_out});
       g[l].weight_rec = writable_floats(t[1], op, "weight_rec grad", {n_out, n_out});
       g[l].bias = writable_floats(t[2], op, "bias grad", {n_out});
       g[l].alpha = writable_floats(t[3], op, "alpha grad", {n_out});
       g[l].theta1 = writable_floats(t[4], op, "theta1 grad", {n_out});
+      g[l].alpha_syn = writable_floats(t[5], op, "alpha_syn grad", {n_out});
     }
     float* g_in = writable_floats(grad_input, op, "grad_input", {c.T, c.B, c.input_capacity});
     py::gil_scoped_release release;

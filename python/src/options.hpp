@@ -17,6 +17,8 @@ using Options = std::vector<std::pair<const char*, E>>;
 inline const Options<LayerKind> kKinds{{"lif", LayerKind::lif},
                                        {"recurrent_lif", LayerKind::recurrent_lif},
                                        {"readout", LayerKind::readout}};
+inline const Options<kernels::neurons::Neuron> kNeurons{{"lif", kernels::neurons::Neuron::lif},
+                                                       {"cuba", kernels::neurons::Neuron::cuba}};
 inline const Options<Surrogate> kSurrogates{{"super_spike", Surrogate::super_spike},
                                             {"arctan", Surrogate::arctan},
                                             {"triangle", Surrogate::triangle},
