@@ -46,17 +46,32 @@ void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerP
   for (int j = 0; j < c.n_out; ++j)
     check(p.alpha[j] >= 0.0f && p.alpha[j] <= 1.0f, op, "layer ", l, ": alpha[", j,
           "] = ", p.alpha[j], " is outside [0, 1]");
-  const bool cuba = c.neuron == kernels::neurons::Neuron::cuba;
-  check(c.neuron == kernels::neurons::Neuron::lif || cuba, op, "layer ", l,
-        ": unknown neuron model ", static_cast<int>(c.neuron));
-  check(!cuba || c.kind != LayerKind::readout, op, "layer ", l,
-        ": a readout is a LIF integrator; the cuba model is for spiking layers");
-  check(cuba == (p.alpha_syn != nullptr), op, "layer ", l,
-        cuba ? ": alpha_syn is missing (cuba layers need it)"
-             : ": alpha_syn is only for cuba layers");
-  for (int j = 0; cuba && j < c.n_out; ++j)
-    check(p.alpha_syn[j] >= 0.0f && p.alpha_syn[j] <= 1.0f, op, "layer ", l, ": alpha_syn[", j,
-          "] = ", p.alpha_syn[j], " is outside [0, 1]");
+  using kernels::neurons::Neuron;
+  check(c.neuron == Neuron::lif || c.neuron == Neuron::cuba || c.neuron == Neuron::alif, op,
+        "layer ", l, ": unknown neuron model ", static_cast<int>(c.neuron));
+  check(c.neuron == Neuron::lif || c.kind != LayerKind::readout, op, "layer ", l,
+        ": a readout is a LIF integrator; the other neuron models are for spiking layers");
+  check(c.neuron != Neuron::alif || c.reset != ResetMode::subtract, op, "layer ", l,
+        ": the alif model resets to zero (reset state or spike), not by subtraction");
+  // the model-specific per-neuron parameters: present exactly for their model; decays in [0, 1]
+  const struct {
+    const float* values;
+    const char* name;
+    Neuron model;
+    bool decay;
+  } extras[] = {{p.alpha_syn, "alpha_syn", Neuron::cuba, true},
+                {p.rho, "rho", Neuron::alif, true},
+                {p.b, "b", Neuron::alif, false}};
+  for (const auto& e : extras) {
+    const bool needed = c.neuron == e.model;
+    check(needed == (e.values != nullptr), op, "layer ", l, ": ", e.name,
+          needed ? " is missing (its neuron model needs it)"
+                 : " does not belong to this neuron model");
+    for (int j = 0; needed && j < c.n_out; ++j)
+      check(e.decay ? e.values[j] >= 0.0f && e.values[j] <= 1.0f : std::isfinite(e.values[j]), op,
+            "layer ", l, ": ", e.name, "[", j, "] = ", e.values[j],
+            e.decay ? " is outside [0, 1]" : " is not finite");
+  }
   if (c.kind == LayerKind::recurrent_lif)
     check(p.weight_rec != nullptr &&
               all_finite(p.weight_rec, static_cast<int64_t>(c.n_out) * c.n_out),
@@ -143,8 +158,11 @@ void lif_stack_backward(StackContext& context, const std::vector<const float*>& 
   for (size_t l = 0; l < grads.size(); ++l) {
     check(!common::learns(grads[l]) || backend.learns_neuron_parameters(), op,
           "learnable neuron parameters are not implemented on ", backend.name());
-    check(grads[l].alpha_syn == nullptr || layers[l].neuron == kernels::neurons::Neuron::cuba, op,
-          "layer ", l, ": an alpha_syn gradient is only for cuba layers");
+    const kernels::neurons::Model model = common::layer_model(layers[l], LayerParams{});
+    const kernels::neurons::Params<float> wanted = common::neuron_grads(grads[l]);
+    for (int i = 0; i < kernels::neurons::kMaxParams; ++i)
+      check(wanted[i] == nullptr || model.uses(i), op, "layer ", l,
+            ": a gradient was given for a parameter its neuron model does not have");
   }
   size_t spiking = 0;
   for (size_t l = 0; l < layers.size(); ++l) {

@@ -37,7 +37,9 @@ struct Case {
   bool bias = false;
   Surrogate surrogate = Surrogate::super_spike;
   bool per_neuron_theta1 = false;  // theta1_j ~ U(0.7, 1.1), some below theta2 = 0.9
-  bool cuba = false;  // current-based spiking layers: alpha_syn_j ~ U(0.5, 0.85), gain 4
+  // spiking layers' model: cuba with alpha_syn_j ~ U(0.5, 0.85) and gain 4; alif with
+  // rho_j ~ U(0.6, 0.95), b_j ~ U(0.1, 0.6)
+  kernels::neurons::Neuron neuron = kernels::neurons::Neuron::lif;
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -46,14 +48,14 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 struct Net {
   StackConfig config;
   std::vector<std::vector<float>> w, w_rec, bias, alpha, theta1;  // theta1 empty: config's
-  std::vector<std::vector<float>> alpha_syn;                      // empty: not a cuba layer
+  std::vector<std::vector<float>> alpha_syn, rho, b;              // empty: not that model's layer
   std::vector<reference::Layer> ref;
   std::vector<LayerParams> params() const {
     std::vector<LayerParams> p(w.size());
     const auto or_null = [](const std::vector<float>& x) { return x.empty() ? nullptr : x.data(); };
     for (size_t l = 0; l < w.size(); ++l)
-      p[l] = {w[l].data(),     or_null(w_rec[l]),  or_null(bias[l]),
-              alpha[l].data(), or_null(theta1[l]), or_null(alpha_syn[l])};
+      p[l] = {w[l].data(),        or_null(w_rec[l]),     or_null(bias[l]), alpha[l].data(),
+              or_null(theta1[l]), or_null(alpha_syn[l]), or_null(rho[l]),  or_null(b[l])};
     return p;
   }
 };
@@ -81,8 +83,10 @@ Net make_net(const Case& c, Mode mode, uint32_t seed) {
     layer.reset_grad = c.reset_grad;
     layer.bias = c.bias;
     layer.surrogate = c.surrogate;
-    layer.gain = readout ? 1.0f : (c.cuba ? 4.0f : 10.0f);
-    if (c.cuba && !readout) layer.neuron = kernels::neurons::Neuron::cuba;
+    using kernels::neurons::Neuron;
+    const Neuron neuron = readout ? Neuron::lif : c.neuron;
+    layer.gain = readout ? 1.0f : (neuron == Neuron::cuba ? 4.0f : 10.0f);
+    layer.neuron = neuron;
     const float a = 2.0f * std::sqrt(6.0f / n_in);
     std::uniform_real_distribution<float> u(-a, a), ua(0.8f, 0.97f), ub(-0.05f, 0.1f);
     std::vector<float> w(static_cast<size_t>(n_in) * widths[l]), alpha(widths[l]), rec, bias;
@@ -102,15 +106,20 @@ Net make_net(const Case& c, Mode mode, uint32_t seed) {
       theta1.resize(widths[l]);
       for (float& x : theta1) x = std::uniform_real_distribution<float>(0.7f, 1.1f)(rng);
     }
-    std::vector<float> alpha_syn;
-    if (c.cuba && !readout) {
-      alpha_syn.resize(widths[l]);
-      for (float& x : alpha_syn) x = std::uniform_real_distribution<float>(0.5f, 0.85f)(rng);
-    }
+    const auto uniform = [&](bool wanted, float lo, float hi) {
+      std::vector<float> x(wanted ? widths[l] : 0);
+      for (float& y : x) y = std::uniform_real_distribution<float>(lo, hi)(rng);
+      return x;
+    };
+    std::vector<float> alpha_syn = uniform(neuron == Neuron::cuba, 0.5f, 0.85f),
+                       rho = uniform(neuron == Neuron::alif, 0.6f, 0.95f),
+                       b = uniform(neuron == Neuron::alif, 0.1f, 0.6f);
     net.config.layers.push_back(layer);
     net.ref.push_back({layer, to_double(w), to_double(rec), to_double(bias), to_double(alpha),
-                       to_double(theta1), to_double(alpha_syn)});
+                       to_double(theta1), to_double(alpha_syn), to_double(rho), to_double(b)});
     net.alpha_syn.push_back(std::move(alpha_syn));
+    net.rho.push_back(std::move(rho));
+    net.b.push_back(std::move(b));
     net.w.push_back(std::move(w));
     net.w_rec.push_back(std::move(rec));
     net.bias.push_back(std::move(bias));
@@ -174,7 +183,7 @@ void expect_same_lists(const SpikeTensor& a, const SpikeTensor& b, const std::st
 
 /// Gradients of one backward call, per layer (alpha, theta1 and alpha_syn learnable throughout).
 struct Grads {
-  std::vector<std::vector<float>> w, w_rec, bias, alpha, theta1, alpha_syn;
+  std::vector<std::vector<float>> w, w_rec, bias, alpha, theta1, alpha_syn, rho, b;
   std::vector<float> input;
 };
 
@@ -198,11 +207,14 @@ Grads run_backward(StackContext& ctx, const Net& net, const std::vector<std::vec
     g.alpha.emplace_back(net.alpha[l].size(), 0.0f);
     g.theta1.emplace_back(readout ? 0 : net.alpha[l].size(), 0.0f);
     g.alpha_syn.emplace_back(net.alpha_syn[l].size(), 0.0f);
+    g.rho.emplace_back(net.rho[l].size(), 0.0f);
+    g.b.emplace_back(net.b[l].size(), 0.0f);
   }
   const auto or_null = [](std::vector<float>& x) { return x.empty() ? nullptr : x.data(); };
   for (size_t l = 0; l < net.w.size(); ++l)
     buffers.push_back({g.w[l].data(), or_null(g.w_rec[l]), or_null(g.bias[l]), g.alpha[l].data(),
-                       or_null(g.theta1[l]), or_null(g.alpha_syn[l])});
+                       or_null(g.theta1[l]), or_null(g.alpha_syn[l]), or_null(g.rho[l]),
+                       or_null(g.b[l])});
   std::vector<const float*> outs;
   outs.reserve(g_out.size());
   for (const auto& x : g_out) outs.push_back(x.data());
@@ -226,6 +238,8 @@ void expect_bitwise_same(const StackContext& ctx, const StackContext& ref, const
   EXPECT_EQ(g.alpha, expected.alpha);
   EXPECT_EQ(g.theta1, expected.theta1);
   EXPECT_EQ(g.alpha_syn, expected.alpha_syn);
+  EXPECT_EQ(g.rho, expected.rho);
+  EXPECT_EQ(g.b, expected.b);
   EXPECT_EQ(g.input, expected.input);
 }
 
@@ -284,6 +298,8 @@ void expect_matches_reference(const Case& c, Mode mode, Device device,
     expect_close(g.alpha[l], ref_g.alpha[l], "dalpha layer " + std::to_string(l), 2e-3);
     expect_close(g.theta1[l], ref_g.theta1[l], "dtheta1 layer " + std::to_string(l));
     expect_close(g.alpha_syn[l], ref_g.alpha_syn[l], "dalpha_syn layer " + std::to_string(l));
+    expect_close(g.rho[l], ref_g.rho[l], "drho layer " + std::to_string(l));
+    expect_close(g.b[l], ref_g.b[l], "db layer " + std::to_string(l));
   }
   expect_close(g.input, ref_g.input, "d input entries");
 }
@@ -371,20 +387,34 @@ std::vector<Case> sweep() {
   subtract_rec.bias = true;
   cases.push_back(subtract_rec);
   Case cuba{"cuba_two_layers_readout", 14, 3, 24, {21, 19}, 6, 0.25, 5};
-  cuba.cuba = true;
+  cuba.neuron = kernels::neurons::Neuron::cuba;
   cuba.per_neuron_theta1 = true;
   cases.push_back(cuba);
   Case cuba_rec{"cuba_recurrent_delayed_subtract", 12, 2, 24, {19, 15}, 4, 0.35, 3, true};
-  cuba_rec.cuba = true;
+  cuba_rec.neuron = kernels::neurons::Neuron::cuba;
   cuba_rec.coupling = Coupling::delayed;
   cuba_rec.reset = ResetMode::subtract;
   cuba_rec.bias = true;
   cases.push_back(cuba_rec);
   Case cuba_spike{"cuba_spike_reset_mask_overflow", 12, 2, 30, {33}, 3, 0.4, 0, true};
-  cuba_spike.cuba = true;
+  cuba_spike.neuron = kernels::neurons::Neuron::cuba;
   cuba_spike.reset = ResetMode::spike;
   cuba_spike.reset_grad = ResetGrad::mask;
   cases.push_back(cuba_spike);
+  Case alif{"alif_two_layers_readout", 14, 3, 24, {21, 19}, 6, 0.3, 5};
+  alif.neuron = kernels::neurons::Neuron::alif;
+  alif.per_neuron_theta1 = true;
+  cases.push_back(alif);
+  Case alif_rec{"alif_recurrent_delayed_mask", 12, 2, 24, {19, 15}, 4, 0.35, 3, true};
+  alif_rec.neuron = kernels::neurons::Neuron::alif;
+  alif_rec.coupling = Coupling::delayed;
+  alif_rec.reset_grad = ResetGrad::mask;
+  alif_rec.bias = true;
+  cases.push_back(alif_rec);
+  Case alif_spike{"alif_spike_reset_overflow", 12, 2, 30, {33}, 3, 0.4, 0, true};
+  alif_spike.neuron = kernels::neurons::Neuron::alif;
+  alif_spike.reset = ResetMode::spike;
+  cases.push_back(alif_spike);
   return cases;
 }
 
@@ -437,8 +467,10 @@ std::vector<Case> exactness_cases() {
   Case rec_delayed{"recurrent_delayed", 12, 2, 20, {17, 15}, 0, 0.3, 3, true};
   rec_delayed.coupling = Coupling::delayed;
   Case cuba{"cuba_recurrent", 15, 3, 20, {22, 16}, 0, 0.25, 3, true};
-  cuba.cuba = true;
-  return {same, delayed, recurrent, rec_delayed, cuba};
+  cuba.neuron = kernels::neurons::Neuron::cuba;
+  Case alif{"alif_recurrent", 15, 3, 20, {22, 16}, 0, 0.3, 3, true};
+  alif.neuron = kernels::neurons::Neuron::alif;
+  return {same, delayed, recurrent, rec_delayed, cuba, alif};
 }
 
 INSTANTIATE_TEST_SUITE_P(Paper, SparseEqualsDense, ::testing::ValuesIn(exactness_cases()),
@@ -576,7 +608,7 @@ TEST(Validation, BadInputsGetErrorsThatNameTheOp) {
   std::vector<float> syn(net.alpha[0].size(), 0.7f);
   std::vector<LayerParams> p = net.params();
   p[0].alpha_syn = syn.data();
-  expect_error(net.config, p, "alpha_syn is only for cuba layers");
+  expect_error(net.config, p, "alpha_syn does not belong to this neuron model");
   cfg = net.config;
   cfg.layers[0].neuron = kernels::neurons::Neuron::cuba;
   expect_error(cfg, net.params(), "alpha_syn is missing");

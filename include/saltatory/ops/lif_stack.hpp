@@ -75,6 +75,8 @@ struct LayerParams {
   /// [n_out] spike thresholds, one per neuron (spiking layers); null: config.theta1 for all.
   const float* theta1 = nullptr;
   const float* alpha_syn = nullptr;  ///< [n_out] synaptic decay in [0, 1] (cuba layers only)
+  const float* rho = nullptr;        ///< [n_out] adaptation decay in [0, 1] (alif layers only)
+  const float* b = nullptr;          ///< [n_out] adaptation strength, finite (alif layers only)
 };
 
 /// Gradient buffers of one layer; backward adds into them. Null skips that gradient.
@@ -85,6 +87,8 @@ struct LayerGrads {
   float* alpha = nullptr;      ///< [n_out]: learnable decay
   float* theta1 = nullptr;     ///< [n_out]: learnable spike thresholds (spiking layers)
   float* alpha_syn = nullptr;  ///< [n_out]: learnable synaptic decay (cuba layers)
+  float* rho = nullptr;        ///< [n_out]: learnable adaptation decay (alif layers)
+  float* b = nullptr;          ///< [n_out]: learnable adaptation strength (alif layers)
 };
 
 /// What forward produced; backend subclasses keep what backward needs. Opaque to Python.

@@ -10,6 +10,8 @@
 //   V[t]     = alpha V[t-1] (1 - r[t]) + g (1 - alpha) I[t]   (ResetMode::state, spike: to zero)
 //            = alpha V[t-1] - theta1 r[t] + g (1 - alpha) I[t] (ResetMode::subtract),  V[-1] = 0
 //   cuba:      Isyn[t] = alpha_syn Isyn[t-1] + I[t] (Isyn[-1] = 0) drives V in the place of I
+//   alif:      A[t] = rho A[t-1] + (1 - rho) a[t-1] (A[-1] = 0); every threshold moves by b A[t]:
+//              theta1 + b A[t] for spikes and resets, theta2 + b A[t] for candidates (zero resets)
 //   r[t]     = H(V[t-1] - theta1) (state, subtract) or [j emitted at t-1] (spike)
 //   S[t]     = {V > theta1} ascending, first K kept (rest dropped), then {theta2 < V <= theta1}
 //              ascending while capacity lasts; K = capacity, or n_out in Mode::dense. A neuron
@@ -23,6 +25,9 @@
 //   gI[t]    = g (1 - alpha) gV[t];  dbias += gI;  dW[i, :] += a_in[t'][i] gI[t]
 //              cuba: gIsyn[t] = alpha_syn gIsyn[t+1] + g (1 - alpha) gV[t], gI[t] = gIsyn[t],
 //              dalpha_syn += gIsyn[t] Isyn[t-1], and Isyn in the place of I in dalpha
+//   alif:      gA[t] += (1 - rho) gAd[t+1] before the surrogate (a[t] feeds A[t+1]), with
+//              gAd[t] = rho gAd[t+1] - b local[t] (dL/dA), drho += gAd[t] (A[t-1] - a[t-1]),
+//              db -= local[t] A[t], local = listed gA sigma'(V - theta1 - b A)
 //   gA_in[t'][i] += W[i, :] . gI[t];  gA[t-1][i] += W_rec[i, :] . gI[t]   (recurrent)
 //   dalpha  += gV[t] (V[t-1] (1 - r[t]) - g I[t])   (zero resets, pass and mask alike)
 //              gV[t] (V[t-1] - g I[t])              (subtract and readout)
@@ -59,6 +64,8 @@ struct Layer {
   std::vector<double> theta1{};
   /// [n_out] synaptic decay of a cuba layer (config.neuron); empty otherwise.
   std::vector<double> alpha_syn{};
+  /// [n_out] adaptation decay and strength of an alif layer; empty otherwise.
+  std::vector<double> rho{}, b{};
 };
 
 /// Result of a reference forward pass.
@@ -79,6 +86,7 @@ struct Gradients {
   /// dL/dtheta1_j [n_out], spiking layers (also when Layer::theta1 is empty); readout: empty.
   std::vector<std::vector<double>> theta1;
   std::vector<std::vector<double>> alpha_syn;  ///< dL/dalpha_syn [n_out], cuba layers; else empty
+  std::vector<std::vector<double>> rho, b;     ///< dL/drho, dL/db [n_out], alif layers; else empty
   std::vector<double> input;  ///< dL/d(input list entries) [T * B * K_0] (dense [T * B * N_0] in
                               ///< detail::trace_backward)
 };
@@ -155,7 +163,22 @@ struct Trace {
   std::vector<std::vector<uint8_t>> listed;  ///< per layer, 1 = gets a surrogate gradient
   std::vector<std::vector<double>> reset;    ///< per layer r[t] [T * B * n_out] (readout: 0)
   std::vector<std::vector<double>> theta1;   ///< per layer theta1_j used [n_out] (readout: empty)
+  std::vector<std::vector<double>> adapt;    ///< per layer A[t] [T * B * n_out] (alif; else empty)
+  std::vector<std::vector<double>> b;        ///< per layer b_j used [n_out] (alif; else empty)
 };
+
+/// The threshold offset b_j A[t] of entry `i` = (t, b, j) of layer l of a trace (0 but for alif).
+inline double threshold_shift(const Trace& tr, size_t l, size_t i, int n) {
+  return tr.b[l].empty() ? 0.0 : tr.b[l][i % static_cast<size_t>(n)] * tr.adapt[l][i];
+}
+
+/// A[t] of an alif layer from its activity: A[t] = rho A[t-1] + (1 - rho) a[t-1].
+inline void adaptation_row(const std::vector<double>& rho, const std::vector<double>& act,
+                           std::vector<double>& adapt, int t, int b, int B, int n) {
+  const size_t row = (static_cast<size_t>(t) * B + b) * n, prev = row - static_cast<size_t>(B) * n;
+  for (int j = 0; j < n; ++j)
+    adapt[row + j] = t > 0 ? rho[j] * adapt[prev + j] + (1.0 - rho[j]) * act[prev + j] : 0.0;
+}
 
 /// List capacity of a spiking layer.
 inline int capacity_of(const StackConfig& config, const LayerConfig& layer) {
@@ -190,6 +213,12 @@ inline void check_stack(const StackConfig& config, const std::vector<Layer>& lay
     require(!cuba || c.kind != LayerKind::readout, name + "a readout is not a cuba layer");
     require(layers[l].alpha_syn.size() == (cuba ? static_cast<size_t>(c.n_out) : 0),
             name + "alpha_syn size");
+    const bool alif = c.neuron == kernels::neurons::Neuron::alif;
+    require(!alif || c.kind != LayerKind::readout, name + "a readout is not an alif layer");
+    require(!alif || c.reset != ResetMode::subtract, name + "alif resets to zero");
+    require(layers[l].rho.size() == (alif ? static_cast<size_t>(c.n_out) : 0) &&
+                layers[l].b.size() == layers[l].rho.size(),
+            name + "rho and b sizes");
     const std::vector<double>& theta1 = layers[l].theta1;
     if (c.kind == LayerKind::readout) {
       require(theta1.empty(), name + "a readout has no theta1");
@@ -277,9 +306,10 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
   require(T > 0 && B > 0, "T and B must be positive");
   require(input.size() == static_cast<size_t>(T) * B * layers[0].config.n_in, "input size");
   require(activation != Activation::linearized || base != nullptr, "linearized needs a base");
-  require(base == nullptr || (base->T == T && base->B == B && base->reset.size() == layers.size() &&
-                              base->theta1.size() == layers.size()),
-          "base trace does not match");
+  require(
+      base == nullptr || (base->T == T && base->B == B && base->reset.size() == layers.size() &&
+                          base->theta1.size() == layers.size() && base->b.size() == layers.size()),
+      "base trace does not match");
   const size_t L = layers.size();
   Trace tr;
   tr.T = T;
@@ -290,6 +320,8 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
   tr.listed.resize(L);
   tr.reset.resize(L);
   tr.theta1.resize(L);
+  tr.adapt.resize(L);
+  tr.b.resize(L);
   for (size_t l = 0; l < L; ++l) {
     const Layer& layer = layers[l];
     const LayerConfig& c = layer.config;
@@ -305,10 +337,13 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
     std::vector<double>& r = tr.reset[l];
     std::vector<double>& a = tr.act[l];
     std::vector<uint8_t>& listed = tr.listed[l];
-    const bool cuba = !layer.alpha_syn.empty();
+    const bool cuba = !layer.alpha_syn.empty(), alif = !layer.rho.empty();
     v.assign(size, 0.0);
     r.assign(size, 0.0);
     if (cuba) syn.assign(size, 0.0);
+    if (alif) tr.adapt[l].assign(size, 0.0);
+    tr.b[l] = layer.b;
+    const auto shift = [&](size_t i) { return threshold_shift(tr, l, i, n); };
     if (spiking) {
       a.assign(size, 0.0);
       listed.assign(size, 0);
@@ -322,6 +357,7 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
       for (int b = 0; b < B; ++b) {
         const size_t row = at(t, b, B, n);
         input_current(layer, shape, a_in, a, t, b, B, current);
+        if (alif) adaptation_row(layer.rho, a, tr.adapt[l], t, b, B, n);
         for (int j = 0; j < n; ++j) {
           const double al = layer.alpha[j];
           const size_t prev = t > 0 ? row - static_cast<size_t>(B) * n + j : 0;
@@ -337,7 +373,7 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
             else if (c.reset == ResetMode::spike && activation == Activation::spikes)
               rj = a[prev];  // 1 exactly for spikes emitted at t-1
             else
-              rj = v_prev > theta1[j] ? 1.0 : 0.0;
+              rj = v_prev > theta1[j] + shift(prev) ? 1.0 : 0.0;
           }
           r[row + j] = rj;
           double leak;
@@ -354,14 +390,14 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
           int32_t* ids = lists.list(t, b);
           int kept = 0, count = 0;
           for (int j = 0; j < n; ++j)
-            if (v[row + j] > theta1[j]) {
+            if (v[row + j] > theta1[j] + shift(row + j)) {
               ++count;
               if (kept < K) ids[kept++] = j;
             }
           const int n_spk = kept;
           dropped += count - kept;
           for (int j = 0; j < n; ++j)
-            if (v[row + j] > theta2 && v[row + j] <= theta1[j]) {
+            if (v[row + j] > theta2 + shift(row + j) && v[row + j] <= theta1[j] + shift(row + j)) {
               if (kept < K)
                 ids[kept++] = j;
               else
@@ -375,16 +411,18 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
           }
         } else if (activation == Activation::smooth) {
           for (int j = 0; j < n; ++j) {
-            a[row + j] = surrogate_step(c.surrogate, v[row + j] - theta1[j], beta);
+            a[row + j] = surrogate_step(c.surrogate, v[row + j] - theta1[j] - shift(row + j), beta);
             listed[row + j] = 1;
           }
         } else {
           for (int j = 0; j < n; ++j) {
-            const double xb = base->out.membrane[l][row + j] - base->theta1[l][j];
+            const double xb = base->out.membrane[l][row + j] - base->theta1[l][j] -
+                              threshold_shift(*base, l, row + j, n);
             listed[row + j] = base->listed[l][row + j];
             a[row + j] = base->act[l][row + j];
             if (listed[row + j])
-              a[row + j] += surrogate_grad(c.surrogate, xb, beta) * (v[row + j] - theta1[j] - xb);
+              a[row + j] += surrogate_grad(c.surrogate, xb, beta) *
+                            (v[row + j] - theta1[j] - shift(row + j) - xb);
           }
         }
       }
@@ -413,9 +451,12 @@ inline Trace trace_from_forward(const StackConfig& config, const std::vector<Lay
   tr.listed.resize(L);
   tr.reset.resize(L);
   tr.theta1.resize(L);
+  tr.adapt.resize(L);
+  tr.b.resize(L);
   for (size_t l = 0; l < L; ++l) {
     const LayerConfig& c = layers[l].config;
     const int n = c.n_out;
+    tr.b[l] = layers[l].b;
     const std::vector<double>& theta1 = tr.theta1[l] = thresholds_of(layers[l]);
     const size_t size = static_cast<size_t>(T) * B * n;
     require(fwd.membrane[l].size() == size, "membrane size");
@@ -435,12 +476,20 @@ inline Trace trace_from_forward(const StackConfig& config, const std::vector<Lay
       for (int b = 0; b < B; ++b)
         for (int k = 0; k < view.total(t, b); ++k)
           tr.listed[l][at(t, b, B, n) + view.list(t, b)[k]] = 1;
+    if (!layers[l].rho.empty()) {  // the adaptation, from the emitted spikes
+      tr.adapt[l].assign(size, 0.0);
+      for (int t = 0; t < T; ++t)
+        for (int b = 0; b < B; ++b)
+          adaptation_row(layers[l].rho, tr.act[l], tr.adapt[l], t, b, B, n);
+    }
     for (int t = 1; t < T; ++t)
       for (int b = 0; b < B; ++b)
         for (int j = 0; j < n; ++j) {
           const size_t prev = at(t - 1, b, B, n) + j;
           tr.reset[l][at(t, b, B, n) + j] =
-              c.reset == ResetMode::spike ? tr.act[l][prev] : (fwd.membrane[l][prev] > theta1[j]);
+              c.reset == ResetMode::spike
+                  ? tr.act[l][prev]
+                  : (fwd.membrane[l][prev] > theta1[j] + threshold_shift(tr, l, prev, n));
         }
   }
   return tr;
@@ -462,6 +511,8 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
   g.alpha.resize(L);
   g.theta1.resize(L);
   g.alpha_syn.resize(L);
+  g.rho.resize(L);
+  g.b.resize(L);
   g.input.assign(input.size(), 0.0);
   std::vector<std::vector<double>> ga(L);
   for (size_t l = 0; l < L; ++l) {
@@ -496,6 +547,12 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
     if (cuba) g.alpha_syn[l].assign(n, 0.0);
     std::vector<double> gv_next(static_cast<size_t>(B) * n, 0.0), gi(n), current(n);
     std::vector<double> gsyn_next(cuba ? static_cast<size_t>(B) * n : 0, 0.0);
+    const bool alif = !layer.rho.empty();
+    if (alif) {
+      g.rho[l].assign(n, 0.0);
+      g.b[l].assign(n, 0.0);
+    }
+    std::vector<double> gadapt_next(alif ? static_cast<size_t>(B) * n : 0, 0.0);  // dL/dA[t+1]
     for (int t = T - 1; t >= 0; --t)
       for (int b = 0; b < B; ++b) {
         const size_t row = at(t, b, B, n);
@@ -510,10 +567,25 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
             carry = factor * gv_next[static_cast<size_t>(b) * n + j];
           }
           double local = 0.0;  // gA dS/dV = -gA dS/dtheta1 (readout: gA = dL/dV)
+          double entry = spiking ? ga[l][row + j] : 0.0;  // dL/da[t]
+          if (alif && t + 1 < T)                          // a[t] feeds A[t+1]
+            entry += (1.0 - layer.rho[j]) * gadapt_next[static_cast<size_t>(b) * n + j];
           if (!spiking)
             local = ga[l][row + j];
           else if (trace.listed[l][row + j])
-            local = ga[l][row + j] * surrogate_grad(c.surrogate, v[row + j] - theta1[j], beta);
+            local = entry *
+                    surrogate_grad(c.surrogate,
+                                   v[row + j] - theta1[j] - threshold_shift(trace, l, row + j, n),
+                                   beta);
+          if (alif) {  // dL/dA[t] = rho dL/dA[t+1] + da[t]/dA[t] dL/da[t]
+            double& gadapt = gadapt_next[static_cast<size_t>(b) * n + j];
+            gadapt = (t + 1 < T ? layer.rho[j] * gadapt : 0.0) - layer.b[j] * local;
+            if (t > 0) {
+              const size_t prev = row - static_cast<size_t>(B) * n + j;
+              g.rho[l][j] += gadapt * (trace.adapt[l][prev] - trace.act[l][prev]);
+            }
+            g.b[l][j] -= local * trace.adapt[l][row + j];
+          }
           const double gv = carry + local;
           gv_next[static_cast<size_t>(b) * n + j] = gv;
           gi[j] = gain * (1.0 - al) * gv;

@@ -18,7 +18,7 @@ namespace saltatory::kernels::neurons {
 
 /// A CUBA layer (or a slice of one).
 struct Cuba {
-  static constexpr int kParams = 3;    ///< alpha, theta1, alpha_syn
+  static constexpr int kParams = 3;    ///< slots alpha, theta1, alpha_syn
   static constexpr int kStates = 2;    ///< V, Isyn
   static constexpr int kAdjoints = 2;  ///< gV, gIsyn
   static constexpr int kSums = 4;      ///< the LIF's three, gIsyn Isyn[t-1] (dL/dalpha_syn)
@@ -26,8 +26,9 @@ struct Cuba {
   Lif membrane;            ///< the membrane over {alpha, theta1}
   const float* alpha_syn;  ///< [n] synaptic decay
 
+  SALTATORY_HD static bool uses(int slot) { return Lif::uses(slot) || slot == p_alpha_syn; }
   SALTATORY_HD static Cuba of(Params<const float> p, const Settings& s) {
-    return {Lif::of(p, s), p[2]};
+    return {Lif::of(p, s), p[p_alpha_syn]};
   }
   SALTATORY_HD bool carry_reads_emitted() const { return membrane.carry_reads_emitted(); }
   SALTATORY_HD bool update_reads_emitted() const { return membrane.update_reads_emitted(); }
@@ -95,7 +96,7 @@ SALTATORY_HD void parameter_grad_row(Blk&& blk, const Cuba& m, Rows sums, Rows g
 SALTATORY_HD void add_parameter_grads(const Cuba& m, int j, const float* sums, int n,
                                       Params<float> grads) {
   add_parameter_grads(m.membrane, j, sums, n, grads);
-  if (grads[2] != nullptr) grads[2][j] += sums[3 * n + j];
+  if (grads[p_alpha_syn] != nullptr) grads[p_alpha_syn][j] += sums[3 * n + j];
 }
 
 }  // namespace saltatory::kernels::neurons

@@ -33,7 +33,7 @@ namespace saltatory::kernels::neurons {
 
 /// A LIF layer (or a slice of one): per-neuron decay and spike threshold, layer-wide settings.
 struct Lif : Settings {
-  static constexpr int kParams = 2;    ///< alpha, theta1
+  static constexpr int kParams = 2;    ///< slots alpha, theta1
   static constexpr int kStates = 1;    ///< V
   static constexpr int kAdjoints = 1;  ///< gV
   static constexpr int kSums = 3;      ///< gV P, gV (V - leak) (dL/dalpha), dL/dtheta1
@@ -41,8 +41,13 @@ struct Lif : Settings {
   const float* alpha;   ///< [n] decay
   const float* theta1;  ///< [n] spike threshold
 
+  /// Whether the unit reads parameter slot `slot`.
+  SALTATORY_HD static bool uses(int slot) { return slot == p_alpha || slot == p_theta1; }
+
   /// The unit over per-neuron parameters {alpha, theta1} and layer settings.
-  SALTATORY_HD static Lif of(Params<const float> p, const Settings& s) { return {s, p[0], p[1]}; }
+  SALTATORY_HD static Lif of(Params<const float> p, const Settings& s) {
+    return {s, p[p_alpha], p[p_theta1]};
+  }
 
   /// r[t] of neuron j from V[t-1] (state reset).
   SALTATORY_HD float state_reset(int j, float v_prev) const {
@@ -213,8 +218,8 @@ SALTATORY_HD void parameter_grad_row(Blk&& blk, const Lif& m, Rows sums, Rows g,
 /// sums of neuron j, already summed over t and b ([kSums, n]: row i at sums + i n).
 SALTATORY_HD void add_parameter_grads(const Lif& m, int j, const float* sums, int n,
                                       Params<float> grads) {
-  if (grads[0] != nullptr) grads[0][j] += m.alpha_grad(j, sums[j], sums[n + j]);
-  if (grads[1] != nullptr && !m.readout) grads[1][j] += sums[2 * n + j];
+  if (grads[p_alpha] != nullptr) grads[p_alpha][j] += m.alpha_grad(j, sums[j], sums[n + j]);
+  if (grads[p_theta1] != nullptr && !m.readout) grads[p_theta1][j] += sums[2 * n + j];
 }
 
 /// Completes the adjoints of step t after its surrogate terms (a unit whose internal variables

@@ -7,18 +7,20 @@
 //   spike: V > theta1_j;   gradient candidate: theta2 < V <= theta1_j
 #pragma once
 
+#include "saltatory/kernels/neurons/alif.hpp"
 #include "saltatory/kernels/neurons/cuba.hpp"
 #include "saltatory/kernels/neurons/lif.hpp"
 
 namespace saltatory::kernels::neurons {
 
-/// The neuron models: the LIF (neurons/lif.hpp) and the current-based LIF (neurons/cuba.hpp).
-enum class Neuron : int { lif = 0, cuba = 1 };
+/// The neuron models: the LIF (neurons/lif.hpp), the current-based LIF (neurons/cuba.hpp) and the
+/// adaptive-threshold LIF (neurons/alif.hpp).
+enum class Neuron : int { lif = 0, cuba = 1, alif = 2 };
 
 /// A layer's (or a slice's) neuron model.
 struct Model {
   Neuron neuron = Neuron::lif;
-  Params<const float> params;  ///< per neuron, in the unit's order: alpha, theta1, ...
+  Params<const float> params;  ///< per neuron, by slot (neurons/rows.hpp)
   Settings settings{};
 
   /// f(unit): the layer's unit over the model's parameters and settings.
@@ -26,6 +28,7 @@ struct Model {
   SALTATORY_HD decltype(auto) visit(F&& f) const {
     switch (neuron) {
       case Neuron::cuba: return f(Cuba::of(params, settings));
+      case Neuron::alif: return f(Alif::of(params, settings));
       case Neuron::lif:
       default: return f(Lif::of(params, settings));
     }
@@ -42,6 +45,10 @@ struct Model {
   /// Counts of the unit's per-neuron parameters and rows (neurons/rows.hpp).
   SALTATORY_HD int param_count() const {
     return visit([](const auto& u) { return u.kParams; });
+  }
+  /// Whether the unit reads per-neuron parameter slot `slot`.
+  SALTATORY_HD bool uses(int slot) const {
+    return visit([slot](const auto& u) { return u.uses(slot); });
   }
   SALTATORY_HD int states() const {
     return visit([](const auto& u) { return u.kStates; });
@@ -107,7 +114,7 @@ SALTATORY_HD void current_grad_row(Blk&& blk, const Model& m, float* gi, Rows g,
   m.visit([&](const auto& u) { current_grad_row(blk, u, gi, g, n); });
 }
 
-/// The parameter gradients of neuron j added into `grads` (the unit's order; null entries are
+/// The parameter gradients of neuron j added into `grads` (by slot; null entries are
 /// skipped) from its sums over t and b ([sums(), n]: row i at sums + i n).
 SALTATORY_HD void add_parameter_grads(const Model& m, int j, const float* sums, int n,
                                       Params<float> grads) {

@@ -4,8 +4,9 @@
 //   the membrane that lists select from and the surrogate reads), the adjoints backward carries
 //   between steps, and the per-neuron sums behind its parameter gradients (the model's kStates,
 //   kAdjoints, kSums);
-// - its per-neuron parameters, in the model's order (kParams): alpha and theta1 first, since
-//   every model has a decay and selection reads theta1;
+// - its per-neuron parameters, in slots shared by every model (ParamSlot; a model reads the slots
+//   below its kParams that it uses): alpha and theta1 first, since every model has a decay and
+//   selection reads theta1;
 // - its layer-wide settings.
 #pragma once
 
@@ -39,10 +40,18 @@ SALTATORY_HD Flag flag_of(float v, float theta1, float theta2) {
   return v > theta2 ? candidate : none;
 }
 
-/// The most rows of one set in any model (the CUBA's parameter sums).
-inline constexpr int kMaxRows = 4;
-/// The most per-neuron parameters of any model (the CUBA's alpha, theta1 and alpha_syn).
-inline constexpr int kMaxParams = 3;
+/// The most rows of one set in any model (the ALIF's parameter sums).
+inline constexpr int kMaxRows = 5;
+
+/// The slots of the models' per-neuron parameters.
+enum ParamSlot : int {
+  p_alpha = 0,      ///< membrane decay (every model)
+  p_theta1 = 1,     ///< spike threshold (spiking layers)
+  p_alpha_syn = 2,  ///< synaptic decay (CUBA)
+  p_rho = 3,        ///< adaptation decay (ALIF)
+  p_b = 4,          ///< adaptation strength (ALIF)
+  kMaxParams = 5
+};
 
 /// Up to kMaxRows rows of n floats. A null first row means none (no previous step, no sums kept).
 struct Rows {
@@ -58,7 +67,7 @@ struct Rows {
   SALTATORY_HD explicit operator bool() const { return row[0] != nullptr; }
 };
 
-/// A model's per-neuron parameter arrays (or their gradients), in the model's order; null where
+/// A model's per-neuron parameter arrays (or their gradients), by slot; null where
 /// a layer has none (theta1 of a readout) or a gradient is not wanted.
 template <class F>
 struct Params {
