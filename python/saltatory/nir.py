@@ -14,9 +14,28 @@ conventions) travel in each node's ``metadata`` so that a Saltatory round trip i
 NIR's LIF resets to v_reset, Saltatory's reset="state"; snnTorch's ``Leaky`` defaults to the
 subtract reset (V - theta1), which its NIR export does not record, so import such graphs with
 ``from_nir(graph, reset="subtract")``.
-Importing accepts chains of Linear/Affine followed by LIF, CubaLIF (instantaneous synapse only)
-or LI, with v_leak = 0 and v_reset = 0, and a LIF node's own recurrent Linear; anything else
-raises ValueError (TypeError for a value of the wrong type) naming the node.
+
+Current-based layers (``CubaLIF``, ``RecurrentCubaLIF``: Isyn[t] = alpha_syn Isyn[t-1] + I[t]
+drives the membrane in place of I[t]) are always written as NIR CubaLIF nodes, whatever
+``neuron`` says. NIR's synapse  tau_syn dI/dt = -I + w_in x  has the Euler step
+I[t] = (1 - dt / tau_syn) I[t-1] + (dt / tau_syn) w_in x[t], so
+
+    tau_syn = dt / (1 - alpha_syn),   w_in = tau_syn / dt   (so that (dt / tau_syn) w_in = 1),
+
+tau_mem, R and v_threshold as for LIF (alpha_syn = 0 gives the instantaneous synapse above). The
+layer's alpha_syn (clamped into [0, 1], as forward runs it) must be < 1; it also travels as a
+float32 array in the node's ``metadata["saltatory"]["alpha_syn"]``, so the round trip is exact.
+A recurrent CUBA layer's Linear W_rec^T feeds the CubaLIF node, i.e. its synaptic current.
+
+Importing accepts chains of Linear/Affine followed by LIF, CubaLIF or LI, with v_leak = 0 and
+v_reset = 0, and a LIF or CubaLIF node's own recurrent Linear; anything else raises ValueError
+(TypeError for a value of the wrong type) naming the node. A CubaLIF node gets
+alpha_syn_j = 1 - dt / tau_syn_j (tau_syn >= dt), and its input scale c_j = (dt / tau_syn_j) w_in_j,
+which Saltatory does not have, is folded into column j of the incoming weights, the bias and the
+recurrent weights (Saltatory's Isyn is NIR's I: exact for any w_in). It becomes a CubaLIF (or
+RecurrentCubaLIF) layer when some alpha_syn_j (in float32) is not 0 or its metadata records
+alpha_syn (which must then agree with tau_syn to float32 rounding), else an equivalent LIF (or
+RecurrentLIF) layer: snnTorch's export and ``neuron="CubaLIF"`` write LIF layers with tau_syn = dt.
 """
 
 from __future__ import annotations
@@ -32,18 +51,20 @@ except ImportError as exc:  # pragma: no cover - exercised only without nir
     raise ImportError("saltatory.nir needs the nir package: pip install nir") from exc
 
 from . import _checks, _core
-from .nn import LIF, Readout, RecurrentLIF, Sequential
+from .nn import LIF, CubaLIF, Readout, RecurrentCubaLIF, RecurrentLIF, Sequential
 
 _SALTATORY_KEYS = {"capacity": numbers.Integral, "theta2": numbers.Real, "surrogate": str,
                    "beta": numbers.Real, "reset": str, "reset_grad": str}  # and their types
+_ALPHA_SYN = "alpha_syn"  # a CubaLIF node's metadata key: the layer's alpha_syn [n], float32
 
 
 def to_nir(net: Sequential, dt: float = 1e-4, *, neuron: str = "LIF",
            fold_gain: bool = False) -> "nir.NIRGraph":
     """The stack ``net`` as a NIR graph: input -> (Linear|Affine -> LIF|CubaLIF|LI) per layer ->
     output, with time constants for the time step ``dt`` seconds (tau = dt / (1 - alpha)).
-    ``neuron`` is "LIF" or "CubaLIF" (see the module docstring), ``fold_gain`` moves the gain into
-    the weights. ``net`` needs coupling="same_step" and every alpha < 1."""
+    ``neuron`` is "LIF" or "CubaLIF", the node of LIF layers (see the module docstring; CUBA
+    layers are always CubaLIF nodes, tau_syn = dt / (1 - alpha_syn)), ``fold_gain`` moves the gain
+    into the weights. ``net`` needs coupling="same_step", every alpha < 1 and every alpha_syn < 1."""
     if net.coupling != "same_step":
         raise ValueError("[to_nir] NIR has no one-step layer delay: export needs coupling='same_step'")
     if neuron not in ("LIF", "CubaLIF"):
@@ -70,13 +91,23 @@ def to_nir(net: Sequential, dt: float = 1e-4, *, neuron: str = "LIF",
         else:
             threshold = layer.theta1.astype(np.float64)  # per neuron
             meta = {"saltatory": {key: getattr(layer, key) for key in _SALTATORY_KEYS}}
-            if neuron == "LIF":
+            if isinstance(layer, CubaLIF):
+                alpha_syn = np.clip(layer.alpha_syn, 0.0, 1.0).astype(np.float32)  # as forward runs it
+                if np.any(alpha_syn >= 1.0):
+                    raise ValueError(f"[to_nir] layer {i}: alpha_syn = 1 (no synaptic leak) has no "
+                                     f"finite NIR tau_syn")
+                meta["saltatory"][_ALPHA_SYN] = alpha_syn
+                tau_syn = dt / (1.0 - alpha_syn.astype(np.float64))
+                w_in = tau_syn / dt  # (dt / tau_syn) w_in = 1: Saltatory's Isyn adds I unscaled
+            else:
+                tau_syn, w_in = np.full(layer.n_out, dt), np.ones(layer.n_out)  # instantaneous
+            if neuron == "LIF" and not isinstance(layer, CubaLIF):
                 nodes[f"neuron_{i}"] = nir.LIF(tau=tau, r=r, v_leak=zero, v_threshold=threshold,
                                               v_reset=zero, metadata=meta)
             else:
-                nodes[f"neuron_{i}"] = nir.CubaLIF(tau_syn=np.full(layer.n_out, dt), tau_mem=tau, r=r,
-                                                  v_leak=zero, v_threshold=threshold, v_reset=zero,
-                                                  w_in=np.ones(layer.n_out), metadata=meta)
+                nodes[f"neuron_{i}"] = nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau, r=r, v_leak=zero,
+                                                  v_threshold=threshold, v_reset=zero, w_in=w_in,
+                                                  metadata=meta)
         edges += [(previous, f"linear_{i}"), (f"linear_{i}", f"neuron_{i}")]
         if isinstance(layer, RecurrentLIF):
             nodes[f"recurrent_{i}"] = nir.Linear(weight=(layer.weight_rec.data.astype(np.float64) * scale).T)
@@ -141,7 +172,7 @@ def _edges(graph) -> dict[str, list[str]]:
 
 def _options(name: str, neuron, keys, overrides: dict) -> dict:
     """The node's Saltatory settings (metadata["saltatory"], the ``overrides`` that are not None
-    replacing them), checked."""
+    replacing them), checked (a CubaLIF node's alpha_syn array is left to _synapse)."""
     if not isinstance(neuron.metadata, dict) or not isinstance(neuron.metadata.get("saltatory", {}), dict):
         raise TypeError(f"[from_nir] node '{name}': metadata and metadata['saltatory'] must be dicts")
     options = dict(neuron.metadata.get("saltatory", {}))
@@ -150,6 +181,8 @@ def _options(name: str, neuron, keys, overrides: dict) -> dict:
         if key not in keys:
             raise ValueError(f"[from_nir] node '{name}': unknown Saltatory metadata key {key!r} "
                              f"(this node takes {list(keys)})")
+        if key == _ALPHA_SYN:
+            continue  # an array, checked by _synapse
         kind = _SALTATORY_KEYS[key]
         if not isinstance(value, kind) or isinstance(value, bool):
             raise TypeError(f"[from_nir] node '{name}': {key} must be of type {kind.__name__}, got {value!r}")
@@ -162,6 +195,10 @@ def from_nir(graph: "nir.NIRGraph", dt: float | None = None, *, capacity: int | 
              reset: str | None = None, theta2: float | None = None, seed: int = 0,
              mode: str = "sparse") -> Sequential:
     """A Saltatory stack from a NIR graph (see the module docstring for what is accepted).
+
+    CubaLIF nodes become CubaLIF or RecurrentCubaLIF layers with alpha_syn = 1 - dt / tau_syn per
+    neuron, their input scale (dt / tau_syn) w_in folded into the weights and bias that feed them
+    (exact for any w_in), or LIF layers where tau_syn = dt (and no Saltatory alpha_syn metadata).
 
     ``dt`` defaults to the exporter's (Saltatory graphs record it) or 1e-4 (snnTorch's). Settings
     NIR cannot hold (capacity, theta2, ...) come from Saltatory metadata when present, otherwise
@@ -259,36 +296,78 @@ def _loop(name: str, n: int, graph, successors, chain: list[str]):
     return loop, weight
 
 
+def _synapse(name: str, neuron, dt: float, n: int, recorded):
+    """A CubaLIF node's (alpha_syn [n] float32, c [n] float64): alpha_syn = 1 - dt / tau_syn and the
+    input scale c = (dt / tau_syn) w_in that the caller folds into the incoming weights. ``recorded``
+    (the node's metadata alpha_syn, or None) replaces the computed alpha_syn, which it must match
+    to float32 rounding."""
+    tau_syn = _array(name, "tau_syn", neuron.tau_syn, n)
+    if np.any(tau_syn < dt):
+        raise ValueError(f"[from_nir] node '{name}': tau_syn must be positive and at least dt = {dt} "
+                         f"(alpha_syn = 1 - dt / tau_syn in [0, 1]), got {tau_syn.min()}")
+    w_in = _array(name, "w_in", neuron.w_in, n)
+    alpha_syn = (1.0 - dt / tau_syn).astype(np.float32)
+    if recorded is not None:
+        recorded = _array(name, "metadata alpha_syn", recorded, n).astype(np.float32)
+        if not np.all(np.abs(recorded.astype(np.float64) - alpha_syn) <= 1e-6):
+            worst = int(np.argmax(np.abs(recorded.astype(np.float64) - alpha_syn)))
+            raise ValueError(f"[from_nir] node '{name}': metadata alpha_syn disagrees with "
+                             f"1 - dt / tau_syn for dt = {dt} (neuron {worst}: {recorded[worst]} "
+                             f"against {alpha_syn[worst]})")
+        alpha_syn = recorded
+    return alpha_syn, (dt / tau_syn) * w_in
+
+
+def _folded(name: str, what: str, value: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``value`` (output-major: rows are the node's neurons) times the input scale per row,
+    refused where the product leaves float32."""
+    value = value * (scale[:, None] if value.ndim == 2 else scale)
+    if not np.all(np.abs(value) <= np.finfo(np.float32).max):
+        raise ValueError(f"[from_nir] node '{name}': {what} times the input scale (dt / tau_syn) w_in "
+                         f"leaves float32")
+    return value
+
+
 def _layer(name, neuron, weight, bias, recurrent, dt, overrides, seed):
     if not isinstance(neuron, (nir.LIF, nir.CubaLIF, nir.LI)):
         raise ValueError(f"[from_nir] node '{name}' (after a Linear/Affine) is a {type(neuron).__name__}; "
                          f"expected LIF, CubaLIF or LI")
     n_out, n_in = weight.shape
-    tau = _array(name, "tau", neuron.tau_mem if isinstance(neuron, nir.CubaLIF) else neuron.tau, n_out)
+    cuba = isinstance(neuron, nir.CubaLIF)
+    tau_field = "tau_mem" if cuba else "tau"
+    tau = _array(name, tau_field, getattr(neuron, tau_field), n_out)
     if np.any(tau < dt):
-        raise ValueError(f"[from_nir] node '{name}': tau must be positive and at least dt = {dt} "
-                         f"(alpha = 1 - dt / tau in [0, 1]), got {tau.min()}")
+        raise ValueError(f"[from_nir] node '{name}': {tau_field} must be positive and at least dt = {dt} "
+                         f"(alpha = 1 - dt / {tau_field} in [0, 1]), got {tau.min()}")
     def near(field: str, value: float) -> bool:
         return np.allclose(_array(name, field, getattr(neuron, field, 0.0), n_out), value)
 
     if not near("v_leak", 0.0) or not near("v_reset", 0.0):
         raise ValueError(f"[from_nir] node '{name}': only v_leak = 0 and v_reset = 0 are supported")
-    if isinstance(neuron, nir.CubaLIF) and not (near("tau_syn", dt) and near("w_in", 1.0)):
-        raise ValueError(f"[from_nir] node '{name}': CubaLIF with a synaptic time constant "
-                         f"(tau_syn != dt) is not supported: Saltatory LIF has no synaptic current")
     if isinstance(neuron, nir.LI) and recurrent is not None:
         raise ValueError(f"[from_nir] node '{name}': an LI (readout) node cannot be recurrent")
     alpha = (1.0 - dt / tau).astype(np.float32)
     gain = _single(name, "r (the gain)", neuron.r, n_out)
-    keys = () if isinstance(neuron, nir.LI) else tuple(_SALTATORY_KEYS)
+    keys = () if isinstance(neuron, nir.LI) else tuple(_SALTATORY_KEYS) + ((_ALPHA_SYN,) if cuba else ())
     options = _options(name, neuron, keys, overrides)
     if not isinstance(neuron, nir.LI):
         options["theta1"] = _array(name, "v_threshold", neuron.v_threshold, n_out)  # per neuron
+    if cuba:  # Saltatory's Isyn is NIR's I: the input scale goes into everything feeding it
+        recorded = options.pop(_ALPHA_SYN, None)
+        alpha_syn, scale = _synapse(name, neuron, dt, n_out, recorded)
+        weight = _folded(name, "the incoming weight", weight, scale)
+        bias = None if bias is None else _folded(name, "the bias", bias, scale)
+        recurrent = None if recurrent is None else _folded(name, "the recurrent weight", recurrent, scale)
+        if recorded is not None or np.any(alpha_syn != 0):  # else a LIF is the same model
+            options["alpha_syn"] = alpha_syn
     try:
         if isinstance(neuron, nir.LI):
             layer = Readout(n_in, n_out, alpha=alpha, gain=gain, bias=bias is not None, seed=seed)
         else:
-            kind = LIF if recurrent is None else RecurrentLIF
+            if "alpha_syn" in options:
+                kind = CubaLIF if recurrent is None else RecurrentCubaLIF
+            else:
+                kind = LIF if recurrent is None else RecurrentLIF
             layer = kind(n_in, n_out, options.pop("capacity", None), alpha=alpha, gain=gain,
                          bias=bias is not None, seed=seed, **options)
     except ValueError as exc:  # a setting the layer refuses (theta2 above theta1, a surrogate name)

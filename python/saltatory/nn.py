@@ -283,14 +283,16 @@ class CubaLIF(LIF):
     - alpha_syn: synaptic decay, a scalar or one per neuron, in [0, 1] (default 0.9).
     - learn_alpha_syn: make alpha_syn a Parameter (``layers.{i}.alpha_syn``, shape [n_out]) that
       backward gives gradients (clamped into [0, 1] by forward, as alpha).
+    - gain: input current scale (default 1.0: the synapse sums about 1 / (1 - alpha_syn) = 10
+      steps of input, so the drive matches the LIF's default gain of 10).
     - n_in, n_out, capacity and every other option: as for ``LIF``.
     """
 
     neuron = "cuba"
 
     def __init__(self, n_in: int, n_out: int, capacity: int | None = None, *, alpha_syn=0.9,
-                 learn_alpha_syn: bool = False, **kwargs):
-        super().__init__(n_in, n_out, capacity, **kwargs)
+                 learn_alpha_syn: bool = False, gain: float = 1.0, **kwargs):
+        super().__init__(n_in, n_out, capacity, gain=gain, **kwargs)
         self.learn_alpha_syn = bool(learn_alpha_syn)
         self._alpha_syn = Parameter(_decay_vector(alpha_syn, self.n_out, type(self).__name__,
                                                   "alpha_syn"))

@@ -8,8 +8,8 @@
     python -m saltatory.train --mode dense                     # dense baseline, same data and seed
     python -m saltatory.train --checkpoint-dir ckpt [--resume] # checkpoint every epoch / resume
 
-Network: input -> LIF (or RecurrentLIF) hidden layers with capacity = activity * width -> leaky
-readout; membrane cross-entropy; Adam. Shows a progress bar (loss, accuracy, samples/s),
+Network: input -> spiking hidden layers (LIF, or with --neuron cuba current-based CubaLIF; with
+--recurrent their recurrent forms) with capacity = activity * width -> leaky readout; membrane cross-entropy; Adam. Shows a progress bar (loss, accuracy, samples/s),
 evaluates every epoch, writes plots and summary.json to --out, and ends with a summary line.
 A resumed run reproduces the uninterrupted one bit for bit on the CPU.
 """
@@ -34,9 +34,13 @@ _DATASETS = ("fashion-mnist", "nmnist-dir", "shd-file", "fsdd-dir", "randman")
 _DEFAULTS = {"fashion-mnist": (50, None, data.fashion_mnist.DEFAULT_ROOT), "randman": (50, None, None),
              "nmnist-dir": (100, 3.0, None), "shd-file": (100, 10.0, None), "fsdd-dir": (100, 10.0, None)}
 #: the arguments that fix the network's shape: a checkpoint must match them
-_ARCHITECTURE = ("dataset", "hidden", "recurrent", "coupling", "mode", "steps", "activity", "capacity",
+_ARCHITECTURE = ("dataset", "hidden", "recurrent", "neuron", "coupling", "mode", "steps", "activity",
+                 "capacity",
                  "channels")
 _INT_MAX = 2**31 - 1  # counts reach the C++ core as int
+#: --neuron: the hidden layer classes (feed-forward, recurrent) and their model options
+_NEURONS = {"lif": ((sal.LIF, sal.RecurrentLIF), lambda args: {}),
+            "cuba": ((sal.CubaLIF, sal.RecurrentCubaLIF), lambda args: {"alpha_syn": args.alpha_syn})}
 
 
 def _checked(convert, valid, what: str):
@@ -85,7 +89,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "backward (sparse mode); 'auto' = ceil(sqrt(T/2)); 0 = store all (default), "
                         "as does any S >= the number of steps")
     p.add_argument("--hidden", type=_count(1), nargs="+", default=[256], help="hidden layer widths")
-    p.add_argument("--recurrent", action="store_true", help="RecurrentLIF hidden layers")
+    p.add_argument("--recurrent", action="store_true", help="recurrent hidden layers")
+    p.add_argument("--neuron", choices=sorted(_NEURONS), default="lif",
+                   help="hidden neuron model: lif (default) or cuba (current-based, a synaptic "
+                        "current with decay --alpha-syn)")
+    p.add_argument("--alpha-syn", type=_real(lambda x: 0 <= x < 1, "a number in [0, 1)"), default=0.9,
+                   help="synaptic decay of --neuron cuba (default 0.9)")
     p.add_argument("--coupling", choices=["same_step", "delayed"], default="same_step")
     p.add_argument("--overflow", choices=["random", "lowest"], default="random",
                    help="which spikes and candidates a full list keeps: a seeded random subset "
@@ -218,13 +227,14 @@ def _alive(pid: int) -> bool:
 
 
 def build_network(args, n_in: int, n_classes: int) -> sal.Sequential:
-    """The network of ``args`` for ``n_in`` input units and ``n_classes`` outputs: hidden LIF (or
-    RecurrentLIF) layers, then a Readout."""
+    """The network of ``args`` for ``n_in`` input units and ``n_classes`` outputs: hidden layers of
+    the ``--neuron`` model (recurrent with ``--recurrent``), then a Readout."""
     layers, width = [], n_in
-    kind = sal.RecurrentLIF if args.recurrent else sal.LIF
+    classes, options = _NEURONS[args.neuron]
+    kind = classes[1] if args.recurrent else classes[0]
     for i, hidden in enumerate(args.hidden):
         capacity = args.capacity or max(2, 2 * int(args.activity * hidden / 2))
-        layers.append(kind(width, hidden, capacity, seed=(args.seed + i) % 2**64))
+        layers.append(kind(width, hidden, capacity, seed=(args.seed + i) % 2**64, **options(args)))
         width = hidden
     layers.append(sal.Readout(width, n_classes, seed=(args.seed + len(args.hidden)) % 2**64))
     return sal.Sequential(*layers, coupling=args.coupling, mode=args.mode, device=args.device,
@@ -363,7 +373,7 @@ def main(argv=None) -> dict:
 
     say(f"saltatory {sal.__version__}: {args.dataset}, {len(train)} train / {len(test)} test, "
         f"T={args.steps}, {train.n_units}-{'-'.join(map(str, args.hidden))}-{n_classes}"
-        f"{' recurrent' if args.recurrent else ''}, mode={args.mode}, device={args.device}, "
+        f"{' recurrent' if args.recurrent else ''} {args.neuron}, mode={args.mode}, device={args.device}, "
         f"input capacity {train.capacity}{f', {world_size} MPI ranks' if ddp else ''}")
     # SIGTERM (a scheduler's or kill's stop) ends the run as Ctrl-C does: the checkpoint of the
     # last whole epoch stays, and the run stops with a message
