@@ -8,8 +8,8 @@ activity (Finkbeiner et al., AAAI 2024).
 from . import _core
 from . import data, losses, optim
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from .nn import (LIF, CubaLIF, Parameter, Readout, RecurrentCubaLIF, RecurrentLIF, Sequential,
-                 Theta2Schedule)
+from .nn import (LIF, AdaptiveLIF, CubaLIF, Parameter, Readout, RecurrentAdaptiveLIF,
+                 RecurrentCubaLIF, RecurrentLIF, Sequential, Theta2Schedule)
 from .spikes import SpikeTensor
 
 __version__ = _core.build_info()["version"]
@@ -41,7 +41,8 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(n)
 
 
-__all__ = ["SpikeTensor", "LIF", "RecurrentLIF", "CubaLIF", "RecurrentCubaLIF", "Readout",
+__all__ = ["SpikeTensor", "LIF", "RecurrentLIF", "CubaLIF", "RecurrentCubaLIF", "AdaptiveLIF",
+           "RecurrentAdaptiveLIF", "Readout",
            "Sequential", "Parameter",
            "Theta2Schedule", "losses", "optim", "data", "save_checkpoint", "load_checkpoint",
            "read_checkpoint", "CheckpointError", "available_devices", "build_info",

@@ -33,6 +33,7 @@ import struct
 
 import numpy as np
 
+from .nn import _DECAYS
 from .optim import finite_array, finite_real
 
 MAGIC = b"SALTCKPT"
@@ -205,7 +206,7 @@ def _checked_thresholds(meta: dict, net, version: int, arrays: dict) -> list:
 
 
 def _checked_net_state(arrays: dict, net) -> dict[str, np.ndarray]:
-    """The net/ arrays as float32, each named, shaped and (for the decays alpha and alpha_syn)
+    """The net/ arrays as float32, each named, shaped and (for the decays alpha, alpha_syn and rho)
     ranged as in ``net``."""
     expected = net.state_dict()
     state = {name[4:]: value for name, value in arrays.items() if name.startswith("net/")}
@@ -220,7 +221,7 @@ def _checked_net_state(arrays: dict, net) -> dict[str, np.ndarray]:
         if not finite_array(value):
             raise ValueError(f"{name} is not finite (as float32)")
         learnable = name in dict(net.named_parameters())  # a learnable decay is clamped by forward
-        decay = name.split(".")[-1] in ("alpha", "alpha_syn")
+        decay = name.split(".")[-1] in _DECAYS
         if decay and not learnable and not np.all((value >= 0) & (value <= 1)):
             raise ValueError(f"{name} values must lie in [0, 1]")
     return {name: value.astype(np.float32) for name, value in state.items()}

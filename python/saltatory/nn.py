@@ -87,9 +87,10 @@ def _decay_vector(value, n: int, layer: str, name: str = "alpha") -> np.ndarray:
 # The arrays of a layer in the order C++ takes them and their gradients: the weights and bias, then
 # the neuron model's per-neuron parameters (the flag that makes each learnable; decays are clamped
 # into [0, 1] by forward when learnable).
-_SLOTS = ("weight", "weight_rec", "bias", "alpha", "theta1", "alpha_syn")
-_LEARN_FLAGS = {"alpha": "learn_alpha", "theta1": "learn_threshold", "alpha_syn": "learn_alpha_syn"}
-_DECAYS = ("alpha", "alpha_syn")
+_SLOTS = ("weight", "weight_rec", "bias", "alpha", "theta1", "alpha_syn", "rho", "b")
+_LEARN_FLAGS = {"alpha": "learn_alpha", "theta1": "learn_threshold", "alpha_syn": "learn_alpha_syn",
+                "rho": "learn_adaptation", "b": "learn_adaptation"}
+_DECAYS = ("alpha", "alpha_syn", "rho")
 
 
 class _Layer:
@@ -120,8 +121,8 @@ class _Layer:
         self._alpha.data = _decay_vector(value, self.n_out, type(self).__name__)
 
     def _per_neuron_arrays(self) -> dict[str, Parameter]:
-        """The model's per-neuron arrays the layer has (alpha, theta1, alpha_syn), learnable or
-        not, in C++'s order."""
+        """The model's per-neuron arrays the layer has (alpha, theta1, alpha_syn, rho, b),
+        learnable or not, in C++'s order."""
         return {name: getattr(self, "_" + name) for name in _SLOTS[3:] if hasattr(self, "_" + name)}
 
     def _learns(self, name: str) -> bool:
@@ -136,8 +137,9 @@ class _Layer:
 
     def parameters(self) -> dict[str, Parameter]:
         """The layer's Parameters by name: weight, weight_rec (recurrent layers), bias (with
-        ``bias=True``), alpha (with ``learn_alpha``), theta1 (with ``learn_threshold``) and
-        alpha_syn (CUBA layers with ``learn_alpha_syn``)."""
+        ``bias=True``), alpha (with ``learn_alpha``), theta1 (with ``learn_threshold``),
+        alpha_syn (CUBA layers with ``learn_alpha_syn``), rho and b (adaptive layers with
+        ``learn_adaptation``)."""
         return {name: p for name, p in zip(_SLOTS, self._slots()) if p is not None}
 
     def config(self) -> _core.LayerConfig:
@@ -305,6 +307,74 @@ class CubaLIF(LIF):
     @alpha_syn.setter
     def alpha_syn(self, value) -> None:
         self._alpha_syn.data = _decay_vector(value, self.n_out, type(self).__name__, "alpha_syn")
+
+
+class AdaptiveLIF(LIF):
+    """Adaptive LIF layer. ``adaptation="threshold"`` is the ALIF of LSNNs (Bellec et al. 2018):
+    each spike raises the neuron's threshold, which decays back,
+
+        a[t] = rho a[t-1] + (1 - rho) S[t-1],   theta[t] = theta1 + b a[t]
+        V[t] = alpha V[t-1] (1 - r[t]) + gain (1 - alpha) I[t],   r[t] = H(V[t-1] - theta[t-1])
+
+    spikes V > theta[t], gradient candidates theta[t] - (theta1 - theta2) < V <= theta[t] (the
+    candidate window moves with the threshold). Only listed entries carry surrogate gradients; the
+    adaptation carries its own adjoint per neuron, and a spike's gradient includes what it does to
+    the next step's threshold.
+
+    - adaptation: "threshold". (The current-adaptation adLIF, "current", is not implemented yet:
+      it raises ValueError.)
+    - rho: adaptation decay per step, a scalar or one per neuron, in [0, 1] (default 0.98, a time
+      constant of about 50 steps).
+    - b: adaptation strength, a scalar or one per neuron (default 1.8, as Bellec et al.).
+    - learn_adaptation: make rho and b Parameters (``layers.{i}.rho``, ``layers.{i}.b``, shape
+      [n_out]) that backward gives gradients (rho clamped into [0, 1] by forward, as alpha).
+    - reset: "state" or "spike" (to zero); the subtract reset is refused.
+    - n_in, n_out, capacity and every other option: as for ``LIF``.
+    """
+
+    neuron = "alif"
+
+    def __init__(self, n_in: int, n_out: int, capacity: int | None = None, *,
+                 adaptation: str = "threshold", rho=0.98, b=1.8, learn_adaptation: bool = False,
+                 **kwargs):
+        name = type(self).__name__
+        if adaptation != "threshold":
+            if adaptation == "current":
+                raise ValueError(f"[{name}] adaptation='current' (adLIF) is not implemented yet; "
+                                 "use adaptation='threshold'")
+            raise ValueError(f"[{name}] adaptation must be 'threshold', got {adaptation!r}")
+        if kwargs.get("reset") == "subtract":
+            raise ValueError(f"[{name}] the adaptive LIF resets to zero: reset must be 'state' or "
+                             "'spike', not 'subtract'")
+        super().__init__(n_in, n_out, capacity, **kwargs)
+        self.adaptation = adaptation
+        self.learn_adaptation = bool(learn_adaptation)
+        self._rho = Parameter(_decay_vector(rho, self.n_out, name, "rho"))
+        self._b = Parameter(_per_neuron(b, self.n_out, "b", name))
+
+    @property
+    def rho(self) -> np.ndarray:
+        """Adaptation decay per neuron [n_out] (a Parameter's data when ``learn_adaptation``)."""
+        return self._rho.data
+
+    @rho.setter
+    def rho(self, value) -> None:
+        self._rho.data = _decay_vector(value, self.n_out, type(self).__name__, "rho")
+
+    @property
+    def b(self) -> np.ndarray:
+        """Adaptation strength per neuron [n_out] (a Parameter's data when ``learn_adaptation``)."""
+        return self._b.data
+
+    @b.setter
+    def b(self, value) -> None:
+        self._b.data = _per_neuron(value, self.n_out, "b", type(self).__name__)
+
+
+class RecurrentAdaptiveLIF(RecurrentLIF, AdaptiveLIF):
+    """Adaptive LIF layer with lateral weights W_rec [n_out, n_out] fed by its own spikes of step
+    t-1: the recurrent LSNN layer. n_in, n_out, capacity and the keyword options are those of
+    ``AdaptiveLIF``; ``weight_rec`` is initialised as ``RecurrentLIF``'s."""
 
 
 class RecurrentCubaLIF(RecurrentLIF, CubaLIF):
@@ -498,7 +568,7 @@ class Sequential:
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         """(name, Parameter) of every learnable array, named ``layers.{i}.{weight, weight_rec,
-        bias, alpha, theta1, alpha_syn}``."""
+        bias, alpha, theta1, alpha_syn, rho, b}``."""
         return [(f"layers.{i}.{name}", p) for i, layer in enumerate(self.layers)
                 for name, p in layer.parameters().items()]
 
@@ -514,7 +584,8 @@ class Sequential:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and of each layer's per-neuron model arrays, by name
         (``layers.{i}.alpha``, spiking layers' ``layers.{i}.theta1``, CUBA layers'
-        ``layers.{i}.alpha_syn``), learnable or not."""
+        ``layers.{i}.alpha_syn``, adaptive layers' ``layers.{i}.rho`` and ``layers.{i}.b``),
+        learnable or not."""
         state = {name: p.data.copy() for name, p in self.named_parameters()}
         for i, layer in enumerate(self.layers):
             for name, array in layer._per_neuron_arrays().items():
@@ -523,7 +594,7 @@ class Sequential:
 
     def load_state_dict(self, state: dict) -> None:
         """Loads the arrays of ``state`` (as ``state_dict`` returns) by name; every name must be
-        present with the same shape, finite, and a fixed decay (alpha, alpha_syn) in [0, 1], else
+        present with the same shape, finite, and a fixed decay (alpha, alpha_syn, rho) in [0, 1], else
         ValueError and nothing changes."""
         expected = self.state_dict()
         missing = sorted(set(expected) - set(state))

@@ -26,8 +26,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
                       "(or pip install saltatory[bench])") from exc
 
 from . import _core
-from .nn import (_DECAYS, _SLOTS, LIF, CubaLIF, Readout, RecurrentCubaLIF, RecurrentLIF, Sequential,
-                 _clamp_grad, _context_spikes, _output)
+from .nn import (_DECAYS, _SLOTS, LIF, AdaptiveLIF, CubaLIF, Readout, RecurrentAdaptiveLIF,
+                 RecurrentCubaLIF, RecurrentLIF, Sequential, _clamp_grad, _context_spikes, _output)
 from .spikes import SpikeTensor
 
 
@@ -92,8 +92,8 @@ class _StackFunction(torch.autograd.Function):
 
 
 class SparseSequential(torch.nn.Module):
-    """A Saltatory stack (LIF, RecurrentLIF, CubaLIF and RecurrentCubaLIF layers, optionally a
-    final Readout) as one module.
+    """A Saltatory stack (LIF, CubaLIF and AdaptiveLIF layers and their recurrent forms, optionally
+    a final Readout) as one module.
 
     ``forward(x)``: x is a dense [T, B, N_in] tensor of 0/1 spikes (binned into lists of
     ``input_capacity``, default the largest list in x) or a ``saltatory.SpikeTensor``. Returns the
@@ -105,8 +105,10 @@ class SparseSequential(torch.nn.Module):
     The module's tensors are the truth: parameters ``layers_{i}_weight``, ``layers_{i}_weight_rec``
     and ``layers_{i}_bias`` (and ``layers_{i}_alpha`` / ``layers_{i}_theta1`` /
     ``layers_{i}_alpha_syn`` [n_out] for layers made with ``learn_alpha`` / ``learn_threshold`` /
-    ``learn_alpha_syn``), and buffers for the others: ``layers_{i}_alpha``, ``layers_{i}_gain``,
-    (spiking layers) ``layers_{i}_theta1`` and (CUBA layers) ``layers_{i}_alpha_syn`` [n_out],
+    ``learn_alpha_syn``; ``layers_{i}_rho`` / ``layers_{i}_b`` with ``learn_adaptation``), and
+    buffers for the others: ``layers_{i}_alpha``, ``layers_{i}_gain``, (spiking layers)
+    ``layers_{i}_theta1``, (CUBA layers) ``layers_{i}_alpha_syn`` and (adaptive layers)
+    ``layers_{i}_rho`` and ``layers_{i}_b`` [n_out],
     so ``state_dict`` carries everything that changes outputs
     (theta2, which only selects gradient candidates, stays on ``module.net.layers[i]`` where a
     ``Theta2Schedule`` moves it). Each forward reads their current storage (so ``.data`` assignment,
@@ -225,4 +227,4 @@ class SparseRecurrentLIF(SparseSequential):
 
 
 __all__ = ["SparseSequential", "SparseLIF", "SparseRecurrentLIF", "LIF", "RecurrentLIF", "CubaLIF",
-           "RecurrentCubaLIF", "Readout"]
+           "RecurrentCubaLIF", "AdaptiveLIF", "RecurrentAdaptiveLIF", "Readout"]

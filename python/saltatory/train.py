@@ -8,8 +8,8 @@
     python -m saltatory.train --mode dense                     # dense baseline, same data and seed
     python -m saltatory.train --checkpoint-dir ckpt [--resume] # checkpoint every epoch / resume
 
-Network: input -> spiking hidden layers (LIF, or with --neuron cuba current-based CubaLIF; with
---recurrent their recurrent forms) with capacity = activity * width -> leaky readout; membrane cross-entropy; Adam. Shows a progress bar (loss, accuracy, samples/s),
+Network: input -> spiking hidden layers (LIF; with --neuron cuba current-based CubaLIF, with
+--neuron alif adaptive-threshold AdaptiveLIF; with --recurrent their recurrent forms) with capacity = activity * width -> leaky readout; membrane cross-entropy; Adam. Shows a progress bar (loss, accuracy, samples/s),
 evaluates every epoch, writes plots and summary.json to --out, and ends with a summary line.
 A resumed run reproduces the uninterrupted one bit for bit on the CPU.
 """
@@ -40,7 +40,8 @@ _ARCHITECTURE = ("dataset", "hidden", "recurrent", "neuron", "coupling", "mode",
 _INT_MAX = 2**31 - 1  # counts reach the C++ core as int
 #: --neuron: the hidden layer classes (feed-forward, recurrent) and their model options
 _NEURONS = {"lif": ((sal.LIF, sal.RecurrentLIF), lambda args: {}),
-            "cuba": ((sal.CubaLIF, sal.RecurrentCubaLIF), lambda args: {"alpha_syn": args.alpha_syn})}
+            "cuba": ((sal.CubaLIF, sal.RecurrentCubaLIF), lambda args: {"alpha_syn": args.alpha_syn}),
+            "alif": ((sal.AdaptiveLIF, sal.RecurrentAdaptiveLIF), lambda args: {})}
 
 
 def _checked(convert, valid, what: str):
@@ -91,8 +92,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hidden", type=_count(1), nargs="+", default=[256], help="hidden layer widths")
     p.add_argument("--recurrent", action="store_true", help="recurrent hidden layers")
     p.add_argument("--neuron", choices=sorted(_NEURONS), default="lif",
-                   help="hidden neuron model: lif (default) or cuba (current-based, a synaptic "
-                        "current with decay --alpha-syn)")
+                   help="hidden neuron model: lif (default), cuba (current-based, a synaptic "
+                        "current with decay --alpha-syn) or alif (adaptive threshold, LSNN)")
     p.add_argument("--alpha-syn", type=_real(lambda x: 0 <= x < 1, "a number in [0, 1)"), default=0.9,
                    help="synaptic decay of --neuron cuba (default 0.9)")
     p.add_argument("--coupling", choices=["same_step", "delayed"], default="same_step")

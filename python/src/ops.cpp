@@ -153,7 +153,7 @@ void init_ops(py::module_& m) {
         PyContext result;
         std::vector<LayerParams> ps(layers.size());
         for (size_t l = 0; l < layers.size(); ++l) {
-          // (weight, weight_rec, bias, alpha, theta1, alpha_syn)
+          // (weight, weight_rec, bias, alpha, theta1, alpha_syn, rho, b)
           const auto p = params[l].cast<py::tuple>();
           const py::ssize_t n_in = layers[l].n_in, n_out = layers[l].n_out;
           ps[l].weight = optional_floats(p[0], "weight", {n_in, n_out}, result.keep_alive);
@@ -162,6 +162,8 @@ void init_ops(py::module_& m) {
           ps[l].alpha = optional_floats(p[3], "alpha", {n_out}, result.keep_alive);
           ps[l].theta1 = optional_floats(p[4], "theta1", {n_out}, result.keep_alive);
           ps[l].alpha_syn = optional_floats(p[5], "alpha_syn", {n_out}, result.keep_alive);
+          ps[l].rho = optional_floats(p[6], "rho", {n_out}, result.keep_alive);
+          ps[l].b = optional_floats(p[7], "b", {n_out}, result.keep_alive);
         }
         const SpikeView view = spike_view(input, op, &result.keep_alive);
         {
@@ -193,7 +195,7 @@ void init_ops(py::module_& m) {
               ? nullptr
               : static_cast<const float*>(
                     checked<float>(grad_outputs[l], op, "grad_output", {c.T, c.B, width}).data());
-      // (d_weight, d_weight_rec, d_bias, d_alpha, d_theta1, d_alpha_syn)
+      // (d_weight, d_weight_rec, d_bias, d_alpha, d_theta1, d_alpha_syn, d_rho, d_b)
       const auto t = grads[l].cast<py::tuple>();
       const py::ssize_t n_in = layers[l].n_in, n_out = layers[l].n_out;
       g[l].weight = writable_floats(t[0], op, "weight grad", {n_in, n_out});
@@ -202,6 +204,8 @@ void init_ops(py::module_& m) {
       g[l].alpha = writable_floats(t[3], op, "alpha grad", {n_out});
       g[l].theta1 = writable_floats(t[4], op, "theta1 grad", {n_out});
       g[l].alpha_syn = writable_floats(t[5], op, "alpha_syn grad", {n_out});
+      g[l].rho = writable_floats(t[6], op, "rho grad", {n_out});
+      g[l].b = writable_floats(t[7], op, "b grad", {n_out});
     }
     float* g_in = writable_floats(grad_input, op, "grad_input", {c.T, c.B, c.input_capacity});
     py::gil_scoped_release release;

@@ -755,8 +755,11 @@ def test_ipu_model_and_recompute_equal_cpu_bit_for_bit(reset: str, reset_grad: s
     included. The dense mode (every neuron listed here) agrees to rounding."""
     if "ipu-model" not in sal.available_devices():
         pytest.skip("this build has no ipu-model device")
-    x = _input(90, p=0.35)
-    labels = np.array([0, 1, 2], np.int32)
+    # B = 128: the CPU rounds a segment up to max(1, 256 // B) = 2 steps, so recompute_segment=1
+    # really recomputes windows of 2 of the T steps (with B = 3 it would round up past T and
+    # store everything)
+    x = _input(90, p=0.35, b=128)
+    labels = (np.arange(128) % 3).astype(np.int32)
     variants = {"cpu": {}, "ipu-model": {"device": "ipu-model"}, "recompute": {"recompute_segment": 1},
                 "dense": {"mode": "dense"}}
     results = {}
