@@ -47,30 +47,30 @@ void validate_layer(const char* op, size_t l, const LayerConfig& c, const LayerP
     check(p.alpha[j] >= 0.0f && p.alpha[j] <= 1.0f, op, "layer ", l, ": alpha[", j,
           "] = ", p.alpha[j], " is outside [0, 1]");
   using kernels::neurons::Neuron;
-  check(c.neuron == Neuron::lif || c.neuron == Neuron::cuba || c.neuron == Neuron::alif, op,
-        "layer ", l, ": unknown neuron model ", static_cast<int>(c.neuron));
+  check(c.neuron == Neuron::lif || c.neuron == Neuron::cuba || c.neuron == Neuron::alif ||
+            c.neuron == Neuron::adlif,
+        op, "layer ", l, ": unknown neuron model ", static_cast<int>(c.neuron));
   check(c.neuron == Neuron::lif || c.kind != LayerKind::readout, op, "layer ", l,
         ": a readout is a LIF integrator; the other neuron models are for spiking layers");
-  check(c.neuron != Neuron::alif || c.reset != ResetMode::subtract, op, "layer ", l,
-        ": the alif model resets to zero (reset state or spike), not by subtraction");
-  // the model-specific per-neuron parameters: present exactly for their model; decays in [0, 1]
-  const struct {
-    const float* values;
-    const char* name;
-    Neuron model;
-    bool decay;
-  } extras[] = {{p.alpha_syn, "alpha_syn", Neuron::cuba, true},
-                {p.rho, "rho", Neuron::alif, true},
-                {p.b, "b", Neuron::alif, false}};
-  for (const auto& e : extras) {
-    const bool needed = c.neuron == e.model;
-    check(needed == (e.values != nullptr), op, "layer ", l, ": ", e.name,
+  check(c.neuron == Neuron::lif || c.neuron == Neuron::cuba || c.reset != ResetMode::subtract, op,
+        "layer ", l,
+        ": the adaptive models reset to zero (reset state or spike), not by subtraction");
+  // the model-specific per-neuron parameters (slots after alpha and theta1): present exactly when
+  // the model reads them; decays in [0, 1], the others finite
+  const kernels::neurons::Model model = common::layer_model(c, p);
+  const char* names[kernels::neurons::kMaxParams] = {"alpha", "theta1", "alpha_syn",
+                                                     "rho",   "b",      "a"};
+  for (int i = kernels::neurons::p_alpha_syn; i < kernels::neurons::kMaxParams; ++i) {
+    const float* values = model.params[i];
+    const bool needed = model.uses(i),
+               decay = i == kernels::neurons::p_alpha_syn || i == kernels::neurons::p_rho;
+    check(needed == (values != nullptr), op, "layer ", l, ": ", names[i],
           needed ? " is missing (its neuron model needs it)"
                  : " does not belong to this neuron model");
     for (int j = 0; needed && j < c.n_out; ++j)
-      check(e.decay ? e.values[j] >= 0.0f && e.values[j] <= 1.0f : std::isfinite(e.values[j]), op,
-            "layer ", l, ": ", e.name, "[", j, "] = ", e.values[j],
-            e.decay ? " is outside [0, 1]" : " is not finite");
+      check(decay ? values[j] >= 0.0f && values[j] <= 1.0f : std::isfinite(values[j]), op, "layer ",
+            l, ": ", names[i], "[", j, "] = ", values[j],
+            decay ? " is outside [0, 1]" : " is not finite");
   }
   if (c.kind == LayerKind::recurrent_lif)
     check(p.weight_rec != nullptr &&

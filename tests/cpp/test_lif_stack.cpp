@@ -48,14 +48,15 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 struct Net {
   StackConfig config;
   std::vector<std::vector<float>> w, w_rec, bias, alpha, theta1;  // theta1 empty: config's
-  std::vector<std::vector<float>> alpha_syn, rho, b;              // empty: not that model's layer
+  std::vector<std::vector<float>> alpha_syn, rho, b, a;           // empty: not that model's layer
   std::vector<reference::Layer> ref;
   std::vector<LayerParams> params() const {
     std::vector<LayerParams> p(w.size());
     const auto or_null = [](const std::vector<float>& x) { return x.empty() ? nullptr : x.data(); };
     for (size_t l = 0; l < w.size(); ++l)
-      p[l] = {w[l].data(),        or_null(w_rec[l]),     or_null(bias[l]), alpha[l].data(),
-              or_null(theta1[l]), or_null(alpha_syn[l]), or_null(rho[l]),  or_null(b[l])};
+      p[l] = {w[l].data(),     or_null(w_rec[l]),  or_null(bias[l]),
+              alpha[l].data(), or_null(theta1[l]), or_null(alpha_syn[l]),
+              or_null(rho[l]), or_null(b[l]),      or_null(a[l])};
     return p;
   }
 };
@@ -112,14 +113,18 @@ Net make_net(const Case& c, Mode mode, uint32_t seed) {
       return x;
     };
     std::vector<float> alpha_syn = uniform(neuron == Neuron::cuba, 0.5f, 0.85f),
-                       rho = uniform(neuron == Neuron::alif, 0.6f, 0.95f),
-                       b = uniform(neuron == Neuron::alif, 0.1f, 0.6f);
+                       rho =
+                           uniform(neuron == Neuron::alif || neuron == Neuron::adlif, 0.6f, 0.95f),
+                       b = uniform(neuron == Neuron::alif || neuron == Neuron::adlif, 0.1f, 0.6f),
+                       adapt_a = uniform(neuron == Neuron::adlif, -0.4f, 0.4f);
     net.config.layers.push_back(layer);
     net.ref.push_back({layer, to_double(w), to_double(rec), to_double(bias), to_double(alpha),
-                       to_double(theta1), to_double(alpha_syn), to_double(rho), to_double(b)});
+                       to_double(theta1), to_double(alpha_syn), to_double(rho), to_double(b),
+                       to_double(adapt_a)});
     net.alpha_syn.push_back(std::move(alpha_syn));
     net.rho.push_back(std::move(rho));
     net.b.push_back(std::move(b));
+    net.a.push_back(std::move(adapt_a));
     net.w.push_back(std::move(w));
     net.w_rec.push_back(std::move(rec));
     net.bias.push_back(std::move(bias));
@@ -183,7 +188,7 @@ void expect_same_lists(const SpikeTensor& a, const SpikeTensor& b, const std::st
 
 /// Gradients of one backward call, per layer (alpha, theta1 and alpha_syn learnable throughout).
 struct Grads {
-  std::vector<std::vector<float>> w, w_rec, bias, alpha, theta1, alpha_syn, rho, b;
+  std::vector<std::vector<float>> w, w_rec, bias, alpha, theta1, alpha_syn, rho, b, a;
   std::vector<float> input;
 };
 
@@ -209,12 +214,13 @@ Grads run_backward(StackContext& ctx, const Net& net, const std::vector<std::vec
     g.alpha_syn.emplace_back(net.alpha_syn[l].size(), 0.0f);
     g.rho.emplace_back(net.rho[l].size(), 0.0f);
     g.b.emplace_back(net.b[l].size(), 0.0f);
+    g.a.emplace_back(net.a[l].size(), 0.0f);
   }
   const auto or_null = [](std::vector<float>& x) { return x.empty() ? nullptr : x.data(); };
   for (size_t l = 0; l < net.w.size(); ++l)
     buffers.push_back({g.w[l].data(), or_null(g.w_rec[l]), or_null(g.bias[l]), g.alpha[l].data(),
                        or_null(g.theta1[l]), or_null(g.alpha_syn[l]), or_null(g.rho[l]),
-                       or_null(g.b[l])});
+                       or_null(g.b[l]), or_null(g.a[l])});
   std::vector<const float*> outs;
   outs.reserve(g_out.size());
   for (const auto& x : g_out) outs.push_back(x.data());
@@ -240,6 +246,7 @@ void expect_bitwise_same(const StackContext& ctx, const StackContext& ref, const
   EXPECT_EQ(g.alpha_syn, expected.alpha_syn);
   EXPECT_EQ(g.rho, expected.rho);
   EXPECT_EQ(g.b, expected.b);
+  EXPECT_EQ(g.a, expected.a);
   EXPECT_EQ(g.input, expected.input);
 }
 
@@ -300,6 +307,7 @@ void expect_matches_reference(const Case& c, Mode mode, Device device,
     expect_close(g.alpha_syn[l], ref_g.alpha_syn[l], "dalpha_syn layer " + std::to_string(l));
     expect_close(g.rho[l], ref_g.rho[l], "drho layer " + std::to_string(l));
     expect_close(g.b[l], ref_g.b[l], "db layer " + std::to_string(l));
+    expect_close(g.a[l], ref_g.a[l], "da layer " + std::to_string(l));
   }
   expect_close(g.input, ref_g.input, "d input entries");
 }
@@ -415,6 +423,20 @@ std::vector<Case> sweep() {
   alif_spike.neuron = kernels::neurons::Neuron::alif;
   alif_spike.reset = ResetMode::spike;
   cases.push_back(alif_spike);
+  Case adlif{"adlif_two_layers_readout", 14, 3, 24, {21, 19}, 6, 0.3, 5};
+  adlif.neuron = kernels::neurons::Neuron::adlif;
+  adlif.per_neuron_theta1 = true;
+  cases.push_back(adlif);
+  Case adlif_rec{"adlif_recurrent_delayed_mask", 12, 2, 24, {19, 15}, 4, 0.35, 3, true};
+  adlif_rec.neuron = kernels::neurons::Neuron::adlif;
+  adlif_rec.coupling = Coupling::delayed;
+  adlif_rec.reset_grad = ResetGrad::mask;
+  adlif_rec.bias = true;
+  cases.push_back(adlif_rec);
+  Case adlif_spike{"adlif_spike_reset_overflow", 12, 2, 30, {33}, 3, 0.4, 0, true};
+  adlif_spike.neuron = kernels::neurons::Neuron::adlif;
+  adlif_spike.reset = ResetMode::spike;
+  cases.push_back(adlif_spike);
   return cases;
 }
 
@@ -470,7 +492,9 @@ std::vector<Case> exactness_cases() {
   cuba.neuron = kernels::neurons::Neuron::cuba;
   Case alif{"alif_recurrent", 15, 3, 20, {22, 16}, 0, 0.3, 3, true};
   alif.neuron = kernels::neurons::Neuron::alif;
-  return {same, delayed, recurrent, rec_delayed, cuba, alif};
+  Case adlif{"adlif_recurrent", 15, 3, 20, {22, 16}, 0, 0.3, 3, true};
+  adlif.neuron = kernels::neurons::Neuron::adlif;
+  return {same, delayed, recurrent, rec_delayed, cuba, alif, adlif};
 }
 
 INSTANTIATE_TEST_SUITE_P(Paper, SparseEqualsDense, ::testing::ValuesIn(exactness_cases()),

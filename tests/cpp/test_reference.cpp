@@ -90,7 +90,8 @@ std::vector<double> random_vector(size_t n, std::mt19937& rng, double lo = -1.0,
 }
 
 /// Random parameters: weights U(w_lo, w_hi), bias U(0, b_hi), alpha U(0.6, 0.95), alpha_syn
-/// (cuba layers) U(0.5, 0.9), rho (alif layers) U(0.5, 0.9) and b U(0.2, 0.8).
+/// (cuba layers) U(0.5, 0.9), rho (alif, adlif layers) U(0.5, 0.9), b U(0.2, 0.8) and a (adlif)
+/// U(-0.5, 0.5).
 std::vector<ref::Layer> random_stack(const std::vector<LayerConfig>& configs, std::mt19937& rng,
                                      double w_lo, double w_hi, double b_hi) {
   std::uniform_real_distribution<double> w(w_lo, w_hi), bias(0.0, b_hi), alpha(0.6, 0.95);
@@ -111,10 +112,11 @@ std::vector<ref::Layer> random_stack(const std::vector<LayerConfig>& configs, st
     for (double& x : l.alpha) x = alpha(rng);
     if (c.neuron == kernels::neurons::Neuron::cuba)
       l.alpha_syn = random_vector(c.n_out, rng, 0.5, 0.9);
-    if (c.neuron == kernels::neurons::Neuron::alif) {
+    if (c.neuron == kernels::neurons::Neuron::alif || c.neuron == kernels::neurons::Neuron::adlif) {
       l.rho = random_vector(c.n_out, rng, 0.5, 0.9);
       l.b = random_vector(c.n_out, rng, 0.2, 0.8);
     }
+    if (c.neuron == kernels::neurons::Neuron::adlif) l.a = random_vector(c.n_out, rng, -0.5, 0.5);
     layers.push_back(std::move(l));
   }
   return layers;
@@ -178,25 +180,27 @@ struct FdWorst {
   }
 };
 
-/// FD of `loss(layers)` in every weight, recurrent weight, bias, alpha, alpha_syn (cuba layers)
-/// and, where the layer has per-neuron thresholds, theta1 against `g` (shared thresholds are a
-/// float config.theta1).
+/// FD of `loss(layers)` in every weight, recurrent weight, bias, alpha, the model-specific
+/// parameters (alpha_syn, rho, b, a) and, where the layer has per-neuron thresholds, theta1 against
+/// `g` (shared thresholds are a float config.theta1).
 void expect_parameter_fd(std::vector<ref::Layer> layers, const ref::Gradients& g,
                          const std::function<double(const std::vector<ref::Layer>&)>& loss,
                          double eps, double tol) {
-  const char* names[8] = {"weight", "weight_rec", "bias", "alpha",
-                          "theta1", "alpha_syn",  "rho",  "b"};
-  FdWorst worst[8];
+  const char* names[9] = {"weight",    "weight_rec", "bias", "alpha", "theta1",
+                          "alpha_syn", "rho",        "b",    "a"};
+  FdWorst worst[9];
   for (size_t l = 0; l < layers.size(); ++l) {
-    std::vector<double>* params[8] = {
-        &layers[l].weight, &layers[l].weight_rec, &layers[l].bias, &layers[l].alpha,
-        &layers[l].theta1, &layers[l].alpha_syn,  &layers[l].rho,  &layers[l].b};
-    const std::vector<double>* grads[8] = {&g.weight[l], &g.weight_rec[l], &g.bias[l], &g.alpha[l],
-                                           &g.theta1[l], &g.alpha_syn[l],  &g.rho[l],  &g.b[l]};
+    std::vector<double>* params[9] = {
+        &layers[l].weight, &layers[l].weight_rec, &layers[l].bias,
+        &layers[l].alpha,  &layers[l].theta1,     &layers[l].alpha_syn,
+        &layers[l].rho,    &layers[l].b,          &layers[l].a};
+    const std::vector<double>* grads[9] = {&g.weight[l], &g.weight_rec[l], &g.bias[l],
+                                           &g.alpha[l],  &g.theta1[l],     &g.alpha_syn[l],
+                                           &g.rho[l],    &g.b[l],          &g.a[l]};
     const bool spiking = layers[l].config.kind != LayerKind::readout;
     ASSERT_EQ(g.theta1[l].size(), spiking ? static_cast<size_t>(layers[l].config.n_out) : 0u)
         << "theta1 of layer " << l;
-    for (int p = 0; p < 8; ++p) {
+    for (int p = 0; p < 9; ++p) {
       if (p == 4 && params[p]->empty()) continue;
       ASSERT_EQ(grads[p]->size(), params[p]->size()) << names[p] << " of layer " << l;
       for (size_t i = 0; i < params[p]->size(); ++i) {
@@ -207,7 +211,7 @@ void expect_parameter_fd(std::vector<ref::Layer> layers, const ref::Gradients& g
       }
     }
   }
-  for (int p = 0; p < 8; ++p) worst[p].record(names[p]);
+  for (int p = 0; p < 9; ++p) worst[p].record(names[p]);
 }
 
 /// Per-neuron thresholds U(lo, hi) for every spiking layer, neuron 0's set to `first`.
@@ -641,8 +645,8 @@ class ReferenceSmoothFd : public ::testing::TestWithParam<SmoothCase> {};
 
 TEST_P(ReferenceSmoothFd, BackwardMatchesFiniteDifferences) {
   const auto [coupling, reset_mode, reset_grad, surrogate, per_neuron_theta1, neuron] = GetParam();
-  if (neuron == Neuron::alif && reset_mode == ResetMode::subtract)
-    GTEST_SKIP() << "the alif model has no subtract reset (the op layer refuses it)";
+  if ((neuron == Neuron::alif || neuron == Neuron::adlif) && reset_mode == ResetMode::subtract)
+    GTEST_SKIP() << "the adaptive models have no subtract reset (the op layer refuses it)";
   const int T = 6, B = 2;
   std::vector<LayerConfig> configs = {layer_config(LayerKind::lif, 4, 6, 6, true),
                                       layer_config(LayerKind::recurrent_lif, 6, 5, 5, true),
@@ -653,6 +657,8 @@ TEST_P(ReferenceSmoothFd, BackwardMatchesFiniteDifferences) {
     c.surrogate = surrogate;
     c.beta = 3.0f;
     if (c.kind != LayerKind::readout) c.neuron = neuron;
+    // the adaptation current takes from the drive: more gain so that resets happen
+    if (c.kind != LayerKind::readout && neuron == Neuron::adlif) c.gain = 16.0f;
   }
   std::mt19937 rng(11);
   std::vector<ref::Layer> layers = random_stack(configs, rng, -0.2, 0.6, 0.2);
@@ -684,9 +690,10 @@ TEST_P(ReferenceSmoothFd, BackwardMatchesFiniteDifferences) {
   for (int l = 0; l < 2; ++l) EXPECT_GT(mass(g.theta1[l]), 1e-3) << "layer " << l;
   for (int l = 0; l < 2 && neuron == Neuron::cuba; ++l)
     EXPECT_GT(mass(g.alpha_syn[l]), 1e-3) << "layer " << l;
-  for (int l = 0; l < 2 && neuron == Neuron::alif; ++l) {
+  for (int l = 0; l < 2 && (neuron == Neuron::alif || neuron == Neuron::adlif); ++l) {
     EXPECT_GT(mass(g.rho[l]), 1e-3) << "layer " << l;
     EXPECT_GT(mass(g.b[l]), 1e-3) << "layer " << l;
+    if (neuron == Neuron::adlif) EXPECT_GT(mass(g.a[l]), 1e-3) << "layer " << l;
   }
   ASSERT_EQ(g.input.size(), input.size());
   FdWorst worst;
@@ -706,7 +713,7 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(Surrogate::super_spike, Surrogate::arctan,
                                          Surrogate::triangle, Surrogate::sigmoid),
                        ::testing::Bool(),
-                       ::testing::Values(Neuron::lif, Neuron::cuba, Neuron::alif)));
+                       ::testing::Values(Neuron::lif, Neuron::cuba, Neuron::alif, Neuron::adlif)));
 
 // ---------------------------------------------------------------------------------------------
 // Finite differences through the linearized forward around the real one: checks the public
@@ -718,8 +725,8 @@ class ReferenceLinearizedFd : public ::testing::TestWithParam<LinearCase> {};
 
 TEST_P(ReferenceLinearizedFd, PublicBackwardMatchesFiniteDifferences) {
   const auto [coupling, reset_mode, reset_grad, mode, per_neuron_theta1, neuron] = GetParam();
-  if (neuron == Neuron::alif && reset_mode == ResetMode::subtract)
-    GTEST_SKIP() << "the alif model has no subtract reset (the op layer refuses it)";
+  if ((neuron == Neuron::alif || neuron == Neuron::adlif) && reset_mode == ResetMode::subtract)
+    GTEST_SKIP() << "the adaptive models have no subtract reset (the op layer refuses it)";
   const int T = 8, B = 2, N0 = 6, K0 = 4;
   std::vector<LayerConfig> configs = {layer_config(LayerKind::lif, N0, 8, 3, true),
                                       layer_config(LayerKind::recurrent_lif, 8, 6, 4),
@@ -791,10 +798,11 @@ TEST_P(ReferenceLinearizedFd, PublicBackwardMatchesFiniteDifferences) {
     EXPECT_GT(mass(g.alpha[l]), 1e-3) << "layer " << l;
     EXPECT_GT(mass(g.theta1[l]), 1e-3) << "layer " << l;
     if (neuron == Neuron::cuba) EXPECT_GT(mass(g.alpha_syn[l]), 1e-3) << "layer " << l;
-    if (neuron == Neuron::alif) {
+    if (neuron == Neuron::alif || neuron == Neuron::adlif) {  // few spikes feed b: 1e-4
       EXPECT_GT(mass(g.rho[l]), 1e-3) << "layer " << l;
-      EXPECT_GT(mass(g.b[l]), 1e-3) << "layer " << l;
+      EXPECT_GT(mass(g.b[l]), 1e-4) << "layer " << l;
     }
+    if (neuron == Neuron::adlif) EXPECT_GT(mass(g.a[l]), 1e-3) << "layer " << l;
   }
 
   // Input entries: spikes and candidates by FD of the dense input; padding exactly zero.
@@ -823,7 +831,7 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(ResetMode::state, ResetMode::spike, ResetMode::subtract),
                        ::testing::Values(ResetGrad::pass, ResetGrad::mask),
                        ::testing::Values(Mode::sparse, Mode::dense), ::testing::Bool(),
-                       ::testing::Values(Neuron::lif, Neuron::cuba, Neuron::alif)));
+                       ::testing::Values(Neuron::lif, Neuron::cuba, Neuron::alif, Neuron::adlif)));
 
 // ---------------------------------------------------------------------------------------------
 // Readouts on fixed spikes: the public forward itself is smooth in the readout's parameters.

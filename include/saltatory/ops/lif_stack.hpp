@@ -75,8 +75,9 @@ struct LayerParams {
   /// [n_out] spike thresholds, one per neuron (spiking layers); null: config.theta1 for all.
   const float* theta1 = nullptr;
   const float* alpha_syn = nullptr;  ///< [n_out] synaptic decay in [0, 1] (cuba layers only)
-  const float* rho = nullptr;        ///< [n_out] adaptation decay in [0, 1] (alif layers only)
-  const float* b = nullptr;          ///< [n_out] adaptation strength, finite (alif layers only)
+  const float* rho = nullptr;        ///< [n_out] adaptation decay in [0, 1] (alif, adlif only)
+  const float* b = nullptr;          ///< [n_out] adaptation per spike, finite (alif, adlif only)
+  const float* a = nullptr;          ///< [n_out] subthreshold adaptation, finite (adlif only)
 };
 
 /// Gradient buffers of one layer; backward adds into them. Null skips that gradient.
@@ -87,8 +88,9 @@ struct LayerGrads {
   float* alpha = nullptr;      ///< [n_out]: learnable decay
   float* theta1 = nullptr;     ///< [n_out]: learnable spike thresholds (spiking layers)
   float* alpha_syn = nullptr;  ///< [n_out]: learnable synaptic decay (cuba layers)
-  float* rho = nullptr;        ///< [n_out]: learnable adaptation decay (alif layers)
-  float* b = nullptr;          ///< [n_out]: learnable adaptation strength (alif layers)
+  float* rho = nullptr;        ///< [n_out]: learnable adaptation decay (alif, adlif layers)
+  float* b = nullptr;          ///< [n_out]: learnable adaptation per spike (alif, adlif layers)
+  float* a = nullptr;          ///< [n_out]: learnable subthreshold adaptation (adlif layers)
 };
 
 /// What forward produced; backend subclasses keep what backward needs. Opaque to Python.

@@ -12,6 +12,8 @@
 //   cuba:      Isyn[t] = alpha_syn Isyn[t-1] + I[t] (Isyn[-1] = 0) drives V in the place of I
 //   alif:      A[t] = rho A[t-1] + (1 - rho) a[t-1] (A[-1] = 0); every threshold moves by b A[t]:
 //              theta1 + b A[t] for spikes and resets, theta2 + b A[t] for candidates (zero resets)
+//   adlif:     w[t] = rho w[t-1] + (1 - rho) (a_w V[t-1] + b a[t-1]) (w[-1] = 0) and
+//              V[t] = alpha V[t-1] (1 - r[t]) + (1 - alpha) (g I[t] - w[t]) (zero resets)
 //   r[t]     = H(V[t-1] - theta1) (state, subtract) or [j emitted at t-1] (spike)
 //   S[t]     = {V > theta1} ascending, first K kept (rest dropped), then {theta2 < V <= theta1}
 //              ascending while capacity lasts; K = capacity, or n_out in Mode::dense. A neuron
@@ -28,6 +30,10 @@
 //   alif:      gA[t] += (1 - rho) gAd[t+1] before the surrogate (a[t] feeds A[t+1]), with
 //              gAd[t] = rho gAd[t+1] - b local[t] (dL/dA), drho += gAd[t] (A[t-1] - a[t-1]),
 //              db -= local[t] A[t], local = listed gA sigma'(V - theta1 - b A)
+//   adlif:     gA[t] += (1 - rho) b gw[t+1] and gV[t] += (1 - rho) a_w gw[t+1], with
+//              gw[t] = rho gw[t+1] - (1 - alpha) gV[t] (dL/dw), drho += gw[t] (w[t-1] - a_w V[t-1]
+//              - b a[t-1]), db += gw[t] (1 - rho) a[t-1], da_w += gw[t] (1 - rho) V[t-1], and
+//              g I - w in the place of g I in dalpha
 //   gA_in[t'][i] += W[i, :] . gI[t];  gA[t-1][i] += W_rec[i, :] . gI[t]   (recurrent)
 //   dalpha  += gV[t] (V[t-1] (1 - r[t]) - g I[t])   (zero resets, pass and mask alike)
 //              gV[t] (V[t-1] - g I[t])              (subtract and readout)
@@ -64,8 +70,10 @@ struct Layer {
   std::vector<double> theta1{};
   /// [n_out] synaptic decay of a cuba layer (config.neuron); empty otherwise.
   std::vector<double> alpha_syn{};
-  /// [n_out] adaptation decay and strength of an alif layer; empty otherwise.
+  /// [n_out] adaptation decay and strength of an alif or adlif layer; empty otherwise.
   std::vector<double> rho{}, b{};
+  /// [n_out] subthreshold adaptation a_w of an adlif layer; empty otherwise.
+  std::vector<double> a{};
 };
 
 /// Result of a reference forward pass.
@@ -86,7 +94,8 @@ struct Gradients {
   /// dL/dtheta1_j [n_out], spiking layers (also when Layer::theta1 is empty); readout: empty.
   std::vector<std::vector<double>> theta1;
   std::vector<std::vector<double>> alpha_syn;  ///< dL/dalpha_syn [n_out], cuba layers; else empty
-  std::vector<std::vector<double>> rho, b;     ///< dL/drho, dL/db [n_out], alif layers; else empty
+  std::vector<std::vector<double>> rho, b;     ///< dL/drho, dL/db [n_out], alif, adlif layers
+  std::vector<std::vector<double>> a;          ///< dL/da_w [n_out], adlif layers; else empty
   std::vector<double> input;  ///< dL/d(input list entries) [T * B * K_0] (dense [T * B * N_0] in
                               ///< detail::trace_backward)
 };
@@ -163,8 +172,9 @@ struct Trace {
   std::vector<std::vector<uint8_t>> listed;  ///< per layer, 1 = gets a surrogate gradient
   std::vector<std::vector<double>> reset;    ///< per layer r[t] [T * B * n_out] (readout: 0)
   std::vector<std::vector<double>> theta1;   ///< per layer theta1_j used [n_out] (readout: empty)
-  std::vector<std::vector<double>> adapt;    ///< per layer A[t] [T * B * n_out] (alif; else empty)
-  std::vector<std::vector<double>> b;        ///< per layer b_j used [n_out] (alif; else empty)
+  /// per layer A[t] (alif) or w[t] (adlif) [T * B * n_out]; else empty
+  std::vector<std::vector<double>> adapt;
+  std::vector<std::vector<double>> b;  ///< per layer b_j used [n_out] (alif; else empty)
 };
 
 /// The threshold offset b_j A[t] of entry `i` = (t, b, j) of layer l of a trace (0 but for alif).
@@ -213,12 +223,15 @@ inline void check_stack(const StackConfig& config, const std::vector<Layer>& lay
     require(!cuba || c.kind != LayerKind::readout, name + "a readout is not a cuba layer");
     require(layers[l].alpha_syn.size() == (cuba ? static_cast<size_t>(c.n_out) : 0),
             name + "alpha_syn size");
-    const bool alif = c.neuron == kernels::neurons::Neuron::alif;
-    require(!alif || c.kind != LayerKind::readout, name + "a readout is not an alif layer");
-    require(!alif || c.reset != ResetMode::subtract, name + "alif resets to zero");
-    require(layers[l].rho.size() == (alif ? static_cast<size_t>(c.n_out) : 0) &&
-                layers[l].b.size() == layers[l].rho.size(),
-            name + "rho and b sizes");
+    const bool alif = c.neuron == kernels::neurons::Neuron::alif,
+               adlif = c.neuron == kernels::neurons::Neuron::adlif;
+    require(!(alif || adlif) || c.kind != LayerKind::readout, name + "a readout does not adapt");
+    require(!(alif || adlif) || c.reset != ResetMode::subtract,
+            name + "adaptive models reset to zero");
+    require(layers[l].rho.size() == (alif || adlif ? static_cast<size_t>(c.n_out) : 0) &&
+                layers[l].b.size() == layers[l].rho.size() &&
+                layers[l].a.size() == (adlif ? static_cast<size_t>(c.n_out) : 0),
+            name + "rho, b and a sizes");
     const std::vector<double>& theta1 = layers[l].theta1;
     if (c.kind == LayerKind::readout) {
       require(theta1.empty(), name + "a readout has no theta1");
@@ -337,12 +350,13 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
     std::vector<double>& r = tr.reset[l];
     std::vector<double>& a = tr.act[l];
     std::vector<uint8_t>& listed = tr.listed[l];
-    const bool cuba = !layer.alpha_syn.empty(), alif = !layer.rho.empty();
+    const bool cuba = !layer.alpha_syn.empty(), adlif = !layer.a.empty(),
+               alif = !layer.rho.empty() && !adlif;
     v.assign(size, 0.0);
     r.assign(size, 0.0);
     if (cuba) syn.assign(size, 0.0);
-    if (alif) tr.adapt[l].assign(size, 0.0);
-    tr.b[l] = layer.b;
+    if (alif || adlif) tr.adapt[l].assign(size, 0.0);
+    tr.b[l] = alif ? layer.b : std::vector<double>{};
     const auto shift = [&](size_t i) { return threshold_shift(tr, l, i, n); };
     if (spiking) {
       a.assign(size, 0.0);
@@ -366,6 +380,11 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
             syn[row + j] = (t > 0 ? layer.alpha_syn[j] * syn[prev] : 0.0) + current[j];
             current[j] = syn[row + j];
           }
+          double w = 0.0;  // adlif: the adaptation current, off the input
+          if (adlif && t > 0)
+            w = tr.adapt[l][row + j] =
+                layer.rho[j] * tr.adapt[l][prev] +
+                (1.0 - layer.rho[j]) * (layer.a[j] * v_prev + layer.b[j] * a[prev]);
           double rj = 0.0;
           if (spiking && t > 0) {
             if (base != nullptr)
@@ -383,7 +402,7 @@ inline Trace trace_forward(const StackConfig& config, const std::vector<Layer>& 
             leak = al * v_prev - al * base->out.membrane[l][prev] * rj;
           else
             leak = al * v_prev * (1.0 - rj);
-          v[row + j] = leak + gain * (1.0 - al) * current[j];
+          v[row + j] = leak + (1.0 - al) * (gain * current[j] - w);
         }
         if (!spiking) continue;
         if (activation == Activation::spikes) {
@@ -456,7 +475,7 @@ inline Trace trace_from_forward(const StackConfig& config, const std::vector<Lay
   for (size_t l = 0; l < L; ++l) {
     const LayerConfig& c = layers[l].config;
     const int n = c.n_out;
-    tr.b[l] = layers[l].b;
+    tr.b[l] = layers[l].a.empty() ? layers[l].b : std::vector<double>{};  // alif's threshold
     const std::vector<double>& theta1 = tr.theta1[l] = thresholds_of(layers[l]);
     const size_t size = static_cast<size_t>(T) * B * n;
     require(fwd.membrane[l].size() == size, "membrane size");
@@ -476,12 +495,21 @@ inline Trace trace_from_forward(const StackConfig& config, const std::vector<Lay
       for (int b = 0; b < B; ++b)
         for (int k = 0; k < view.total(t, b); ++k)
           tr.listed[l][at(t, b, B, n) + view.list(t, b)[k]] = 1;
-    if (!layers[l].rho.empty()) {  // the adaptation, from the emitted spikes
-      tr.adapt[l].assign(size, 0.0);
-      for (int t = 0; t < T; ++t)
-        for (int b = 0; b < B; ++b)
-          adaptation_row(layers[l].rho, tr.act[l], tr.adapt[l], t, b, B, n);
-    }
+    const std::vector<double>&rho = layers[l].rho, &bs = layers[l].b, &aw = layers[l].a;
+    if (!rho.empty()) tr.adapt[l].assign(size, 0.0);  // the adaptation, from the emitted spikes
+    for (int t = 0; t < T && !rho.empty(); ++t)
+      for (int b = 0; b < B; ++b) {
+        if (aw.empty()) {
+          adaptation_row(rho, tr.act[l], tr.adapt[l], t, b, B, n);
+          continue;
+        }
+        for (int j = 0; j < n && t > 0; ++j) {  // adlif's w[t]
+          const size_t i = at(t, b, B, n) + j, prev = at(t - 1, b, B, n) + j;
+          tr.adapt[l][i] =
+              rho[j] * tr.adapt[l][prev] +
+              (1.0 - rho[j]) * (aw[j] * fwd.membrane[l][prev] + bs[j] * tr.act[l][prev]);
+        }
+      }
     for (int t = 1; t < T; ++t)
       for (int b = 0; b < B; ++b)
         for (int j = 0; j < n; ++j) {
@@ -513,6 +541,7 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
   g.alpha_syn.resize(L);
   g.rho.resize(L);
   g.b.resize(L);
+  g.a.resize(L);
   g.input.assign(input.size(), 0.0);
   std::vector<std::vector<double>> ga(L);
   for (size_t l = 0; l < L; ++l) {
@@ -547,12 +576,14 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
     if (cuba) g.alpha_syn[l].assign(n, 0.0);
     std::vector<double> gv_next(static_cast<size_t>(B) * n, 0.0), gi(n), current(n);
     std::vector<double> gsyn_next(cuba ? static_cast<size_t>(B) * n : 0, 0.0);
-    const bool alif = !layer.rho.empty();
-    if (alif) {
+    const bool adlif = !layer.a.empty(), alif = !layer.rho.empty() && !adlif;
+    if (alif || adlif) {
       g.rho[l].assign(n, 0.0);
       g.b[l].assign(n, 0.0);
     }
-    std::vector<double> gadapt_next(alif ? static_cast<size_t>(B) * n : 0, 0.0);  // dL/dA[t+1]
+    if (adlif) g.a[l].assign(n, 0.0);
+    // dL/dA[t+1] (alif) or dL/dw[t+1] (adlif)
+    std::vector<double> gadapt_next(alif || adlif ? static_cast<size_t>(B) * n : 0, 0.0);
     for (int t = T - 1; t >= 0; --t)
       for (int b = 0; b < B; ++b) {
         const size_t row = at(t, b, B, n);
@@ -565,11 +596,17 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
             if (spiking && !subtract && c.reset_grad == ResetGrad::mask)
               factor *= 1.0 - r[at(t + 1, b, B, n) + j];
             carry = factor * gv_next[static_cast<size_t>(b) * n + j];
+            if (adlif)  // V[t] feeds w[t+1]
+              carry +=
+                  (1.0 - layer.rho[j]) * layer.a[j] * gadapt_next[static_cast<size_t>(b) * n + j];
           }
           double local = 0.0;  // gA dS/dV = -gA dS/dtheta1 (readout: gA = dL/dV)
           double entry = spiking ? ga[l][row + j] : 0.0;  // dL/da[t]
           if (alif && t + 1 < T)                          // a[t] feeds A[t+1]
             entry += (1.0 - layer.rho[j]) * gadapt_next[static_cast<size_t>(b) * n + j];
+          if (adlif && t + 1 < T)  // a[t] feeds w[t+1]
+            entry +=
+                (1.0 - layer.rho[j]) * layer.b[j] * gadapt_next[static_cast<size_t>(b) * n + j];
           if (!spiking)
             local = ga[l][row + j];
           else if (trace.listed[l][row + j])
@@ -589,6 +626,20 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
           const double gv = carry + local;
           gv_next[static_cast<size_t>(b) * n + j] = gv;
           gi[j] = gain * (1.0 - al) * gv;
+          double w = 0.0;  // adlif: dL/dw[t] = rho dL/dw[t+1] + dV[t]/dw[t] gV[t]
+          if (adlif) {
+            double& gw = gadapt_next[static_cast<size_t>(b) * n + j];
+            gw = (t + 1 < T ? layer.rho[j] * gw : 0.0) - (1.0 - al) * gv;
+            w = trace.adapt[l][row + j];
+            if (t > 0) {
+              const size_t prev = row - static_cast<size_t>(B) * n + j;
+              const double s_prev = trace.act[l][prev], v_before = v[prev];
+              g.rho[l][j] +=
+                  gw * (trace.adapt[l][prev] - layer.a[j] * v_before - layer.b[j] * s_prev);
+              g.b[l][j] += gw * (1.0 - layer.rho[j]) * s_prev;
+              g.a[l][j] += gw * (1.0 - layer.rho[j]) * v_before;
+            }
+          }
           if (cuba) {  // gIsyn[t] = alpha_syn gIsyn[t+1] + dL/dIsyn of V[t];  gI = gIsyn
             double& gsyn = gsyn_next[static_cast<size_t>(b) * n + j];
             gsyn = (t + 1 < T ? layer.alpha_syn[j] * gsyn : 0.0) + gi[j];
@@ -599,7 +650,7 @@ inline Gradients trace_backward(const StackConfig& config, const std::vector<Lay
           const double v_prev = t > 0 ? v[row - static_cast<size_t>(B) * n + j] : 0.0;
           const double v_kept = subtract ? v_prev : v_prev * (1.0 - r[row + j]);
           const double drive = cuba ? (*syn)[row + j] : current[j];
-          g.alpha[l][j] += gv * (v_kept - gain * drive);
+          g.alpha[l][j] += gv * (v_kept - (gain * drive - w));
           if (spiking) g.theta1[l][j] -= local + (subtract ? gv * r[row + j] : 0.0);
         }
         if (c.bias)

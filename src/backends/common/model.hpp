@@ -16,11 +16,11 @@ using kernels::neurons::Model;
 
 /// The model's per-neuron parameters of a layer, by slot (kernels/neurons/rows.hpp).
 SALTATORY_HD kernels::neurons::Params<const float> neuron_params(const LayerParams& p) {
-  return {{p.alpha, p.theta1, p.alpha_syn, p.rho, p.b}};
+  return {{p.alpha, p.theta1, p.alpha_syn, p.rho, p.b, p.a}};
 }
 /// The gradient buffers of those parameters, in the same order.
 inline kernels::neurons::Params<float> neuron_grads(const LayerGrads& g) {
-  return {{g.alpha, g.theta1, g.alpha_syn, g.rho, g.b}};
+  return {{g.alpha, g.theta1, g.alpha_syn, g.rho, g.b, g.a}};
 }
 
 /// The model of a layer over per-neuron parameters (host or device memory).

@@ -7,15 +7,16 @@
 //   spike: V > theta1_j;   gradient candidate: theta2 < V <= theta1_j
 #pragma once
 
+#include "saltatory/kernels/neurons/adlif.hpp"
 #include "saltatory/kernels/neurons/alif.hpp"
 #include "saltatory/kernels/neurons/cuba.hpp"
 #include "saltatory/kernels/neurons/lif.hpp"
 
 namespace saltatory::kernels::neurons {
 
-/// The neuron models: the LIF (neurons/lif.hpp), the current-based LIF (neurons/cuba.hpp) and the
-/// adaptive-threshold LIF (neurons/alif.hpp).
-enum class Neuron : int { lif = 0, cuba = 1, alif = 2 };
+/// The neuron models: the LIF (neurons/lif.hpp), the current-based LIF (neurons/cuba.hpp), the
+/// adaptive-threshold LIF (neurons/alif.hpp) and the current-adaptation LIF (neurons/adlif.hpp).
+enum class Neuron : int { lif = 0, cuba = 1, alif = 2, adlif = 3 };
 
 /// A layer's (or a slice's) neuron model.
 struct Model {
@@ -29,6 +30,7 @@ struct Model {
     switch (neuron) {
       case Neuron::cuba: return f(Cuba::of(params, settings));
       case Neuron::alif: return f(Alif::of(params, settings));
+      case Neuron::adlif: return f(Adlif::of(params, settings));
       case Neuron::lif:
       default: return f(Lif::of(params, settings));
     }

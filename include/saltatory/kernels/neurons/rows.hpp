@@ -40,17 +40,18 @@ SALTATORY_HD Flag flag_of(float v, float theta1, float theta2) {
   return v > theta2 ? candidate : none;
 }
 
-/// The most rows of one set in any model (the ALIF's parameter sums).
-inline constexpr int kMaxRows = 5;
+/// The most rows of one set in any model (the adLIF's parameter sums).
+inline constexpr int kMaxRows = 6;
 
 /// The slots of the models' per-neuron parameters.
 enum ParamSlot : int {
   p_alpha = 0,      ///< membrane decay (every model)
   p_theta1 = 1,     ///< spike threshold (spiking layers)
   p_alpha_syn = 2,  ///< synaptic decay (CUBA)
-  p_rho = 3,        ///< adaptation decay (ALIF)
-  p_b = 4,          ///< adaptation strength (ALIF)
-  kMaxParams = 5
+  p_rho = 3,        ///< adaptation decay (ALIF, adLIF)
+  p_b = 4,          ///< adaptation strength: per spike (ALIF: of the threshold; adLIF: of w)
+  p_a = 5,          ///< subthreshold adaptation (adLIF)
+  kMaxParams = 6
 };
 
 /// Up to kMaxRows rows of n floats. A null first row means none (no previous step, no sums kept).
