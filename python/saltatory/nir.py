@@ -74,6 +74,9 @@ def to_nir(net: Sequential, dt: float = 1e-4, *, neuron: str = "LIF",
     nodes = {"input": nir.Input(input_type=np.array([net.layers[0].n_in]))}
     edges, previous = [], "input"
     for i, layer in enumerate(net.layers):
+        if layer.neuron not in ("lif", "cuba"):
+            raise ValueError(f"[to_nir] layer {i} is a {type(layer).__name__}: NIR has no node for "
+                             f"the {layer.neuron} neuron model (only LIF, CubaLIF and LI)")
         alpha = np.clip(layer.alpha, 0.0, 1.0).astype(np.float64)  # what forward runs (learnable: clamped)
         if np.any(alpha >= 1.0):
             raise ValueError(f"[to_nir] layer {i}: alpha = 1 (no leak) has no finite NIR time constant")

@@ -87,9 +87,9 @@ def _decay_vector(value, n: int, layer: str, name: str = "alpha") -> np.ndarray:
 # The arrays of a layer in the order C++ takes them and their gradients: the weights and bias, then
 # the neuron model's per-neuron parameters (the flag that makes each learnable; decays are clamped
 # into [0, 1] by forward when learnable).
-_SLOTS = ("weight", "weight_rec", "bias", "alpha", "theta1", "alpha_syn", "rho", "b")
+_SLOTS = ("weight", "weight_rec", "bias", "alpha", "theta1", "alpha_syn", "rho", "b", "a")
 _LEARN_FLAGS = {"alpha": "learn_alpha", "theta1": "learn_threshold", "alpha_syn": "learn_alpha_syn",
-                "rho": "learn_adaptation", "b": "learn_adaptation"}
+                "rho": "learn_adaptation", "b": "learn_adaptation", "a": "learn_adaptation"}
 _DECAYS = ("alpha", "alpha_syn", "rho")
 
 
@@ -121,7 +121,7 @@ class _Layer:
         self._alpha.data = _decay_vector(value, self.n_out, type(self).__name__)
 
     def _per_neuron_arrays(self) -> dict[str, Parameter]:
-        """The model's per-neuron arrays the layer has (alpha, theta1, alpha_syn, rho, b),
+        """The model's per-neuron arrays the layer has (alpha, theta1, alpha_syn, rho, b, a),
         learnable or not, in C++'s order."""
         return {name: getattr(self, "_" + name) for name in _SLOTS[3:] if hasattr(self, "_" + name)}
 
@@ -138,7 +138,7 @@ class _Layer:
     def parameters(self) -> dict[str, Parameter]:
         """The layer's Parameters by name: weight, weight_rec (recurrent layers), bias (with
         ``bias=True``), alpha (with ``learn_alpha``), theta1 (with ``learn_threshold``),
-        alpha_syn (CUBA layers with ``learn_alpha_syn``), rho and b (adaptive layers with
+        alpha_syn (CUBA layers with ``learn_alpha_syn``), rho, b and a (adaptive layers with
         ``learn_adaptation``)."""
         return {name: p for name, p in zip(_SLOTS, self._slots()) if p is not None}
 
@@ -310,47 +310,69 @@ class CubaLIF(LIF):
 
 
 class AdaptiveLIF(LIF):
-    """Adaptive LIF layer. ``adaptation="threshold"`` is the ALIF of LSNNs (Bellec et al. 2018):
-    each spike raises the neuron's threshold, which decays back,
+    """Adaptive LIF layer, with one of two adaptations (r[t] = H(V[t-1] - threshold of t-1), or
+    the emitted spike with reset="spike"; S[t-1] the emitted spikes):
 
-        a[t] = rho a[t-1] + (1 - rho) S[t-1],   theta[t] = theta1 + b a[t]
-        V[t] = alpha V[t-1] (1 - r[t]) + gain (1 - alpha) I[t],   r[t] = H(V[t-1] - theta[t-1])
+    - ``adaptation="threshold"``: the ALIF of LSNNs (Bellec et al. 2018). Each spike raises the
+      neuron's threshold, which decays back::
 
-    spikes V > theta[t], gradient candidates theta[t] - (theta1 - theta2) < V <= theta[t] (the
-    candidate window moves with the threshold). Only listed entries carry surrogate gradients; the
-    adaptation carries its own adjoint per neuron, and a spike's gradient includes what it does to
-    the next step's threshold.
+          a[t] = rho a[t-1] + (1 - rho) S[t-1],   theta[t] = theta1 + b a[t]
+          V[t] = alpha V[t-1] (1 - r[t]) + gain (1 - alpha) I[t]
 
-    - adaptation: "threshold". (The current-adaptation adLIF, "current", is not implemented yet:
-      it raises ValueError.)
+      Spikes V > theta[t], gradient candidates theta[t] - (theta1 - theta2) < V <= theta[t] (the
+      candidate window moves with the threshold).
+    - ``adaptation="current"``: the adLIF (Bittar & Garner 2022). An adaptation current, driven by
+      the membrane and by spikes, is taken off the input::
+
+          w[t] = rho w[t-1] + (1 - rho) (a V[t-1] + b S[t-1])
+          V[t] = alpha V[t-1] (1 - r[t]) + (1 - alpha) (gain I[t] - w[t])
+
+      Spikes V > theta1, candidates theta2 < V <= theta1.
+
+    Only listed entries carry surrogate gradients; the adaptation carries its own adjoint per
+    neuron, and a spike's gradient includes what it does to the next step's adaptation.
+
+    - adaptation: "threshold" (default) or "current".
     - rho: adaptation decay per step, a scalar or one per neuron, in [0, 1] (default 0.98, a time
       constant of about 50 steps).
-    - b: adaptation strength, a scalar or one per neuron (default 1.8, as Bellec et al.).
-    - learn_adaptation: make rho and b Parameters (``layers.{i}.rho``, ``layers.{i}.b``, shape
-      [n_out]) that backward gives gradients (rho clamped into [0, 1] by forward, as alpha).
+    - b: adaptation per spike, a scalar or one per neuron (default 1.8, as Bellec et al.).
+    - a: the current adaptation's coupling to the membrane, a scalar or one per neuron (default
+      0.5; only with adaptation="current").
+    - learn_adaptation: make rho, b (and a) Parameters (``layers.{i}.rho``, ``layers.{i}.b``,
+      ``layers.{i}.a``, shape [n_out]) that backward gives gradients (rho clamped into [0, 1] by
+      forward, as alpha).
     - reset: "state" or "spike" (to zero); the subtract reset is refused.
     - n_in, n_out, capacity and every other option: as for ``LIF``.
     """
 
-    neuron = "alif"
+    _NEURONS = {"threshold": "alif", "current": "adlif"}
 
     def __init__(self, n_in: int, n_out: int, capacity: int | None = None, *,
-                 adaptation: str = "threshold", rho=0.98, b=1.8, learn_adaptation: bool = False,
-                 **kwargs):
+                 adaptation: str = "threshold", rho=0.98, b=1.8, a=None,
+                 learn_adaptation: bool = False, **kwargs):
         name = type(self).__name__
-        if adaptation != "threshold":
-            if adaptation == "current":
-                raise ValueError(f"[{name}] adaptation='current' (adLIF) is not implemented yet; "
-                                 "use adaptation='threshold'")
-            raise ValueError(f"[{name}] adaptation must be 'threshold', got {adaptation!r}")
+        if adaptation not in self._NEURONS:
+            raise ValueError(f"[{name}] adaptation must be 'threshold' or 'current', got {adaptation!r}")
         if kwargs.get("reset") == "subtract":
             raise ValueError(f"[{name}] the adaptive LIF resets to zero: reset must be 'state' or "
                              "'spike', not 'subtract'")
+        if a is not None and adaptation != "current":
+            raise ValueError(f"[{name}] a (the membrane coupling) is for adaptation='current' only")
         super().__init__(n_in, n_out, capacity, **kwargs)
         self.adaptation = adaptation
         self.learn_adaptation = bool(learn_adaptation)
         self._rho = Parameter(_decay_vector(rho, self.n_out, name, "rho"))
         self._b = Parameter(_per_neuron(b, self.n_out, "b", name))
+        if adaptation == "current":
+            self._a = Parameter(_per_neuron(0.5 if a is None else a, self.n_out, "a", name))
+
+    @property
+    def neuron(self) -> str:
+        """The C++ neuron model of ``adaptation`` (checked again at every forward)."""
+        if self.adaptation not in self._NEURONS:
+            raise ValueError(f"[{type(self).__name__}] adaptation must be 'threshold' or 'current', "
+                             f"got {self.adaptation!r}")
+        return self._NEURONS[self.adaptation]
 
     @property
     def rho(self) -> np.ndarray:
@@ -369,6 +391,19 @@ class AdaptiveLIF(LIF):
     @b.setter
     def b(self, value) -> None:
         self._b.data = _per_neuron(value, self.n_out, "b", type(self).__name__)
+
+    @property
+    def a(self) -> np.ndarray:
+        """The current adaptation's membrane coupling per neuron [n_out] (adaptation="current")."""
+        if not hasattr(self, "_a"):
+            raise AttributeError(f"[{type(self).__name__}] a exists only with adaptation='current'")
+        return self._a.data
+
+    @a.setter
+    def a(self, value) -> None:
+        if not hasattr(self, "_a"):
+            raise AttributeError(f"[{type(self).__name__}] a exists only with adaptation='current'")
+        self._a.data = _per_neuron(value, self.n_out, "a", type(self).__name__)
 
 
 class RecurrentAdaptiveLIF(RecurrentLIF, AdaptiveLIF):
@@ -568,7 +603,7 @@ class Sequential:
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         """(name, Parameter) of every learnable array, named ``layers.{i}.{weight, weight_rec,
-        bias, alpha, theta1, alpha_syn, rho, b}``."""
+        bias, alpha, theta1, alpha_syn, rho, b, a}``."""
         return [(f"layers.{i}.{name}", p) for i, layer in enumerate(self.layers)
                 for name, p in layer.parameters().items()]
 
@@ -584,8 +619,8 @@ class Sequential:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and of each layer's per-neuron model arrays, by name
         (``layers.{i}.alpha``, spiking layers' ``layers.{i}.theta1``, CUBA layers'
-        ``layers.{i}.alpha_syn``, adaptive layers' ``layers.{i}.rho`` and ``layers.{i}.b``),
-        learnable or not."""
+        ``layers.{i}.alpha_syn``, adaptive layers' ``layers.{i}.rho``, ``layers.{i}.b`` and, for
+        current adaptation, ``layers.{i}.a``), learnable or not."""
         state = {name: p.data.copy() for name, p in self.named_parameters()}
         for i, layer in enumerate(self.layers):
             for name, array in layer._per_neuron_arrays().items():

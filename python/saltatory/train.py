@@ -9,7 +9,8 @@
     python -m saltatory.train --checkpoint-dir ckpt [--resume] # checkpoint every epoch / resume
 
 Network: input -> spiking hidden layers (LIF; with --neuron cuba current-based CubaLIF, with
---neuron alif adaptive-threshold AdaptiveLIF; with --recurrent their recurrent forms) with capacity = activity * width -> leaky readout; membrane cross-entropy; Adam. Shows a progress bar (loss, accuracy, samples/s),
+--neuron alif / adlif AdaptiveLIF with threshold / current adaptation; with --recurrent their
+recurrent forms) with capacity = activity * width -> leaky readout; membrane cross-entropy; Adam. Shows a progress bar (loss, accuracy, samples/s),
 evaluates every epoch, writes plots and summary.json to --out, and ends with a summary line.
 A resumed run reproduces the uninterrupted one bit for bit on the CPU.
 """
@@ -41,7 +42,9 @@ _INT_MAX = 2**31 - 1  # counts reach the C++ core as int
 #: --neuron: the hidden layer classes (feed-forward, recurrent) and their model options
 _NEURONS = {"lif": ((sal.LIF, sal.RecurrentLIF), lambda args: {}),
             "cuba": ((sal.CubaLIF, sal.RecurrentCubaLIF), lambda args: {"alpha_syn": args.alpha_syn}),
-            "alif": ((sal.AdaptiveLIF, sal.RecurrentAdaptiveLIF), lambda args: {})}
+            "alif": ((sal.AdaptiveLIF, sal.RecurrentAdaptiveLIF), lambda args: {}),
+            "adlif": ((sal.AdaptiveLIF, sal.RecurrentAdaptiveLIF),
+                      lambda args: {"adaptation": "current"})}
 
 
 def _checked(convert, valid, what: str):
@@ -93,7 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--recurrent", action="store_true", help="recurrent hidden layers")
     p.add_argument("--neuron", choices=sorted(_NEURONS), default="lif",
                    help="hidden neuron model: lif (default), cuba (current-based, a synaptic "
-                        "current with decay --alpha-syn) or alif (adaptive threshold, LSNN)")
+                        "current with decay --alpha-syn), alif (adaptive threshold, LSNN) or "
+                        "adlif (adaptation current)")
     p.add_argument("--alpha-syn", type=_real(lambda x: 0 <= x < 1, "a number in [0, 1)"), default=0.9,
                    help="synaptic decay of --neuron cuba (default 0.9)")
     p.add_argument("--coupling", choices=["same_step", "delayed"], default="same_step")

@@ -153,7 +153,7 @@ void init_ops(py::module_& m) {
         PyContext result;
         std::vector<LayerParams> ps(layers.size());
         for (size_t l = 0; l < layers.size(); ++l) {
-          // (weight, weight_rec, bias, alpha, theta1, alpha_syn, rho, b)
+          // (weight, weight_rec, bias, alpha, theta1, alpha_syn, rho, b, a)
           const auto p = params[l].cast<py::tuple>();
           const py::ssize_t n_in = layers[l].n_in, n_out = layers[l].n_out;
           ps[l].weight = optional_floats(p[0], "weight", {n_in, n_out}, result.keep_alive);
@@ -164,6 +164,7 @@ void init_ops(py::module_& m) {
           ps[l].alpha_syn = optional_floats(p[5], "alpha_syn", {n_out}, result.keep_alive);
           ps[l].rho = optional_floats(p[6], "rho", {n_out}, result.keep_alive);
           ps[l].b = optional_floats(p[7], "b", {n_out}, result.keep_alive);
+          ps[l].a = optional_floats(p[8], "a", {n_out}, result.keep_alive);
         }
         const SpikeView view = spike_view(input, op, &result.keep_alive);
         {
@@ -195,7 +196,7 @@ void init_ops(py::module_& m) {
               ? nullptr
               : static_cast<const float*>(
                     checked<float>(grad_outputs[l], op, "grad_output", {c.T, c.B, width}).data());
-      // (d_weight, d_weight_rec, d_bias, d_alpha, d_theta1, d_alpha_syn, d_rho, d_b)
+      // (d_weight, d_weight_rec, d_bias, d_alpha, d_theta1, d_alpha_syn, d_rho, d_b, d_a)
       const auto t = grads[l].cast<py::tuple>();
       const py::ssize_t n_in = layers[l].n_in, n_out = layers[l].n_out;
       g[l].weight = writable_floats(t[0], op, "weight grad", {n_in, n_out});
@@ -206,6 +207,7 @@ void init_ops(py::module_& m) {
       g[l].alpha_syn = writable_floats(t[5], op, "alpha_syn grad", {n_out});
       g[l].rho = writable_floats(t[6], op, "rho grad", {n_out});
       g[l].b = writable_floats(t[7], op, "b grad", {n_out});
+      g[l].a = writable_floats(t[8], op, "a grad", {n_out});
     }
     float* g_in = writable_floats(grad_input, op, "grad_input", {c.T, c.B, c.input_capacity});
     py::gil_scoped_release release;

@@ -19,7 +19,8 @@ inline const Options<LayerKind> kKinds{{"lif", LayerKind::lif},
                                        {"readout", LayerKind::readout}};
 inline const Options<kernels::neurons::Neuron> kNeurons{{"lif", kernels::neurons::Neuron::lif},
                                                        {"cuba", kernels::neurons::Neuron::cuba},
-                                                       {"alif", kernels::neurons::Neuron::alif}};
+                                                       {"alif", kernels::neurons::Neuron::alif},
+                                                       {"adlif", kernels::neurons::Neuron::adlif}};
 inline const Options<Surrogate> kSurrogates{{"super_spike", Surrogate::super_spike},
                                             {"arctan", Surrogate::arctan},
                                             {"triangle", Surrogate::triangle},

@@ -789,3 +789,10 @@ def test_norse_import_of_cuba_layers_reproduces_spikes() -> None:
     np.testing.assert_array_equal(theirs, ours)  # 0 of 800 spikes differ
     net.layers[2].weight_rec.data[...] = 0  # the recurrence shows in the spikes
     assert not np.array_equal(net(x).to_dense(), theirs)
+
+
+def test_export_refuses_models_nir_cannot_represent():
+    """An adaptive layer has no NIR node: export says so instead of writing a plain LIF."""
+    for layer in (sal.AdaptiveLIF(4, 5, 5, seed=1), sal.RecurrentAdaptiveLIF(4, 5, 5, seed=1)):
+        with pytest.raises(ValueError, match=r"\[to_nir\] layer 0 is a \w*AdaptiveLIF: NIR has no node"):
+            to_nir(sal.Sequential(layer, sal.Readout(5, 2, seed=2)))
