@@ -433,8 +433,8 @@ class Readout(_Layer):
 
 
 class Sequential:
-    """A stack of spiking layers (LIF, RecurrentLIF, CubaLIF, RecurrentCubaLIF, mixed freely),
-    optionally ending in a Readout.
+    """A stack of spiking layers (LIF, CubaLIF, AdaptiveLIF and their recurrent forms, mixed
+    freely), optionally ending in a Readout.
 
     - layers: the layers, input first; each one's n_in must be the previous one's n_out.
     - coupling: "same_step" (layer l reads layer l-1 at step t) or "delayed" (at t-1).
