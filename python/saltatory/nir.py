@@ -28,7 +28,8 @@ float32 array in the node's ``metadata["saltatory"]["alpha_syn"]``, so the round
 A recurrent CUBA layer's Linear W_rec^T feeds the CubaLIF node, i.e. its synaptic current.
 
 Importing accepts chains of Linear/Affine followed by LIF, CubaLIF or LI, with v_leak = 0 and
-v_reset = 0, and a LIF or CubaLIF node's own recurrent Linear; anything else raises ValueError
+v_reset = 0, and a LIF or CubaLIF node's own recurrent Linear or Affine (whose bias, added at every
+step, joins the layer's bias); anything else raises ValueError
 (TypeError for a value of the wrong type) naming the node. A CubaLIF node gets
 alpha_syn_j = 1 - dt / tau_syn_j (tau_syn >= dt), and its input scale c_j = (dt / tau_syn_j) w_in_j,
 which Saltatory does not have, is folded into column j of the incoming weights, the bias and the
@@ -260,7 +261,9 @@ def from_nir(graph: "nir.NIRGraph", dt: float | None = None, *, capacity: int | 
                              f"{size} inputs, got {weight.shape}")
         bias = _array(name, "bias", node.bias, len(weight)) if isinstance(node, nir.Affine) else None
         current = reach(name)
-        loop, recurrent = _loop(current, len(weight), graph, successors, chain)
+        loop, recurrent, recurrent_bias = _loop(current, len(weight), graph, successors, chain)
+        if recurrent_bias is not None:  # W_rec s[t-1] + b_rec adds b_rec at every step (t = 0 too)
+            bias = recurrent_bias if bias is None else bias + recurrent_bias
         layers.append(_layer(current, graph.nodes[current], weight, bias, recurrent, dt,
                              {"capacity": capacity, "reset": reset, "theta2": theta2},
                              seed + len(layers)))
@@ -277,26 +280,27 @@ def from_nir(graph: "nir.NIRGraph", dt: float | None = None, *, capacity: int | 
 
 
 def _loop(name: str, n: int, graph, successors, chain: list[str]):
-    """(name, weight [n, n]) of the Linear node looping back into ``name`` (added to ``chain``),
-    or (None, None)."""
+    """(name, weight [n, n], bias [n] or None) of the Linear or Affine node looping back into
+    ``name`` (added to ``chain``), or (None, None, None)."""
     loops = [b for b in successors[name] if name in successors[b]]
     if len(loops) > 1:
         raise ValueError(f"[from_nir] node '{name}' has {len(loops)} recurrent loops {loops}; at most one")
     if not loops:
-        return None, None
+        return None, None, None
     loop, node = loops[0], graph.nodes[loops[0]]
     if loop in chain or successors[loop] != [name]:
         raise ValueError(f"[from_nir] node '{loop}' loops back into '{name}' but is part of a cycle; "
                          f"a recurrent Linear must only feed its LIF node")
-    if not isinstance(node, nir.Linear):
+    if not isinstance(node, (nir.Linear, nir.Affine)):
         raise ValueError(f"[from_nir] node '{loop}' loops back into '{name}' but is a "
-                         f"{type(node).__name__}; a recurrent loop must be a Linear")
+                         f"{type(node).__name__}; a recurrent loop must be a Linear or Affine")
     weight = _array(loop, "weight", node.weight)
     if weight.shape != (n, n):
         raise ValueError(f"[from_nir] node '{loop}': a recurrent weight must have shape ({n}, {n}), "
                          f"got {weight.shape}")
+    bias = _array(loop, "bias", node.bias, n) if isinstance(node, nir.Affine) else None
     chain.append(loop)
-    return loop, weight
+    return loop, weight, bias
 
 
 def _synapse(name: str, neuron, dt: float, n: int, recorded):

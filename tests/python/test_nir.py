@@ -129,9 +129,12 @@ _MALFORMED = {
     "two recurrent loops": (lambda g: _add_nodes(g, [("neuron_1", "r2"), ("r2", "neuron_1")],
                                                  r2=nir.Linear(weight=np.ones((16, 16)))),
                             ValueError, "node 'neuron_1' has 2 recurrent loops"),
-    "recurrent Affine": (lambda g: g.nodes.update(recurrent_1=nir.Affine(weight=np.ones((16, 16)),
-                                                                         bias=np.ones(16))),
-                         ValueError, "node 'recurrent_1' loops back into 'neuron_1' but is a Affine"),
+    "recurrent Affine with a NaN bias": (lambda g: g.nodes.update(recurrent_1=nir.Affine(
+        weight=np.ones((16, 16)), bias=np.full(16, np.nan))), ValueError,
+        "node 'recurrent_1': bias contains NaN"),
+    "recurrent Affine bias of the wrong shape": (lambda g: g.nodes.update(recurrent_1=nir.Affine(
+        weight=np.ones((16, 16)), bias=np.ones(15))), ValueError,
+        r"node 'recurrent_1': bias must have shape \(16,\)"),
     "recurrent weight of the wrong shape": (lambda g: _set(g, "recurrent_1", "weight", np.ones((16, 15))),
                                             ValueError, r"node 'recurrent_1': a recurrent weight must have "
                                                         r"shape \(16, 16\)"),
@@ -796,3 +799,29 @@ def test_export_refuses_models_nir_cannot_represent():
     for layer in (sal.AdaptiveLIF(4, 5, 5, seed=1), sal.RecurrentAdaptiveLIF(4, 5, 5, seed=1)):
         with pytest.raises(ValueError, match=r"\[to_nir\] layer 0 is a \w*AdaptiveLIF: NIR has no node"):
             to_nir(sal.Sequential(layer, sal.Readout(5, 2, seed=2)))
+
+
+def test_recurrent_affine_bias_joins_the_layer_bias():
+    """A recurrent Affine (snnTorch's RLeaky writes one) adds its bias at every step, t = 0 included
+    (the Affine of the zero spikes), so it imports as part of the layer's bias: the same network as
+    the bias on the input node."""
+    net = _trained_like_net()
+    graph = to_nir(net)
+    w_rec = np.asarray(graph.nodes["recurrent_1"].weight)
+    b_rec = np.linspace(-0.2, 0.3, w_rec.shape[0])
+    graph.nodes["recurrent_1"] = nir.Affine(weight=w_rec, bias=b_rec)
+    moved = to_nir(net)
+    into = moved.nodes["linear_1"]
+    moved.nodes["linear_1"] = nir.Affine(weight=into.weight,
+                                         bias=np.asarray(getattr(into, "bias", 0.0)) + b_rec)
+    got, expected = from_nir(graph), from_nir(moved)
+    assert got.layers[1].bias is not None
+    np.testing.assert_array_equal(got.layers[1].bias.data, expected.layers[1].bias.data)
+    np.testing.assert_allclose(got.layers[1].bias.data, b_rec.astype(np.float32) + (
+        0.0 if net.layers[1].bias is None else net.layers[1].bias.data), rtol=1e-6)
+    x = sal.SpikeTensor.from_dense((np.random.default_rng(3).random((20, 4, net.layers[0].n_in))
+                                    < 0.3).astype(np.float32))
+    np.testing.assert_array_equal(got(x), expected(x))
+    for a, b in zip(got.spikes, expected.spikes):
+        np.testing.assert_array_equal(a.to_dense(), b.to_dense())
+    assert not np.array_equal(got(x), from_nir(to_nir(net))(x))  # the bias matters
