@@ -74,7 +74,7 @@ def test_missing_baseline_is_reported_not_fatal(monkeypatch):
 
 def test_cli_rejects_bad_options():
     for argv in (["--libraries", "tensorflow"], ["--activities", "0"], ["--threads", "0"],
-                 ["--device", "tpu"]):
+                 ["--device", "tpu"], ["--neurons", "lif,hodgkin"]):
         with pytest.raises(SystemExit):
             parse_args(argv)
 
@@ -89,6 +89,31 @@ def test_plan_runs_baselines_only_where_asked():
     baselines = [s for s in specs if s["mode"] not in ("sparse", "recompute")]
     assert {s["activity"] for s in baselines} == {0.05} and {s["threads"] for s in baselines} == {2}
     assert {s["library"] for s in baselines} == {"saltatory", "snntorch", "norse"}
+
+
+def test_neuron_models_get_rows_of_their_own(tmp_path, capsys):
+    """--neurons: each model is calibrated and run by Saltatory (the baselines run the LIF), its
+    ratio against dense is against its own dense run, and the table names it."""
+    args = parse_args(["--tiny", "--workloads", "shd-paper", "--activities", "0.05",
+                       "--neurons", "lif,cuba,adlif", "--threads", "1"])
+    specs = plan(args)
+    assert {(s["library"], s["neuron"]) for s in specs} == {
+        ("saltatory", "lif"), ("saltatory", "cuba"), ("saltatory", "adlif"), ("snntorch", "lif"),
+        ("norse", "lif")}
+    gains = {s["neuron"]: s["gains"] for s in specs if s["library"] == "saltatory"}
+    assert gains["cuba"] != gains["lif"]  # calibrated for the model
+    out = tmp_path / "bench.json"
+    assert main(["--tiny", "--workloads", "shd-paper", "--activities", "0.05", "--neurons",
+                 "lif,alif", "--libraries", "saltatory-sparse,saltatory-dense", "--threads", "1",
+                 "--warmup", "0", "--repeats", "1", "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    by = {(r["neuron"], r["mode"]): r for r in records}
+    assert set(by) == {(n, m) for n in ("lif", "alif") for m in ("sparse", "dense")}
+    for neuron in ("lif", "alif"):
+        r = by[(neuron, "sparse")]
+        assert "error" not in r, r.get("error")
+        assert r["vs_saltatory_dense"] == pytest.approx(r["samples_per_s"] / by[(neuron, "dense")]["samples_per_s"])
+    assert "saltatory-sparse[alif]" in capsys.readouterr().out
 
 
 def test_probes_measure_positive_rates():

@@ -41,6 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--baseline-at", type=_csv(float), default=[0.01, 0.05],
                    help="activities at which the dense baselines run (their cost does not follow activity)")
     p.add_argument("--libraries", type=_csv(str), default=list(LIBRARIES), help=", ".join(LIBRARIES))
+    p.add_argument("--neurons", type=_csv(str), default=["lif"],
+                   help="Saltatory's hidden neuron models, each a row of its own: "
+                        f"{', '.join(wl.NEURONS)} (snnTorch and Norse run the LIF)")
     cores = os.cpu_count() or 1
     p.add_argument("--threads", type=_csv(int), default=sorted({1, cores}),
                    help="thread counts of the sparse runs (baselines use the largest)")
@@ -59,6 +62,9 @@ def parse_args(argv=None):
     for lib in args.libraries:
         if lib not in LIBRARIES:
             p.error(f"unknown library {lib!r}; choose from {', '.join(LIBRARIES)}")
+    for neuron in args.neurons:
+        if neuron not in wl.NEURONS:
+            p.error(f"unknown neuron model {neuron!r}; choose from {', '.join(wl.NEURONS)}")
     if args.device == "cuda" and not args.worker:
         from .. import available_devices, build_info
 
@@ -77,16 +83,19 @@ def plan(args) -> list[dict]:
     specs = []
     max_threads = max(args.threads)
     for w in wl.workloads(args.workloads, tiny=args.tiny):
-        for activity in args.activities:
-            print(f"calibrating {w.name} {'-'.join(map(str, w.sizes))} to activity {activity}", flush=True)
-            gains = wl.calibrate_gains(w, activity)
+        for activity, neuron in [(a, n) for a in args.activities for n in args.neurons]:
+            print(f"calibrating {w.name} {'-'.join(map(str, w.sizes))} ({neuron}) to activity "
+                  f"{activity}", flush=True)
+            gains = wl.calibrate_gains(w, activity, neuron=neuron)
             base = {"workload": w.name, "sizes": list(w.sizes), "batch": w.batch, "steps": w.steps,
                     "input_capacity": w.input_capacity, "output_capacity": w.output_capacity,
-                    "loss": w.loss, "activity": activity, "gains": gains,
+                    "loss": w.loss, "activity": activity, "gains": gains, "neuron": neuron,
                     "capacities": wl.capacities(w, activity), "warmup": args.warmup,
                     "repeats": args.repeats, "max_seconds": args.max_seconds, "device": args.device}
             for lib in args.libraries:
                 library, _, mode = lib.partition("-")
+                if library != "saltatory" and neuron != "lif":  # the baselines run the LIF
+                    continue
                 if lib in ("saltatory-sparse", "saltatory-recompute"):
                     thread_counts = args.threads
                 elif any(abs(activity - a) < 1e-12 for a in args.baseline_at):
@@ -156,7 +165,8 @@ def main(argv=None) -> int:
     env = environment()
     records = []
     for i, spec in enumerate(specs, 1):
-        label = f"{spec['workload']} {spec['sizes']} a={spec['activity']} {spec['library']}-{spec['mode']} x{spec['threads']}"
+        label = (f"{spec['workload']} {spec['sizes']} a={spec['activity']} {report._name(spec)} "
+                 f"x{spec['threads']}")
         print(f"[{i}/{len(specs)}] {label}", flush=True)
         result = run_worker(spec)
         record = {k: v for k, v in spec.items() if k not in ("warmup", "max_seconds")}

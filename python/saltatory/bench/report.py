@@ -17,7 +17,17 @@ def cpu_model() -> str:
 
 
 def _point(r: dict) -> tuple:
-    return (r["workload"], tuple(r["sizes"]), r["activity"])
+    """A workload point: the workload, its sizes, the activity and Saltatory's neuron model (the
+    baselines run the LIF)."""
+    return (r["workload"], tuple(r["sizes"]), r["activity"], r.get("neuron", "lif"))
+
+
+def _name(r: dict) -> str:
+    """The record's library as the tables name it: saltatory-<mode>[<neuron> unless LIF]."""
+    if r["library"] != "saltatory":
+        return r["library"]
+    neuron = r.get("neuron", "lif")
+    return f"saltatory-{r['mode']}" + ("" if neuron == "lif" else f"[{neuron}]")
 
 
 def add_ratios(records: list[dict]) -> None:
@@ -48,21 +58,21 @@ def _fmt(value, spec: str) -> str:
 
 
 def table(records: list[dict]) -> str:
-    head = (f"{'workload':<13} {'sizes':<22} {'a':>6} {'library':<19} {'thr':>3} {'act %':>6} "
+    head = (f"{'workload':<13} {'sizes':<22} {'a':>6} {'library':<24} {'thr':>3} {'act %':>6} "
             f"{'samples/s':>10} {'x snnTorch':>10} {'x dense':>8} {'x 1 thr':>7} {'peak MB':>8} "
             f"{'bound':>6} {'drop %':>6}")
     lines = [head, "-" * len(head)]
     for r in records:
-        name = f"{r['library']}-{r['mode']}" if r["library"] == "saltatory" else r["library"]
+        name = _name(r)
         sizes = "-".join(str(s) for s in r["sizes"])
         if "error" in r:
-            lines.append(f"{r['workload']:<13} {sizes:<22} {r['activity']:>6.3f} {name:<19} "
+            lines.append(f"{r['workload']:<13} {sizes:<22} {r['activity']:>6.3f} {name:<24} "
                          f"{r['threads']:>3}  not run: {r['error']}")
             continue
         peak = None if r.get("peak_mem_bytes") is None else r["peak_mem_bytes"] / 2**20
         drop = r.get("dropped_fraction")
         lines.append(
-            f"{r['workload']:<13} {sizes:<22} {r['activity']:>6.3f} {name:<19} {r['threads']:>3} "
+            f"{r['workload']:<13} {sizes:<22} {r['activity']:>6.3f} {name:<24} {r['threads']:>3} "
             f"{100 * r['hidden_activity']:>6.2f} {r['samples_per_s']:>10.1f} "
             f"{_fmt(r.get('vs_snntorch'), '10.1f')} {_fmt(r.get('vs_saltatory_dense'), '8.1f')} "
             f"{_fmt(r.get('vs_one_thread'), '7.2f')} {_fmt(peak, '8.1f')} "
@@ -116,7 +126,7 @@ def plot(records: list[dict], path: str) -> None:
         for r in ok:
             if (r["workload"], tuple(r["sizes"])) != (workload, sizes):
                 continue
-            name = f"{r['library']}-{r['mode']}" if r["library"] == "saltatory" else r["library"]
+            name = _name(r)
             lines.setdefault(f"{name} x{r['threads']}", []).append((r["activity"], r["samples_per_s"]))
         for label, points in sorted(lines.items()):
             xs, ys = zip(*sorted(points))

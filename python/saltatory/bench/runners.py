@@ -87,7 +87,8 @@ def run_record(spec: dict) -> dict:
     _reset_peak()
     x, labels = wl.make_input(w, activity)
     device = spec.get("device", "cpu")
-    run = runner(w, activity, spec["gains"], spec["mode"], x, labels, device)
+    options = {"neuron": spec["neuron"]} if spec.get("neuron", "lif") != "lif" else {}
+    run = runner(w, activity, spec["gains"], spec["mode"], x, labels, device, **options)
     times = _timed_steps(run, spec["warmup"], spec["repeats"], spec["max_seconds"])
     if device == "cpu":  # the worker's resident-set high-water mark above its start
         peak = _status_kib("VmHWM")
@@ -116,12 +117,14 @@ def _hidden_activity(w: wl.Workload, layer_activity: list[float]) -> float:
 
 
 class _SaltatoryRunner:
-    def __init__(self, w: wl.Workload, activity: float, gains, mode: str, x, labels, device: str = "cpu"):
+    def __init__(self, w: wl.Workload, activity: float, gains, mode: str, x, labels, device: str = "cpu",
+                 neuron: str = "lif"):
         from .. import losses, optim
 
         self.w, self.x, self.labels, self.losses = w, x, labels, losses
         self.initial = wl.weights(w)
-        self.net = wl.build_net(w, activity, gains, mode, self.initial, device=device)
+        self.net = wl.build_net(w, activity, gains, mode, self.initial, device=device,
+                                neuron=neuron)
         self.opt = optim.Adam(self.net.parameters(), lr=1e-3)
 
     @staticmethod

@@ -104,32 +104,48 @@ def weights(w: Workload, seed: int = 0) -> list[np.ndarray]:
     return [paper_init(w.sizes[i], w.sizes[i + 1], rng) for i in range(len(w.sizes) - 1)]
 
 
-def _lif_layers(w: Workload, gains, caps, arrays) -> list:
-    """LIF layers of the workload with the given gains, capacities and weights."""
-    from ..nn import LIF
+#: ``--neurons``: the hidden layers' class and options of each neuron model (the paper networks'
+#: spiking output layer stays a LIF)
+NEURONS = {"lif": ("LIF", {}), "cuba": ("CubaLIF", {"alpha_syn": 0.9}),
+           "alif": ("AdaptiveLIF", {"adaptation": "threshold"}),
+           "adlif": ("AdaptiveLIF", {"adaptation": "current"})}
+
+
+def _layers(w: Workload, gains, caps, arrays, neuron: str = "lif") -> list:
+    """The workload's layers (hidden ones of the ``neuron`` model) with the given gains,
+    capacities and weights."""
+    from .. import nn
 
     layers = []
+    spiking_output = w.output_capacity is not None
     for i, cap in enumerate(caps):
-        layer = LIF(w.sizes[i], w.sizes[i + 1], cap, alpha=ALPHA, gain=float(gains[i]))
+        hidden = not (spiking_output and i == len(caps) - 1)
+        kind, options = NEURONS[neuron] if hidden else NEURONS["lif"]
+        layer = getattr(nn, kind)(w.sizes[i], w.sizes[i + 1], cap, alpha=ALPHA, gain=float(gains[i]),
+                                  **options)
         layer.weight.data[...] = arrays[i]
         layers.append(layer)
     return layers
 
 
-def build_net(w: Workload, activity: float, gains, mode: str, weight_arrays=None, device: str = "cpu"):
-    """The Saltatory stack of the workload with the given per-layer gains, on ``device``. Mode
-    "recompute" is sparse mode with checkpointing in time (``recompute_segment="auto"``)."""
+def build_net(w: Workload, activity: float, gains, mode: str, weight_arrays=None, device: str = "cpu",
+              neuron: str = "lif"):
+    """The Saltatory stack of the workload with the given per-layer gains, on ``device``, hidden
+    layers of the ``neuron`` model. Mode "recompute" is sparse mode with checkpointing in time
+    (``recompute_segment="auto"``)."""
     from ..nn import Sequential
 
     arrays = weight_arrays if weight_arrays is not None else weights(w)
-    layers = _lif_layers(w, gains, capacities(w, activity), arrays)
+    layers = _layers(w, gains, capacities(w, activity), arrays, neuron)
     if mode == "recompute":
         return Sequential(*layers, mode="sparse", recompute_segment="auto", device=device)
     return Sequential(*layers, mode=mode, device=device)
 
 
-def calibrate_gains(w: Workload, activity: float, iterations: int = 10) -> list[float]:
-    """Per-layer input gains giving each hidden layer an uncapped activity of ``activity``.
+def calibrate_gains(w: Workload, activity: float, iterations: int = 10,
+                    neuron: str = "lif") -> list[float]:
+    """Per-layer input gains giving each hidden layer (of the ``neuron`` model) an uncapped
+    activity of ``activity``.
 
     Layers are calibrated in order (a layer's rate depends only on the layers below it) by
     bisection on log(gain), on a batch of 4 and at most 100 steps (five membrane time constants)
@@ -140,7 +156,7 @@ def calibrate_gains(w: Workload, activity: float, iterations: int = 10) -> list[
     x, _ = make_input(short, activity, seed=99)
     n_layers = len(w.sizes) - 1
     caps = [min(n, 2 * capacity(activity, n)) for n in w.sizes[1:]]
-    layers = _lif_layers(w, [10.0] * n_layers, caps, weights(w))
+    layers = _layers(w, [10.0] * n_layers, caps, weights(w), neuron)
     spiking = n_layers if w.output_capacity is None else n_layers - 1
     from ..nn import Sequential
 
