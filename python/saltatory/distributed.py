@@ -80,7 +80,8 @@ class DataParallel:
             self.comm.Bcast(array, root=root)
 
     def _per_neuron(self) -> list[np.ndarray]:
-        """Every layer's per-neuron model arrays (alpha, theta1, alpha_syn), learnable or not."""
+        """Every layer's per-neuron model arrays (alpha, theta1, alpha_syn, rho, b, a), learnable or
+        not."""
         return [p.data for layer in self.net.layers for p in layer._per_neuron_arrays().values()]
 
     def allreduce_gradients(self, local_batch: int) -> int:

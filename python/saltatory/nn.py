@@ -368,11 +368,23 @@ class AdaptiveLIF(LIF):
 
     @property
     def neuron(self) -> str:
-        """The C++ neuron model of ``adaptation`` (checked again at every forward)."""
+        """The C++ neuron model of ``adaptation``, which is fixed at construction (the layer's
+        parameters depend on it): checked again at every forward."""
+        name = type(self).__name__
         if self.adaptation not in self._NEURONS:
-            raise ValueError(f"[{type(self).__name__}] adaptation must be 'threshold' or 'current', "
-                             f"got {self.adaptation!r}")
+            raise ValueError(f"[{name}] adaptation must be 'threshold' or 'current', got "
+                             f"{self.adaptation!r}")
+        if hasattr(self, "_a") != (self.adaptation == "current"):
+            raise ValueError(f"[{name}] adaptation is fixed at construction: this layer was made with "
+                             f"adaptation={'current' if hasattr(self, '_a') else 'threshold'!r}")
         return self._NEURONS[self.adaptation]
+
+    def config(self) -> _core.LayerConfig:
+        """The C++ description, checked again (the adaptive LIF resets to zero)."""
+        if self.reset == "subtract":
+            raise ValueError(f"[{type(self).__name__}] the adaptive LIF resets to zero: reset must be "
+                             "'state' or 'spike', not 'subtract'")
+        return super().config()
 
     @property
     def rho(self) -> np.ndarray:

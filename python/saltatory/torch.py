@@ -105,10 +105,11 @@ class SparseSequential(torch.nn.Module):
     The module's tensors are the truth: parameters ``layers_{i}_weight``, ``layers_{i}_weight_rec``
     and ``layers_{i}_bias`` (and ``layers_{i}_alpha`` / ``layers_{i}_theta1`` /
     ``layers_{i}_alpha_syn`` [n_out] for layers made with ``learn_alpha`` / ``learn_threshold`` /
-    ``learn_alpha_syn``; ``layers_{i}_rho`` / ``layers_{i}_b`` with ``learn_adaptation``), and
+    ``learn_alpha_syn``; ``layers_{i}_rho`` / ``layers_{i}_b`` / ``layers_{i}_a`` with
+    ``learn_adaptation``), and
     buffers for the others: ``layers_{i}_alpha``, ``layers_{i}_gain``, (spiking layers)
     ``layers_{i}_theta1``, (CUBA layers) ``layers_{i}_alpha_syn`` and (adaptive layers)
-    ``layers_{i}_rho`` and ``layers_{i}_b`` [n_out],
+    ``layers_{i}_rho``, ``layers_{i}_b`` and ``layers_{i}_a`` [n_out],
     so ``state_dict`` carries everything that changes outputs
     (theta2, which only selects gradient candidates, stays on ``module.net.layers[i]`` where a
     ``Theta2Schedule`` moves it). Each forward reads their current storage (so ``.data`` assignment,
@@ -160,7 +161,7 @@ class SparseSequential(torch.nn.Module):
             for slot in _layer_buffers(layer):
                 if slot == "gain":
                     layer.gain = float(_host_array(self, f"layers_{i}_gain", ()))
-                else:  # a fixed per-neuron array (alpha, theta1, alpha_syn)
+                else:  # a fixed per-neuron array (alpha, theta1, alpha_syn, rho, b, a)
                     setattr(layer, slot, _host_array(self, f"layers_{i}_{slot}", (layer.n_out,)))
 
     @property

@@ -362,6 +362,8 @@ def main(argv=None) -> dict:
             raise SystemExit(f"saltatory.train: cannot resume: {exc}") from None
         extra = meta["extra"]
         saved = extra.get("architecture")
+        if isinstance(saved, dict):  # checkpoints from before --neuron trained the LIF
+            saved.setdefault("neuron", "lif")
         if saved != json.loads(json.dumps(architecture)):
             raise SystemExit(f"saltatory.train: {checkpoint} was made with {saved}, this run has "
                              f"{architecture}")

@@ -930,18 +930,18 @@ def test_invalid_options_raise_naming_the_layer(cls) -> None:
             cls(N_IN, N1, N1, seed=0, **adaptation).a = 0.3
     with pytest.raises(ValueError, match=rf"^\[{name}\] .*reset must be 'state' or 'spike'"):
         cls(N_IN, N1, N1, seed=0, reset="subtract", **cur)
-    # set after construction, the op layer refuses it (both modes)
+    # set after construction, forward refuses it (both modes)
     layer = cls(N_IN, N1, N1, seed=0, **cur)
     layer.reset = "subtract"
     for mode in ("sparse", "dense"):
-        with pytest.raises(ValueError, match="adaptive models reset to zero"):
+        with pytest.raises(ValueError, match=rf"^\[{name}\] the adaptive LIF resets to zero"):
             Sequential(layer, mode=mode)(SpikeTensor.from_dense(_input(1)))
     # adaptation changed after construction is checked again at forward: current -> threshold
-    # leaves an a that the threshold model does not read, and the op layer refuses it
+    # leaves an a that the threshold model does not read, and forward refuses it
     x = SpikeTensor.from_dense(np.ones((3, 2, N_IN), np.float32))
     layer = cls(N_IN, N1, N1, seed=0, **cur)
     layer.adaptation = "threshold"
-    with pytest.raises(ValueError, match="a does not belong to this neuron model"):
+    with pytest.raises(ValueError, match=rf"^\[{name}\] adaptation is fixed at construction"):
         Sequential(layer)(x)
     layer.adaptation = "currents"
     with pytest.raises(ValueError, match=rf"^\[{name}\] adaptation must be 'threshold' or 'current'"):

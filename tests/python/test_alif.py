@@ -907,17 +907,17 @@ def test_invalid_options_raise_naming_the_layer(cls) -> None:
     with pytest.raises(ValueError, match=rf"^\[{name}\] adaptation must be 'threshold' or 'current'"):
         Sequential(layer)(x)
     layer.adaptation = "current"
-    with pytest.raises(ValueError, match="a is missing"):
+    with pytest.raises(ValueError, match=rf"^\[{name}\] adaptation is fixed at construction"):
         Sequential(layer)(x)
     with pytest.raises(ValueError, match=rf"^\[{name}\] adaptation must be 'threshold'"):
         cls(N_IN, N1, N1, seed=0, adaptation="spike")
     with pytest.raises(ValueError, match=rf"^\[{name}\] .*reset must be 'state' or 'spike'"):
         cls(N_IN, N1, N1, seed=0, reset="subtract")
-    # set after construction, the op layer refuses it (every device, both modes)
+    # set after construction, forward refuses it (every device, both modes)
     layer = cls(N_IN, N1, N1, seed=0)
     layer.reset = "subtract"
     for mode in ("sparse", "dense"):
-        with pytest.raises(ValueError, match="adaptive models reset to zero"):
+        with pytest.raises(ValueError, match=rf"^\[{name}\] the adaptive LIF resets to zero"):
             Sequential(layer, mode=mode)(SpikeTensor.from_dense(_input(1)))
     # the boundaries, negative b (a threshold that falls with activity) and b = 0 are allowed
     for ok in (dict(rho=0.0), dict(rho=1.0), dict(rho=np.linspace(0, 1, N1)), dict(b=-1.0),

@@ -21,7 +21,8 @@ class Backend {
   virtual void lif_stack_backward(StackContext& context,
                                   const std::vector<const float*>& grad_outputs,
                                   const std::vector<LayerGrads>& grads, float* grad_input);
-  /// Whether backward computes the gradients of alpha and theta1 (LayerGrads::alpha, ::theta1).
+  /// Whether backward computes the gradients of the neuron models' per-neuron parameters
+  /// (LayerGrads::alpha, ::theta1, ::alpha_syn, ::rho, ::b, ::a).
   virtual bool learns_neuron_parameters() const { return false; }
 };
 

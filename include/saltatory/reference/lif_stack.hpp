@@ -1,5 +1,6 @@
-// Naive double-precision reference of the LIF stack (docs/method.md, sections 2-6, ops/lif_stack.hpp),
-// written independently of saltatory/kernels/ so every backend can be checked against it.
+// Naive double-precision reference of the layer stack and its neuron models (docs/method.md,
+// sections 2-6, docs/neuron-models.md, ops/lif_stack.hpp), written independently of
+// saltatory/kernels/ so every backend can be checked against it.
 // Layouts: membrane, activity and their gradients [T, B, N] at ((t * B + b) * N + j);
 // W [n_in, n_out] input-major at (i * n_out + j); W_rec [n_out, n_out]; lists [T, B, K].
 //   a[t][j]  activity fed downstream: 1 for an emitted spike (list entry k < n_spk), else 0

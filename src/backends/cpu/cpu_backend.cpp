@@ -3,8 +3,9 @@
 // of its input entries. Sparse mode runs time in windows: the whole sequence when the neuron
 // model's states are stored, or recompute segments of S steps, whose states backward recomputes
 // from the lists and the states kept at the end of each window (checkpointing in time). Also the
-// per-row LIF update and reset-gradient carry shared by both modes:
-//   V[t] = alpha V[t-1] (1 - r[t]) + g (1 - alpha) I[t];  gV[t] = alpha m[t+1] gV[t+1] + ...
+// per-row calls of the neuron model shared by both modes (kernels/neurons/model.hpp): the update
+// and selection, the adjoints' carry and the parameter sums, each with the footprint of the
+// emitted spikes it reads.
 #include "backends/cpu/cpu_backend.hpp"
 
 #include <algorithm>

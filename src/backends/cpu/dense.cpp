@@ -1,9 +1,9 @@
 // Dense mode: the baseline the method is measured against. Spikes are dense 0/1 matrices and every
 // product is an Eigen GEMM over all neurons, whatever the activity; lists have capacity N.
 //   forward:  I = X W + bias  (X [T*B, N_in] 0/1, t' rows);  per step I[t] += S[t-1] W_rec
-//   backward: gV = alpha m gV + gS_dense sigma'(V - theta1) [V listed]   (masked surrogate: listed
-//             = a spike or a candidate, V > min(theta2, theta1_j))
-//             gI = g (1 - alpha) gV;  dW += X^T gI;  dW_rec += S_prev^T gI;  dbias += sum gI
+//   backward: the neuron model's carry_row, dense_state_grad_row of gS_dense at every neuron a
+//             list would hold (masked surrogate: a spike or a candidate), current_grad_row (gI):
+//             dW += X^T gI;  dW_rec += S_prev^T gI;  dbias += sum gI
 //             gX = gI W^T (gathered to the input entries);  gS_dense[t-1] += gI[t] W_rec^T
 // Matrices are row-major: X, I, gI [T*B, N]; W [N_in, N_out].
 #include <Eigen/Core>

@@ -3,11 +3,11 @@
 //   forward phase 1, per list chunk in parallel:
 //     I[t, b] = bias + sum_{k<n_spk(S_in[t'])} W[ids_k, :]             (into V's buffer)
 //   forward phase 2, per b in parallel, t = t0..t1-1 (a recompute skips the selection):
-//     I += sum_{k<n_spk(S[t-1])} W_rec[ids_k, :];  V[t] = lif_step(V[t-1], r[t], I)
+//     I += sum_{k<n_spk(S[t-1])} W_rec[ids_k, :];  states[t] = the neuron model's update_row
 //     S[t] = select(V[t], theta1, theta2, K)
-//   backward phase A, per b in parallel, t = t1-1..t0 (gV and gRec carried between windows):
-//     gV = alpha m gV + sum_{k<n_tot(S[t])} (gS[t,k] + gRec[k]) sigma'(V[t, ids_k] - theta1)
-//     gI[t] = g (1 - alpha) gV
+//   backward phase A, per b in parallel, t = t1-1..t0 (the model's adjoints and gRec carried
+//   between windows): its carry_row, state_grad_row over the entries of S[t] with gradients
+//     gS[t,k] + gRec[k], current_grad_row (gI[t]) and parameter_grad_row
 //     gRec[k] = W_rec[ids_k, :] . gI[t]   k < n_tot(S[t-1])   (feeds step t-1)
 //   backward phase B, per list chunk in parallel:
 //     gS_in[t', k] += W[ids_k, :] . gI[t]       k < n_tot(S_in[t'])

@@ -2,13 +2,13 @@
 // exclusive_sum) so that nvcc runs them on the GPU and tests run them on the CPU through an
 // emulated block of threads with barriers. Per-element math is the shared kernels/ code, called in
 // the CPU backend's order, so sums round identically (no FMA contraction on either side).
-// Layouts: membranes and current gradients [T, B, N]; lists [T, B, K]; W input-major [N_in, N].
+// Layouts: the model's states and current gradients [T, B, N] each; lists [T, B, K]; W input-major.
 //   forward step (one block per sample b):
 //     I = bias + sum_{k<n_spk(S_in[t'])} W[ids_k, :] + sum_{k<n_spk(S[t-1])} W_rec[ids_k, :]
-//     V[t] = the neuron model's update (kernels/neurons);  S[t] = two-threshold selection, in id order by
-//     block-wide prefix sums over tiles of `size` neurons
-//   backward step (one block per sample b, t = T-1..0):
-//     gV = alpha m gV + sum_{k<n_tot} (gS[k] + gRec[k]) sigma'(V[ids_k] - theta1_j);  gI = g (1-a) gV
+//     states[t] = the neuron model's update_row (kernels/neurons/model.hpp);  S[t] = two-threshold
+//     selection of the membrane, in id order by block-wide prefix sums over tiles of `size` neurons
+//   backward step (one block per sample b, t = T-1..0): the model's carry_row, its state_grad_row
+//     over the entries with gradients gS[k] + gRec[k], current_grad_row (gI), parameter_grad_row;
 //     gRec[k] = W_rec[ids_k, :] . gI   k < n_tot(S[t-1])
 //   element bodies (one thread per index): input-entry gradients, the spikes-by-neuron grouping
 //   of the weight gradient (keys chunk * N_in + i, stably sorted), dW columns, dbias columns.
@@ -334,8 +334,8 @@ SALTATORY_HD void input_entry_grad(const Layer& L, int t0, int64_t list, int k,
 }
 
 /// The spikes feeding the weight gradient of the window [t0, t1), grouped as the CPU groups them
-/// (common::SpikesByNeuron): list (t, b), numbered (t - t0) B + b, is fed by the spikes of `s` at step
-/// t - delay; chunks hold `chunk_steps` steps from t0.
+/// (common::SpikesByNeuron): list (t, b), numbered (t - t0) B + b, is fed by the spikes of `s` at
+/// step t - delay; chunks hold `chunk_steps` steps from t0.
 struct Feeding {
   Lists s;
   int delay;

@@ -22,7 +22,8 @@
 
 namespace saltatory::kernels::neurons {
 
-/// An adLIF layer (or a slice of one). The subtract reset is not modelled (the op layer refuses it).
+/// An adLIF layer (or a slice of one). The subtract reset is not modelled (the op layer refuses
+/// it).
 struct Adlif {
   static constexpr int kParams = 6;    ///< slots alpha, theta1, (alpha_syn unused), rho, b, a
   static constexpr int kStates = 2;    ///< V, w
@@ -43,10 +44,6 @@ struct Adlif {
   SALTATORY_HD bool carry_reads_emitted() const { return membrane.carry_reads_emitted(); }
   /// The adaptation reads which spikes were emitted.
   SALTATORY_HD bool update_reads_emitted() const { return true; }
-  /// r[t] of neuron j from V[t-1] and the footprint of S[t-1].
-  SALTATORY_HD float reset_of(int j, float v_prev, float emitted) const {
-    return membrane.reset == ResetMode::spike ? emitted : membrane.state_reset(j, v_prev);
-  }
 };
 
 /// w[t] from V[t-1] and the footprint of S[t-1], then V[t]: the LIF update less (1 - alpha) w.
@@ -64,7 +61,8 @@ SALTATORY_HD void update_row(Blk&& blk, const Adlif& m, Rows now, Rows prev, con
     const float v_prev = prev[0][j];
     const float adapt =
         m.rho[j] * prev[1][j] + (1.0f - m.rho[j]) * (m.a[j] * v_prev + m.b[j] * emitted[j]);
-    v[j] = lif_step(v_prev, m.reset_of(j, v_prev, emitted[j]), lif.alpha[j], lif.gain, current[j]) -
+    v[j] = lif_step(v_prev, lif.zero_reset(j, v_prev, emitted[j]), lif.alpha[j], lif.gain,
+                    current[j]) -
            (1.0f - lif.alpha[j]) * adapt;
     w[j] = adapt;
   }
@@ -134,7 +132,7 @@ SALTATORY_HD void parameter_grad_row(Blk&& blk, const Adlif& m, Rows sums, Rows 
       continue;
     }
     const float v_prev = prev[0][j], w_prev = prev[1][j], e = emitted[j];
-    const float p = v_prev * (1.0f - m.reset_of(j, v_prev, e));
+    const float p = v_prev * (1.0f - lif.zero_reset(j, v_prev, e));
     sums[0][j] += gv[j] * p;
     sums[1][j] += gv[j] * (v[j] - lif.alpha[j] * p);
     sums[3][j] += gw[j] * (w_prev - (m.a[j] * v_prev + m.b[j] * e));

@@ -13,10 +13,11 @@
 //           (a spike feeds the next step's adaptation; at listed entries only, as every gradient)
 //   gI[t] = g (1 - alpha_j) gV[t];  m, dL/dalpha_j and dL/dtheta1_j: the LIF's (on V = u + b a)
 //   dL/drho_j = sum over t, b of ga[t] (a[t-1] - S[t-1]);  dL/db_j = - sum of the listed terms a[t]
-// Per-neuron parameters alpha, theta1, rho, b (neurons/rows.hpp's slots); states {u, a}; adjoints {gV, ga, f} with
-// f = (1 - rho) ga[t+1], the adaptation's share of step t's entry gradients, consumed by the
-// first surrogate term of each neuron (so that a second pass over other entry gradients, the
-// recurrent ones, does not add it twice); sums the LIF's three, then the rho and b terms.
+// Per-neuron parameters alpha, theta1, rho, b (neurons/rows.hpp's slots); states {u, a};
+// adjoints {gV, ga, f} with f = (1 - rho) ga[t+1], the adaptation's share of step t's entry
+// gradients, consumed by the first surrogate term of each neuron (so that a second pass over other
+// entry gradients, the recurrent ones, does not add it twice); sums the LIF's three, then the rho
+// and b terms.
 #pragma once
 
 #include "saltatory/kernels/neurons/lif.hpp"
@@ -57,7 +58,7 @@ SALTATORY_HD void update_row(Blk&& blk, const Alif& m, Rows now, Rows prev, cons
       v = lif_step(0.0f, 0.0f, lif.alpha[j], lif.gain, current[j]);
     } else {
       const float u_prev = prev[0][j], a_prev = prev[1][j];
-      const float r = lif.reset == ResetMode::spike ? emitted[j] : lif.state_reset(j, u_prev);
+      const float r = lif.zero_reset(j, u_prev, emitted[j]);
       v = lif_step(u_prev + m.b[j] * a_prev, r, lif.alpha[j], lif.gain, current[j]);
       adapt = m.rho[j] * a_prev + (1.0f - m.rho[j]) * emitted[j];
     }
@@ -130,7 +131,7 @@ SALTATORY_HD void parameter_grad_row(Blk&& blk, const Alif& m, Rows sums, Rows g
       continue;
     }
     const float u_prev = prev[0][j], a_prev = prev[1][j];
-    const float r = lif.reset == ResetMode::spike ? emitted[j] : lif.state_reset(j, u_prev);
+    const float r = lif.zero_reset(j, u_prev, emitted[j]);
     const float p = (u_prev + m.b[j] * a_prev) * (1.0f - r);
     sums[0][j] += gv[j] * p;
     sums[1][j] += gv[j] * (v - lif.alpha[j] * p);

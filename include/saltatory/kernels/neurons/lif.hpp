@@ -53,6 +53,10 @@ struct Lif : Settings {
   SALTATORY_HD float state_reset(int j, float v_prev) const {
     return kernels::state_reset(v_prev, theta1[j]);
   }
+  /// r[t] of a zero reset of neuron j: by V[t-1] (state) or the footprint of S[t-1] (spike).
+  SALTATORY_HD float zero_reset(int j, float v_prev, float emitted) const {
+    return reset == ResetMode::spike ? emitted : state_reset(j, v_prev);
+  }
   /// Which list V[t] of neuron j belongs to.
   SALTATORY_HD Flag flag(int j, float v) const { return flag_of(v, theta1[j], theta2); }
   /// dV[t+1]/dV[t] of neuron j from V[t] and whether j's spike of t was emitted (spike reset).

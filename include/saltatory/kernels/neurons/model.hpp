@@ -3,7 +3,8 @@
 // layer-wide settings; `visit` is the one switch from a model's kind to its unit, and the row
 // functions below forward to the unit's. Backends never name a unit, so a new model is a new unit
 // plus a case in `visit`.
-// Selection is the same for every model: row 0 of the states is the membrane V;
+// Selection is the same for every model: row 0 of the states is the membrane (the ALIF stores
+// u = V - b a there, so that its moving threshold is theta1 on u);
 //   spike: V > theta1_j;   gradient candidate: theta2 < V <= theta1_j
 #pragma once
 

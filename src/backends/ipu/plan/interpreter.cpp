@@ -1,11 +1,14 @@
 // The ipu-model device: executes a layer stack's tile plan on the host, time step by time step and
 // superstep by superstep (a compute set over every tile of a layer, then an exchange), with
-// per-tile membranes, lists and current gradients, calling the kernels/ math as the CPU does:
+// per-tile neuron-model states, lists and current gradients, calling the kernels/ math as the CPU
+// does:
 //   forward vertex, tile [j0, j1), sample b:
-//     I = bias + sum_{k < n_spk(S_in[t'])} W[ids_k, j0:j1] (+ W_rec rows of S[t-1]);  V = lif_step
-//     flags: spikes V > theta1_j and candidates theta2 < V <= theta1_j of the slice, ascending
+//     I = bias + sum_{k < n_spk(S_in[t'])} W[ids_k, j0:j1] (+ W_rec rows of S[t-1]);  the model's
+//     update_row on the slice; flags: spikes V > theta1_j and candidates theta2 < V <= theta1_j
+//     of the slice, ascending
 //   combine, per b: the tiles' flags concatenated in tile order, kept by the overflow policy
-//   backward vertex: gV = alpha m gV + surrogate terms of the entries in [j0, j1);  gI = g(1-a)gV
+//   backward vertex: the model's carry_row, state_grad_row of the entries in [j0, j1),
+//     current_grad_row (gI) and parameter_grad_row
 //   entry gradients W[ids_k, :] . gI: dot lanes passed along the layer's tiles in column order
 //   weight gradients: each tile sums its columns by chunks of whole steps, latest first; its
 //   workers split the rows i, so one accumulator holds them and no reduction reorders the sums.
@@ -260,7 +263,7 @@ class IpuModelBackend final : public Backend {
       // bytes: each tile's flags to the combiner; the list to every tile that reads it
       const auto consumers = static_cast<int64_t>(
           (l + 1 < ctx.tiles.size() ? ctx.tiles[l + 1].size() : 0) +
-          (c.kind == LayerKind::recurrent_lif || c.reset == ResetMode::spike ? tiles.size() : 0));
+          (c.kind == LayerKind::recurrent_lif || model.update_reads_emitted() ? tiles.size() : 0));
       ctx.report.exchange_bytes_forward +=
           4 * (n_above + n_between + 2 * static_cast<int64_t>(tiles.size())) +
           4 * (n_spk + n_cand + 2) * consumers;

@@ -1,7 +1,9 @@
 // The IPU tile planner (include/saltatory/ipu/plan.hpp): per layer n neurons per tile,
 //   tiles_l = ceil(N_l / n), layers on consecutive tiles, the next IPU when one is full;
-//   tile bytes = (N_in [+ N]) n 4 (2 + optimiser slots)  + 2 T B n 4 (membranes, gI)
-//              + T B (K_in + 2) 4 [+ T B (K + 2) 4]  + T B (min(n, K) + 2) 4  + scratch;
+//   tile bytes = (N_in [+ N]) n 4 (2 + optimiser slots)  + (S + 1) T B n 4 (the neuron model's S
+//              states, gI)  + T B (K_in + 2) 4 [+ T B (K + 2) 4]  + T B (min(n, K) + 2) 4
+//              + (P [+ 2]) n 4 (its P per-neuron parameters [, bias and its gradient])  + scratch
+//              ((1 + adjoints + sums) B n 4, the current and the model's backward rows);
 //   tile cycles per time step, forward: B (K_in [+ K]) n / 2 (gathers) + B n (4 / 2 + 1) (update,
 //   compaction); backward: 2 B (K_in [+ K]) n / 2 (input-entry dots, weight gradients)
 //   + B n (3 / 2) + 8 B min(n, K) (surrogates);  exchange = received bytes / 4 per cycle.
@@ -10,6 +12,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "backends/common/model.hpp"
 #include "saltatory/core/error.hpp"
 #include "saltatory/ipu/plan.hpp"
 
@@ -24,6 +27,7 @@ constexpr int64_t kWord = 4;  // bytes of a float32 or int32
 struct LayerShape {
   int n_in, n_out, k_in, k_out;  // k_out = 0 for a readout
   bool recurrent, bias;
+  kernels::neurons::Model model;  // the neuron model's counts (states, adjoints, sums, parameters)
 };
 
 std::vector<LayerShape> shapes(const StackConfig& config, const PlanOptions& o) {
@@ -32,7 +36,8 @@ std::vector<LayerShape> shapes(const StackConfig& config, const PlanOptions& o) 
   for (const LayerConfig& c : config.layers) {
     const bool readout = c.kind == LayerKind::readout;
     const int k_out = readout ? 0 : std::min(c.capacity, c.n_out);
-    out.push_back({c.n_in, c.n_out, k_in, k_out, c.kind == LayerKind::recurrent_lif, c.bias});
+    out.push_back({c.n_in, c.n_out, k_in, k_out, c.kind == LayerKind::recurrent_lif, c.bias,
+                   common::layer_model(c, LayerParams{})});
     k_in = k_out;
   }
   return out;
@@ -45,12 +50,16 @@ TileMemory tile_memory(const LayerShape& s, int n, const PlanOptions& o, const T
   m.weights = rows * n * kWord;
   m.weight_grads = m.weights;  // one accumulator: each worker owns rows i of it, no reduction
   m.optimizer = o.optimizer_slots * m.weights;
-  m.parameters = (s.bias ? 3 : 1) * int64_t{n} * kWord;  // alpha; bias and its gradient
-  m.membranes = membrane_steps * B * n * kWord;
-  m.current_grads = m.membranes;  // gI of the same steps, read by the weight gradients
+  // the model's per-neuron parameters; bias and its gradient
+  m.parameters = (s.model.param_count() + (s.bias ? 2 : 0)) * int64_t{n} * kWord;
+  // the model's states of every step (membrane first)
+  m.membranes = s.model.states() * membrane_steps * B * n * kWord;
+  m.current_grads =
+      membrane_steps * B * n * kWord;  // gI of the same steps, read by the weight grads
   m.input_lists = T * B * (s.k_in + 2) * kWord + (s.recurrent ? T * B * (s.k_out + 2) * kWord : 0);
   m.output_lists = s.k_out > 0 ? T * B * (std::min(n, s.k_out) + 2) * kWord : 0;
-  m.scratch = (2 * B * n + B * s.k_in) * kWord;  // current and gV of a step; input-entry partials
+  // the current, the model's adjoints and per-sample parameter sums, and input-entry partials
+  m.scratch = ((1 + s.model.adjoints() + s.model.sums()) * B * n + B * s.k_in) * kWord;
   return m;
 }
 

@@ -571,7 +571,7 @@ class PoplarBackend final : public Backend {
       key << " | " << static_cast<int>(c.kind) << ' ' << c.n_in << ' ' << c.n_out << ' '
           << c.capacity << ' ' << c.theta2 << ' ' << c.gain << ' ' << static_cast<int>(c.surrogate)
           << ' ' << c.beta << ' ' << static_cast<int>(c.reset) << ' '
-          << static_cast<int>(c.reset_grad) << ' ' << c.bias;
+          << static_cast<int>(c.reset_grad) << ' ' << c.bias << ' ' << static_cast<int>(c.neuron);
     std::lock_guard<std::mutex> lock(mutex_);
     auto& slot = engines_[key.str()];
     if (!slot) slot = Emitter(config, plan, T, B, k_in).compile();  // plan has no recompute
