@@ -31,6 +31,8 @@ struct LayerRun {
   uint64_t seed;   ///< stream seed of this layer's overflow policy
   OverflowPolicy overflow;
   int T, B;
+  /// The layer's neuron model (made once: the step loops ask for it per row).
+  kernels::neurons::Model neuron_model = common::layer_model(config, params);
 
   /// V[t, b, :]
   float* v(int t, int b) const {
@@ -38,10 +40,10 @@ struct LayerRun {
   }
   /// The state rows of (t, b).
   kernels::neurons::Rows states(int t, int b) const {
-    return kernels::neurons::Rows::strided(v(t, b), state_stride, model().states());
+    return kernels::neurons::Rows::strided(v(t, b), state_stride, neuron_model.states());
   }
   /// The layer's neuron model.
-  kernels::neurons::Model model() const { return common::layer_model(config, params); }
+  const kernels::neurons::Model& model() const { return neuron_model; }
 };
 
 /// What the sparse backward carries from one window to the earlier one, per sample b (the dense
