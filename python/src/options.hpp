@@ -18,9 +18,9 @@ inline const Options<LayerKind> kKinds{{"lif", LayerKind::lif},
                                        {"recurrent_lif", LayerKind::recurrent_lif},
                                        {"readout", LayerKind::readout}};
 inline const Options<kernels::neurons::Neuron> kNeurons{{"lif", kernels::neurons::Neuron::lif},
-                                                       {"cuba", kernels::neurons::Neuron::cuba},
-                                                       {"alif", kernels::neurons::Neuron::alif},
-                                                       {"adlif", kernels::neurons::Neuron::adlif}};
+                                                        {"cuba", kernels::neurons::Neuron::cuba},
+                                                        {"alif", kernels::neurons::Neuron::alif},
+                                                        {"adlif", kernels::neurons::Neuron::adlif}};
 inline const Options<Surrogate> kSurrogates{{"super_spike", Surrogate::super_spike},
                                             {"arctan", Surrogate::arctan},
                                             {"triangle", Surrogate::triangle},
