@@ -59,12 +59,6 @@ struct Lif : Settings {
   }
   /// Which list V[t] of neuron j belongs to.
   SALTATORY_HD Flag flag(int j, float v) const { return flag_of(v, theta1[j], theta2); }
-  /// dV[t+1]/dV[t] of neuron j from V[t] and whether j's spike of t was emitted (spike reset).
-  SALTATORY_HD float carry(int j, float v, float emitted) const {
-    if (readout || reset_grad == ResetGrad::pass || reset == ResetMode::subtract) return alpha[j];
-    const float r_next = reset == ResetMode::state ? state_reset(j, v) : emitted;
-    return carry_factor(alpha[j], r_next, ResetGrad::mask);
-  }
   /// dS/dV of a listed entry of neuron j at membrane v.
   SALTATORY_HD float surrogate_at(int j, float v) const {
     return surrogate_grad(surrogate, v - theta1[j], beta);
@@ -123,10 +117,21 @@ SALTATORY_HD void update_row(Blk&& blk, const Lif& m, Rows now, Rows prev, const
 /// states of t and the footprint of S[t] (read for the mask gradient with spike reset).
 template <class Blk>
 SALTATORY_HD void carry_row(Blk&& blk, const Lif& m, Rows g, Rows at, const float* emitted, int n) {
+  // One loop per case, so that no branch is left per neuron: m = dV[t+1]/dV[t] for each case.
+  const int first = blk.rank(), step = blk.size();
+  const float* alpha = m.alpha;
   float* gv = g[0];
-  const float* v = at[0];
-  for (int j = blk.rank(); j < n; j += blk.size())
-    gv[j] *= m.carry(j, v[j], m.carry_reads_emitted() ? emitted[j] : 0.0f);
+  if (m.readout || m.reset_grad == ResetGrad::pass || m.reset == ResetMode::subtract) {
+    for (int j = first; j < n; j += step) gv[j] *= alpha[j];
+  } else if (m.reset == ResetMode::state) {
+    const float* v = at[0];
+    const float* theta1 = m.theta1;
+    for (int j = first; j < n; j += step)
+      gv[j] *= carry_factor(alpha[j], kernels::state_reset(v[j], theta1[j]), ResetGrad::mask);
+  } else {  // spike reset: r[t+1] is the footprint of S[t]
+    for (int j = first; j < n; j += step)
+      gv[j] *= carry_factor(alpha[j], emitted[j], ResetGrad::mask);
+  }
 }
 
 /// gV[ids_k] += gS[k] sigma'(V[ids_k] - theta1) over a list's entries k < n_tot, for the entries
