@@ -409,34 +409,23 @@ std::vector<Case> sweep() {
   cuba_spike.reset = ResetMode::spike;
   cuba_spike.reset_grad = ResetGrad::mask;
   cases.push_back(cuba_spike);
-  Case alif{"alif_two_layers_readout", 14, 3, 24, {21, 19}, 6, 0.3, 5};
-  alif.neuron = kernels::neurons::Neuron::alif;
-  alif.per_neuron_theta1 = true;
-  cases.push_back(alif);
-  Case alif_rec{"alif_recurrent_delayed_mask", 12, 2, 24, {19, 15}, 4, 0.35, 3, true};
-  alif_rec.neuron = kernels::neurons::Neuron::alif;
-  alif_rec.coupling = Coupling::delayed;
-  alif_rec.reset_grad = ResetGrad::mask;
-  alif_rec.bias = true;
-  cases.push_back(alif_rec);
-  Case alif_spike{"alif_spike_reset_overflow", 12, 2, 30, {33}, 3, 0.4, 0, true};
-  alif_spike.neuron = kernels::neurons::Neuron::alif;
-  alif_spike.reset = ResetMode::spike;
-  cases.push_back(alif_spike);
-  Case adlif{"adlif_two_layers_readout", 14, 3, 24, {21, 19}, 6, 0.3, 5};
-  adlif.neuron = kernels::neurons::Neuron::adlif;
-  adlif.per_neuron_theta1 = true;
-  cases.push_back(adlif);
-  Case adlif_rec{"adlif_recurrent_delayed_mask", 12, 2, 24, {19, 15}, 4, 0.35, 3, true};
-  adlif_rec.neuron = kernels::neurons::Neuron::adlif;
-  adlif_rec.coupling = Coupling::delayed;
-  adlif_rec.reset_grad = ResetGrad::mask;
-  adlif_rec.bias = true;
-  cases.push_back(adlif_rec);
-  Case adlif_spike{"adlif_spike_reset_overflow", 12, 2, 30, {33}, 3, 0.4, 0, true};
-  adlif_spike.neuron = kernels::neurons::Neuron::adlif;
-  adlif_spike.reset = ResetMode::spike;
-  cases.push_back(adlif_spike);
+  // the adaptive models, each with a stack, a delayed recurrent layer and the spike reset
+  for (const auto& [tag, neuron] : {std::pair{"alif", kernels::neurons::Neuron::alif},
+                                    std::pair{"adlif", kernels::neurons::Neuron::adlif}}) {
+    const std::string name = tag;
+    Case stack{name + "_two_layers_readout", 14, 3, 24, {21, 19}, 6, 0.3, 5};
+    stack.per_neuron_theta1 = true;
+    Case rec{name + "_recurrent_delayed_mask", 12, 2, 24, {19, 15}, 4, 0.35, 3, true};
+    rec.coupling = Coupling::delayed;
+    rec.reset_grad = ResetGrad::mask;
+    rec.bias = true;
+    Case spike{name + "_spike_reset_overflow", 12, 2, 30, {33}, 3, 0.4, 0, true};
+    spike.reset = ResetMode::spike;
+    for (Case* c : {&stack, &rec, &spike}) {
+      c->neuron = neuron;
+      cases.push_back(*c);
+    }
+  }
   return cases;
 }
 

@@ -24,6 +24,7 @@ it feeds the next layer, the recurrence AND the adaptation, so all three paths a
 from __future__ import annotations
 
 import copy
+import functools
 import pickle
 
 import numpy as np
@@ -36,6 +37,9 @@ from saltatory import (LIF, AdaptiveLIF, Readout, RecurrentAdaptiveLIF, Recurren
                        Sequential, SpikeTensor)
 from saltatory.torch import SparseSequential  # noqa: E402
 
+from neuron_checks import (Errors, Spike, assert_bitwise, clamp01, grads, lists_of,  # noqa: E402
+                           rand_vec, rel_err, results, run, spike_input, torch_ce)
+
 T, B, N_IN, N1, N2, C = 12, 3, 8, 7, 6, 3
 LOW = -1e9  # theta2 far below every theta1: every neuron is listed
 LABELS = np.array([0, 1, 2], np.int32)
@@ -47,62 +51,15 @@ LABELS = np.array([0, 1, 2], np.int32)
 # adaptation path, a surrogate at V - theta1 instead of V - theta[t], a gradient at an unlisted
 # entry, a wrong decay) changes the gradients by O(1e-2) or more (test_reference_variants_differ).
 RTOL = 1e-4
-_WORST: dict[str, float] = {}  # worst relative error per comparison kind, printed with -s
-
-
-def _input(seed: int, p: float = 0.35, n: int = N_IN, t: int = T, b: int = B) -> np.ndarray:
-    return (np.random.default_rng(seed).random((t, b, n)) < p).astype(np.float32)
-
-
-def _rel_err(actual, expected) -> float:
-    actual = np.asarray(actual, np.float64)
-    expected = np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    scale = max(float(np.abs(expected).max()), 1e-12)
-    return float(np.abs(actual - expected).max()) / scale
-
-
-def _close(actual, expected, what: str, rtol: float = RTOL) -> float:
-    """max |actual - expected| <= rtol * max |expected|; records the ratio under the kind after ':'."""
-    err = _rel_err(actual, expected)
-    kind = what.split(":")[-1]
-    _WORST[kind] = max(_WORST.get(kind, 0.0), err)
-    print(f"  rel err {what}: {err:.3g}")
-    assert err <= rtol, f"{what}: max abs error / max abs value = {err:.3g} > {rtol}"
-    return err
-
-
-def _rand_vec(rng, lo, hi, n):
-    return rng.uniform(lo, hi, n).astype(np.float32)
-
-
-def _grads(net) -> dict[str, np.ndarray]:
-    return {n: p.grad.copy() for n, p in net.named_parameters()}
+_ERRORS = Errors(RTOL)  # worst relative error per comparison kind, printed with -s
+_close = _ERRORS.close
+_input = spike_input(T, B, N_IN, p=0.35)
+_run = functools.partial(run, labels=LABELS)
+_rel_err, _rand_vec, _grads, _torch_ce, _clamp01 = rel_err, rand_vec, grads, torch_ce, clamp01
+_Spike, _lists_of, _results, _assert_bitwise = Spike, lists_of, results, assert_bitwise
 
 
 # ----------------------------------------------------------------------------- float64 reference
-
-
-class _Spike(torch.autograd.Function):
-    """Forward: the given 0/1 spikes (Saltatory's emitted lists, or H(x)); backward:
-    g * SuperSpike'(x) at listed entries, 0 elsewhere."""
-
-    @staticmethod
-    def forward(ctx, x, emitted, listed, beta):
-        ctx.save_for_backward(x, listed)
-        ctx.beta = beta
-        return emitted.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, listed = ctx.saved_tensors
-        return grad / (ctx.beta * x.abs() + 1.0) ** 2 * listed, None, None, None
-
-
-def _clamp01(a):
-    """a clamped into [0, 1] with gradient 1 on [0, 1] (boundaries included) and 0 outside, as
-    Saltatory's ``_clamp_grad``."""
-    return torch.where((a >= 0) & (a <= 1), a, a.clamp(0.0, 1.0).detach())
 
 
 def _torch_params(net: Sequential) -> list[dict]:
@@ -120,19 +77,6 @@ def _torch_params(net: Sequential) -> list[dict]:
             p["rho"], p["b"] = layer.rho, layer.b
         out.append({k: torch.tensor(np.array(v, np.float64), requires_grad=True) for k, v in p.items()})
     return out
-
-
-def _lists_of(spikes: SpikeTensor) -> tuple[np.ndarray, np.ndarray]:
-    """Dense masks [T, B, N] of a SpikeTensor's emitted spikes and of all its listed entries."""
-    t_, b_, _ = spikes.ids.shape
-    emitted = np.zeros((t_, b_, spikes.n_neurons), np.float64)
-    listed = np.zeros_like(emitted)
-    for t in range(t_):
-        for b in range(b_):
-            ids = spikes.ids[t, b]
-            emitted[t, b, ids[:spikes.n_spk[t, b]]] = 1.0
-            listed[t, b, ids[:spikes.n_tot[t, b]]] = 1.0
-    return emitted, listed
 
 
 VARIANTS = ("live", "detached", "no_adaptation", "static_surrogate")
@@ -218,13 +162,6 @@ def _reference(net: Sequential, x: np.ndarray, params: list[dict], lists=None, v
     return outs, membranes, thresholds
 
 
-def _torch_ce(membrane, labels) -> torch.Tensor:
-    """mean_b sum_t CE(softmax(V[t, b]), y_b) (saltatory.losses.membrane_cross_entropy)."""
-    t, b, c = membrane.shape
-    y = torch.as_tensor(np.asarray(labels, np.int64)).repeat(t)
-    return torch.nn.functional.cross_entropy(membrane.reshape(t * b, c), y, reduction="sum") / b
-
-
 # per spiking layer (scale, shift) of paper_init's weights at the layers' default gain 10, tuned
 # for 5-50 % activity with the adaptation on
 WEIGHT_SCALE = {0: (0.12, 0.1), 1: (0.15, 0.2)}
@@ -265,18 +202,6 @@ def _alif_layers(arch: str, reset: str, reset_grad: str, seed: int = 0, *, theta
                  learn_alpha=learn)
     ro.bias.data[:] = rng.uniform(-0.3, 0.3, C)
     return layers + [ro]
-
-
-def _run(net: Sequential, x: np.ndarray, loss: str = "ce", G=None, labels=LABELS):
-    """Forward and backward with the membrane cross-entropy or the linear loss sum(V G)."""
-    out = net(SpikeTensor.from_dense(x))
-    net.zero_grad()
-    if loss == "ce":
-        value, grad = sal.losses.membrane_cross_entropy(out, labels)
-    else:
-        value, grad = float((out.astype(np.float64) * G).sum()), G
-    net.backward(grad)
-    return out, value
 
 
 def _check_lists(net, membranes, thresholds) -> None:
@@ -761,25 +686,6 @@ def test_sparse_equals_dense(arch: str, reset: str, reset_grad: str, theta2: flo
 # ----------------------------------------------------------------------------- 5. devices, recompute
 
 
-def _results(net, x, labels):
-    out, _ = _run(net, x, labels=labels)
-    lists = [(s.ids.copy(), s.n_spk.copy(), s.n_tot.copy()) for s in net.spikes]
-    return out.copy(), lists, _grads(net), list(net.dropped), list(net.dropped_candidates)
-
-
-def _assert_bitwise(a, b, what: str) -> None:
-    out_a, lists_a, g_a, d_a, dc_a = a
-    out_b, lists_b, g_b, d_b, dc_b = b
-    np.testing.assert_array_equal(out_a, out_b, err_msg=f"{what}: readout")
-    for la, lb in zip(lists_a, lists_b):
-        for xa, xb in zip(la, lb):
-            np.testing.assert_array_equal(xa, xb, err_msg=f"{what}: lists")
-    assert d_a == d_b and dc_a == dc_b, what
-    assert g_a.keys() == g_b.keys()
-    for name in g_a:
-        np.testing.assert_array_equal(g_a[name], g_b[name], err_msg=f"{what}: {name}")
-
-
 @pytest.mark.parametrize("reset,reset_grad,coupling", [("state", "mask", "same_step"),
                                                        ("spike", "pass", "same_step"),
                                                        ("state", "pass", "delayed")])
@@ -1151,5 +1057,4 @@ def test_training_lowers_the_loss() -> None:
 
 def test_print_worst_errors() -> None:
     """Not a check: prints the worst relative errors seen so far (run with -s)."""
-    for kind, err in sorted(_WORST.items()):
-        print(f"worst relative error {kind}: {err:.3g}")
+    _ERRORS.print_worst()

@@ -25,32 +25,16 @@ import saltatory as sal  # noqa: E402
 from saltatory import LIF, Readout, RecurrentLIF, Sequential, SpikeTensor  # noqa: E402
 from saltatory.torch import SparseLIF, SparseSequential  # noqa: E402
 
+from neuron_checks import Errors, rand_vec, rel_err, spike_input, torch_ce  # noqa: E402
+
 T, B, N_IN, N1, N2, C = 10, 3, 8, 7, 6, 3
 BETA = 10.0  # surrogate slope (the library's default)
 LOW = -1e9  # theta2 far below every theta1: every neuron is listed, sparse BPTT = dense BPTT
 
-_WORST: dict[str, float] = {}  # worst relative error per comparison kind, printed with -s
-
-
-def _input(seed: int, p: float = 0.3, n: int = N_IN, t: int = T, b: int = B) -> np.ndarray:
-    return (np.random.default_rng(seed).random((t, b, n)) < p).astype(np.float32)
-
-
-def _rel_err(actual, expected) -> float:
-    actual = np.asarray(actual, np.float64)
-    expected = np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    scale = max(float(np.abs(expected).max()), 1e-12)
-    return float(np.abs(actual - expected).max()) / scale
-
-
-def _close(actual, expected, what: str, rtol: float = 1e-3) -> None:
-    """max |actual - expected| <= rtol * max |expected| (and records the ratio under `what`)."""
-    err = _rel_err(actual, expected)
-    kind = what.split(":")[-1]
-    _WORST[kind] = max(_WORST.get(kind, 0.0), err)
-    print(f"  rel err {what}: {err:.3g}")
-    assert err <= rtol, f"{what}: max abs error / max abs value = {err:.3g} > {rtol}"
+_ERRORS = Errors(1e-3)  # worst relative error per comparison kind, printed with -s
+_close = _ERRORS.close
+_input = spike_input(T, B, N_IN, p=0.3)
+_rel_err, _rand_vec, _torch_ce = rel_err, rand_vec, torch_ce
 
 
 def _kind(name: str) -> str:
@@ -157,17 +141,6 @@ def _reference(net: Sequential, x: np.ndarray, params: list[dict], *, keep_input
         outs.append(out)
         inp = out
     return outs, membranes
-
-
-def _torch_ce(membrane, labels) -> torch.Tensor:
-    """mean_b sum_t CE(softmax(V[t, b]), y_b) (saltatory.losses.membrane_cross_entropy)."""
-    t, b, c = membrane.shape
-    y = torch.as_tensor(np.asarray(labels, np.int64)).repeat(t)
-    return torch.nn.functional.cross_entropy(membrane.reshape(t * b, c), y, reduction="sum") / b
-
-
-def _rand_vec(rng, lo, hi, n):
-    return rng.uniform(lo, hi, n).astype(np.float32)
 
 
 def _layers(arch: str, reset: str, reset_grad: str, seed: int = 0, *, theta2: float = LOW):
@@ -785,5 +758,4 @@ def test_ipu_model_and_recompute_equal_cpu_bit_for_bit(reset: str, reset_grad: s
 
 def test_print_worst_errors() -> None:
     """Not a check: prints the worst relative errors seen so far (run with -s)."""
-    for kind, err in sorted(_WORST.items()):
-        print(f"worst relative error {kind}: {err:.3g}")
+    _ERRORS.print_worst()

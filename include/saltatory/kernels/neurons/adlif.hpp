@@ -83,33 +83,20 @@ SALTATORY_HD void carry_row(Blk&& blk, const Adlif& m, Rows g, Rows at, const fl
   }
 }
 
-/// The surrogate term of entry gradient `gs` (plus the unconsumed adaptation share f_j) at neuron
-/// j into gV and the dL/dtheta1 sum.
-SALTATORY_HD void adlif_entry(const Adlif& m, int j, float gs, Rows g, Rows at, Rows sums) {
-  const float term = (gs + g[2][j]) * m.membrane.surrogate_at(j, at[0][j]);
-  g[2][j] = 0.0f;
-  g[0][j] += term;
-  if (sums) sums[2][j] -= term;
-}
-
-/// The surrogate terms of a list's entries k < n_tot of neurons [j0, j1) (g, at and sums hold
-/// that slice), ids distinct, so each neuron is updated by one thread, entries in ascending k.
+/// The surrogate terms (the LIF's, plus the adaptation's share) into gV and the dL/dtheta1 sum.
 template <class Blk>
 SALTATORY_HD void state_grad_row(Blk&& blk, const Adlif& m, Rows g, Rows at, const int32_t* ids,
                                  const float* gs, int n_tot, int32_t j0 = 0,
                                  int32_t j1 = 0x7FFFFFFF, Rows sums = {}) {
-  for (int k = blk.rank(); k < n_tot; k += blk.size()) {
-    const int32_t j = ids[k];
-    if (j >= j0 && j < j1) adlif_entry(m, j - j0, gs[k], g, at, sums);
-  }
+  for_listed(blk, ids, gs, n_tot, j0, j1,
+             [&](int j, float e) { adapted_entry(m.membrane, j, e, g, at, sums); });
 }
 
-/// Dense mode: the surrogate term at every neuron a list would hold, from dense gradients gs [n].
 template <class Blk>
 SALTATORY_HD void dense_state_grad_row(Blk&& blk, const Adlif& m, Rows g, Rows at, const float* gs,
                                        int n, Rows sums = {}) {
-  for (int j = blk.rank(); j < n; j += blk.size())
-    if (m.membrane.flag(j, at[0][j]) != none) adlif_entry(m, j, gs[j], g, at, sums);
+  for_flagged(blk, m.membrane, at, gs, n,
+              [&](int j, float e) { adapted_entry(m.membrane, j, e, g, at, sums); });
 }
 
 /// gw[t] -= (1 - alpha) gV[t] (V[t] takes w[t] off its input), then gI = g (1 - alpha) gV.

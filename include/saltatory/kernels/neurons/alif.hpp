@@ -79,37 +79,27 @@ SALTATORY_HD void carry_row(Blk&& blk, const Alif& m, Rows g, Rows at, const flo
   }
 }
 
-/// The surrogate term of entry gradient `gs` (plus the unconsumed adaptation share f_j) at neuron
-/// j into gV, ga and the dL/dtheta1 and dL/db sums.
+/// The surrogate term (the LIF's, plus the adaptation's share) of neuron j into gV, ga and the
+/// dL/dtheta1 and dL/db sums.
 SALTATORY_HD void alif_entry(const Alif& m, int j, float gs, Rows g, Rows at, Rows sums) {
-  const float term = (gs + g[2][j]) * m.membrane.surrogate_at(j, at[0][j]);
-  g[2][j] = 0.0f;
-  g[0][j] += term;
+  const float term = adapted_entry(m.membrane, j, gs, g, at, sums);
   g[1][j] -= m.b[j] * term;
-  if (sums) {
-    sums[2][j] -= term;
-    sums[4][j] -= term * at[1][j];
-  }
+  if (sums) sums[4][j] -= term * at[1][j];
 }
 
-/// The surrogate terms of a list's entries k < n_tot of neurons [j0, j1) (g, at and sums hold
-/// that slice), ids distinct, so each neuron is updated by one thread, entries in ascending k.
 template <class Blk>
 SALTATORY_HD void state_grad_row(Blk&& blk, const Alif& m, Rows g, Rows at, const int32_t* ids,
                                  const float* gs, int n_tot, int32_t j0 = 0,
                                  int32_t j1 = 0x7FFFFFFF, Rows sums = {}) {
-  for (int k = blk.rank(); k < n_tot; k += blk.size()) {
-    const int32_t j = ids[k];
-    if (j >= j0 && j < j1) alif_entry(m, j - j0, gs[k], g, at, sums);
-  }
+  for_listed(blk, ids, gs, n_tot, j0, j1,
+             [&](int j, float e) { alif_entry(m, j, e, g, at, sums); });
 }
 
-/// Dense mode: the surrogate term at every neuron a list would hold, from dense gradients gs [n].
 template <class Blk>
 SALTATORY_HD void dense_state_grad_row(Blk&& blk, const Alif& m, Rows g, Rows at, const float* gs,
                                        int n, Rows sums = {}) {
-  for (int j = blk.rank(); j < n; j += blk.size())
-    if (m.membrane.flag(j, at[0][j]) != none) alif_entry(m, j, gs[j], g, at, sums);
+  for_flagged(blk, m.membrane, at, gs, n,
+              [&](int j, float e) { alif_entry(m, j, e, g, at, sums); });
 }
 
 /// gI = g (1 - alpha) gV (the adaptation takes nothing from gV).

@@ -171,6 +171,38 @@ SALTATORY_HD void dense_state_grad_row(Blk&& blk, const Lif& m, Rows g, Rows at,
     }
 }
 
+/// The surrogate terms of a list's entries k < n_tot of neurons [j0, j1) (the rows hold that slice),
+/// as entry(j - j0, gs[k]); ids are distinct, so each neuron is updated by one thread, entries in
+/// ascending k. The loop of state_grad_row for units whose term is more than the LIF's.
+template <class Blk, class Entry>
+SALTATORY_HD void for_listed(Blk&& blk, const int32_t* ids, const float* gs, int n_tot, int32_t j0,
+                             int32_t j1, Entry&& entry) {
+  for (int k = blk.rank(); k < n_tot; k += blk.size()) {
+    const int32_t j = ids[k];
+    if (j >= j0 && j < j1) entry(j - j0, gs[k]);
+  }
+}
+
+/// Dense mode's loop: entry(j, gs[j]) at every neuron a list would hold (a spike or a candidate of
+/// the membrane in row 0 of `at`).
+template <class Blk, class Entry>
+SALTATORY_HD void for_flagged(Blk&& blk, const Lif& m, Rows at, const float* gs, int n,
+                              Entry&& entry) {
+  for (int j = blk.rank(); j < n; j += blk.size())
+    if (m.flag(j, at[0][j]) != none) entry(j, gs[j]);
+}
+
+/// The surrogate term of neuron j for entry gradient `gs` plus the adaptation's share of it held
+/// in adjoint row 2 (consumed: a second pass over the same list adds no share), added to gV and
+/// off the dL/dtheta1 sum; returns the term. The adaptive units' surrogate entry.
+SALTATORY_HD float adapted_entry(const Lif& m, int j, float gs, Rows g, Rows at, Rows sums) {
+  const float term = (gs + g[2][j]) * m.surrogate_at(j, at[0][j]);
+  g[2][j] = 0.0f;
+  g[0][j] += term;
+  if (sums) sums[2][j] -= term;
+  return term;
+}
+
 /// Adds step t's direct terms to the per-neuron parameter sums (gV P, gV (V - leak), dL/dtheta1)
 /// from the complete adjoints of t, the states of t-1 (none at t = 0), the footprint of S[t-1]
 /// (spike reset) and the states of t.
