@@ -7,7 +7,7 @@ namespace saltatory {
 
 std::shared_ptr<StackContext> Backend::lif_stack_forward(const StackConfig&,
                                                          const std::vector<LayerParams>&,
-                                                         const SpikeView&) {
+                                                         const SpikeView&, const StackState*) {
   throw Error("lif_stack_forward", "not implemented on " + name());
 }
 

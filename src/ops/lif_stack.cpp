@@ -103,11 +103,41 @@ double working_bytes(const StackConfig& config, int T, int B, bool backward) {
   return 4.0 * bytes;
 }
 
+/// Checks that `s` is a state of this stack for a batch of B: per layer its model's states,
+/// finite, and (spiking layers) one step of valid lists over its neurons.
+void validate_state(const char* op, const StackConfig& config,
+                    const std::vector<LayerParams>& params, const StackState& s, int B) {
+  check(s.B == B, op, "the initial state is of a batch of ", s.B, ", the input of ", B);
+  check(s.steps >= 0 && s.steps < (int64_t{1} << 62), op, "the initial state's step count ",
+        s.steps, " is out of range");
+  check(s.layers.size() == config.layers.size(), op, "the initial state has ", s.layers.size(),
+        " layers, the stack ", config.layers.size());
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const LayerConfig& c = config.layers[l];
+    const LayerState& ls = s.layers[l];
+    const int states = common::layer_model(c, params[l]).states();
+    check(ls.states.size() == static_cast<size_t>(states) * B * c.n_out, op, "layer ", l,
+          ": the initial state holds ", ls.states.size(), " values, expected [", states, ", ", B,
+          ", ", c.n_out, "] (the model's states)");
+    check(all_finite(ls.states.data(), static_cast<int64_t>(ls.states.size())), op, "layer ", l,
+          ": the initial state is not finite");
+    const SpikeTensor& spikes = ls.spikes;
+    if (c.kind == LayerKind::readout) {
+      check(spikes.T() == 0, op, "layer ", l, ": a readout's initial state has no spikes");
+      continue;
+    }
+    check(spikes.T() == 1 && spikes.B() == B && spikes.N() == c.n_out, op, "layer ", l,
+          ": the initial spikes must be one step [1, ", B, ", K] over ", c.n_out, " neurons, got [",
+          spikes.T(), ", ", spikes.B(), ", ", spikes.K(), "] over ", spikes.N());
+    validate(spikes.view(), op);
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                 const std::vector<LayerParams>& params,
-                                                const SpikeView& input) {
+                                                const SpikeView& input, const StackState* initial) {
   const char* op = "lif_stack_forward";
   check(!config.layers.empty(), op, "the stack has no layers");
   check(config.recompute_segment >= 0, op, "recompute_segment ", config.recompute_segment,
@@ -134,13 +164,44 @@ std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
   check(static_cast<int64_t>(input.T) * input.B * config.layers.back().n_out < (int64_t{1} << 40),
         op, "T*B*N is too large");
   check_memory(working_bytes(config, input.T, input.B, false), op, "the forward pass");
+  Backend& backend = backend_for(config.device);
+  if (initial != nullptr) {
+    check(backend.continues_state(), op, "explicit state is not implemented on ", backend.name(),
+          " yet (the cpu continues sequences)");
+    validate_state(op, config, params, *initial, input.B);
+  }
   std::vector<std::vector<float>> thresholds;
-  auto context = backend_for(config.device)
-                     .lif_stack_forward(
-                         config, common::per_neuron_thresholds(config, params, thresholds), input);
+  auto context = backend.lif_stack_forward(
+      config, common::per_neuron_thresholds(config, params, thresholds), input, initial);
+  context->first_step = initial != nullptr ? initial->steps : 0;
   context->input_capacity = input.K;
   context->thresholds = std::move(thresholds);
   return context;
+}
+
+StackState final_state(const StackContext& context) {
+  const char* op = "final_state";
+  const auto& layers = context.config.layers;
+  check(context.last_states.size() == layers.size(), op, "the ", device_name(context.config.device),
+        " backend does not keep the state (explicit state is implemented on the cpu)");
+  StackState s;
+  s.steps = context.first_step + context.T;
+  s.B = context.B;
+  size_t spiking = 0;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    LayerState& ls = s.layers.emplace_back();
+    ls.states = context.last_states[l];
+    if (layers[l].kind == LayerKind::readout) continue;
+    const SpikeView all = context.spikes[spiking++].view();
+    ls.spikes = SpikeTensor(1, context.B, all.K, all.N);
+    for (int b = 0; b < context.B; ++b) {  // the spikes of the last step, candidates left out
+      const int n = all.spikes(context.T - 1, b);
+      std::copy_n(all.list(context.T - 1, b), n, ls.spikes.list(0, b));
+      ls.spikes.n_spk(0, b) = n;
+      ls.spikes.n_tot(0, b) = n;
+    }
+  }
+  return s;
 }
 
 void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,

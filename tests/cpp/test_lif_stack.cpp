@@ -254,7 +254,8 @@ void expect_bitwise_same(const StackContext& ctx, const StackContext& ref, const
 test_support::EmulatedExec emulated;
 std::shared_ptr<StackContext> emulated_forward(const StackConfig& config,
                                                const std::vector<LayerParams>& params,
-                                               const SpikeView& input) {
+                                               const SpikeView& input,
+                                               const StackState* /*from rest*/ = nullptr) {
   std::vector<std::vector<float>> thresholds;  // (what the op layer does before dispatch)
   auto ctx = cuda::stack_forward(emulated, config,
                                  common::per_neuron_thresholds(config, params, thresholds), input);
@@ -271,7 +272,7 @@ void emulated_backward(StackContext& ctx, const std::vector<const float*>& g_out
 
 using ForwardFn = std::shared_ptr<StackContext> (*)(const StackConfig&,
                                                     const std::vector<LayerParams>&,
-                                                    const SpikeView&);
+                                                    const SpikeView&, const StackState*);
 
 /// Forward and backward of case c (with `forward` and `backward`) against the reference.
 void expect_matches_reference(const Case& c, Mode mode, Device device,
@@ -280,7 +281,7 @@ void expect_matches_reference(const Case& c, Mode mode, Device device,
   Net net = make_net(c, mode, 17);
   net.config.device = device;
   const SpikeTensor input = make_input(c, 17);
-  auto ctx = forward(net.config, net.params(), input.view());
+  auto ctx = forward(net.config, net.params(), input.view(), nullptr);
   const auto ref = reference::forward(net.config, net.ref, input.view());
   ASSERT_EQ(ctx->spikes.size(), ref.spikes.size());
   for (size_t l = 0; l < ref.spikes.size(); ++l) {
@@ -511,6 +512,137 @@ TEST_P(RecomputeEqualsStored, BitwiseSameSpikesAndGradients) {
 
 INSTANTIATE_TEST_SUITE_P(Sweep, RecomputeEqualsStored, ::testing::ValuesIn(sweep()),
                          [](const auto& info) { return info.param.name; });
+
+// Explicit state: forwards over consecutive chunks, each continuing from the state the one before
+// left, equal one forward over the whole sequence bit for bit (lists, readout, drops and the final
+// state), in sparse mode with stored and recomputed membranes and in dense mode, with the random
+// overflow policy (whose streams continue by absolute step).
+class ChunksEqualWhole : public ::testing::TestWithParam<Case> {};
+
+/// Steps [t0, t1) of `input`.
+SpikeView steps_of(const SpikeView& input, int t0, int t1) {
+  SpikeView v = input;
+  const int64_t lists = static_cast<int64_t>(t0) * input.B;
+  v.ids += lists * input.K;
+  v.n_spk += lists;
+  v.n_tot += lists;
+  v.T = t1 - t0;
+  return v;
+}
+
+void expect_same_state(const StackState& a, const StackState& b) {
+  EXPECT_EQ(a.steps, b.steps);
+  ASSERT_EQ(a.layers.size(), b.layers.size());
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    EXPECT_EQ(a.layers[l].states, b.layers[l].states) << "layer " << l;
+    if (a.layers[l].spikes.T() > 0)
+      expect_same_lists(a.layers[l].spikes, b.layers[l].spikes,
+                        "state of layer " + std::to_string(l));
+  }
+}
+
+TEST_P(ChunksEqualWhole, BitwiseSameListsReadoutAndState) {
+  const Case& c = GetParam();
+  for (const auto& [mode, segment] :
+       {std::pair{Mode::sparse, 0}, {Mode::sparse, 3}, {Mode::dense, 0}}) {
+    SCOPED_TRACE(std::string(mode == Mode::sparse ? "sparse" : "dense") + ", segment " +
+                 std::to_string(segment));
+    Net net = make_net(c, mode, 23);
+    net.config.overflow = OverflowPolicy::random;
+    net.config.seed = 5;
+    net.config.recompute_segment = segment;
+    const SpikeTensor input = make_input(c, 23);
+    const auto whole = lif_stack_forward(net.config, net.params(), input.view());
+    const StackState whole_state = final_state(*whole);
+    EXPECT_EQ(whole_state.steps, c.T);
+    for (const std::vector<int>& cuts :
+         std::vector<std::vector<int>>{{1}, {c.T / 2}, {2, c.T - 1}}) {
+      std::vector<int> bounds{0};
+      for (int t : cuts)
+        if (t > bounds.back() && t < c.T) bounds.push_back(t);
+      bounds.push_back(c.T);
+      StackState state;
+      std::vector<std::shared_ptr<StackContext>> chunks;
+      for (size_t k = 0; k + 1 < bounds.size(); ++k) {
+        chunks.push_back(lif_stack_forward(net.config, net.params(),
+                                           steps_of(input.view(), bounds[k], bounds[k + 1]),
+                                           k == 0 ? nullptr : &state));
+        state = final_state(*chunks.back());
+      }
+      expect_same_state(state, whole_state);
+      for (size_t k = 0; k < chunks.size(); ++k) {
+        const StackContext& chunk = *chunks[k];
+        const int t0 = bounds[k], steps = bounds[k + 1] - t0;
+        for (size_t l = 0; l < chunk.spikes.size(); ++l) {
+          const SpikeView got = chunk.spikes[l].view(), all = whole->spikes[l].view();
+          for (int t = 0; t < steps; ++t)
+            for (int b = 0; b < c.B; ++b) {
+              ASSERT_EQ(got.spikes(t, b), all.spikes(t0 + t, b))
+                  << "layer " << l << " t " << t0 + t;
+              ASSERT_EQ(got.total(t, b), all.total(t0 + t, b)) << "layer " << l << " t " << t0 + t;
+              for (int i = 0; i < got.total(t, b); ++i)
+                ASSERT_EQ(got.list(t, b)[i], all.list(t0 + t, b)[i]);
+            }
+        }
+        if (c.classes > 0) {
+          const int64_t row = static_cast<int64_t>(c.B) * c.classes;
+          const std::vector<float> part(whole->readout.begin() + t0 * row,
+                                        whole->readout.begin() + (t0 + steps) * row);
+          EXPECT_EQ(chunk.readout, part);
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Sweep, ChunksEqualWhole, ::testing::ValuesIn(sweep()),
+                         [](const auto& info) { return info.param.name; });
+
+// A state that does not fit the stack is refused, naming the op, before anything runs; a backend
+// that does not continue sequences says so.
+TEST(ExplicitState, ForgedStatesAreRefused) {
+  Case c{"recurrent", 6, 2, 18, {23}, 6, 0.2, 3, true};
+  Net net = make_net(c, Mode::sparse, 3);
+  const SpikeTensor input = make_input(c, 3);
+  const StackState good = final_state(*lif_stack_forward(net.config, net.params(), input.view()));
+  EXPECT_EQ(good.steps, c.T);
+  ASSERT_NO_THROW(lif_stack_forward(net.config, net.params(), input.view(), &good));
+  const auto refused = [&](const StackState& s, const std::string& what) {
+    try {
+      lif_stack_forward(net.config, net.params(), input.view(), &s);
+      ADD_FAILURE() << "accepted: " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("lif_stack_forward"), std::string::npos) << e.what();
+    }
+  };
+  StackState s = good;
+  s.B = 3;
+  refused(s, "another batch");
+  s = good;
+  s.layers.pop_back();
+  refused(s, "a layer missing");
+  s = good;
+  s.layers[0].states.pop_back();
+  refused(s, "states of the wrong size");
+  s = good;
+  s.layers[0].states[4] = std::nanf("");
+  refused(s, "a NaN state");
+  s = good;
+  s.layers[0].spikes.list(0, 0)[0] = 23;
+  s.layers[0].spikes.n_spk(0, 0) = s.layers[0].spikes.n_tot(0, 0) = 1;
+  refused(s, "a spike id past the layer");
+  s = good;
+  s.layers[1].spikes = SpikeTensor(1, 2, 3, 3);
+  refused(s, "spikes for a readout");
+  s = good;
+  s.steps = -1;
+  refused(s, "a negative step count");
+  if (unavailable("ipu-model").empty()) {
+    net.config.device = Device::ipu_model;
+    EXPECT_THROW(lif_stack_forward(net.config, net.params(), input.view(), &good), Error);
+    EXPECT_THROW(final_state(*lif_stack_forward(net.config, net.params(), input.view())), Error);
+  }
+}
 
 // Overflow: spikes keep priority over candidates and the dropped count is exact.
 TEST(Overflow, SpikesKeepPriorityAndDropsAreCounted) {

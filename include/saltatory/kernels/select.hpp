@@ -36,8 +36,8 @@ SALTATORY_HD uint64_t layer_seed(uint64_t seed, uint64_t l) {
   return stream_key(seed, l, 0x5E1EC7, 0);
 }
 
-/// Stream of list (t, b) of a layer: spikes draw from it, candidates from mix64(it + 1).
-SALTATORY_HD uint64_t list_stream(uint64_t layer_seed, int t, int b) {
+/// Stream of list (t, b) of a layer (t the absolute step of a sequence run in chunks): spikes draw from it, candidates from mix64(it + 1).
+SALTATORY_HD uint64_t list_stream(uint64_t layer_seed, int64_t t, int b) {
   return stream_key(layer_seed, static_cast<uint64_t>(t), static_cast<uint64_t>(b), 0);
 }
 

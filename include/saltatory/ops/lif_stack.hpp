@@ -93,6 +93,28 @@ struct LayerGrads {
   float* a = nullptr;          ///< [n_out]: learnable subthreshold adaptation (adlif layers)
 };
 
+/// One layer's state between two calls over consecutive chunks of a sequence: what its next step
+/// reads of its last one.
+struct LayerState {
+  /// [states, B, n_out]: the neuron model's state variables at the last step, V (or the ALIF's
+  /// u = V - b a) first, in the order of the model's unit (kernels/neurons/).
+  std::vector<float> states;
+  /// The spikes emitted at the last step (T = 1; spiking layers only, empty for a readout): the
+  /// next step's recurrent input, spike reset and adaptation, and the next layer's delayed input.
+  SpikeTensor spikes;
+};
+
+/// The state of a whole stack after `steps` steps of a sequence. A forward that starts from it
+/// continues the sequence: forwards over consecutive chunks equal one forward over the whole
+/// sequence, bit for bit. Backward treats it as a constant (truncated BPTT): gradients stop at the
+/// chunk's first step, though the direct terms of its parameters (W_rec times the initial spikes,
+/// alpha times the initial membrane) are kept.
+struct StackState {
+  int64_t steps = 0;  ///< steps run before; the random overflow policy's streams continue from it
+  int B = 0;
+  std::vector<LayerState> layers;  ///< one per layer
+};
+
 /// What forward produced; backend subclasses keep what backward needs. Opaque to Python.
 class StackContext {
  public:
@@ -107,6 +129,11 @@ class StackContext {
   /// Per layer, theta1 for every neuron made from config.theta1 when the caller gave no
   /// per-neuron thresholds (the backend's parameters point into these arrays).
   std::vector<std::vector<float>> thresholds;
+  /// The initial state's steps (0 without one): the absolute step of this call's step 0.
+  int64_t first_step = 0;
+  /// Per layer, the model's states [states, B, n_out] at the last step, written by backends that
+  /// continue sequences (Backend::continues_state); empty on the others.
+  std::vector<std::vector<float>> last_states;
   /// Set (atomically) by the backward call that consumes the context; one backward per forward,
   /// also when several threads try at once.
   std::atomic<bool> backward_done{false};
@@ -119,10 +146,16 @@ class StackContext {
   }
 };
 
-/// Runs the stack forward over all T steps. Validates shapes, parameters and input spikes.
+/// Runs the stack forward over all T steps, from rest or continuing from `initial` (which must fit
+/// the stack and batch; the CPU only). Validates shapes, parameters, input spikes and the state.
 std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                 const std::vector<LayerParams>& params,
-                                                const SpikeView& input);
+                                                const SpikeView& input,
+                                                const StackState* initial = nullptr);
+
+/// The state after the last step of `context`'s forward, from which a forward over the next chunk
+/// continues the sequence. Throws on a backend that does not continue sequences.
+StackState final_state(const StackContext& context);
 
 /// BPTT through the whole sequence. `grad_outputs[l]` is dL/d(output of layer l): per list entry
 /// [T, B, K_l] for a spiking layer, [T, B, N_out] for the readout; null means zero. Gradients are

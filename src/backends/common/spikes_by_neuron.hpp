@@ -8,6 +8,7 @@
 #include <numeric>
 #include <vector>
 
+#include "backends/common/history.hpp"
 #include "backends/common/order.hpp"
 #include "backends/cpu/parallel.hpp"
 #include "saltatory/core/spikes.hpp"
@@ -16,21 +17,24 @@ namespace saltatory::common {
 
 /// The spikes feeding the lists of a window, grouped by chunk of `chunk_steps` steps and, within a
 /// chunk, by neuron: for chunk q and neuron i, the lists (t, b) of q whose current i fed,
-/// ascending, numbered from the window's first list. A spike of step t feeds list (t + delay, b).
+/// ascending, numbered from the window's first list. A spike of step t feeds list (t + delay, b);
+/// those of step -1 come from `history.before` (an initial state's), when it has them.
 class SpikesByNeuron {
  public:
   SpikesByNeuron(const SpikeView& spikes, Window w, int delay, int chunk_steps)
-      : n_(spikes.N), chunks_((w.t1 - w.t0 + chunk_steps - 1) / chunk_steps) {
-    const int B = spikes.B;
+      : SpikesByNeuron(SpikeHistory{spikes, {}}, w, delay, chunk_steps) {}
+  SpikesByNeuron(const SpikeHistory& history, Window w, int delay, int chunk_steps)
+      : n_(history.now.N), chunks_((w.t1 - w.t0 + chunk_steps - 1) / chunk_steps) {
+    const int B = history.now.B;
     // Calls f(list, neuron) for every spike feeding a list of `chunk`, lists ascending.
     const auto each_spike = [&](int64_t chunk, auto&& f) {
       const int s0 = w.t0 + static_cast<int>(chunk) * chunk_steps;
       const int s1 = std::min(w.t1, s0 + chunk_steps);
-      for (int t = std::max(s0, delay); t < s1; ++t)
-        for (int b = 0; b < B; ++b) {
-          const int32_t* ids = spikes.list(t - delay, b);
+      for (int t = s0; t < s1; ++t)
+        for (int b = 0; b < B && history.has(t - delay); ++b) {
+          const int32_t* ids = history.list(t - delay, b);
           const auto list = static_cast<int32_t>((t - w.t0) * B + b);
-          for (int k = 0; k < spikes.spikes(t - delay, b); ++k) f(list, ids[k]);
+          for (int k = 0; k < history.spikes(t - delay, b); ++k) f(list, ids[k]);
         }
     };
     start_.assign(chunks_ * n_ + 1, 0);

@@ -24,10 +24,12 @@ class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
   bool learns_neuron_parameters() const override { return true; }
+  bool continues_state() const override { return true; }
 
   std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                   const std::vector<LayerParams>& params,
-                                                  const SpikeView& input) override {
+                                                  const SpikeView& input,
+                                                  const StackState* initial) override {
     auto ctx = std::make_shared<CpuContext>();
     ctx->config = config;
     ctx->params = params;
@@ -35,6 +37,8 @@ class CpuBackend final : public Backend {
     ctx->B = input.B;
     ctx->input = SpikeTensor::from_view(input);
     ctx->window = common::window_steps(config, input.T, input.B);
+    if (initial != nullptr) ctx->initial = std::make_unique<const StackState>(*initial);
+    ctx->first_step = initial != nullptr ? initial->steps : 0;
     const bool dense = config.mode == Mode::dense;
     for (size_t l = 0; l < config.layers.size(); ++l) {
       const LayerConfig& c = config.layers[l];
@@ -48,6 +52,7 @@ class CpuBackend final : public Backend {
         ctx->state.push_back(acquire_buffer(states * steps));
         const LayerRun run = layer_run(*ctx, l, ctx->state.back().get(), steps, 0);
         dropped = dense ? dense_forward(run) : sparse_forward(run, {0, ctx->T}, true);
+        keep_last_states(*ctx, run);
       } else {  // window by window, keeping the states at the end of every window but the last
         const int64_t kept = (windows(*ctx) - 1) * row;
         ctx->state.push_back(acquire_buffer(states * kept));
@@ -60,6 +65,8 @@ class CpuBackend final : public Backend {
             for (int i = 0; i < states; ++i)
               std::copy_n(run.states(w.t1 - 1, 0)[i], row,
                           ctx->state[l].get() + i * kept + k * row);
+          else
+            keep_last_states(*ctx, run);
         }
       }
       if (readout)  // the output is the readout's V
@@ -120,18 +127,32 @@ class CpuBackend final : public Backend {
                             int first_step) {
     const bool delayed = ctx.config.coupling == Coupling::delayed && l > 0;
     const bool readout = ctx.config.layers[l].kind == LayerKind::readout;
-    return LayerRun{ctx.config.layers[l],
-                    ctx.params[l],
-                    l == 0 ? ctx.input.view() : ctx.spikes[l - 1].view(),
-                    delayed ? 1 : 0,
-                    readout ? nullptr : &ctx.spikes[l],
-                    state,
-                    stride,
-                    first_step,
-                    kernels::layer_seed(ctx.config.seed, l),
-                    ctx.config.overflow,
-                    ctx.T,
-                    ctx.B};
+    LayerRun run{ctx.config.layers[l],
+                 ctx.params[l],
+                 l == 0 ? ctx.input.view() : ctx.spikes[l - 1].view(),
+                 delayed ? 1 : 0,
+                 readout ? nullptr : &ctx.spikes[l],
+                 state,
+                 stride,
+                 first_step,
+                 kernels::layer_seed(ctx.config.seed, l),
+                 ctx.config.overflow,
+                 ctx.T,
+                 ctx.B};
+    if (ctx.initial != nullptr) {
+      run.initial = &ctx.initial->layers[l];
+      if (delayed) run.input_before = ctx.initial->layers[l - 1].spikes.view();
+      run.steps_before = ctx.initial->steps;
+    }
+    return run;
+  }
+
+  /// The states of the last step of `run` (whose buffer holds step T - 1) into last_states.
+  static void keep_last_states(CpuContext& ctx, const LayerRun& run) {
+    const int64_t row = static_cast<int64_t>(ctx.B) * run.config.n_out;
+    const kernels::neurons::Rows last = run.states(ctx.T - 1, 0);
+    std::vector<float>& out = ctx.last_states.emplace_back(run.model().states() * row);
+    for (int i = 0; i < run.model().states(); ++i) std::copy_n(last[i], row, out.data() + i * row);
   }
 
   /// Layer l over window k in `buffer` (the states of window + 1 steps): its first step holds the
@@ -140,10 +161,14 @@ class CpuBackend final : public Backend {
     const int64_t row = static_cast<int64_t>(ctx.B) * ctx.config.layers[l].n_out,
                   kept = (windows(ctx) - 1) * row, stride = (ctx.window + 1) * row;
     const int states = common::layer_model(ctx.config.layers[l], ctx.params[l]).states();
+    LayerRun run = layer_run(ctx, l, buffer, stride, k * ctx.window - 1);
     if (k > 0)
       for (int i = 0; i < states; ++i)
         std::copy_n(ctx.state[l].get() + i * kept + (k - 1) * row, row, buffer + i * stride);
-    return layer_run(ctx, l, buffer, stride, k * ctx.window - 1);
+    else if (run.initial != nullptr)
+      for (int i = 0; i < states; ++i)
+        std::copy_n(run.initial->states.data() + i * row, row, buffer + i * stride);
+    return run;
   }
 };
 
@@ -151,15 +176,15 @@ class CpuBackend final : public Backend {
 
 namespace {
 
-/// Calls f() with the footprint of S[step] (1 at emitted neurons) in `flags` when `needed`, and
-/// leaves `flags` zero again: how the spike reset reads which spikes were emitted.
+/// Calls f() with the footprint of S[step] (1 at emitted neurons; step -1: the initial state's) in
+/// `flags` when `needed`, and leaves `flags` zero again: how the spike reset reads which spikes
+/// were emitted.
 template <class F>
 void with_footprint(const LayerRun& run, int step, int b, float* flags, bool needed, F&& f) {
-  if (needed)
-    kernels::scatter_value(flags, run.output->list(step, b), run.output->n_spk(step, b), 1.0f);
+  const common::SpikeHistory own = needed ? run.own_history() : common::SpikeHistory{};
+  if (needed) kernels::scatter_value(flags, own.list(step, b), own.spikes(step, b), 1.0f);
   f();
-  if (needed)
-    kernels::scatter_value(flags, run.output->list(step, b), run.output->n_spk(step, b), 0.0f);
+  if (needed) kernels::scatter_value(flags, own.list(step, b), own.spikes(step, b), 0.0f);
 }
 
 }  // namespace
@@ -170,16 +195,17 @@ Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
   const int n = run.config.n_out;
   float* v = run.v(t, b);
   float* flags = scratch.flags.data();
-  with_footprint(run, t - 1, b, flags, t > 0 && m.update_reads_emitted(), [&] {
+  with_footprint(run, t - 1, b, flags, run.has_prev(t) && m.update_reads_emitted(), [&] {
     kernels::neurons::update_row(kernels::SerialBlock{}, m, run.states(t, b),
-                                 t > 0 ? run.states(t - 1, b) : kernels::neurons::Rows{}, flags,
-                                 current, n);
+                                 run.has_prev(t) ? run.states(t - 1, b) : kernels::neurons::Rows{},
+                                 flags, current, n);
   });
   if (m.readout() || !select) return {};
   SpikeTensor& out = *run.output;
-  const auto counts = kernels::select_two_threshold(
-      v, n, m.theta1(), m.theta2(), out.K(), run.overflow, kernels::list_stream(run.seed, t, b),
-      out.list(t, b), scratch.found.data(), scratch.priority.data());
+  const auto counts =
+      kernels::select_two_threshold(v, n, m.theta1(), m.theta2(), out.K(), run.overflow,
+                                    kernels::list_stream(run.seed, run.steps_before + t, b),
+                                    out.list(t, b), scratch.found.data(), scratch.priority.data());
   out.n_spk(t, b) = counts.n_spk;
   out.n_tot(t, b) = counts.n_tot;
   return counts.dropped;
@@ -196,10 +222,11 @@ void carry_adjoints(const LayerRun& run, int t, int b, kernels::neurons::Rows g,
 void parameter_sums(const LayerRun& run, int t, int b, kernels::neurons::Rows sums,
                     kernels::neurons::Rows g, float* flags) {
   const kernels::neurons::Model m = run.model();  // r[t] of the spike reset: S[t-1] emitted
-  with_footprint(run, t - 1, b, flags, t > 0 && m.update_reads_emitted(), [&] {
-    kernels::neurons::parameter_grad_row(kernels::SerialBlock{}, m, sums, g,
-                                         t > 0 ? run.states(t - 1, b) : kernels::neurons::Rows{},
-                                         flags, run.states(t, b), run.config.n_out);
+  with_footprint(run, t - 1, b, flags, run.has_prev(t) && m.update_reads_emitted(), [&] {
+    kernels::neurons::parameter_grad_row(
+        kernels::SerialBlock{}, m, sums, g,
+        run.has_prev(t) ? run.states(t - 1, b) : kernels::neurons::Rows{}, flags, run.states(t, b),
+        run.config.n_out);
   });
 }
 

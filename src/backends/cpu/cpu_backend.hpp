@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "backends/common/history.hpp"
 #include "backends/common/model.hpp"
 #include "backends/common/order.hpp"
 #include "backends/cpu/buffer_pool.hpp"
@@ -31,15 +32,33 @@ struct LayerRun {
   uint64_t seed;   ///< stream seed of this layer's overflow policy
   OverflowPolicy overflow;
   int T, B;
+  /// The layer's state before step 0 (null: the call starts from rest), and the input's spikes of
+  /// step -1 that delayed coupling reads (T = 0 when none).
+  const LayerState* initial = nullptr;
+  SpikeView input_before{};
+  int64_t steps_before = 0;  ///< the absolute step of step 0 (the overflow streams continue)
   /// The layer's neuron model (made once: the step loops ask for it per row).
   kernels::neurons::Model neuron_model = common::layer_model(config, params);
+
+  /// Whether step t - 1 exists: t > 0, or t = 0 continuing from an initial state.
+  bool has_prev(int t) const { return t > 0 || initial != nullptr; }
+  /// The input's lists, with the initial state's of step -1.
+  common::SpikeHistory input_history() const { return {input, input_before}; }
+  /// This layer's own lists (spiking layers), with the initial state's of step -1.
+  common::SpikeHistory own_history() const {
+    return {output->view(), initial != nullptr ? initial->spikes.view() : SpikeView{}};
+  }
 
   /// V[t, b, :]
   float* v(int t, int b) const {
     return state + (static_cast<int64_t>(t - first_step) * B + b) * config.n_out;
   }
-  /// The state rows of (t, b).
+  /// The state rows of (t, b); before the buffer's first step, the initial state's.
   kernels::neurons::Rows states(int t, int b) const {
+    if (t < first_step)
+      return kernels::neurons::Rows::strided(
+          const_cast<float*>(initial->states.data()) + static_cast<int64_t>(b) * config.n_out,
+          static_cast<int64_t>(B) * config.n_out, neuron_model.states());
     return kernels::neurons::Rows::strided(v(t, b), state_stride, neuron_model.states());
   }
   /// The layer's neuron model.
@@ -92,6 +111,8 @@ class CpuContext : public StackContext {
   /// last step of every window but the last, [states(), windows - 1, B, N]. Uninitialised until
   /// the forward writes every element.
   std::vector<Buffer> state;
+  /// A copy of the state the forward continued from (null: from rest); backward reads it too.
+  std::unique_ptr<const StackState> initial;
 };
 
 /// Runs steps [w.t0, w.t1) of one sparse layer forward, reading V[w.t0 - 1] from the membrane
@@ -125,6 +146,14 @@ Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
 /// The model's adjoints of one row carried from step t+1 to t (gV *= alpha, or alpha (1 - r[t+1])
 /// for mask); `flags` is n zeros of scratch (left zero).
 void carry_adjoints(const LayerRun& run, int t, int b, kernels::neurons::Rows g, float* flags);
+
+/// Asks the cache for the n floats of every row of `rows` (a stride back in time defeats the
+/// hardware prefetcher at the start of each row).
+inline void prefetch_rows(kernels::neurons::Rows rows, int n) {
+  constexpr int kLine = 64 / sizeof(float);
+  for (int i = 0; i < kernels::neurons::kMaxRows && rows[i] != nullptr; ++i)
+    for (int j = 0; j < n; j += kLine) __builtin_prefetch(rows[i] + j);
+}
 
 /// Adds step t's direct terms to the model's parameter sums of one row, from its complete
 /// adjoints; `flags` is n zeros of scratch (left zero).

@@ -1,6 +1,6 @@
 // Dense mode: the baseline the method is measured against. Spikes are dense 0/1 matrices and every
 // product is an Eigen GEMM over all neurons, whatever the activity; lists have capacity N.
-//   forward:  I = X W + bias  (X [T*B, N_in] 0/1, t' rows);  per step I[t] += S[t-1] W_rec
+//   forward:  per step I[t] = X[t] W + bias (X [T*B, N_in] 0/1, t' rows) + S[t-1] W_rec
 //   backward: the neuron model's carry_row, dense_state_grad_row of gS_dense at every neuron a
 //             list would hold (masked surrogate: a spike or a candidate), current_grad_row (gI):
 //             dW += X^T gI;  dW_rec += S_prev^T gI;  dbias += sum gI
@@ -42,12 +42,14 @@ void gemm_add(const float* a, bool a_transposed, const float* b, bool b_transpos
   });
 }
 
-/// Dense 0/1 rows [T*B, N] of `spikes`, where row (t, b) holds step t - delay (zero before 0).
-std::vector<float> dense_rows(const SpikeView& spikes, int T, int delay) {
-  std::vector<float> x(static_cast<size_t>(T) * spikes.B * spikes.N, 0.0f);
-  for (int t = delay; t < T; ++t)
-    for (int b = 0; b < spikes.B; ++b)
-      kernels::scatter_value(x.data() + (static_cast<int64_t>(t) * spikes.B + b) * spikes.N,
+/// Dense 0/1 rows [T*B, N] of `spikes`, where row (t, b) holds step t - delay (zero before the
+/// history's first step).
+std::vector<float> dense_rows(const common::SpikeHistory& spikes, int T, int delay) {
+  const int B = spikes.now.B, N = spikes.now.N;
+  std::vector<float> x(static_cast<size_t>(T) * B * N, 0.0f);
+  for (int t = 0; t < T; ++t)
+    for (int b = 0; b < B && spikes.has(t - delay); ++b)
+      kernels::scatter_value(x.data() + (static_cast<int64_t>(t) * B + b) * N,
                              spikes.list(t - delay, b), spikes.spikes(t - delay, b), 1.0f);
   return x;
 }
@@ -62,20 +64,26 @@ Drops dense_forward(const LayerRun& run) {
   std::vector<float> current(rows * n, 0.0f);
   if (p.bias != nullptr)
     for (int64_t r = 0; r < rows; ++r) std::copy_n(p.bias, n, current.begin() + r * n);
-  const std::vector<float> x = dense_rows(run.input, T, run.input_delay);
-  gemm_add(x.data(), false, p.weight, false, current.data(), rows, c.n_in, n);
+  const std::vector<float> x = dense_rows(run.input_history(), T, run.input_delay);
+  // one GEMM per step, each of the same shape whatever T: a row's sum then does not depend on how
+  // many steps the call has, so consecutive chunks of a sequence equal the whole one bit for bit
+  parallel_for(0, T, [&](int64_t t) {
+    gemm_add(x.data() + t * B * c.n_in, false, p.weight, false, current.data() + t * B * n, B,
+             c.n_in, n);
+  });
 
   const bool recurrent = c.kind == LayerKind::recurrent_lif;
+  const common::SpikeHistory own = recurrent ? run.own_history() : common::SpikeHistory{};
   std::vector<float> previous(recurrent ? static_cast<size_t>(B) * n : 0, 0.0f);
   std::vector<SelectScratch> scratch(B, SelectScratch(n, n));
   std::vector<Drops> dropped(B);
   for (int t = 0; t < T; ++t) {
     float* current_t = current.data() + static_cast<int64_t>(t) * B * n;
-    if (recurrent && t > 0) {
+    if (recurrent && own.has(t - 1)) {
       std::fill(previous.begin(), previous.end(), 0.0f);
       for (int b = 0; b < B; ++b)
-        kernels::scatter_value(previous.data() + static_cast<int64_t>(b) * n,
-                               run.output->list(t - 1, b), run.output->n_spk(t - 1, b), 1.0f);
+        kernels::scatter_value(previous.data() + static_cast<int64_t>(b) * n, own.list(t - 1, b),
+                               own.spikes(t - 1, b), 1.0f);
       gemm_add(previous.data(), false, p.weight_rec, false, current_t, B, n, n);
     }
     parallel_for(0, B, [&](int64_t b) {
@@ -133,11 +141,11 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
   }
   if (!carry.sums.empty()) common::add_parameter_grads(m, carry.sums.data(), B, n, grads);
 
-  const std::vector<float> x = dense_rows(run.input, T, run.input_delay);
+  const std::vector<float> x = dense_rows(run.input_history(), T, run.input_delay);
   if (grads.weight != nullptr)
     gemm_add(x.data(), true, grad_current.data(), false, grads.weight, c.n_in, rows, n);
   if (grads.weight_rec != nullptr && recurrent) {
-    const std::vector<float> own_previous = dense_rows(run.output->view(), T, 1);
+    const std::vector<float> own_previous = dense_rows(run.own_history(), T, 1);
     gemm_add(own_previous.data(), true, grad_current.data(), false, grads.weight_rec, n, rows, n);
   }
   if (grads.bias != nullptr && c.bias)

@@ -35,22 +35,22 @@ namespace {
 void feedforward_currents(const LayerRun& run, Window w) {
   const LayerParams& p = run.params;
   const int n = run.config.n_out;
-  for_each_block(static_cast<int64_t>(w.t1 - w.t0) * run.B, kListChunk,
-                 [&](int64_t l0, int64_t l1) {
-                   for (int64_t list = l0; list < l1; ++list) {
-                     const int t = w.t0 + static_cast<int>(list / run.B);
-                     const int b = static_cast<int>(list % run.B);
-                     float* current = run.v(t, b);
-                     if (p.bias != nullptr)
-                       std::copy_n(p.bias, n, current);
-                     else
-                       std::fill_n(current, n, 0.0f);
-                     const int t_in = t - run.input_delay;
-                     if (t_in >= 0)
-                       kernels::gather_rows(current, p.weight, n, run.input.list(t_in, b),
-                                            run.input.spikes(t_in, b), n);
-                   }
-                 });
+  for_each_block(
+      static_cast<int64_t>(w.t1 - w.t0) * run.B, kListChunk, [&](int64_t l0, int64_t l1) {
+        for (int64_t list = l0; list < l1; ++list) {
+          const int t = w.t0 + static_cast<int>(list / run.B);
+          const int b = static_cast<int>(list % run.B);
+          float* current = run.v(t, b);
+          if (p.bias != nullptr)
+            std::copy_n(p.bias, n, current);
+          else
+            std::fill_n(current, n, 0.0f);
+          const int t_in = t - run.input_delay;
+          const common::SpikeHistory in = run.input_history();
+          if (in.has(t_in))
+            kernels::gather_rows(current, p.weight, n, in.list(t_in, b), in.spikes(t_in, b), n);
+        }
+      });
 }
 
 }  // namespace
@@ -64,11 +64,13 @@ Drops sparse_forward(const LayerRun& run, Window w, bool select) {
   std::vector<Drops> dropped(run.B);
   parallel_for(0, run.B, [&](int64_t b) {
     SelectScratch scratch(n, select ? capacity : 0);
+    const common::SpikeHistory own =
+        c.kind == LayerKind::recurrent_lif ? run.own_history() : common::SpikeHistory{};
     for (int t = w.t0; t < w.t1; ++t) {
       float* current = run.v(t, static_cast<int>(b));
-      if (c.kind == LayerKind::recurrent_lif && t > 0)
-        kernels::gather_rows(current, p.weight_rec, n, run.output->list(t - 1, b),
-                             run.output->n_spk(t - 1, b), n);
+      if (c.kind == LayerKind::recurrent_lif && own.has(t - 1))
+        kernels::gather_rows(current, p.weight_rec, n, own.list(t - 1, static_cast<int>(b)),
+                             own.spikes(t - 1, static_cast<int>(b)), n);
       dropped[b] += update_and_select(run, t, static_cast<int>(b), current, scratch, select);
     }
   });
@@ -111,7 +113,12 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
       }
       float* gi = grad_current + (static_cast<int64_t>(t - w.t0) * B + b) * n;
       kernels::neurons::current_grad_row(one, m, gi, g, n);  // completes the adjoints of t
-      if (sums) parameter_sums(run, t, static_cast<int>(b), sums, g, flags.data());
+      if (sums) {
+        // the parameter sums stream every stored state row, latest step first: ask for the row
+        // that step t - 1 reads beyond this one (V[t - 2]) now, so it is in cache by then
+        if (t > w.t0 + 1) prefetch_rows(run.states(t - 2, static_cast<int>(b)), n);
+        parameter_sums(run, t, static_cast<int>(b), sums, g, flags.data());
+      }
       if (recurrent && t > 0)
         kernels::dot_rows(grad_rec, p.weight_rec, n, run.output->list(t - 1, b),
                           run.output->n_tot(t - 1, b), gi, n);
@@ -136,18 +143,17 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
 
   // phase C: dW[i, cols] += the gI rows of the lists that i fed, chunk by chunk, latest first; a
   // chunk's gI block stays in cache while every input neuron gathers its rows from it.
-  const auto weight_grad = [&](float* dw, const SpikeView& spikes, int delay) {
+  const auto weight_grad = [&](float* dw, const common::SpikeHistory& spikes, int delay) {
     const common::SpikesByNeuron by_neuron(spikes, w, delay, common::scatter_chunk_steps(B));
     for_each_block(n, kColumnBlock, [&](int c0, int c1) {
       for (int64_t chunk = by_neuron.chunks(); chunk-- > 0;)
-        for (int i = 0; i < spikes.N; ++i)
+        for (int i = 0; i < spikes.now.N; ++i)
           kernels::gather_rows(dw + static_cast<int64_t>(i) * n + c0, grad_current + c0, n,
                                by_neuron.lists(chunk, i), by_neuron.count(chunk, i), c1 - c0);
     });
   };
-  if (grads.weight != nullptr) weight_grad(grads.weight, run.input, run.input_delay);
-  if (grads.weight_rec != nullptr && recurrent)
-    weight_grad(grads.weight_rec, run.output->view(), 1);
+  if (grads.weight != nullptr) weight_grad(grads.weight, run.input_history(), run.input_delay);
+  if (grads.weight_rec != nullptr && recurrent) weight_grad(grads.weight_rec, run.own_history(), 1);
   if (grads.bias != nullptr && c.bias) {
     for_each_block(n, kColumnBlock, [&](int c0, int c1) {
       for (int64_t list = lists; list-- > 0;)

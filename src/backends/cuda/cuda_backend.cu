@@ -224,7 +224,8 @@ class CudaBackend final : public Backend {
 
   std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                   const std::vector<LayerParams>& params,
-                                                  const SpikeView& input) override {
+                                                  const SpikeView& input,
+                                                  const StackState*) override {
     return run("lif_stack_forward", [&] { return stack_forward(exec_, config, params, input); });
   }
 

@@ -116,7 +116,8 @@ class IpuModelBackend final : public Backend {
 
   std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                   const std::vector<LayerParams>& params,
-                                                  const SpikeView& input) override {
+                                                  const SpikeView& input,
+                                                  const StackState*) override {
     check(config.mode == Mode::sparse, "lif_stack_forward",
           "ipu-model runs the sparse method only; dense mode is the CPU baseline");
     PlanOptions options;

@@ -493,7 +493,8 @@ class PoplarBackend final : public Backend {
 
   std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                   const std::vector<LayerParams>& params,
-                                                  const SpikeView& input) override {
+                                                  const SpikeView& input,
+                                                  const StackState*) override {
     check(config.mode == Mode::sparse, "lif_stack_forward", "ipu runs the sparse method only");
     auto ctx = std::make_shared<PoplarContext>();
     ctx->config = config;
