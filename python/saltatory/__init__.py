@@ -9,7 +9,7 @@ from . import _core
 from . import data, losses, optim
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .nn import (LIF, AdaptiveLIF, CubaLIF, Parameter, Readout, RecurrentAdaptiveLIF,
-                 RecurrentCubaLIF, RecurrentLIF, Sequential, Theta2Schedule)
+                 RecurrentCubaLIF, RecurrentLIF, Sequential, State, Theta2Schedule)
 from .spikes import SpikeTensor
 
 __version__ = _core.build_info()["version"]
@@ -43,7 +43,7 @@ def set_num_threads(n: int) -> None:
 
 __all__ = ["SpikeTensor", "LIF", "RecurrentLIF", "CubaLIF", "RecurrentCubaLIF", "AdaptiveLIF",
            "RecurrentAdaptiveLIF", "Readout",
-           "Sequential", "Parameter",
+           "Sequential", "State", "Parameter",
            "Theta2Schedule", "losses", "optim", "data", "save_checkpoint", "load_checkpoint",
            "read_checkpoint", "CheckpointError", "available_devices", "build_info",
            "set_num_threads", "memory_limit", "set_memory_limit"]

@@ -444,6 +444,48 @@ class Readout(_Layer):
                          learn_alpha=learn_alpha)
 
 
+class State:
+    """The state of a ``Sequential`` after some steps of a sequence, from which its next forward
+    continues (``net.forward(x, state=s, return_state=True)``): streaming, or truncated BPTT over
+    a long sequence cut into chunks. Forwards over consecutive chunks give the same spikes and
+    readout, bit for bit, as one forward over the whole sequence.
+
+    - ``steps``: how many steps of the sequence have run (the random overflow policy continues
+      from it).
+    - ``states``: per layer, float32 [S, B, N]: the neuron model's state variables at the last step
+      (V first; CUBA: V, Isyn; ALIF: u = V - b a, a; adLIF: V, w).
+    - ``spikes``: per layer, the SpikeTensor [1, B, K] of the spikes emitted at the last step (what
+      recurrence, the spike reset, adaptation and delayed coupling read next), None for a readout.
+
+    Backward treats the state a forward started from as a constant: gradients stop at the chunk's
+    first step (truncated BPTT), while the terms in which it meets a parameter (W_rec times its
+    spikes, alpha times its membrane) are kept. Only the cpu device continues sequences so far."""
+
+    def __init__(self, steps: int, states: list, spikes: list):
+        self.steps, self.states, self.spikes = int(steps), list(states), list(spikes)
+
+    @property
+    def membranes(self) -> list[np.ndarray]:
+        """Per layer, the state variable that leads (V, or the ALIF's u = V - b a) [B, N]."""
+        return [s[0] for s in self.states]
+
+    def _core_form(self):
+        return (self.steps, [(np.ascontiguousarray(st), sp)
+                             for st, sp in zip(self.states, self.spikes)])
+
+    @classmethod
+    def _from_core(cls, raw) -> "State":
+        steps, layers = raw
+        states = [st for st, _ in layers]
+        spikes = [None if sp is None else
+                  SpikeTensor(sp[0], sp[1], sp[2], n_neurons=sp[3], validate=False)
+                  for _, sp in layers]
+        return cls(steps, states, spikes)
+
+    def __repr__(self) -> str:
+        return f"State(steps={self.steps}, layers={len(self.states)})"
+
+
 class Sequential:
     """A stack of spiking layers (LIF, CubaLIF, AdaptiveLIF and their recurrent forms, mixed
     freely), optionally ending in a Readout.
@@ -505,23 +547,37 @@ class Sequential:
         self.dropped: list[int] = []
         self.dropped_candidates: list[int] = []
 
-    def forward(self, x: SpikeTensor):
+    def forward(self, x: SpikeTensor, state: State | None = None, return_state: bool = False):
         """Runs all T steps over the input spikes ``x`` [T, B, K_in] (a SpikeTensor of the first
         layer's n_in neurons). Returns the readout membrane [T, B, C] (float32) if the stack ends in
         a Readout, else the last layer's SpikeTensor. Per-layer outputs stay in ``self.spikes``,
         the spikes each layer dropped by capacity in ``self.dropped`` and the gradient candidates
         in ``self.dropped_candidates``. The outputs are read-only views of the forward context,
-        which backward reads."""
-        return self._adopt(self._forward(x))
+        which backward reads.
 
-    def _forward(self, x: SpikeTensor):
+        ``state`` (a ``State``; None: from rest) continues a sequence from where an earlier forward
+        left it; with ``return_state`` the call returns ``(output, state)``, the state after its
+        last step. See ``State`` (cpu device only)."""
+        ctx = self._forward(x, state)
+        final = State._from_core(ctx.final_state()) if return_state else None
+        out = self._adopt(ctx)
+        return (out, final) if return_state else out
+
+    def _forward(self, x: SpikeTensor, state: State | None = None):
         """Runs the forward and returns its context, changing nothing on the network."""
         if not isinstance(x, SpikeTensor):
             raise TypeError(f"[Sequential.forward] input must be a SpikeTensor, got {type(x).__name__}")
+        if state is not None and not isinstance(state, State):
+            raise TypeError(f"[Sequential.forward] state must be a saltatory State (as forward "
+                            f"returns with return_state=True), got {type(state).__name__}")
+        if state is not None and len(state.states) != len(self.layers):
+            raise ValueError(f"[Sequential.forward] the state has {len(state.states)} layers, the "
+                             f"network {len(self.layers)}")
         return _core.lif_stack_forward(
             [layer.config() for layer in self.layers], [layer._arrays() for layer in self.layers], x,
             coupling=self.coupling, mode=self.mode, overflow=self.overflow, seed=self.seed,
-            device=self.device, recompute_segment=self.segment_for(x.shape[0]))
+            device=self.device, recompute_segment=self.segment_for(x.shape[0]),
+            state=None if state is None else state._core_form())
 
     def _adopt(self, ctx):
         """Makes ``ctx`` the network's last forward; returns that forward's output."""

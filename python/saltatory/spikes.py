@@ -180,6 +180,19 @@ class SpikeTensor:
         T, B, _ = self.ids.shape
         return float(self.n_spk.sum(dtype=np.int64)) / (T * B * self.n_neurons)
 
+    def __getitem__(self, steps: slice) -> "SpikeTensor":
+        """``x[t0:t1]``: the lists of steps [t0, t1) (views of the arrays; at least one step), e.g.
+        the chunks of a sequence that ``Sequential.forward(..., state=)`` runs one after another.
+        Drop counts are not carried over."""
+        if not isinstance(steps, slice) or steps.step not in (None, 1):
+            raise TypeError(f"[SpikeTensor] index with a slice of steps x[t0:t1], got {steps!r:.40}")
+        start, stop, _ = steps.indices(self.shape[0])
+        if stop <= start:
+            raise ValueError(f"[SpikeTensor] steps {steps.start}:{steps.stop} of {self.shape[0]} "
+                             "select no step")
+        return SpikeTensor(self.ids[start:stop], self.n_spk[start:stop], self.n_tot[start:stop],
+                           n_neurons=self.n_neurons, validate=False)
+
     def __repr__(self) -> str:
         T, B, K = self.shape
         if self.device != "cpu":

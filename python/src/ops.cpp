@@ -3,6 +3,8 @@
 // context (backward reads the context, so Python must not change it).
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include "bindings.hpp"
 #include "options.hpp"
 #include "saltatory/backend/registry.hpp"
@@ -45,6 +47,31 @@ float* writable_floats(const py::handle& obj, const char* op, const char* name,
   if (obj.is_none()) return nullptr;
   py::array a = checked<float>(obj, op, name, std::move(shape), true);
   return static_cast<float*>(a.mutable_data());
+}
+
+/// A StackState from its Python form (steps, [(states [S, B, N] float32, spikes or None), ...]),
+/// copied; the op layer checks that it fits the stack.
+StackState state_from(const py::handle& obj) {
+  const char* op = "lif_stack_forward";
+  if (!py::isinstance<py::tuple>(obj) || py::len(obj) != 2)
+    throw py::type_error("[lif_stack_forward] state must be a (steps, layers) tuple");
+  const auto t = obj.cast<py::tuple>();
+  StackState s;
+  s.steps = integer<int64_t>(t[0], op, "state steps", 0);
+  if (!py::isinstance<py::list>(t[1]))
+    throw py::type_error("[lif_stack_forward] the state's layers must be a list");
+  for (const py::handle layer : t[1].cast<py::list>()) {
+    if (!py::isinstance<py::tuple>(layer) || py::len(layer) != 2)
+      throw py::type_error("[lif_stack_forward] each layer of a state is a (states, spikes) tuple");
+    const auto pair = layer.cast<py::tuple>();
+    const py::array states = checked<float>(pair[0], op, "state", {-1, -1, -1});
+    if (s.layers.empty()) s.B = extent(states.shape(1), op, "state (B)");  // the rest must agree
+    LayerState& ls = s.layers.emplace_back();
+    const auto* data = static_cast<const float*>(states.data());
+    ls.states.assign(data, data + states.size());
+    if (!pair[1].is_none()) ls.spikes = SpikeTensor::from_view(spike_view(pair[1], op));
+  }
+  return s;
 }
 
 }  // namespace
@@ -130,13 +157,33 @@ void init_ops(py::module_& m) {
                                return d;
                              })
       .def_property_readonly("backward_done",
-                             [](const PyContext& c) { return c.context->backward_done.load(); });
+                             [](const PyContext& c) { return c.context->backward_done.load(); })
+      .def("final_state", [](const PyContext& c) {
+        // (steps, [(states [S, B, N], (ids [1, B, K], n_spk [1, B], n_tot [1, B], N) or None)])
+        StackState s = final_state(*c.context);
+        py::list layers;
+        for (size_t l = 0; l < s.layers.size(); ++l) {
+          LayerState& ls = s.layers[l];
+          const py::ssize_t n = c.context->config.layers[l].n_out,
+                            count = static_cast<py::ssize_t>(ls.states.size()) / (s.B * n);
+          py::object spikes = py::none();
+          if (ls.spikes.T() > 0) {
+            const py::ssize_t B = ls.spikes.B(), K = ls.spikes.K();
+            spikes = py::make_tuple(owned(std::move(ls.spikes.ids()), {1, B, K}),
+                                    owned(std::move(ls.spikes.n_spk()), {1, B}),
+                                    owned(std::move(ls.spikes.n_tot()), {1, B}), ls.spikes.N());
+          }
+          layers.append(py::make_tuple(owned(std::move(ls.states), {count, s.B, n}), spikes));
+        }
+        return py::make_tuple(s.steps, layers);
+      });
 
   m.def(
       "lif_stack_forward",
       [](const std::vector<LayerConfig>& layers, const py::list& params, const py::handle& input,
          const std::string& coupling, const std::string& mode, const std::string& overflow,
-         const py::handle& seed, const std::string& device, const py::handle& recompute_segment) {
+         const py::handle& seed, const std::string& device, const py::handle& recompute_segment,
+         const py::handle& state) {
         const char* op = "lif_stack_forward";
         StackConfig config;
         config.layers = layers;
@@ -167,15 +214,17 @@ void init_ops(py::module_& m) {
           ps[l].a = optional_floats(p[8], "a", {n_out}, result.keep_alive);
         }
         const SpikeView view = spike_view(input, op, &result.keep_alive);
+        const std::optional<StackState> initial =
+            state.is_none() ? std::nullopt : std::optional(state_from(state));
         {
           py::gil_scoped_release release;
-          result.context = lif_stack_forward(config, ps, view);
+          result.context = lif_stack_forward(config, ps, view, initial ? &*initial : nullptr);
         }
         return result;
       },
       py::arg("layers"), py::arg("params"), py::arg("input"), py::kw_only(), py::arg("coupling"),
       py::arg("mode"), py::arg("overflow"), py::arg("seed"), py::arg("device"),
-      py::arg("recompute_segment"));
+      py::arg("recompute_segment"), py::arg("state") = py::none());
 
   m.def("lif_stack_backward", [](PyContext& ctx, const py::list& grad_outputs,
                                  const py::list& grads, const py::handle& grad_input) {

@@ -87,13 +87,16 @@ def _torch_params(net: Sequential) -> list[dict]:
     return out
 
 
-def _reference(net: Sequential, x: np.ndarray, params: list[dict], *, keep_input_term=None):
+def _reference(net: Sequential, x: np.ndarray, params: list[dict], *, keep_input_term=None,
+               initial=None):
     """Dense float64 forward of ``net``'s layers with autograd, written from the model equations
     alone (coupling "delayed": layer l > 0 reads layer l-1's output of step t-1). Returns
     (outputs per layer [T, B, N], membranes per layer), torch tensors. A learnable alpha is
     clamped into [0, 1] by torch.clamp (whose gradient is 1 inside, 0 outside).
     ``keep_input_term``: optional per-layer bool mask [n_out]; where False, the input coefficient
-    g (1 - alpha) uses a detached alpha (the documented alpha = 1 caveat)."""
+    g (1 - alpha) uses a detached alpha (the documented alpha = 1 caveat).
+    ``initial``: optional per layer (V[-1] [B, N], S[-1] [B, N] or None) float64 constants, the
+    state a chunk of a sequence starts from (same_step coupling); None starts from rest."""
     inp = torch.tensor(x, dtype=torch.float64)
     outs, membranes = [], []
     for li, (layer, p) in enumerate(zip(net.layers, params)):
@@ -109,6 +112,10 @@ def _reference(net: Sequential, x: np.ndarray, params: list[dict], *, keep_input
         n = layer.n_out
         v = torch.zeros(inp.shape[1], n, dtype=torch.float64)
         s_prev = torch.zeros(inp.shape[1], n, dtype=torch.float64)
+        if initial is not None:
+            v = torch.as_tensor(initial[li][0], dtype=torch.float64)
+            if initial[li][1] is not None:
+                s_prev = torch.as_tensor(initial[li][1], dtype=torch.float64)
         vs, ss = [], []
         for t in range(inp.shape[0]):
             current = inp[t] @ p["weight"]
@@ -117,7 +124,7 @@ def _reference(net: Sequential, x: np.ndarray, params: list[dict], *, keep_input
             if "weight_rec" in p:
                 current = current + s_prev @ p["weight_rec"]
             drive = g * (1.0 - a_in) * current
-            if t == 0:
+            if t == 0 and initial is None:
                 v = drive  # V[-1] = 0, no reset at t = 0
             elif not spiking:
                 v = a * v + drive
