@@ -21,8 +21,13 @@ class LayerConfig:
     theta2: float
     def __init__(self) -> None:
         ...
+    @property
+    def states(self) -> int:
+        ...
 class StackContext:
     def final_state(self) -> tuple:
+        ...
+    def stored_states(self, arg0: int) -> typing.Any:
         ...
     @property
     def backward_done(self) -> bool:

@@ -444,6 +444,10 @@ class Readout(_Layer):
                          learn_alpha=learn_alpha)
 
 
+#: neuron-state bytes per chunk of an inference forward (Sequential.forward(grad=False))
+_INFERENCE_CHUNK_BYTES = 16 << 20
+
+
 class State:
     """The state of a ``Sequential`` after some steps of a sequence, from which its next forward
     continues (``net.forward(x, state=s, return_state=True)``): streaming, or truncated BPTT over
@@ -546,8 +550,10 @@ class Sequential:
         self.spikes: list[SpikeTensor] = []
         self.dropped: list[int] = []
         self.dropped_candidates: list[int] = []
+        self.membranes: list[np.ndarray] = []
 
-    def forward(self, x: SpikeTensor, state: State | None = None, return_state: bool = False):
+    def forward(self, x: SpikeTensor, state: State | None = None, return_state: bool = False, *,
+                grad: bool = True, record: str | None = None):
         """Runs all T steps over the input spikes ``x`` [T, B, K_in] (a SpikeTensor of the first
         layer's n_in neurons). Returns the readout membrane [T, B, C] (float32) if the stack ends in
         a Readout, else the last layer's SpikeTensor. Per-layer outputs stay in ``self.spikes``,
@@ -557,11 +563,77 @@ class Sequential:
 
         ``state`` (a ``State``; None: from rest) continues a sequence from where an earlier forward
         left it; with ``return_state`` the call returns ``(output, state)``, the state after its
-        last step. See ``State`` (cpu device only)."""
+        last step. See ``State`` (cpu and ipu-model devices).
+
+        ``grad=False`` is inference: no BPTT context is kept (backward then needs a new forward),
+        and the sequence runs in chunks of steps whose neuron states take about 16 MB, each
+        continuing from the last one's state, so memory stays O(B N) plus the output lists,
+        however long the sequence. The results are bitwise those of ``grad=True``.
+
+        ``record="membrane"`` keeps every layer's membrane V [T, B, N] (float32; for the ALIF
+        u + b a) in ``self.membranes``, for plotting; it needs the states of every step, so not
+        with ``recompute_segment`` (which drops them). Without it ``self.membranes`` is empty."""
+        if record not in (None, "membrane"):
+            raise ValueError(f"[Sequential.forward] record must be None or 'membrane', got {record!r:.40}")
+        if not isinstance(grad, bool):
+            raise TypeError(f"[Sequential.forward] grad must be True or False, got {grad!r:.40}")
+        if not grad:
+            return self._infer(x, state, return_state, record is not None)
         ctx = self._forward(x, state)
+        membranes = self._membranes(ctx) if record else []
         final = State._from_core(ctx.final_state()) if return_state else None
         out = self._adopt(ctx)
+        self.membranes = membranes
         return (out, final) if return_state else out
+
+    def _membranes(self, ctx) -> list[np.ndarray]:
+        """Every layer's V [T, B, N] from a context that kept the states of every step."""
+        out = []
+        for i, layer in enumerate(self.layers):
+            states = ctx.stored_states(i)
+            if states is None:
+                raise ValueError("[Sequential.forward] record='membrane' needs the states of every "
+                                 "step: use recompute_segment=0 (checkpointing in time drops them)")
+            v = states[0]
+            if isinstance(layer, AdaptiveLIF) and layer.adaptation == "threshold":
+                v = v + layer.b.astype(np.float32) * states[1]  # the ALIF stores u = V - b a
+            out.append(np.ascontiguousarray(v))
+        return out
+
+    def _infer(self, x: SpikeTensor, state: State | None, return_state: bool, record: bool):
+        """forward(grad=False): chunk by chunk, each from the last one's state, keeping copies of
+        the outputs only."""
+        if not isinstance(x, SpikeTensor):
+            raise TypeError(f"[Sequential.forward] input must be a SpikeTensor, got {type(x).__name__}")
+        T, B, _ = x.shape
+        per_step = 4 * B * sum(layer.n_out * layer.config().states for layer in self.layers)
+        steps = max(1, min(T, _INFERENCE_CHUNK_BYTES // per_step))
+        outs, lists, membranes = [], [], []
+        for t0 in range(0, T, steps):
+            ctx = self._forward(x[t0:t0 + steps], state)
+            if t0 + steps < T or return_state:
+                state = State._from_core(ctx.final_state())
+            if record:
+                membranes.append(self._membranes(ctx))
+            spikes = _context_spikes(ctx)
+            lists.append([(s.ids.copy(), s.n_spk.copy(), s.n_tot.copy(), s.dropped,
+                           s.dropped_candidates) for s in spikes])
+            outs.append(None if ctx.readout is None else ctx.readout.copy())
+            del ctx, spikes  # the chunk's context goes: nothing of it is kept
+        self._context = None
+        self.spikes = []
+        for i, per_chunk in enumerate(zip(*lists)):
+            n = [layer for layer in self.layers if not isinstance(layer, Readout)][i].n_out
+            self.spikes.append(SpikeTensor(
+                np.concatenate([c[0] for c in per_chunk]), np.concatenate([c[1] for c in per_chunk]),
+                np.concatenate([c[2] for c in per_chunk]), n_neurons=n,
+                dropped=sum(c[3] for c in per_chunk), dropped_candidates=sum(c[4] for c in per_chunk),
+                validate=False))
+        self.dropped = [s.dropped for s in self.spikes]
+        self.dropped_candidates = [s.dropped_candidates for s in self.spikes]
+        self.membranes = ([np.concatenate(layer) for layer in zip(*membranes)] if record else [])
+        out = self.spikes[-1] if outs[0] is None else np.concatenate(outs)
+        return (out, state) if return_state else out
 
     def _forward(self, x: SpikeTensor, state: State | None = None):
         """Runs the forward and returns its context, changing nothing on the network."""

@@ -27,7 +27,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
 
 from . import _core
 from .nn import (_DECAYS, _SLOTS, LIF, AdaptiveLIF, CubaLIF, Readout, RecurrentAdaptiveLIF,
-                 RecurrentCubaLIF, RecurrentLIF, Sequential, _clamp_grad, _context_spikes, _output)
+                 RecurrentCubaLIF, RecurrentLIF, Sequential, State, _clamp_grad, _context_spikes,
+                 _output)
 from .spikes import SpikeTensor
 
 
@@ -47,13 +48,17 @@ def _dense_numpy(x: torch.Tensor, op: str) -> np.ndarray:
 
 
 class _StackFunction(torch.autograd.Function):
-    """forward(module, x, *parameters) -> readout membrane [T, B, C] or dense spikes [T, B, N]."""
+    """forward(module, x, state, final, *parameters) -> readout membrane [T, B, C] or dense spikes
+    [T, B, N]; continues from ``state`` (a State, or None) and puts the final state in the dict
+    ``final`` (when given) under "state"."""
 
     @staticmethod
-    def forward(ctx, module, x, *parameters):
+    def forward(ctx, module, x, state, final, *parameters):
         spikes_in = x if isinstance(x, SpikeTensor) else module.to_spikes(x)
-        ctx.saltatory = module.net._forward(spikes_in)  # this call's own context (several may be
-        module.net._adopt(ctx.saltatory)                # pending, from several threads)
+        ctx.saltatory = module.net._forward(spikes_in, state)  # this call's own context (several
+        if final is not None:                                   # may be pending, from several
+            final["state"] = State._from_core(ctx.saltatory.final_state())  # threads)
+        module.net._adopt(ctx.saltatory)
         out = _output(ctx.saltatory, _context_spikes(ctx.saltatory))
         ctx.save_for_backward(*parameters)  # so that torch refuses backward after in-place changes
         ctx.layer_shapes = [tuple(None if p is None else p.data.shape for p in layer._slots())
@@ -88,7 +93,7 @@ class _StackFunction(torch.autograd.Function):
         if want_input:
             grad_x = torch.from_numpy(ctx.spikes_in.scatter(grad_in))
         grads = [torch.from_numpy(g) for layer in layer_grads for g in layer if g is not None]
-        return (None, grad_x, *grads)
+        return (None, grad_x, None, None, *grads)
 
 
 class SparseSequential(torch.nn.Module):
@@ -139,18 +144,27 @@ class SparseSequential(torch.nn.Module):
         return SpikeTensor.from_dense(dense, self.input_capacity, overflow=self.net.overflow,
                                       seed=self.net.seed)
 
-    def forward(self, x):
+    def forward(self, x, state: State | None = None, return_state: bool = False):
         """Runs the stack on ``x``, a dense [T, B, N_in] tensor of 0/1 spikes or a SpikeTensor;
-        returns the readout membrane [T, B, C] or the last layer's dense spikes [T, B, N]."""
+        returns the readout membrane [T, B, C] or the last layer's dense spikes [T, B, N].
+        ``state`` and ``return_state`` are those of ``saltatory.Sequential.forward``: continue
+        from a ``saltatory.State`` and return ``(output, state)`` (truncated BPTT: backward treats
+        the state as a constant)."""
         if not isinstance(x, (torch.Tensor, SpikeTensor)):
             raise TypeError(f"[SparseSequential] input must be a torch.Tensor or SpikeTensor, got "
                             f"{type(x).__name__}")
-        return self._run(x)
+        if state is not None and not isinstance(state, State):
+            raise TypeError(f"[SparseSequential] state must be a saltatory State, got "
+                            f"{type(state).__name__}")
+        final = {} if return_state else None
+        out = self._run(x, state, final)
+        return (out, final["state"]) if return_state else out
 
     @torch.compiler.disable
-    def _run(self, x):
+    def _run(self, x, state, final):
         self._bind()
-        return _StackFunction.apply(self, x, *(getattr(self, name) for name in self._order))
+        return _StackFunction.apply(self, x, state, final,
+                                    *(getattr(self, name) for name in self._order))
 
     def _bind(self) -> None:
         """Points the stack at the current storage of the module's parameters and buffers."""

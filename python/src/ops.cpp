@@ -103,6 +103,9 @@ void init_ops(py::module_& m) {
       .def_readwrite("gain", &LayerConfig::gain)
       .def_readwrite("beta", &LayerConfig::beta)
       .def_readwrite("bias", &LayerConfig::bias);
+  config.def_property_readonly("states", [](const LayerConfig& self) {
+    return kernels::neurons::Model{self.neuron}.states();  // the neuron model's state variables
+  });
   option_property(config, "kind", &LayerConfig::kind, kKinds);
   option_property(config, "neuron", &LayerConfig::neuron, kNeurons);
   option_property(config, "surrogate", &LayerConfig::surrogate, kSurrogates);
@@ -158,6 +161,18 @@ void init_ops(py::module_& m) {
                              })
       .def_property_readonly("backward_done",
                              [](const PyContext& c) { return c.context->backward_done.load(); })
+      .def("stored_states",
+           [](const PyContext& c, size_t l) -> py::object {
+             // [S, T, B, N], or None where the backend keeps no states of every step
+             const StackContext& ctx = *c.context;
+             if (l >= ctx.config.layers.size()) throw py::index_error("no such layer");
+             std::vector<float> states = ctx.stored_states(l);
+             if (states.empty()) return py::none();
+             const py::ssize_t n = ctx.config.layers[l].n_out,
+                               count =
+                                   static_cast<py::ssize_t>(states.size()) / (ctx.T * ctx.B * n);
+             return owned(std::move(states), {count, ctx.T, ctx.B, n});
+           })
       .def("final_state", [](const PyContext& c) {
         // (steps, [(states [S, B, N], (ids [1, B, K], n_spk [1, B], n_tot [1, B], N) or None)])
         StackState s = final_state(*c.context);

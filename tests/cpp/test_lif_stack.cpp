@@ -543,11 +543,18 @@ void expect_same_state(const StackState& a, const StackState& b) {
 
 TEST_P(ChunksEqualWhole, BitwiseSameListsReadoutAndState) {
   const Case& c = GetParam();
-  for (const auto& [mode, segment] :
-       {std::pair{Mode::sparse, 0}, {Mode::sparse, 3}, {Mode::dense, 0}}) {
-    SCOPED_TRACE(std::string(mode == Mode::sparse ? "sparse" : "dense") + ", segment " +
-                 std::to_string(segment));
+  struct Variant {
+    Mode mode;
+    int segment;
+    Device device;
+  };
+  for (const auto& [mode, segment, device] :
+       {Variant{Mode::sparse, 0, Device::cpu}, Variant{Mode::sparse, 3, Device::cpu},
+        Variant{Mode::dense, 0, Device::cpu}, Variant{Mode::sparse, 0, Device::ipu_model}}) {
+    SCOPED_TRACE(std::string(device_name(device)) + (mode == Mode::sparse ? " sparse" : " dense") +
+                 ", segment " + std::to_string(segment));
     Net net = make_net(c, mode, 23);
+    net.config.device = device;
     net.config.overflow = OverflowPolicy::random;
     net.config.seed = 5;
     net.config.recompute_segment = segment;
@@ -637,11 +644,6 @@ TEST(ExplicitState, ForgedStatesAreRefused) {
   s = good;
   s.steps = -1;
   refused(s, "a negative step count");
-  if (unavailable("ipu-model").empty()) {
-    net.config.device = Device::ipu_model;
-    EXPECT_THROW(lif_stack_forward(net.config, net.params(), input.view(), &good), Error);
-    EXPECT_THROW(final_state(*lif_stack_forward(net.config, net.params(), input.view())), Error);
-  }
 }
 
 // Overflow: spikes keep priority over candidates and the dropped count is exact.
@@ -825,6 +827,31 @@ TEST_P(IpuModelEqualsCpu, BitwiseSameSpikesAndGradients) {
       EXPECT_FALSE(report->compute_sets.empty());
       EXPECT_FALSE(ipu::run_report(*cpu.ctx).has_value());
     }
+  }
+}
+
+// Continuing from a state (the CPU's after the first half of the input), the ipu-model's forward
+// and truncated backward equal the CPU's bit for bit.
+TEST_P(IpuModelEqualsCpu, ContinuedFromAStateBitwise) {
+  Case c = GetParam();
+  if (c.T < 2) GTEST_SKIP() << "one step: nothing to continue";
+  for (Coupling coupling : {Coupling::same_step, Coupling::delayed}) {
+    c.coupling = coupling;
+    SCOPED_TRACE(coupling == Coupling::delayed ? "delayed" : "same step");
+    CpuRun cpu = cpu_run(c, 29, 4);
+    const int half = c.T / 2;
+    const SpikeView first = steps_of(cpu.input.view(), 0, half),
+                    rest = steps_of(cpu.input.view(), half, c.T);
+    const StackState state =
+        final_state(*lif_stack_forward(cpu.net.config, cpu.net.params(), first));
+    auto on_cpu = lif_stack_forward(cpu.net.config, cpu.net.params(), rest, &state);
+    const auto g_out = make_grad_outputs(*on_cpu, 29);
+    const Grads expected = run_backward(*on_cpu, cpu.net, g_out);
+    StackConfig config = cpu.net.config;
+    config.device = Device::ipu_model;
+    auto on_ipu = lif_stack_forward(config, cpu.net.params(), rest, &state);
+    expect_bitwise_same(*on_ipu, *on_cpu, run_backward(*on_ipu, cpu.net, g_out), expected);
+    expect_same_state(final_state(*on_ipu), final_state(*on_cpu));
   }
 }
 

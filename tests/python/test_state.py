@@ -1,8 +1,10 @@
 """Explicit state (``Sequential.forward(x, state=, return_state=True)``): forwards over consecutive
 chunks of a sequence equal one forward over the whole sequence bit for bit, for every neuron model,
 sparse (stored and recomputed membranes) and dense, with recurrence, delayed coupling, the spike
-reset and the random overflow policy; a chunk's backward is truncated BPTT from a constant state,
-checked against a float64 torch-autograd BPTT of the same equations; bad states are refused."""
+reset and the random overflow policy, on the cpu and the ipu-model; a chunk's backward is truncated
+BPTT from a constant state, checked against a float64 torch-autograd BPTT of the same equations;
+bad states are refused. Also inference (``grad=False``: chunked, no context, memory independent of
+T), ``record="membrane"`` and the torch module's state."""
 
 from __future__ import annotations
 
@@ -169,13 +171,103 @@ def test_state_survives_copy_and_pickle_and_bad_states_are_refused() -> None:
     assert isinstance(state, State)
 
 
-def test_other_devices_say_they_do_not_continue_sequences() -> None:
+def test_ipu_model_continues_as_the_cpu_does() -> None:
+    """A state left by the cpu continues on the ipu-model with the same results, and back."""
     if "ipu-model" not in sal.available_devices():
         pytest.skip("ipu-model is not built")
-    net = Sequential(*_stack("lif"), device="ipu-model")
     x = SpikeTensor.from_dense(_input(1))
-    with pytest.raises(ValueError, match="final_state.*ipu-model"):
-        net.forward(x, return_state=True)
-    _, state = Sequential(*_stack("lif")).forward(x, return_state=True)
-    with pytest.raises(ValueError, match="explicit state is not implemented on ipu-model"):
-        net.forward(x, state=state)
+    cpu, ipu = Sequential(*_stack("alif")), Sequential(*_stack("alif"), device="ipu-model")
+    whole = np.array(cpu.forward(x))
+    _, state = cpu.forward(x[:4], return_state=True)
+    middle, state = ipu.forward(x[4:9], state=state, return_state=True)
+    rest = cpu.forward(x[9:], state=state)
+    np.testing.assert_array_equal(np.concatenate([whole[:4], middle, rest]), whole)
+
+
+def test_inference_keeps_no_context_and_equals_the_training_forward() -> None:
+    """grad=False: bitwise the grad=True outputs, drops and membranes, in chunks of steps (here
+    forced small), with no context left for backward."""
+    import saltatory.nn as nn
+
+    net = Sequential(*_stack("cuba"), overflow="random", seed=3)
+    x = SpikeTensor.from_dense(_input(4))
+    out, state = net.forward(x, return_state=True, record="membrane")
+    out, membranes = np.array(out), [m.copy() for m in net.membranes]
+    spikes, dropped = [s.to_dense() for s in net.spikes], list(net.dropped)
+    saved = nn._INFERENCE_CHUNK_BYTES
+    try:
+        for chunk_bytes in (saved, 4 * B * (16 * 2 + 14 * 2 + 4) * 3):  # everything, 3 steps
+            nn._INFERENCE_CHUNK_BYTES = chunk_bytes
+            got, got_state = net.forward(x, grad=False, return_state=True, record="membrane")
+            np.testing.assert_array_equal(got, out)
+            for a, b in zip(net.membranes, membranes):
+                np.testing.assert_array_equal(a, b)
+            for a, b in zip(net.spikes, spikes):
+                np.testing.assert_array_equal(a.to_dense(), b)
+            assert net.dropped == dropped
+            for a, b in zip(got_state.states, state.states):
+                np.testing.assert_array_equal(a, b)
+            with pytest.raises(ValueError, match="call forward first"):
+                net.backward(np.zeros_like(out))
+    finally:
+        nn._INFERENCE_CHUNK_BYTES = saved
+
+
+def test_inference_memory_does_not_grow_with_the_sequence() -> None:
+    """Under a memory limit that refuses the training forward's [T, B, N] membranes, grad=False
+    runs the same sequence (its chunks hold about 16 MB of states) and gives the same spikes as
+    the training forward in pieces."""
+    T_long, n = 6000, 2048
+    rng = np.random.default_rng(0)
+    ids = np.sort(rng.integers(0, 64, (T_long, 1, 4)), axis=2).astype(np.int32)
+    ids[:, :, 1:] += np.arange(1, 4, dtype=np.int32) * 64  # distinct
+    x = SpikeTensor(ids, np.full((T_long, 1), 4, np.int32), n_neurons=256)
+    net = Sequential(LIF(256, n, 64, seed=1, gain=20.0))
+    limit = sal.memory_limit()
+    try:
+        sal.set_memory_limit(40 << 20)  # the membranes alone would be 49 MB
+        with pytest.raises(ValueError, match="lif_stack_forward.*memory"):
+            net.forward(x)
+        out = net.forward(x, grad=False)
+    finally:
+        sal.set_memory_limit(limit)
+    assert out.shape[0] == T_long and out.n_spk.sum() > 0
+    np.testing.assert_array_equal(out.ids[:1000], net.forward(x[:1000]).ids)
+
+
+def test_membranes_are_v_for_every_model() -> None:
+    """record="membrane": V itself, also for the ALIF (which stores u = V - b a)."""
+    x = SpikeTensor.from_dense(_input(6))
+    for kind in ("lif", "alif"):
+        net = Sequential(*_stack(kind))
+        _, state = net.forward(x, return_state=True, record="membrane")
+        assert [m.shape for m in net.membranes] == [(T, B, layer.n_out) for layer in net.layers]
+        first = net.layers[0]
+        u = state.states[0][0]
+        expected = u if kind == "lif" else u + first.b.astype(np.float32) * state.states[0][1]
+        np.testing.assert_array_equal(net.membranes[0][-1], expected)
+        net.forward(x)
+        assert net.membranes == []
+    net = Sequential(*_stack("lif"), recompute_segment=2)  # B = 256: the CPU keeps 1-step windows
+    with pytest.raises(ValueError, match="record='membrane' needs"):
+        net.forward(SpikeTensor.from_dense(spike_input(T, 256, N_IN, p=0.3)(6)), record="membrane")
+    with pytest.raises(ValueError, match="record must be"):
+        net.forward(x, record="spikes")
+
+
+def test_torch_module_takes_and_returns_state() -> None:
+    torch = pytest.importorskip("torch")
+    from saltatory.torch import SparseSequential
+
+    module = SparseSequential(*_stack("lif"))
+    dense = torch.from_numpy(_input(7))
+    x = module.to_spikes(dense)
+    whole = module(x)
+    first, state = module(x[:6], return_state=True)
+    rest = module(x[6:], state=state)
+    assert isinstance(state, State)
+    torch.testing.assert_close(torch.cat([first, rest]), whole, rtol=0, atol=0)
+    rest.sum().backward()  # truncated BPTT through the second chunk
+    assert module.layers_0_weight.grad is not None and module.layers_0_weight.grad.abs().sum() > 0
+    with pytest.raises(TypeError, match="SparseSequential.*State"):
+        module(x, state=(0, []))

@@ -138,6 +138,11 @@ class StackContext {
   /// also when several threads try at once.
   std::atomic<bool> backward_done{false};
 
+  /// Layer l's model states of every step, [states, T, B, n_out] (V, or the ALIF's u, first), on
+  /// backends that keep them for backward (the cpu without checkpointing in time, the ipu-model);
+  /// empty where they are not kept.
+  virtual std::vector<float> stored_states(size_t /*l*/) const { return {}; }
+
   /// Records the drops of the spiking layer whose lists were just appended to `spikes`.
   void add_dropped(Drops d) {
     spikes.back().set_dropped(d);

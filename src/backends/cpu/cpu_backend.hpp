@@ -113,6 +113,14 @@ class CpuContext : public StackContext {
   std::vector<Buffer> state;
   /// A copy of the state the forward continued from (null: from rest); backward reads it too.
   std::unique_ptr<const StackState> initial;
+
+  std::vector<float> stored_states(size_t l) const override {
+    if (window < T && config.layers[l].kind != LayerKind::readout) return {};  // recomputed
+    const size_t n =
+        static_cast<size_t>(common::layer_model(config.layers[l], params[l]).states()) * T * B *
+        config.layers[l].n_out;
+    return {state[l].get(), state[l].get() + n};
+  }
 };
 
 /// Runs steps [w.t0, w.t1) of one sparse layer forward, reading V[w.t0 - 1] from the membrane

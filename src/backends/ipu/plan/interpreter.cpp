@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 
+#include "backends/common/history.hpp"
 #include "backends/common/model.hpp"
 #include "backends/common/spikes_by_neuron.hpp"
 #include "backends/common/top_down.hpp"
@@ -59,8 +60,22 @@ class IpuModelContext : public StackContext {
   SpikeTensor input;
   std::vector<std::vector<Tile>> tiles;  ///< per layer
   RunReport report;
+  /// A copy of the state the forward continued from (null: from rest); backward reads it too.
+  std::unique_ptr<const StackState> initial;
   /// Held by backward while it adds to the report, and by run_report while it copies it.
   mutable std::mutex report_mutex;
+
+  std::vector<float> stored_states(size_t l) const override {
+    const int n_out = config.layers[l].n_out, count = tiles[l].front().count;
+    const int64_t rows = static_cast<int64_t>(T) * B;  // (t, b) rows of each state variable
+    std::vector<float> out(static_cast<size_t>(count) * rows * n_out);
+    for (const Tile& tile : tiles[l])
+      for (int i = 0; i < count; ++i)
+        for (int64_t r = 0; r < rows; ++r)
+          std::copy_n(tile.state.data() + (i * rows + r) * tile.n(), tile.n(),
+                      out.data() + (i * rows + r) * n_out + tile.j0);
+    return out;
+  }
 
   /// Adds `cycles` (the slowest tile's) to the compute set `name`, created on first use.
   void charge(const std::string& name, double value) {
@@ -88,6 +103,27 @@ SpikeView input_of(const IpuModelContext& ctx, size_t l) {
 int delay_of(const IpuModelContext& ctx, size_t l) {
   return ctx.config.coupling == Coupling::delayed && l > 0 ? 1 : 0;
 }
+/// Layer l's input lists, with the initial state's of step -1 that delayed coupling reads.
+common::SpikeHistory input_history(const IpuModelContext& ctx, size_t l) {
+  const bool before = ctx.initial != nullptr && delay_of(ctx, l) > 0;
+  return {input_of(ctx, l), before ? ctx.initial->layers[l - 1].spikes.view() : SpikeView{}};
+}
+/// Spiking layer l's own lists, with the initial state's of step -1.
+common::SpikeHistory own_history(const IpuModelContext& ctx, size_t l) {
+  return {ctx.spikes[l].view(),
+          ctx.initial != nullptr ? ctx.initial->layers[l].spikes.view() : SpikeView{}};
+}
+/// Whether step t of a layer has a step t - 1: t > 0, or t = 0 continuing from a state.
+bool has_prev(const IpuModelContext& ctx, int t) { return t > 0 || ctx.initial != nullptr; }
+/// The state rows of tile's (t - 1, b) of layer l: stored, or at t = 0 the initial state's slice.
+kernels::neurons::Rows prev_states(const IpuModelContext& ctx, size_t l, Tile& tile, int t, int b) {
+  if (t > 0) return tile.states(t - 1, b, ctx.B);
+  if (ctx.initial == nullptr) return {};
+  const int64_t row = static_cast<int64_t>(ctx.B) * ctx.config.layers[l].n_out;
+  float* base = const_cast<float*>(ctx.initial->layers[l].states.data());
+  return kernels::neurons::Rows::strided(
+      base + static_cast<int64_t>(b) * ctx.config.layers[l].n_out + tile.j0, row, tile.count);
+}
 
 /// Marks in `flags` (the tile's slice, zeroed) the ids of `list[0:count]` inside [j0, j1).
 void mark_slice(float* flags, const int32_t* list, int count, int j0, int j1, float value) {
@@ -113,11 +149,12 @@ class IpuModelBackend final : public Backend {
  public:
   std::string name() const override { return "ipu-model"; }
   bool learns_neuron_parameters() const override { return true; }
+  bool continues_state() const override { return true; }
 
   std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                   const std::vector<LayerParams>& params,
                                                   const SpikeView& input,
-                                                  const StackState*) override {
+                                                  const StackState* initial) override {
     check(config.mode == Mode::sparse, "lif_stack_forward",
           "ipu-model runs the sparse method only; dense mode is the CPU baseline");
     PlanOptions options;
@@ -143,6 +180,8 @@ class IpuModelBackend final : public Backend {
     ctx->T = input.T;
     ctx->B = input.B;
     ctx->input = SpikeTensor::from_view(input);
+    if (initial != nullptr) ctx->initial = std::make_unique<const StackState>(*initial);
+    ctx->first_step = initial != nullptr ? initial->steps : 0;  // the overflow streams' step 0
     const Plan& plan = ctx->report.plan;
     const int T = input.T, B = input.B;
     StepScratch scratch;
@@ -172,6 +211,18 @@ class IpuModelBackend final : public Backend {
       for (size_t l = 0; l < config.layers.size(); ++l) forward_step(*ctx, l, t, scratch);
     for (size_t l = 0; l < ctx->spikes.size(); ++l)
       ctx->spikes[l].set_dropped({ctx->dropped[l], ctx->dropped_candidates[l]});
+    for (size_t l = 0; l < config.layers.size(); ++l) {  // the states of step T - 1, [count, B, N]
+      const int n_out = config.layers[l].n_out;
+      std::vector<float>& last = ctx->last_states.emplace_back(
+          static_cast<size_t>(ctx->tiles[l].front().count) * B * n_out);
+      for (Tile& tile : ctx->tiles[l])
+        for (int b = 0; b < B; ++b) {
+          const kernels::neurons::Rows rows = tile.states(T - 1, b, B);
+          for (int i = 0; i < tile.count; ++i)
+            std::copy_n(rows[i], tile.n(),
+                        last.data() + (static_cast<int64_t>(i) * B + b) * n_out + tile.j0);
+        }
+    }
     for (size_t l = 0; l < config.layers.size(); ++l)
       if (config.layers[l].kind == LayerKind::readout)
         for (const Tile& tile : ctx->tiles[l])
@@ -197,10 +248,11 @@ class IpuModelBackend final : public Backend {
   static void forward_step(IpuModelContext& ctx, size_t l, int t, StepScratch& scratch) {
     const LayerConfig& c = ctx.config.layers[l];
     const LayerParams& p = ctx.params[l];
-    const SpikeView in = input_of(ctx, l);
+    const common::SpikeHistory in = input_history(ctx, l);
     const int B = ctx.B, t_in = t - delay_of(ctx, l);
     const bool readout = c.kind == LayerKind::readout;
     SpikeTensor* out = readout ? nullptr : &ctx.spikes[l];
+    const common::SpikeHistory own = readout ? common::SpikeHistory{} : own_history(ctx, l);
     std::vector<Tile>& tiles = ctx.tiles[l];
     std::vector<int32_t>& spikes = scratch.spikes;
     std::vector<int32_t>& candidates = scratch.candidates;
@@ -218,25 +270,24 @@ class IpuModelBackend final : public Backend {
         else
           std::fill_n(v, n, 0.0f);
         int rows = 0;
-        if (t_in >= 0) {
+        if (in.has(t_in)) {
           kernels::gather_rows(v, p.weight + tile.j0, c.n_out, in.list(t_in, b), in.spikes(t_in, b),
                                n);
           rows += in.spikes(t_in, b);
         }
-        if (c.kind == LayerKind::recurrent_lif && t > 0) {
-          kernels::gather_rows(v, p.weight_rec + tile.j0, c.n_out, out->list(t - 1, b),
-                               out->n_spk(t - 1, b), n);
-          rows += out->n_spk(t - 1, b);
+        if (c.kind == LayerKind::recurrent_lif && own.has(t - 1)) {
+          kernels::gather_rows(v, p.weight_rec + tile.j0, c.n_out, own.list(t - 1, b),
+                               own.spikes(t - 1, b), n);
+          rows += own.spikes(t - 1, b);
         }
         const kernels::neurons::Model m = model.slice(tile.j0);
-        if (t > 0 && m.update_reads_emitted()) {
+        if (has_prev(ctx, t) && m.update_reads_emitted()) {
           flags.assign(n, 0.0f);
-          mark_slice(flags.data(), out->list(t - 1, b), out->n_spk(t - 1, b), tile.j0, tile.j1,
+          mark_slice(flags.data(), own.list(t - 1, b), own.spikes(t - 1, b), tile.j0, tile.j1,
                      1.0f);
         }
         kernels::neurons::update_row(kernels::SerialBlock{}, m, now,
-                                     t > 0 ? tile.states(t - 1, b, B) : kernels::neurons::Rows{},
-                                     flags.data(), v, n);
+                                     prev_states(ctx, l, tile, t, b), flags.data(), v, n);
         if (!readout)
           for (int j = 0; j < n; ++j) {  // flags of the slice, ascending
             const kernels::neurons::Flag flag = m.flag(j, v[j]);
@@ -249,7 +300,8 @@ class IpuModelBackend final : public Backend {
       }
       if (readout) continue;
       // exchange and combine: the tiles' flags in tile order, then the capacity by policy
-      const uint64_t stream = kernels::list_stream(kernels::layer_seed(ctx.config.seed, l), t, b);
+      const uint64_t stream =
+          kernels::list_stream(kernels::layer_seed(ctx.config.seed, l), ctx.first_step + t, b);
       std::vector<uint64_t>& priority = scratch.priority;
       int32_t* ids = out->list(t, b);
       const int n_spk = kernels::keep_subset(spikes.data(), n_above, ids, out->K(),
@@ -281,6 +333,7 @@ class IpuModelBackend final : public Backend {
     const bool readout = c.kind == LayerKind::readout;
     const bool recurrent = c.kind == LayerKind::recurrent_lif;
     SpikeTensor* out = readout ? nullptr : &ctx.spikes[l];
+    const common::SpikeHistory own = readout ? common::SpikeHistory{} : own_history(ctx, l);
     const int k_out = readout ? c.n_out : out->K();
     std::vector<Tile>& tiles = ctx.tiles[l];
     for (Tile& tile : tiles) tile.grad_current.assign(static_cast<size_t>(T) * B * tile.n(), 0.0f);
@@ -332,15 +385,14 @@ class IpuModelBackend final : public Backend {
           // completes the adjoints of t, then their parameter terms
           kernels::neurons::current_grad_row(one, m, tile.grad_current.data() + list * n, g, n);
           if (tile_sums) {  // r[t] from the footprint of S[t-1]
-            const bool emitted = t > 0 && m.update_reads_emitted();
+            const bool emitted = has_prev(ctx, t) && m.update_reads_emitted();
             if (emitted) {
               flags.assign(n, 0.0f);
-              mark_slice(flags.data(), out->list(t - 1, b), out->n_spk(t - 1, b), tile.j0, tile.j1,
+              mark_slice(flags.data(), own.list(t - 1, b), own.spikes(t - 1, b), tile.j0, tile.j1,
                          1.0f);
             }
-            kernels::neurons::parameter_grad_row(one, m, tile_sums, g,
-                                                 t > 0 ? tile.states(t - 1, b, B) : Rows{},
-                                                 flags.data(), at, n);
+            kernels::neurons::parameter_grad_row(
+                one, m, tile_sums, g, prev_states(ctx, l, tile, t, b), flags.data(), at, n);
           }
           state_cycles =
               std::max(state_cycles, 3.0 * n / kFloatsPerCycle + 8.0 * std::min(n, k_out));
@@ -370,12 +422,12 @@ class IpuModelBackend final : public Backend {
         }
     }
     // weight gradients: per tile, its columns, chunks of whole steps latest first (the CPU's order)
-    const auto weight_grad = [&](float* dw, const SpikeView& spikes, int d) {
+    const auto weight_grad = [&](float* dw, const common::SpikeHistory& spikes, int d) {
       const common::SpikesByNeuron by_neuron(spikes, {0, T}, d, common::scatter_chunk_steps(B));
       for (const Tile& tile : tiles) {
         double ops = 0;
         for (int64_t chunk = by_neuron.chunks(); chunk-- > 0;)
-          for (int i = 0; i < spikes.N; ++i) {
+          for (int i = 0; i < spikes.now.N; ++i) {
             kernels::gather_rows(dw + static_cast<int64_t>(i) * c.n_out + tile.j0,
                                  tile.grad_current.data(), tile.n(), by_neuron.lists(chunk, i),
                                  by_neuron.count(chunk, i), tile.n());
@@ -384,8 +436,8 @@ class IpuModelBackend final : public Backend {
         weight_cycles = std::max(weight_cycles, ops / kFloatsPerCycle);
       }
     };
-    if (grads.weight != nullptr) weight_grad(grads.weight, in, delay);
-    if (grads.weight_rec != nullptr && recurrent) weight_grad(grads.weight_rec, out->view(), 1);
+    if (grads.weight != nullptr) weight_grad(grads.weight, input_history(ctx, l), delay);
+    if (grads.weight_rec != nullptr && recurrent) weight_grad(grads.weight_rec, own, 1);
     if (grads.bias != nullptr && c.bias)
       for (const Tile& tile : tiles)
         for (int64_t list = static_cast<int64_t>(T) * B; list-- > 0;)
