@@ -130,6 +130,11 @@ void validate_state(const char* op, const StackConfig& config,
           ": the initial spikes must be one step [1, ", B, ", K] over ", c.n_out, " neurons, got [",
           spikes.T(), ", ", spikes.B(), ", ", spikes.K(), "] over ", spikes.N());
     validate(spikes.view(), op);
+    const int width = config.mode == Mode::dense ? c.n_out : c.capacity;
+    for (int b = 0; b < B; ++b)
+      check(spikes.view().spikes(0, b) <= width, op, "layer ", l, ": the initial state lists ",
+            spikes.view().spikes(0, b), " spikes of sample ", b,
+            ", more than the layer's lists hold (", width, ")");
   }
 }
 

@@ -24,16 +24,29 @@
 
 namespace saltatory::cuda {
 
-/// Lists [T, B, K] with counts [T, B], in device memory.
+/// Lists [T, B, K] with counts [T, B], in device memory, and (continuing from a state) the
+/// initial state's spikes of step -1, [B, K] with counts [B].
 struct Lists {
   int32_t* ids = nullptr;
   int32_t* n_spk = nullptr;
   int32_t* n_tot = nullptr;
   int K = 0;
   int B = 0;
+  const int32_t* ids_before = nullptr;    ///< null: the call starts from rest
+  const int32_t* n_spk_before = nullptr;  ///< [B]
 
   SALTATORY_HD int64_t at(int t, int b) const { return static_cast<int64_t>(t) * B + b; }
   SALTATORY_HD int32_t* list(int t, int b) const { return ids + at(t, b) * K; }
+  /// Whether step t has lists (t >= 0, or t = -1 continuing from a state).
+  SALTATORY_HD bool has(int t) const { return t >= 0 || (t == -1 && ids_before != nullptr); }
+  /// The spike ids of list (t, b), for a step that `has`.
+  SALTATORY_HD const int32_t* spikes_of(int t, int b) const {
+    return t >= 0 ? list(t, b) : ids_before + static_cast<int64_t>(b) * K;
+  }
+  /// The spikes of list (t, b), 0 for a step before the lists.
+  SALTATORY_HD int spikes(int t, int b) const {
+    return t >= 0 ? n_spk[at(t, b)] : (has(t) ? n_spk_before[b] : 0);
+  }
 };
 
 /// One layer of a call: configuration, device parameters, lists and membranes.
@@ -56,6 +69,10 @@ struct Layer {
   int B = 0;
   OverflowPolicy overflow = OverflowPolicy::lowest_ids;
   uint64_t seed = 0;  ///< stream seed of this layer's overflow policy
+  /// The initial state's model states [states(), B, n] (null: the call starts from rest), and
+  /// the absolute step of step 0 (the overflow streams continue from it).
+  const float* initial = nullptr;
+  int64_t first_step = 0;
 
   SALTATORY_HD bool readout() const { return c.kind == LayerKind::readout; }
   /// The layer's neuron model over device memory.
@@ -67,10 +84,16 @@ struct Layer {
     return x + (static_cast<int64_t>(t - first) * B + b) * c.n_out;
   }
   SALTATORY_HD float* vrow(int t, int b) const { return row(v, t, b, v_first); }
-  /// The state rows of (t, b).
+  /// The state rows of (t, b); before the buffer's first step, the initial state's.
   SALTATORY_HD kernels::neurons::Rows states(int t, int b) const {
+    if (t < v_first)
+      return kernels::neurons::Rows::strided(
+          const_cast<float*>(initial) + static_cast<int64_t>(b) * c.n_out,
+          static_cast<int64_t>(B) * c.n_out, model().states());
     return kernels::neurons::Rows::strided(vrow(t, b), state_stride, model().states());
   }
+  /// Whether step t has a step t - 1: t > 0, or t = 0 continuing from a state.
+  SALTATORY_HD bool has_prev(int t) const { return t > 0 || initial != nullptr; }
 };
 
 /// Per-sample scratch of the step bodies (device memory, one slice per sample).
@@ -110,11 +133,12 @@ SALTATORY_HD int64_t list_problem(const Lists& s, int N, int64_t list) {
   return 0;
 }
 
-/// Sets (1) or clears (0) the footprint of list (t, b)'s spikes in `flags`.
+/// Sets (1) or clears (0) the footprint of list (t, b)'s spikes in `flags` (t = -1: the initial
+/// state's).
 template <class Blk>
 SALTATORY_HD void footprint(Blk& blk, const Lists& s, int t, int b, float* flags, float value) {
-  const int32_t* ids = s.list(t, b);
-  for (int k = blk.rank(); k < s.n_spk[s.at(t, b)]; k += blk.size()) flags[ids[k]] = value;
+  const int32_t* ids = s.spikes_of(t, b);
+  for (int k = blk.rank(); k < s.spikes(t, b); k += blk.size()) flags[ids[k]] = value;
 }
 
 /// Two-threshold selection of V[t, b] into list (t, b); returns the dropped entries (on rank 0).
@@ -146,7 +170,7 @@ SALTATORY_HD kernels::Drops select_list(Blk& blk, const Layer& L, int t, int b, 
   const int n_spk = n_above < cap ? n_above : cap;
   const int n_cand = n_between < cap - n_spk ? n_between : cap - n_spk;
   int32_t* out = L.out.list(t, b);
-  const uint64_t stream = kernels::list_stream(L.seed, t, b);
+  const uint64_t stream = kernels::list_stream(L.seed, L.first_step + t, b);
   const bool random = L.overflow == OverflowPolicy::random;
   // Groups that fit (or keep their lowest ids) are copied in parallel; a random subset is drawn
   // by one thread with the CPU's keep_subset.
@@ -178,24 +202,23 @@ SALTATORY_HD kernels::Drops forward_step(Blk& blk, const Layer& L, int t, int b,
   const int n = c.n_out;
   const kernels::neurons::Model m = L.model();
   float* flags = s.flags + static_cast<int64_t>(b) * n;
-  const bool spike_reset = m.update_reads_emitted() && t > 0;
+  const bool spike_reset = m.update_reads_emitted() && L.has_prev(t);
   if (spike_reset) {
     footprint(blk, L.out, t - 1, b, flags, 1.0f);
     blk.sync();
   }
   const kernels::neurons::Rows now = L.states(t, b);
-  const kernels::neurons::Rows prev = t > 0 ? L.states(t - 1, b) : kernels::neurons::Rows{};
+  const kernels::neurons::Rows prev = L.has_prev(t) ? L.states(t - 1, b) : kernels::neurons::Rows{};
   const int t_in = t - L.delay;
   if (current == nullptr) {  // the current into V[t], each thread its own neurons
     float* in = now[0];
     for (int j = blk.rank(); j < n; j += blk.size()) {
       in[j] = L.bias != nullptr ? L.bias[j] : 0.0f;
-      if (t_in >= 0)
-        kernels::gather_rows(in + j, L.w + j, n, L.in.list(t_in, b), L.in.n_spk[L.in.at(t_in, b)],
-                             1);
-      if (L.recurrent() && t > 0)
-        kernels::gather_rows(in + j, L.w_rec + j, n, L.out.list(t - 1, b),
-                             L.out.n_spk[L.out.at(t - 1, b)], 1);
+      if (L.in.has(t_in))
+        kernels::gather_rows(in + j, L.w + j, n, L.in.spikes_of(t_in, b), L.in.spikes(t_in, b), 1);
+      if (L.recurrent() && L.out.has(t - 1))
+        kernels::gather_rows(in + j, L.w_rec + j, n, L.out.spikes_of(t - 1, b),
+                             L.out.spikes(t - 1, b), 1);
     }
   }
   // each thread updates the neurons whose current it summed
@@ -238,14 +261,14 @@ SALTATORY_HD void parameter_grad_step(Blk& blk, const Layer& L, int t, int b,
   const int n = L.c.n_out;
   const kernels::neurons::Rows sums = s.sum_rows(m, b, n);
   if (!sums) return;
-  const bool emitted = t > 0 && m.update_reads_emitted();
+  const bool emitted = L.has_prev(t) && m.update_reads_emitted();
   if (emitted) {
     footprint(blk, L.out, t - 1, b, flags, 1.0f);
     blk.sync();
   }
-  kernels::neurons::parameter_grad_row(blk, m, sums, g,
-                                       t > 0 ? L.states(t - 1, b) : kernels::neurons::Rows{}, flags,
-                                       L.states(t, b), n);
+  kernels::neurons::parameter_grad_row(
+      blk, m, sums, g, L.has_prev(t) ? L.states(t - 1, b) : kernels::neurons::Rows{}, flags,
+      L.states(t, b), n);
   blk.sync();
   if (emitted) {
     footprint(blk, L.out, t - 1, b, flags, 0.0f);
@@ -344,17 +367,17 @@ struct Feeding {
   int chunk_steps;
 
   SALTATORY_HD int chunks() const { return (t1 - t0 + chunk_steps - 1) / chunk_steps; }
-  /// Spikes feeding list `list`.
+  /// Spikes feeding list `list` (those of step -1 from the initial state, when there is one).
   SALTATORY_HD int count(int64_t list) const {
     const int t = t0 + static_cast<int>(list / s.B);
-    return t < delay ? 0 : s.n_spk[s.at(t - delay, static_cast<int>(list % s.B))];
+    return s.spikes(t - delay, static_cast<int>(list % s.B));
   }
   /// Writes the (key, list) pairs of list `list`'s spike k at `offset` + k: key = chunk N + i.
   SALTATORY_HD void pair(int64_t list, int k, const int64_t* offset, int64_t* keys,
                          int32_t* lists) const {
     if (k >= count(list)) return;
     const int t = t0 + static_cast<int>(list / s.B);
-    const int32_t i = s.list(t - delay, static_cast<int>(list % s.B))[k];
+    const int32_t i = s.spikes_of(t - delay, static_cast<int>(list % s.B))[k];
     keys[offset[list] + k] = static_cast<int64_t>((t - t0) / chunk_steps) * N + i;
     lists[offset[list] + k] = static_cast<int32_t>(list);
   }

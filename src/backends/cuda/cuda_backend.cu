@@ -221,12 +221,14 @@ class CudaBackend final : public Backend {
  public:
   std::string name() const override { return "cuda"; }
   bool learns_neuron_parameters() const override { return true; }
+  bool continues_state() const override { return true; }
 
   std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                   const std::vector<LayerParams>& params,
                                                   const SpikeView& input,
-                                                  const StackState*) override {
-    return run("lif_stack_forward", [&] { return stack_forward(exec_, config, params, input); });
+                                                  const StackState* initial) override {
+    return run("lif_stack_forward",
+               [&] { return stack_forward(exec_, config, params, input, initial); });
   }
 
   void lif_stack_backward(StackContext& context, const std::vector<const float*>& grad_outputs,

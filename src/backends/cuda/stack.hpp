@@ -49,6 +49,10 @@ class DeviceContext final : public StackContext {
     /// window but the last, [states(), windows - 1, B, n]
     Array<float> v;
     Array<int32_t> ids, n_spk, n_tot;
+    /// The initial state (empty from rest): the model's states [states(), B, n] and the spikes of
+    /// step -1, [B, K] (repacked to the layer's list width) with counts [B].
+    Array<float> initial;
+    Array<int32_t> initial_ids, initial_n_spk;
   };
   Array<int32_t> in_ids, in_n_spk, in_n_tot;
   int in_K = 0;
@@ -81,12 +85,19 @@ class DeviceContext final : public StackContext {
     L.B = B;
     L.overflow = config.overflow;
     L.seed = kernels::layer_seed(config.seed, l);
+    L.initial = d.initial.size() > 0 ? d.initial.data() : nullptr;
+    L.first_step = first_step;
     return L;
   }
-  /// Layer l's own lists (a spiking layer).
+  /// Layer l's own lists (a spiking layer), with the initial state's of step -1.
   Lists lists(size_t l) const {
     const LayerData& d = data[l];
-    return {d.ids.data(), d.n_spk.data(), d.n_tot.data(), list_capacity(l), B};
+    Lists s{d.ids.data(), d.n_spk.data(), d.n_tot.data(), list_capacity(l), B};
+    if (d.initial_ids.size() > 0) {
+      s.ids_before = d.initial_ids.data();
+      s.n_spk_before = d.initial_n_spk.data();
+    }
+    return s;
   }
   int list_capacity(size_t l) const {
     const LayerConfig& c = config.layers[l];
@@ -119,7 +130,7 @@ ArrayOf<Exec, float> dense_rows(Exec& exec, const Lists& s, int T, int N, int de
     const int64_t list = e / K;
     const int k = static_cast<int>(e % K);
     const int t = static_cast<int>(list / s.B) - delay, b = static_cast<int>(list % s.B);
-    if (t >= 0 && k < s.n_spk[s.at(t, b)]) out[list * N + s.list(t, b)[k]] = 1.0f;
+    if (k < s.spikes(t, b)) out[list * N + s.spikes_of(t, b)[k]] = 1.0f;
   });
   return x;
 }
@@ -176,14 +187,48 @@ Layer window_layer(Exec& exec, const DeviceContext<Exec>& ctx, size_t l, float* 
     for (int i = 0; i < L.model().states(); ++i)
       exec.upload(buffer + i * L.state_stride, ctx.data[l].v.data() + i * kept + (k - 1) * row,
                   row);
+  else if (L.initial != nullptr)  // the first window's step t0 - 1 = -1: the initial state
+    for (int i = 0; i < L.model().states(); ++i)
+      exec.upload(buffer + i * L.state_stride, L.initial + i * row, row);
   L.v_first = ctx.steps(k).first - 1;
   return L;
+}
+
+/// The states of step T - 1 of layer L (whose buffer holds it) into the host's last_states.
+template <class Exec>
+void keep_last_states(Exec& exec, DeviceContext<Exec>& ctx, const Layer& L) {
+  const int64_t row = static_cast<int64_t>(ctx.B) * L.c.n_out;
+  const kernels::neurons::Rows last = L.states(ctx.T - 1, 0);
+  std::vector<float>& out = ctx.last_states.emplace_back(L.model().states() * row);
+  for (int i = 0; i < L.model().states(); ++i) exec.download(out.data() + i * row, last[i], row);
+}
+
+/// Uploads layer l's part of an initial state (validated by the op layer), its lists repacked to
+/// the layer's width K (which every list of a valid state fits).
+template <class Exec>
+void upload_initial(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const LayerState& s) {
+  auto& d = ctx.data[l];
+  d.initial = ArrayOf<Exec, float>(s.states.size());
+  exec.upload(d.initial.data(), s.states.data(), static_cast<int64_t>(s.states.size()));
+  if (s.spikes.T() == 0) return;
+  const int K = ctx.list_capacity(l), B = ctx.B;
+  const SpikeView v = s.spikes.view();
+  std::vector<int32_t> ids(static_cast<size_t>(B) * K, -1), n_spk(B);
+  for (int b = 0; b < B; ++b) {
+    n_spk[b] = v.spikes(0, b);
+    std::copy_n(v.list(0, b), n_spk[b], ids.begin() + static_cast<int64_t>(b) * K);
+  }
+  d.initial_ids = ArrayOf<Exec, int32_t>(ids.size());
+  exec.upload(d.initial_ids.data(), ids.data(), static_cast<int64_t>(ids.size()));
+  d.initial_n_spk = ArrayOf<Exec, int32_t>(B);
+  exec.upload(d.initial_n_spk.data(), n_spk.data(), B);
 }
 
 template <class Exec>
 std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig& config,
                                                    const std::vector<LayerParams>& params,
-                                                   const SpikeView& input) {
+                                                   const SpikeView& input,
+                                                   const StackState* initial = nullptr) {
   using Block = typename Exec::Block;
   auto ctx = std::make_shared<DeviceContext<Exec>>();
   ctx->config = config;
@@ -192,6 +237,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
   ctx->B = B;
   ctx->in_K = input.K;
   ctx->window = common::window_steps(config, T, B);
+  ctx->first_step = initial != nullptr ? initial->steps : 0;
   const int64_t lists = static_cast<int64_t>(T) * B;
   const auto upload = [&](auto& array, const auto* src, int64_t n) {
     array = std::remove_reference_t<decltype(array)>(n);
@@ -230,6 +276,9 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
     d.n_spk = ArrayOf<Exec, int32_t>(lists);
     d.n_tot = ArrayOf<Exec, int32_t>(lists);
   }
+  if (initial != nullptr)
+    for (size_t l = 0; l < config.layers.size(); ++l)
+      upload_initial(exec, *ctx, l, initial->layers[l]);
   const int widest = ctx->widest();
   ctx->flags = ArrayOf<Exec, float>(static_cast<size_t>(B) * widest);
   ctx->found = ArrayOf<Exec, int32_t>(static_cast<size_t>(B) * 2 * widest);
@@ -244,6 +293,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
     const int n = L.c.n_out;
     if (!dense && !ctx->recomputes(l)) {
       forward_window(exec, L, 0, T, s, drops, true);
+      keep_last_states(exec, *ctx, L);
     } else if (!dense) {  // window by window, keeping V at the end of every window but the last
       const int64_t row = static_cast<int64_t>(B) * n;
       ArrayOf<Exec, float> buffer(L.model().states() * (ctx->window + 1) * row);
@@ -255,6 +305,8 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
           for (int i = 0; i < L.model().states(); ++i)
             exec.upload(ctx->data[l].v.data() + i * L.state_stride + k * row,
                         Lw.states(t1 - 1, 0)[i], row);
+        else
+          keep_last_states(exec, *ctx, Lw);
       }
     } else {
       ArrayOf<Exec, float> current(lists * n);
@@ -264,18 +316,21 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
         exec.for_each(lists * n, [=] SALTATORY_DEVICE_LAMBDA(int64_t i) { cur[i] = bias[i % n]; });
       }
       const auto x = dense_rows(exec, L.in, T, L.c.n_in, L.delay);
-      exec.gemm_add(x.data(), false, L.w, false, current.data(), lists, L.c.n_in, n);
+      // one GEMM per step (as the CPU): the same shape whatever T, so chunks equal the whole
+      for (int t = 0; t < T; ++t)
+        exec.gemm_add(x.data() + static_cast<int64_t>(t) * B * L.c.n_in, false, L.w, false,
+                      current.data() + static_cast<int64_t>(t) * B * n, B, L.c.n_in, n);
       ArrayOf<Exec, float> previous(L.recurrent() ? static_cast<size_t>(B) * n : 0);
       for (int t = 0; t < T; ++t) {
         float* current_t = current.data() + static_cast<int64_t>(t) * B * n;
-        if (L.recurrent() && t > 0) {
+        if (L.recurrent() && L.out.has(t - 1)) {
           exec.fill_bytes(previous.data(), 0, previous.size() * sizeof(float));
           float* prev = previous.data();
           const Lists out = L.out;
           exec.for_each(static_cast<int64_t>(B) * out.K, [=] SALTATORY_DEVICE_LAMBDA(int64_t e) {
             const int b = static_cast<int>(e / out.K), k = static_cast<int>(e % out.K);
-            if (k < out.n_spk[out.at(t - 1, b)])
-              prev[static_cast<int64_t>(b) * n + out.list(t - 1, b)[k]] = 1.0f;
+            if (k < out.spikes(t - 1, b))
+              prev[static_cast<int64_t>(b) * n + out.spikes_of(t - 1, b)[k]] = 1.0f;
           });
           exec.gemm_add(prev, false, L.w_rec, false, current_t, B, n, n);
         }
@@ -286,6 +341,7 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
         });
       }
     }
+    if (dense) keep_last_states(exec, *ctx, L);
     // copies for the host side of the context
     const auto& d = ctx->data[l];
     if (L.readout()) {
