@@ -7,6 +7,8 @@
 //   V[t] = alpha V[t-1] (1 - r[t]) + g (1 - alpha) I[t];   S[t] = select(V[t], theta1, theta2, K)
 // Readout: V[t] = alpha V[t-1] + g (1 - alpha) I[t], output is V [T, B, N_out].
 // Backward is BPTT with surrogate gradients on listed entries only (docs/method.md, section 5).
+// A call may continue a sequence from a StackState (V[-1], S[-1] and the delayed input of step -1
+// are then the state's, not zero); its backward is truncated at step 0.
 #pragma once
 
 #include <atomic>

@@ -5,7 +5,8 @@
 //             list would hold (masked surrogate: a spike or a candidate), current_grad_row (gI):
 //             dW += X^T gI;  dW_rec += S_prev^T gI;  dbias += sum gI
 //             gX = gI W^T (gathered to the input entries);  gS_dense[t-1] += gI[t] W_rec^T
-// Matrices are row-major: X, I, gI [T*B, N]; W [N_in, N_out].
+// Matrices are row-major: X, I, gI [T*B, N]; W [N_in, N_out]. Step -1 (X's delayed rows, S[-1],
+// the states) comes from the initial state when the call continues a sequence.
 #include <Eigen/Core>
 #include <algorithm>
 

@@ -15,7 +15,9 @@
 //   of whole steps and then by input neuron i, for each chunk, latest first
 //     dW[i, cols] += sum of gI[t, b, cols] over the chunk's lists (t, b) that i fed (ascending)
 //   dW_rec likewise;  dbias[cols] += gI[t, b, cols] over all lists, latest first
-// Chunks never straddle windows, so every sum runs in the same order whatever the window.
+// Chunks never straddle windows, so every sum runs in the same order whatever the window. A call
+// that continues a sequence reads step -1 (states, own and delayed input lists) from its initial
+// state (common/history.hpp); backward stops there (truncated BPTT).
 // W is input-major [N_in, N_out]; membranes and gI are [T, B, N_out]; entry grads [T, B, K].
 #include "saltatory/kernels/sparse.hpp"
 

@@ -3,6 +3,8 @@
 // emulated block of threads with barriers. Per-element math is the shared kernels/ code, called in
 // the CPU backend's order, so sums round identically (no FMA contraction on either side).
 // Layouts: the model's states and current gradients [T, B, N] each; lists [T, B, K]; W input-major.
+// Continuing a sequence, step -1's states and lists are the initial state's (Layer::initial,
+// Lists::ids_before).
 //   forward step (one block per sample b):
 //     I = bias + sum_{k<n_spk(S_in[t'])} W[ids_k, :] + sum_{k<n_spk(S[t-1])} W_rec[ids_k, :]
 //     states[t] = the neuron model's update_row (kernels/neurons/model.hpp);  S[t] = two-threshold

@@ -13,7 +13,8 @@
 //   weight gradients: each tile sums its columns by chunks of whole steps, latest first; its
 //   workers split the rows i, so one accumulator holds them and no reduction reorders the sums.
 // Every value equals the CPU backend's bit for bit (the same per-element operations in the same
-// order). Dense mode is the CPU's baseline only.
+// order), also continuing from an initial state (step -1 read as the CPU reads it). Dense mode is
+// the CPU's baseline only.
 #include <algorithm>
 #include <atomic>
 #include <mutex>
