@@ -474,6 +474,13 @@ class State:
         return [s[0] for s in self.states]
 
     def _core_form(self):
+        if len(self.states) != len(self.spikes):
+            raise ValueError(f"[Sequential.forward] the state has {len(self.states)} state arrays "
+                             f"but {len(self.spikes)} spike entries")
+        for i, (st, sp) in enumerate(zip(self.states, self.spikes)):
+            if not isinstance(st, np.ndarray) or not (sp is None or isinstance(sp, SpikeTensor)):
+                raise TypeError(f"[Sequential.forward] state layer {i}: states must be a numpy "
+                                "array and spikes a SpikeTensor (or None for a readout)")
         return (self.steps, [(np.ascontiguousarray(st), sp)
                              for st, sp in zip(self.states, self.spikes)])
 

@@ -161,6 +161,14 @@ def test_state_survives_copy_and_pickle_and_bad_states_are_refused() -> None:
     with pytest.raises(ValueError, match="Sequential.forward.*layers"):
         net.forward(x, state=bad)
     bad = copy.deepcopy(state)
+    bad.spikes[0] = bad.spikes[0].to_dense()
+    with pytest.raises(TypeError, match="Sequential.forward.*SpikeTensor"):
+        net.forward(x, state=bad)
+    bad = copy.deepcopy(state)
+    bad.spikes[0] = None
+    with pytest.raises(ValueError, match="lif_stack_forward.*initial spikes"):
+        net.forward(x, state=bad)
+    bad = copy.deepcopy(state)
     bad.steps = -1
     with pytest.raises(ValueError, match="lif_stack_forward.*steps"):
         net.forward(x, state=bad)
