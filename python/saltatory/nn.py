@@ -463,7 +463,8 @@ class State:
 
     Backward treats the state a forward started from as a constant: gradients stop at the chunk's
     first step (truncated BPTT), while the terms in which it meets a parameter (W_rec times its
-    spikes, alpha times its membrane) are kept. Only the cpu device continues sequences so far."""
+    spikes, alpha times its membrane) are kept. The cpu, cuda and ipu-model devices continue
+    sequences; ipu (Poplar) refuses a state."""
 
     def __init__(self, steps: int, states: list, spikes: list):
         self.steps, self.states, self.spikes = int(steps), list(states), list(spikes)
@@ -570,7 +571,7 @@ class Sequential:
 
         ``state`` (a ``State``; None: from rest) continues a sequence from where an earlier forward
         left it; with ``return_state`` the call returns ``(output, state)``, the state after its
-        last step. See ``State`` (cpu and ipu-model devices).
+        last step. See ``State`` (cpu, cuda and ipu-model devices).
 
         ``grad=False`` is inference: no BPTT context is kept (backward then needs a new forward),
         and the sequence runs in chunks of steps whose neuron states take about 16 MB, each
@@ -600,7 +601,9 @@ class Sequential:
             states = ctx.stored_states(i)
             if states is None:
                 raise ValueError("[Sequential.forward] record='membrane' needs the states of every "
-                                 "step: use recompute_segment=0 (checkpointing in time drops them)")
+                                 "step, which only the cpu and ipu-model devices keep, and the cpu "
+                                 f"only with recompute_segment=0 (this net: device {self.device!r}, "
+                                 f"recompute_segment {self.recompute_segment!r})")
             v = states[0]
             if isinstance(layer, AdaptiveLIF) and layer.adaptation == "threshold":
                 v = v + layer.b.astype(np.float32) * states[1]  # the ALIF stores u = V - b a
@@ -652,6 +655,12 @@ class Sequential:
         if state is not None and len(state.states) != len(self.layers):
             raise ValueError(f"[Sequential.forward] the state has {len(state.states)} layers, the "
                              f"network {len(self.layers)}")
+        for i, layer in enumerate(self.layers if state is not None else []):
+            shape = getattr(state.states[i], "shape", None)
+            expected = (layer.config().states, x.shape[1], layer.n_out)
+            if shape != expected:
+                raise ValueError(f"[Sequential.forward] the state's layer {i} has states of shape "
+                                 f"{shape}, expected {expected} (variables, batch, neurons)")
         return _core.lif_stack_forward(
             [layer.config() for layer in self.layers], [layer._arrays() for layer in self.layers], x,
             coupling=self.coupling, mode=self.mode, overflow=self.overflow, seed=self.seed,

@@ -69,11 +69,14 @@ class SpikeTensor:
             _core.validate_spikes(self, op)
 
     @classmethod
-    def from_dense(cls, dense, capacity: int | None = None, *, overflow: str = "random", seed: int = 0):
+    def from_dense(cls, dense, capacity: int | None = None, *, overflow: str = "random", seed: int = 0,
+                   first_step: int = 0):
         """From dense 0/1 spikes [T, B, N]. ``capacity`` defaults to the largest list size.
 
         A list with more spikes than ``capacity`` keeps ``overflow``'s choice ("random": a subset
-        drawn from ``seed``; "lowest": the lowest ids) and counts the rest in ``dropped``."""
+        drawn from ``seed``; "lowest": the lowest ids) and counts the rest in ``dropped``. The
+        random subset of list (t, b) is drawn for step ``first_step + t``: converting the chunks
+        of a sequence with their first steps keeps the spikes converting the whole would."""
         op = "SpikeTensor.from_dense"
         arr = np.asarray(dense)
         real = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
@@ -91,7 +94,8 @@ class SpikeTensor:
             capacity = max(1, int(np.count_nonzero(arr, axis=2).max(initial=0)))
         _checks.choice(overflow, _POLICIES, "overflow", op)
         ids, n_spk, n_tot, dropped = _core.spikes_from_dense(
-            arr, _checks.integer(capacity, "capacity", op, 1), overflow, _checks.seed(seed, op))
+            arr, _checks.integer(capacity, "capacity", op, 1), overflow, _checks.seed(seed, op),
+            first_step)
         return cls(ids, n_spk, n_tot, n_neurons=arr.shape[2], dropped=dropped, validate=False)
 
     @classmethod
@@ -179,6 +183,8 @@ class SpikeTensor:
         self._host_only("SpikeTensor.activity")
         T, B, _ = self.ids.shape
         return float(self.n_spk.sum(dtype=np.int64)) / (T * B * self.n_neurons)
+
+    __iter__ = None  # slicing is by steps only: iterating is refused, not emulated by indexing
 
     def __getitem__(self, steps: slice) -> "SpikeTensor":
         """``x[t0:t1]``: the lists of steps [t0, t1) (views of the arrays; at least one step), e.g.

@@ -54,7 +54,8 @@ class _StackFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, module, x, state, final, *parameters):
-        spikes_in = x if isinstance(x, SpikeTensor) else module.to_spikes(x)
+        spikes_in = x if isinstance(x, SpikeTensor) else module.to_spikes(
+            x, 0 if state is None else state.steps)
         ctx.saltatory = module.net._forward(spikes_in, state)  # this call's own context (several
         if final is not None:                                   # may be pending, from several
             final["state"] = State._from_core(ctx.saltatory.final_state())  # threads)
@@ -138,11 +139,12 @@ class SparseSequential(torch.nn.Module):
             for name, value in _layer_buffers(layer).items():
                 self.register_buffer(f"layers_{i}_{name}", torch.tensor(value, dtype=torch.float32))
 
-    def to_spikes(self, x: torch.Tensor) -> SpikeTensor:
-        """The dense 0/1 CPU tensor ``x`` [T, B, N_in] as input lists of ``input_capacity``."""
+    def to_spikes(self, x: torch.Tensor, first_step: int = 0) -> SpikeTensor:
+        """The dense 0/1 CPU tensor ``x`` [T, B, N_in] as input lists of ``input_capacity``, its
+        step 0 being step ``first_step`` of the sequence (the random overflow policy draws by it)."""
         dense = _dense_numpy(x, "SparseSequential")
         return SpikeTensor.from_dense(dense, self.input_capacity, overflow=self.net.overflow,
-                                      seed=self.net.seed)
+                                      seed=self.net.seed, first_step=first_step)
 
     def forward(self, x, state: State | None = None, return_state: bool = False):
         """Runs the stack on ``x``, a dense [T, B, N_in] tensor of 0/1 spikes or a SpikeTensor;

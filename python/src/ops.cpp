@@ -8,6 +8,7 @@
 #include "bindings.hpp"
 #include "options.hpp"
 #include "saltatory/backend/registry.hpp"
+#include "saltatory/core/error.hpp"
 #include "saltatory/core/memory.hpp"
 #include "saltatory/ipu/plan.hpp"
 #include "saltatory/ops/lif_stack.hpp"
@@ -69,7 +70,13 @@ StackState state_from(const py::handle& obj) {
     LayerState& ls = s.layers.emplace_back();
     const auto* data = static_cast<const float*>(states.data());
     ls.states.assign(data, data + states.size());
-    if (!pair[1].is_none()) ls.spikes = SpikeTensor::from_view(spike_view(pair[1], op));
+    if (!pair[1].is_none()) {
+      try {
+        ls.spikes = SpikeTensor::from_view(spike_view(pair[1], op));
+      } catch (const Error& e) {  // name this op, not the tensor's constructor
+        throw py::value_error(std::string("[lif_stack_forward] the state's spikes: ") + e.what());
+      }
+    }
   }
   return s;
 }

@@ -130,7 +130,7 @@ void init_spikes(py::module_& m) {
   m.def(
       "spikes_from_dense",
       [](const py::handle& dense, const py::handle& capacity, const std::string& policy,
-         const py::handle& seed) {
+         const py::handle& seed, const py::handle& first_step) {
         const char* op = "SpikeTensor.from_dense";
         const py::array a = checked<float>(dense, op, "dense", {-1, -1, -1});
         const auto* data = static_cast<const float*>(a.data());
@@ -138,15 +138,17 @@ void init_spikes(py::module_& m) {
                   N = extent(a.shape(2), op, "dense (N)");
         const int K = integer<int>(capacity, op, "capacity", 1);
         const auto stream = integer<uint64_t>(seed, op, "seed");
+        const auto step = integer<int64_t>(first_step, op, "first_step", 0, int64_t{1} << 62);
         const OverflowPolicy p = parse_policy(policy);
         SpikeTensor s;
         {
           py::gil_scoped_release release;
-          s = SpikeTensor::from_dense(data, T, B, N, K, p, stream);
+          s = SpikeTensor::from_dense(data, T, B, N, K, p, stream, step);
         }
         return to_arrays(std::move(s));
       },
-      py::arg("dense"), py::arg("capacity"), py::arg("overflow"), py::arg("seed"));
+      py::arg("dense"), py::arg("capacity"), py::arg("overflow"), py::arg("seed"),
+      py::arg("first_step") = 0);
   m.def(
       "spikes_from_events",
       [](const py::handle& samples, const py::handle& times, const py::handle& units,

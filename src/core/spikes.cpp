@@ -43,15 +43,16 @@ SpikeTensor SpikeTensor::from_view(const SpikeView& view) {
 }
 
 SpikeTensor SpikeTensor::from_dense(const float* dense, int T, int B, int N, int K,
-                                    OverflowPolicy policy, uint64_t seed) {
+                                    OverflowPolicy policy, uint64_t seed, int64_t first_step) {
   SpikeTensor out(T, B, K, N);
   std::vector<uint64_t> priority(K);
   int64_t dropped = 0;
   for (int t = 0; t < T; ++t)
     for (int b = 0; b < B; ++b) {
       const float* row = dense + (static_cast<int64_t>(t) * B + b) * N;
-      kernels::SubsetCollector keep{out.list(t, b), priority.data(), K, policy,
-                                    kernels::stream_key(seed, kDataStream, t, b)};
+      kernels::SubsetCollector keep{
+          out.list(t, b), priority.data(), K, policy,
+          kernels::stream_key(seed, kDataStream, static_cast<uint64_t>(first_step + t), b)};
       for (int j = 0; j < N; ++j) {
         check(row[j] == 0.0f || row[j] == 1.0f, "SpikeTensor.from_dense", "value ", row[j], " at [",
               t, ", ", b, ", ", j, "] is not 0 or 1");

@@ -141,11 +141,11 @@ def test_state_survives_copy_and_pickle_and_bad_states_are_refused() -> None:
         net.forward(x, state={"v": 0})
     bad = copy.deepcopy(state)
     bad.states[0] = bad.states[0][:, :2]
-    with pytest.raises(ValueError, match="lif_stack_forward.*batch"):
+    with pytest.raises(ValueError, match="Sequential.forward.*layer 0.*shape.*batch"):
         net.forward(x, state=bad)
     bad = copy.deepcopy(state)
     bad.states[0] = bad.states[0][:1]
-    with pytest.raises(ValueError, match="lif_stack_forward.*layer 0.*states"):
+    with pytest.raises(ValueError, match="Sequential.forward.*layer 0.*shape"):
         net.forward(x, state=bad)
     bad = copy.deepcopy(state)
     bad.states[1] = bad.states[1].copy()
@@ -168,6 +168,17 @@ def test_state_survives_copy_and_pickle_and_bad_states_are_refused() -> None:
     bad.spikes[0] = None
     with pytest.raises(ValueError, match="lif_stack_forward.*initial spikes"):
         net.forward(x, state=bad)
+    bad = copy.deepcopy(state)
+    bad.states[0] = np.ascontiguousarray(bad.states[0].reshape(2, 16, 3))  # the right size
+    with pytest.raises(ValueError, match="Sequential.forward.*layer 0.*shape"):
+        net.forward(x, state=bad)
+    bad = copy.deepcopy(state)
+    bad.spikes[0].ids[0, 0, 0] = 1000
+    bad.spikes[0].n_spk[0, 0] = bad.spikes[0].n_tot[0, 0] = max(1, int(bad.spikes[0].n_tot[0, 0]))
+    with pytest.raises(ValueError, match="lif_stack_forward.*state's spikes"):
+        net.forward(x, state=bad)
+    with pytest.raises(TypeError, match="not iterable"):
+        iter(x)
     bad = copy.deepcopy(state)
     bad.steps = -1
     with pytest.raises(ValueError, match="lif_stack_forward.*steps"):
@@ -279,3 +290,9 @@ def test_torch_module_takes_and_returns_state() -> None:
     assert module.layers_0_weight.grad is not None and module.layers_0_weight.grad.abs().sum() > 0
     with pytest.raises(TypeError, match="SparseSequential.*State"):
         module(x, state=(0, []))
+    # dense inputs whose lists overflow: each chunk is binned with the state's step
+    m = SparseSequential(*_stack("lif"), input_capacity=2, seed=4)
+    whole = m(dense)
+    assert m.net.spikes and m.to_spikes(dense).dropped > 0
+    first, state = m(dense[:5], return_state=True)
+    torch.testing.assert_close(torch.cat([first, m(dense[5:], state=state)]), whole, rtol=0, atol=0)

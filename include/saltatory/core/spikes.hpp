@@ -39,10 +39,12 @@ class SpikeTensor {
   /// Copies a view (validating it).
   static SpikeTensor from_view(const SpikeView& view);
 
-  /// From dense 0/1 (any nonzero is a spike) float data [T, B, N]; overflow kept by policy.
+  /// From dense 0/1 (any nonzero is a spike) float data [T, B, N]; overflow kept by policy, the
+  /// random one drawing list (t, b) from a stream of step first_step + t (so that the chunks of a
+  /// sequence keep the spikes the whole sequence would).
   static SpikeTensor from_dense(const float* dense, int T, int B, int N, int K,
                                 OverflowPolicy policy = OverflowPolicy::lowest_ids,
-                                uint64_t seed = 0);
+                                uint64_t seed = 0, int64_t first_step = 0);
   /// From events (sample index, time, unit): binned by floor(time / bin_width) into T bins;
   /// events at or past T * bin_width are dropped and counted; repeated (bin, unit) pairs count once.
   static SpikeTensor from_events(const int64_t* sample, const double* time, const int64_t* unit,
