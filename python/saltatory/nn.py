@@ -632,8 +632,9 @@ class Sequential:
             del ctx, spikes  # the chunk's context goes: nothing of it is kept
         self._context = None
         self.spikes = []
-        for i, per_chunk in enumerate(zip(*lists)):
-            n = [layer for layer in self.layers if not isinstance(layer, Readout)][i].n_out
+        spiking = [layer for layer in self.layers if not isinstance(layer, Readout)]
+        for layer, per_chunk in zip(spiking, zip(*lists)):
+            n = layer.n_out
             self.spikes.append(SpikeTensor(
                 np.concatenate([c[0] for c in per_chunk]), np.concatenate([c[1] for c in per_chunk]),
                 np.concatenate([c[2] for c in per_chunk]), n_neurons=n,

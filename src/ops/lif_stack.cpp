@@ -122,6 +122,7 @@ void validate_state(const char* op, const StackConfig& config,
     check(all_finite(ls.states.data(), static_cast<int64_t>(ls.states.size())), op, "layer ", l,
           ": the initial state is not finite");
     const SpikeTensor& spikes = ls.spikes;
+    const SpikeView view = spikes.view();
     if (c.kind == LayerKind::readout) {
       check(spikes.T() == 0, op, "layer ", l, ": a readout's initial state has no spikes");
       continue;
@@ -129,12 +130,12 @@ void validate_state(const char* op, const StackConfig& config,
     check(spikes.T() == 1 && spikes.B() == B && spikes.N() == c.n_out, op, "layer ", l,
           ": the initial spikes must be one step [1, ", B, ", K] over ", c.n_out, " neurons, got [",
           spikes.T(), ", ", spikes.B(), ", ", spikes.K(), "] over ", spikes.N());
-    validate(spikes.view(), op);
+    validate(view, op);
     const int width = config.mode == Mode::dense ? c.n_out : c.capacity;
     for (int b = 0; b < B; ++b)
-      check(spikes.view().spikes(0, b) <= width, op, "layer ", l, ": the initial state lists ",
-            spikes.view().spikes(0, b), " spikes of sample ", b,
-            ", more than the layer's lists hold (", width, ")");
+      check(view.spikes(0, b) <= width, op, "layer ", l, ": the initial state lists ",
+            view.spikes(0, b), " spikes of sample ", b, ", more than the layer's lists hold (",
+            width, ")");
   }
 }
 

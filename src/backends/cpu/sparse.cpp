@@ -37,6 +37,7 @@ namespace {
 void feedforward_currents(const LayerRun& run, Window w) {
   const LayerParams& p = run.params;
   const int n = run.config.n_out;
+  const common::SpikeHistory in = run.input_history();
   for_each_block(
       static_cast<int64_t>(w.t1 - w.t0) * run.B, kListChunk, [&](int64_t l0, int64_t l1) {
         for (int64_t list = l0; list < l1; ++list) {
@@ -48,7 +49,6 @@ void feedforward_currents(const LayerRun& run, Window w) {
           else
             std::fill_n(current, n, 0.0f);
           const int t_in = t - run.input_delay;
-          const common::SpikeHistory in = run.input_history();
           if (in.has(t_in))
             kernels::gather_rows(current, p.weight, n, in.list(t_in, b), in.spikes(t_in, b), n);
         }
