@@ -6,9 +6,11 @@
 #include <cmath>
 #include <random>
 #include <set>
+#include <tuple>
 #include <vector>
 
 #include "backends/cpu/buffer_pool.hpp"
+#include "backends/cpu/gemm.hpp"
 #include "saltatory/kernels/lif.hpp"
 #include "saltatory/kernels/select.hpp"
 #include "saltatory/kernels/sparse.hpp"
@@ -215,4 +217,58 @@ TEST(BufferPool, ReusesFittingBuffers) {
   cpu::Buffer c = cpu::acquire_buffer(n);  // the fitting buffer is in use: a new one
   EXPECT_NE(c.get(), first);
   EXPECT_EQ(c.get_deleter().capacity, n);
+}
+
+// The dense GEMM: every tile this CPU runs (AVX-512, AVX2, portable) gives each entry of C exactly
+// the fma chain in k order, for every transpose, at edges of tiles and across k blocks.
+TEST(DenseGemm, EveryTileGivesTheFmaChainInKOrder) {
+  namespace cpu = saltatory::cpu;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  const std::vector<cpu::gemm_tiles::Shape> shapes = cpu::gemm_shapes();
+  ASSERT_GE(shapes.size(), 1U);
+  for (const auto& [m, kk, n] :
+       {std::tuple{1, 1, 1}, std::tuple{13, 300, 37}, std::tuple{50, 530, 70}})
+    for (bool a_t : {false, true})
+      for (bool b_t : {false, true}) {
+        std::vector<float> a(static_cast<size_t>(m) * kk), b(static_cast<size_t>(kk) * n),
+            c0(static_cast<size_t>(m) * n);
+        for (float& x : a) x = normal(rng);
+        for (float& x : b) x = normal(rng);
+        for (float& x : c0) x = normal(rng);
+        std::vector<float> expected = c0;
+        for (int i = 0; i < m; ++i)
+          for (int j = 0; j < n; ++j)
+            for (int p = 0; p < kk; ++p)
+              expected[i * n + j] =
+                  std::fma(a_t ? a[p * m + i] : a[i * kk + p], b_t ? b[j * kk + p] : b[p * n + j],
+                           expected[i * n + j]);
+        for (const cpu::gemm_tiles::Shape& shape : shapes) {
+          std::vector<float> c = c0;
+          cpu::gemm_add(shape, a.data(), a_t, b.data(), b_t, c.data(), m, kk, n);
+          EXPECT_EQ(c, expected) << m << "x" << kk << "x" << n << " a_t " << a_t << " b_t " << b_t
+                                 << " tile " << shape.mr << "x" << shape.nr;
+        }
+      }
+}
+
+// With 0/1 spikes as A, a row of C is the bias plus the selected rows of B added in order: the
+// sparse path's gather sum, bit for bit.
+TEST(DenseGemm, SpikeRowsEqualTheGatheredSum) {
+  std::mt19937 rng(8);
+  std::normal_distribution<float> normal;
+  const int m = 7, kk = 600, n = 45;
+  std::vector<float> a(m * kk), b(kk * n), c(m * n), bias(n);
+  for (float& x : b) x = normal(rng);
+  for (float& x : bias) x = normal(rng);
+  for (float& x : a) x = rng() % 4 == 0 ? 1.0f : 0.0f;
+  for (int i = 0; i < m; ++i) std::copy(bias.begin(), bias.end(), c.begin() + i * n);
+  saltatory::cpu::gemm_add(a.data(), false, b.data(), false, c.data(), m, kk, n);
+  for (int i = 0; i < m; ++i) {
+    std::vector<float> sum = bias;
+    for (int p = 0; p < kk; ++p)
+      if (a[i * kk + p] != 0.0f)
+        for (int j = 0; j < n; ++j) sum[j] += b[p * n + j];
+    EXPECT_EQ(std::vector<float>(c.begin() + i * n, c.begin() + (i + 1) * n), sum) << "row " << i;
+  }
 }

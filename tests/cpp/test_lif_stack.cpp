@@ -898,7 +898,7 @@ TEST_P(EmulatedCudaEqualsCpu, BitwiseSameSpikesAndGradients) {
 
 // Continuing from a state (the CPU's after part of the input), the CUDA driver's sparse forward
 // and truncated backward equal the CPU's bit for bit. Dense mode (whose GEMMs are the executor's,
-// not the CPU's Eigen) is held to its own whole-sequence run: its chunks, each from the state the
+// not the CPU's) is held to its own whole-sequence run: its chunks, each from the state the
 // one before left, give the same lists, readout and final state.
 TEST_P(EmulatedCudaEqualsCpu, ContinuedFromAStateBitwise) {
   Case c = GetParam();

@@ -643,8 +643,8 @@ def test_b_and_a_zero_is_the_lif_bit_for_bit(arch, reset, reset_grad, mode, thet
 @pytest.mark.parametrize("arch", ["adlif", "radlif", "stack"])
 def test_sparse_equals_dense(arch: str, reset: str, reset_grad: str, theta2: float) -> None:
     """mode="sparse" with K = N and theta2 far below theta1 lists every neuron, which is the dense
-    baseline's BPTT: the same spikes, the gradients to rounding (the dense mode sums with Eigen
-    GEMMs in another order: float32 rounding, ~1e-7 relative per sum, 1e-5 allows ~100 of them).
+    baseline's BPTT: the same spikes, the gradients to rounding (the dense mode's GEMMs fuse
+    multiply-adds and sum in another order: float32 rounding, ~1e-7 relative per sum, 1e-5 allows ~100 of them).
     With theta2 = 0.3 and K = N nothing overflows either: both modes take the surrogate at the
     same spikes and candidates."""
     x = _input(14, p=0.4)

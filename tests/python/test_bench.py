@@ -3,6 +3,7 @@ timings themselves are never asserted)."""
 
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -62,14 +63,17 @@ def test_weight_bytes_count_every_row_touched():
     assert run.weight_bytes() == expected
 
 
-def test_missing_baseline_is_reported_not_fatal(monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch", None)  # importing it now raises ImportError
+@pytest.mark.parametrize("library,module", [("snntorch", "torch"), ("jax", "jax"), ("spyx", "spyx")])
+def test_missing_baseline_is_reported_not_fatal(monkeypatch, library, module):
+    monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)  # the JAX runners set it
     w, = wl.workloads(["shd-paper"], tiny=True)
     spec = {"workload": w.name, "sizes": list(w.sizes), "batch": w.batch, "steps": w.steps,
             "input_capacity": w.input_capacity, "output_capacity": w.output_capacity, "loss": w.loss,
             "activity": 0.05, "gains": [10.0] * 4, "warmup": 0, "repeats": 1, "max_seconds": 1.0,
-            "library": "snntorch", "mode": "dense", "threads": 1}
-    assert "not installed" in runners.run_record(spec)["error"]
+            "library": library, "mode": "dense", "threads": 1}
+    error = runners.run_record(spec)["error"]
+    assert "not installed" in error and library in error
 
 
 def test_cli_rejects_bad_options():
@@ -88,7 +92,8 @@ def test_plan_runs_baselines_only_where_asked():
         assert sorted((s["activity"], s["threads"]) for s in sparse) == [(0.01, 1), (0.01, 2), (0.05, 1), (0.05, 2)]
     baselines = [s for s in specs if s["mode"] not in ("sparse", "recompute")]
     assert {s["activity"] for s in baselines} == {0.05} and {s["threads"] for s in baselines} == {2}
-    assert {s["library"] for s in baselines} == {"saltatory", "snntorch", "norse"}
+    assert {s["library"] for s in baselines} == {"saltatory", "snntorch", "norse", "spikingjelly", "jax",
+                                                 "spyx"}
 
 
 def test_neuron_models_get_rows_of_their_own(tmp_path, capsys):
@@ -99,7 +104,7 @@ def test_neuron_models_get_rows_of_their_own(tmp_path, capsys):
     specs = plan(args)
     assert {(s["library"], s["neuron"]) for s in specs} == {
         ("saltatory", "lif"), ("saltatory", "cuba"), ("saltatory", "adlif"), ("snntorch", "lif"),
-        ("norse", "lif")}
+        ("norse", "lif"), ("spikingjelly", "lif"), ("jax", "lif"), ("spyx", "lif")}
     gains = {s["neuron"]: s["gains"] for s in specs if s["library"] == "saltatory"}
     assert gains["cuba"] != gains["lif"]  # calibrated for the model
     out = tmp_path / "bench.json"
@@ -153,13 +158,67 @@ def test_smoke_run_writes_records_table_and_plot(tmp_path, capsys):
 
 
 def test_smoke_run_with_baselines(tmp_path):
-    for name in ("torch", "snntorch", "norse.torch"):
+    for name in ("torch", "snntorch", "norse.torch", "jax"):
         pytest.importorskip(name, reason="baselines not installed (pip install 'saltatory[bench]')")
-    records = _smoke(tmp_path, "saltatory-sparse,snntorch,norse")
+    records = _smoke(tmp_path, "saltatory-sparse,snntorch,norse,jax")
     assert all("error" not in r for r in records), [r.get("error") for r in records]
     sparse = [r for r in records if r["mode"] == "sparse"]
-    assert all(r["vs_snntorch"] > 0 for r in sparse)
+    assert all(r["vs_snntorch"] > 0 and r["vs_peer"] > 0 and r["peer"] in ("snntorch", "norse", "jax")
+               for r in sparse)
     assert all(0 < r["hidden_activity"] < 1 for r in records if r["library"] != "saltatory")
+
+
+PEERS = {"snntorch": ("torch", "snntorch"), "norse": ("torch", "norse.torch"),
+         "spikingjelly": ("torch", "spikingjelly.activation_based.neuron"), "jax": ("jax", "optax"),
+         "spyx": ("jax", "spyx.nn")}
+
+
+@pytest.mark.parametrize("library", sorted(PEERS))
+def test_peer_runs_the_same_network(library, monkeypatch):
+    """Every peer trains the network Saltatory's dense mode trains: the same weights, input and
+    LIF give the same activity in every layer (Spyx's LIF is another neuron: only its training
+    step is checked), and restore undoes the optimiser's steps."""
+    for name in PEERS[library]:
+        pytest.importorskip(name, reason="peer not installed (pip install 'saltatory[bench]')")
+    w = wl.Workload("shd-paper", (40, 32, 32, 4), 6, 30, 6, 2, "spike_count_ce")
+    x, labels = wl.make_input(w, 0.1)
+    gains = wl.calibrate_gains(w, 0.1)
+    runner = runners.BASELINES[library]
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)  # the JAX runners set it
+    runner.check(len(os.sched_getaffinity(0)), "cpu")  # every CPU: this process is the test's
+    peer = runner(w, 0.1, gains, "dense", x, labels)
+    peer.step()
+    first = peer.layer_activity()
+    for _ in range(3):  # Adam moves the weights
+        peer.step()
+    peer.restore()
+    peer.step()
+    assert peer.layer_activity() == first  # restore brings the initial weights back
+    if library == "spyx":
+        assert 0 < peer.hidden_activity() < 1
+        return
+    ours = wl.build_net(w, 0.1, gains, "dense")
+    ours(x)
+    expected = [s.activity() for s in ours.spikes]
+    assert expected[0] > 0.02
+    np.testing.assert_allclose(first, expected, rtol=0.02, atol=1e-3)
+
+
+def test_ratios_name_the_fastest_peer():
+    point = {"workload": "shd-paper", "sizes": [8, 4], "activity": 0.05, "threads": 2,
+             "hidden_activity": 0.05}
+    records = [{**point, "library": "saltatory", "mode": "sparse", "samples_per_s": 600.0},
+               {**point, "library": "saltatory", "mode": "dense", "samples_per_s": 50.0},
+               {**point, "library": "snntorch", "mode": "dense", "samples_per_s": 75.0},
+               {**point, "library": "jax", "mode": "dense", "samples_per_s": 150.0},
+               {**point, "library": "spyx", "mode": "dense", "error": "not installed"}]
+    from saltatory.bench import report
+
+    report.add_ratios(records)
+    sparse = records[0]
+    assert sparse["peer"] == "jax" and sparse["vs_peer"] == 4.0 and sparse["vs_snntorch"] == 8.0
+    assert records[1]["vs_peer"] == pytest.approx(1 / 3) and "peer" not in records[3]
+    assert "jax" in report.table(records).splitlines()[2]
 
 
 def test_cuda_device_needs_a_gpu_or_runs_every_library_there(tmp_path, capsys):

@@ -553,8 +553,8 @@ def test_alpha_syn_zero_is_the_lif_bit_for_bit(arch, reset, reset_grad, mode, th
 @pytest.mark.parametrize("arch", ["cuba", "rcuba", "mixed"])
 def test_sparse_equals_dense(arch: str, reset: str, reset_grad: str) -> None:
     """mode="sparse" with K = N and theta2 far below theta1 lists every neuron, which is the dense
-    baseline's BPTT: the same spikes, the gradients to rounding (the dense mode sums with Eigen
-    GEMMs in another order: float32 rounding, ~1e-7 relative per sum, 1e-5 allows ~100 of them)."""
+    baseline's BPTT: the same spikes, the gradients to rounding (the dense mode's GEMMs fuse
+    multiply-adds and sum in another order: float32 rounding, ~1e-7 relative per sum, 1e-5 allows ~100 of them)."""
     x = _input(14, p=0.4)
     results = {}
     for mode in ("sparse", "dense"):

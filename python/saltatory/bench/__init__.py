@@ -1,5 +1,6 @@
 """``python -m saltatory.bench`` (also ``saltatory-bench``): training throughput of Saltatory's
-sparse path against its dense path, snnTorch and Norse, on fixed workloads, with a roofline.
+sparse path against its dense path and the dense peers (snnTorch, Norse, SpikingJelly, JAX and
+Spyx), on fixed workloads, with a roofline.
 ``saltatory-recompute`` is the sparse path with checkpointing in time (membranes recomputed in
 backward); its records report peak memory and step time relative to the stored-membrane path.
 
@@ -16,6 +17,7 @@ largest weight matrix, so the same cache level serves it) and its multiply-add t
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -25,7 +27,8 @@ import sys
 from . import report, runners
 from . import workloads as wl
 
-LIBRARIES = ("saltatory-sparse", "saltatory-recompute", "saltatory-dense", "snntorch", "norse")
+LIBRARIES = ("saltatory-sparse", "saltatory-recompute", "saltatory-dense", "snntorch", "norse",
+             "spikingjelly", "jax", "spyx")
 
 
 def _csv(kind):
@@ -43,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--libraries", type=_csv(str), default=list(LIBRARIES), help=", ".join(LIBRARIES))
     p.add_argument("--neurons", type=_csv(str), default=["lif"],
                    help="Saltatory's hidden neuron models, each a row of its own: "
-                        f"{', '.join(wl.NEURONS)} (snnTorch and Norse run the LIF)")
+                        f"{', '.join(wl.NEURONS)} (the peers run the LIF)")
     cores = os.cpu_count() or 1
     p.add_argument("--threads", type=_csv(int), default=sorted({1, cores}),
                    help="thread counts of the sparse runs (baselines use the largest)")
@@ -53,7 +56,7 @@ def parse_args(argv=None):
                    help="stop timing a record after this many seconds of timed steps (at least one)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="where every library trains: cpu, or cuda (Saltatory's CUDA backend, and "
-                        "snnTorch and Norse on the GPU through PyTorch)")
+                        "the peers on the GPU through PyTorch or JAX)")
     p.add_argument("--tiny", action="store_true", help="shrunken workloads: a seconds-long smoke run")
     p.add_argument("--json", metavar="PATH", help="write the records as a JSON list")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of throughput against activity")
@@ -145,11 +148,10 @@ def environment() -> dict:
 
     env = {"python": platform.python_version(), "machine": platform.machine(),
            "cpu": report.cpu_model(), "cores": os.cpu_count(), "saltatory": build_info()["version"]}
-    for name in ("torch", "snntorch", "norse"):
-        try:
-            module = __import__(name)
-            env[name] = getattr(module, "__version__", "unknown")
-        except ImportError:
+    for name in ("torch", "snntorch", "norse", "spikingjelly", "jax", "spyx"):
+        try:  # read from the installed metadata: importing them here would cost seconds
+            env[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             env[name] = None
     return env
 

@@ -30,12 +30,28 @@ def _name(r: dict) -> str:
     return f"saltatory-{r['mode']}" + ("" if neuron == "lif" else f"[{neuron}]")
 
 
+def fastest_peers(records: list[dict]) -> dict:
+    """The fastest peer (any library but Saltatory; they run the LIF) of each workload point."""
+    best = {}
+    for r in records:
+        if "error" not in r and r["library"] != "saltatory":
+            point = _point(r)
+            if point not in best or r["samples_per_s"] > best[point]["samples_per_s"]:
+                best[point] = r
+    return best
+
+
 def add_ratios(records: list[dict]) -> None:
-    """Adds, to each successful record, its throughput over snnTorch's and over Saltatory dense's
-    at the same workload point (where those ran), and for sparse records over its 1-thread run."""
+    """Adds, to each successful record, its throughput over snnTorch's, over the fastest peer's
+    (named in ``peer``) and over Saltatory dense's at the same workload point (where those ran),
+    and for sparse records over its 1-thread run."""
     ok = [r for r in records if "error" not in r]
     by_key = {(_point(r), r["library"], r["mode"], r["threads"]): r for r in ok}
+    peers = fastest_peers(ok)
     for r in ok:
+        peer = peers.get(_point(r))
+        if r["library"] == "saltatory" and peer is not None:
+            r["peer"], r["vs_peer"] = peer["library"], r["samples_per_s"] / peer["samples_per_s"]
         for name, lib, mode in (("vs_snntorch", "snntorch", "dense"),
                                 ("vs_saltatory_dense", "saltatory", "dense")):
             base = [b for (p, l, m, _), b in by_key.items() if p == _point(r) and l == lib and m == mode]
@@ -59,7 +75,8 @@ def _fmt(value, spec: str) -> str:
 
 def table(records: list[dict]) -> str:
     head = (f"{'workload':<13} {'sizes':<22} {'a':>6} {'library':<24} {'thr':>3} {'act %':>6} "
-            f"{'samples/s':>10} {'x snnTorch':>10} {'x dense':>8} {'x 1 thr':>7} {'peak MB':>8} "
+            f"{'samples/s':>10} {'x snnTorch':>10} {'x peer':>6} {'peer':<12} {'x dense':>8} "
+            f"{'x 1 thr':>7} {'peak MB':>8} "
             f"{'bound':>6} {'drop %':>6}")
     lines = [head, "-" * len(head)]
     for r in records:
@@ -74,11 +91,13 @@ def table(records: list[dict]) -> str:
         lines.append(
             f"{r['workload']:<13} {sizes:<22} {r['activity']:>6.3f} {name:<24} {r['threads']:>3} "
             f"{100 * r['hidden_activity']:>6.2f} {r['samples_per_s']:>10.1f} "
-            f"{_fmt(r.get('vs_snntorch'), '10.1f')} {_fmt(r.get('vs_saltatory_dense'), '8.1f')} "
+            f"{_fmt(r.get('vs_snntorch'), '10.1f')} {_fmt(r.get('vs_peer'), '6.1f')} "
+            f"{r.get('peer', '-'):<12} {_fmt(r.get('vs_saltatory_dense'), '8.1f')} "
             f"{_fmt(r.get('vs_one_thread'), '7.2f')} {_fmt(peak, '8.1f')} "
             f"{_fmt(r.get('bound_fraction'), '6.2f')} {_fmt(None if drop is None else 100 * drop, '6.2f')}")
     lines.append("a: target activity; act %: measured hidden activity; x ...: samples/s ratios at the "
-                 "same point; bound: (weight-row bytes / gather bandwidth) / step time")
+                 "same point; peer: the fastest peer library there (x peer is over it); bound: "
+                 "(weight-row bytes / gather bandwidth) / step time")
     return "\n".join(lines)
 
 
@@ -102,8 +121,9 @@ def memory_table(records: list[dict]) -> str:
 
 
 def machine_summary(probes: dict, env: dict) -> str:
-    lines = [f"machine: {env['cpu']}, {env['cores']} cores; torch {env.get('torch')}, snntorch "
-             f"{env.get('snntorch')}, norse {env.get('norse')}"]
+    versions = ", ".join(f"{name} {env.get(name)}" for name in
+                         ("torch", "snntorch", "norse", "spikingjelly", "jax", "spyx"))
+    lines = [f"machine: {env['cpu']}, {env['cores']} cores; {versions}"]
     for (sizes, threads), p in sorted(probes.items()):
         rows, cols = p["probe_matrix"]
         lines.append(f"probe {threads} thread(s), {rows}x{cols} matrix: row gather "

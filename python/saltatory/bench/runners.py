@@ -14,6 +14,7 @@ count, in their fastest idiomatic CPU form: the feed-forward stack is run layer 
 
 from __future__ import annotations
 
+import importlib
 import os
 import statistics
 import time
@@ -67,26 +68,21 @@ def run_record(spec: dict) -> dict:
     w = wl.Workload(spec["workload"], tuple(spec["sizes"]), spec["batch"], spec["steps"],
                     spec["input_capacity"], spec["output_capacity"], spec["loss"])
     activity = spec["activity"]
+    device = spec.get("device", "cpu")
     if library == "saltatory":
         import saltatory
 
         saltatory.set_num_threads(threads)
         runner = _SaltatoryRunner
     else:
+        runner = BASELINES[library]
         try:
-            import torch
-        except ImportError:
-            return {"error": "PyTorch is not installed (pip install 'saltatory[bench]')"}
-        torch.set_num_threads(threads)
-        try:
-            runner = {"snntorch": _SnnTorchRunner, "norse": _NorseRunner}[library]
-            runner.check()
+            runner.check(threads, device)
         except ImportError as e:
             return {"error": f"{library} is not installed ({e}); pip install 'saltatory[bench]'"}
     rss0 = _status_kib("VmRSS") or 0
     _reset_peak()
     x, labels = wl.make_input(w, activity)
-    device = spec.get("device", "cpu")
     options = {"neuron": spec["neuron"]} if spec.get("neuron", "lif") != "lif" else {}
     run = runner(w, activity, spec["gains"], spec["mode"], x, labels, device, **options)
     times = _timed_steps(run, spec["warmup"], spec["repeats"], spec["max_seconds"])
@@ -172,6 +168,14 @@ class _SaltatoryRunner:
 class _TorchRunner:
     """Shared parts of the PyTorch baselines: dense input, folded weights, loss and Adam."""
 
+    @classmethod
+    def check(cls, threads: int, device: str) -> None:
+        """Imports PyTorch and the library (ImportError when missing) and sets the thread count."""
+        import torch
+
+        cls.load()
+        torch.set_num_threads(threads)
+
     def __init__(self, w: wl.Workload, activity: float, gains, mode: str, x, labels, device: str = "cpu"):
         import torch
 
@@ -224,7 +228,7 @@ class _TorchRunner:
 
 class _SnnTorchRunner(_TorchRunner):
     @staticmethod
-    def check() -> None:
+    def load() -> None:
         import snntorch  # noqa: F401
 
     @staticmethod
@@ -248,7 +252,7 @@ class _SnnTorchRunner(_TorchRunner):
 
 class _NorseRunner(_TorchRunner):
     @staticmethod
-    def check() -> None:
+    def load() -> None:
         import norse.torch  # noqa: F401
 
     @staticmethod
@@ -268,6 +272,192 @@ class _NorseRunner(_TorchRunner):
     def run_layer(self, neuron, current):
         spikes, _ = neuron(current)
         return spikes
+
+
+class _SpikingJellyRunner(_TorchRunner):
+    @staticmethod
+    def load() -> None:
+        import spikingjelly.activation_based.neuron  # noqa: F401
+
+    @staticmethod
+    def input_scale(gain: float) -> float:  # H = V + (X - V) / tau with tau = 1 / (1 - alpha)
+        return gain
+
+    def make_neurons(self):
+        from spikingjelly.activation_based import neuron, surrogate
+
+        # multi-step mode: one call runs the whole [T, B, N] sequence; hard reset to 0, detached
+        return [neuron.LIFNode(tau=1 / (1 - wl.ALPHA), decay_input=True, v_threshold=1.0, v_reset=0.0,
+                               surrogate_function=surrogate.ATan(), detach_reset=True, step_mode="m")
+                for _ in self.linears]
+
+    def run_layer(self, neuron, current):
+        neuron.reset()  # the membrane starts at 0 in every step
+        return neuron(current)
+
+
+def _load_jax(threads: int, device: str, *modules: str) -> None:
+    """Imports JAX and ``modules`` (ImportError when missing) on ``device``'s platform, with this
+    process's CPUs cut to ``threads`` before JAX starts: XLA sizes its CPU thread pool by the CPUs
+    a process may use."""
+    os.environ["JAX_PLATFORMS"] = "cpu" if device == "cpu" else "cuda"
+    for module in ("jax", *modules):
+        importlib.import_module(module)
+    cpus = sorted(os.sched_getaffinity(0))
+    if device == "cpu" and threads < len(cpus):
+        os.sched_setaffinity(0, cpus[:threads])
+
+
+def _spike_counts_loss(w: wl.Workload, spikes, labels):
+    """The step's loss on the output layer's [T, B, C] spikes, in JAX."""
+    import optax
+
+    if w.loss == "sum":
+        return spikes.sum()
+    return optax.softmax_cross_entropy_with_integer_labels(spikes.sum(0), labels).mean()
+
+
+class _JaxRunner:
+    """Idiomatic JAX: the whole training step one ``jax.jit`` (``value_and_grad`` and optax Adam);
+    each layer is one GEMM over all T*B rows and a ``lax.scan`` of the LIF over time, whose spike is
+    a ``custom_jvp`` Heaviside with the arctan surrogate (snnTorch's default)."""
+
+    @staticmethod
+    def check(threads: int, device: str) -> None:
+        _load_jax(threads, device, "optax")
+
+    def __init__(self, w: wl.Workload, activity: float, gains, mode: str, x, labels, device: str = "cpu"):
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        self.jax, self.w = jax, w
+        self.x = jnp.asarray(x.to_dense())  # [T, B, N_in]
+        self.labels = jnp.asarray(labels, jnp.int32)
+        # V[t] = alpha V[t-1] (1 - r[t]) + x W: Saltatory's input scale g (1 - alpha) folded into W
+        self.initial = [jnp.asarray(weight * gain * (1 - wl.ALPHA))
+                        for weight, gain in zip(wl.weights(w), gains)]
+        adam = optax.adam(1e-3)
+
+        @jax.custom_jvp
+        def spike(v):
+            return (v > 0).astype(v.dtype)
+
+        @spike.defjvp
+        def spike_jvp(primals, tangents):
+            (v,), (dv,) = primals, tangents
+            return spike(v), dv / (jnp.pi * (1 + (jnp.pi * v) ** 2))
+
+        def lif(current):  # [T, B, N] -> spikes [T, B, N]; the reset is detached
+            def advance(v, i):
+                v = wl.ALPHA * v * (v <= 1.0) + i
+                return v, spike(v - 1.0)
+
+            return jax.lax.scan(advance, jnp.zeros(current.shape[1:], current.dtype), current)[1]
+
+        def loss(params, x, labels):
+            spikes = []
+            for weight in params:
+                x = lif(x @ weight)
+                spikes.append(x)
+            return _spike_counts_loss(w, x, labels), [s.mean() for s in spikes]
+
+        def train_step(params, opt_state, x, labels):
+            (_, activity), grads = jax.value_and_grad(loss, has_aux=True)(params, x, labels)
+            updates, opt_state = adam.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, activity
+
+        self.train_step = jax.jit(train_step)
+        self.params, self.opt_state = self.initial, adam.init(self.initial)
+        self.activity = []
+
+    def restore(self) -> None:
+        self.params = self.initial  # jax arrays are immutable: no copy needed
+
+    def step(self) -> None:
+        self.params, self.opt_state, self.activity = self.train_step(
+            self.params, self.opt_state, self.x, self.labels)
+        self.jax.block_until_ready(self.params)  # the step's time includes its computation
+
+    def device_peak_bytes(self) -> int | None:
+        stats = self.jax.devices()[0].memory_stats() or {}
+        return stats.get("peak_bytes_in_use")
+
+    def layer_activity(self) -> list[float]:
+        return [float(a) for a in self.activity]
+
+    def hidden_activity(self) -> float:
+        return _hidden_activity(self.w, self.layer_activity())
+
+
+class _SpyxRunner(_JaxRunner):
+    """Spyx's own layers: per layer a Flax NNX ``Linear`` over all T*B rows and ``spyx.nn.LIF`` run
+    over time by ``spyx.nn.run`` (a ``lax.scan``), trained by one ``nnx.jit`` step with
+    ``nnx.Optimizer`` (optax Adam). Spyx's LIF is another neuron: it spikes on the membrane *before*
+    the step's update (``S[t] = H(V[t-1] - 1)``), subtracts the threshold rather than resetting to
+    zero, and does not detach the reset, so its activity differs at the same weights."""
+
+    @staticmethod
+    def check(threads: int, device: str) -> None:
+        _load_jax(threads, device, "optax", "flax.nnx", "spyx.nn")
+
+    def __init__(self, w: wl.Workload, activity: float, gains, mode: str, x, labels, device: str = "cpu"):
+        import jax
+        import jax.numpy as jnp
+        import optax
+        import spyx
+        from flax import nnx
+
+        self.jax, self.nnx, self.w = jax, nnx, w
+        self.x = jnp.asarray(x.to_dense())
+        self.labels = jnp.asarray(labels, jnp.int32)
+        rngs = nnx.Rngs(0)
+
+        class Stack(nnx.Module):
+            def __init__(self):
+                self.linears = nnx.List([nnx.Linear(n_in, n_out, use_bias=False, rngs=rngs)
+                                         for n_in, n_out in zip(w.sizes[:-1], w.sizes[1:])])
+                self.neurons = nnx.List([spyx.nn.LIF((n,), beta=np.float32(wl.ALPHA), threshold=1.0,
+                                                     activation=spyx.axn.arctan(), rngs=rngs)
+                                         for n in w.sizes[1:]])
+
+            def __call__(self, x):
+                spikes = []
+                for linear, neuron in zip(self.linears, self.neurons):
+                    x, _ = spyx.nn.run(neuron, linear(x))  # V = beta V + x W
+                    spikes.append(x)
+                return spikes
+
+        self.model = Stack()
+        for linear, weight, gain in zip(self.model.linears, wl.weights(w), gains):
+            linear.kernel[...] = jnp.asarray(weight * gain * (1 - wl.ALPHA))
+        self.initial = jax.tree.map(jnp.copy, nnx.state(self.model))  # values, not the variables
+        self.optimizer = nnx.Optimizer(self.model, optax.adam(1e-3), wrt=nnx.Param)
+
+        @nnx.jit
+        def train_step(model, optimizer, x, labels):
+            def loss(model):
+                spikes = model(x)
+                return _spike_counts_loss(w, spikes[-1], labels), [s.mean() for s in spikes]
+
+            (_, activity), grads = nnx.value_and_grad(loss, has_aux=True)(model)
+            optimizer.update(model, grads)
+            return activity
+
+        self.train_step = train_step
+        self.activity = []
+
+    def restore(self) -> None:
+        self.nnx.update(self.model, self.initial)
+
+    def step(self) -> None:
+        self.activity = self.train_step(self.model, self.optimizer, self.x, self.labels)
+        self.jax.block_until_ready(self.activity)
+
+
+#: the baselines by name: each runs the same network, input and loss in its library's idiom
+BASELINES = {"snntorch": _SnnTorchRunner, "norse": _NorseRunner, "spikingjelly": _SpikingJellyRunner,
+             "jax": _JaxRunner, "spyx": _SpyxRunner}
 
 
 def worker_env(threads: int) -> dict:

@@ -1,4 +1,4 @@
-// CPU backend (Eigen + oneTBB). Per layer, forward walks t = 0..T-1 and backward t = T-1..0;
+// CPU backend (oneTBB). Per layer, forward walks t = 0..T-1 and backward t = T-1..0;
 // the stack driver (cpu_backend.cpp) chains layers and is shared by the sparse and dense modes.
 // Layouts: membranes and current gradients [T, B, N]; entry gradients [T, B, K].
 #pragma once

@@ -1,16 +1,17 @@
 // Dense mode: the baseline the method is measured against. Spikes are dense 0/1 matrices and every
-// product is an Eigen GEMM over all neurons, whatever the activity; lists have capacity N.
-//   forward:  per step I[t] = X[t] W + bias (X [T*B, N_in] 0/1, t' rows) + S[t-1] W_rec
+// product is a GEMM over all neurons (gemm.hpp), whatever the activity; lists have capacity N.
+//   forward:  I = X W + bias, one GEMM over all T*B rows (X [T*B, N_in] 0/1, t' rows);
+//             then per step I[t] += S[t-1] W_rec
 //   backward: the neuron model's carry_row, dense_state_grad_row of gS_dense at every neuron a
 //             list would hold (masked surrogate: a spike or a candidate), current_grad_row (gI):
 //             dW += X^T gI;  dW_rec += S_prev^T gI;  dbias += sum gI
 //             gX = gI W^T (gathered to the input entries);  gS_dense[t-1] += gI[t] W_rec^T
 // Matrices are row-major: X, I, gI [T*B, N]; W [N_in, N_out]. Step -1 (X's delayed rows, S[-1],
 // the states) comes from the initial state when the call continues a sequence.
-#include <Eigen/Core>
 #include <algorithm>
 
 #include "backends/cpu/cpu_backend.hpp"
+#include "backends/cpu/gemm.hpp"
 #include "backends/cpu/parallel.hpp"
 #include "saltatory/kernels/lif.hpp"
 #include "saltatory/kernels/neurons/model.hpp"
@@ -20,37 +21,21 @@ namespace saltatory::cpu {
 
 namespace {
 
-using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstMap = Eigen::Map<const Matrix>;
-using Map = Eigen::Map<Matrix>;
-
-/// C[m, n] += op(A) op(B) with op(A) [m, k] and op(B) [k, n], partitioned over C's rows.
-/// `a_transposed`: A is stored [k, m]; `b_transposed`: B is stored [n, k].
-void gemm_add(const float* a, bool a_transposed, const float* b, bool b_transposed, float* c,
-              int64_t m, int64_t k, int64_t n) {
-  const ConstMap A(a, a_transposed ? k : m, a_transposed ? m : k);
-  const ConstMap Bm(b, b_transposed ? n : k, b_transposed ? k : n);
-  for_each_block(m, kRowBlock, [&](int64_t r0, int64_t r1) {
-    Map C(c + r0 * n, r1 - r0, n);
-    if (a_transposed && b_transposed)
-      C.noalias() += A.middleCols(r0, r1 - r0).transpose() * Bm.transpose();
-    else if (a_transposed)
-      C.noalias() += A.middleCols(r0, r1 - r0).transpose() * Bm;
-    else if (b_transposed)
-      C.noalias() += A.middleRows(r0, r1 - r0) * Bm.transpose();
-    else
-      C.noalias() += A.middleRows(r0, r1 - r0) * Bm;
-  });
+/// A pooled buffer of `n` zeros.
+Buffer zeroed_buffer(size_t n) {
+  Buffer buffer = acquire_buffer(n);
+  std::fill_n(buffer.get(), n, 0.0f);
+  return buffer;
 }
 
 /// Dense 0/1 rows [T*B, N] of `spikes`, where row (t, b) holds step t - delay (zero before the
 /// history's first step).
-std::vector<float> dense_rows(const common::SpikeHistory& spikes, int T, int delay) {
+Buffer dense_rows(const common::SpikeHistory& spikes, int T, int delay) {
   const int B = spikes.now.B, N = spikes.now.N;
-  std::vector<float> x(static_cast<size_t>(T) * B * N, 0.0f);
+  Buffer x = zeroed_buffer(static_cast<size_t>(T) * B * N);
   for (int t = 0; t < T; ++t)
     for (int b = 0; b < B && spikes.has(t - delay); ++b)
-      kernels::scatter_value(x.data() + (static_cast<int64_t>(t) * B + b) * N,
+      kernels::scatter_value(x.get() + (static_cast<int64_t>(t) * B + b) * N,
                              spikes.list(t - delay, b), spikes.spikes(t - delay, b), 1.0f);
   return x;
 }
@@ -62,16 +47,13 @@ Drops dense_forward(const LayerRun& run) {
   const LayerParams& p = run.params;
   const int n = c.n_out, T = run.T, B = run.B;
   const int64_t rows = static_cast<int64_t>(T) * B;
-  std::vector<float> current(rows * n, 0.0f);
+  Buffer current = zeroed_buffer(rows * n);
   if (p.bias != nullptr)
-    for (int64_t r = 0; r < rows; ++r) std::copy_n(p.bias, n, current.begin() + r * n);
-  const std::vector<float> x = dense_rows(run.input_history(), T, run.input_delay);
-  // one GEMM per step, each of the same shape whatever T: a row's sum then does not depend on how
-  // many steps the call has, so consecutive chunks of a sequence equal the whole one bit for bit
-  parallel_for(0, T, [&](int64_t t) {
-    gemm_add(x.data() + t * B * c.n_in, false, p.weight, false, current.data() + t * B * n, B,
-             c.n_in, n);
-  });
+    for (int64_t r = 0; r < rows; ++r) std::copy_n(p.bias, n, current.get() + r * n);
+  const Buffer x = dense_rows(run.input_history(), T, run.input_delay);
+  // one GEMM over all T*B rows; an entry's fma chain does not depend on the call's shape, so
+  // consecutive chunks of a sequence equal the whole one bit for bit
+  gemm_add(x.get(), false, p.weight, false, current.get(), rows, c.n_in, n);
 
   const bool recurrent = c.kind == LayerKind::recurrent_lif;
   const common::SpikeHistory own = recurrent ? run.own_history() : common::SpikeHistory{};
@@ -79,7 +61,7 @@ Drops dense_forward(const LayerRun& run) {
   std::vector<SelectScratch> scratch(B, SelectScratch(n, n));
   std::vector<Drops> dropped(B);
   for (int t = 0; t < T; ++t) {
-    float* current_t = current.data() + static_cast<int64_t>(t) * B * n;
+    float* current_t = current.get() + static_cast<int64_t>(t) * B * n;
     if (recurrent && own.has(t - 1)) {
       std::fill(previous.begin(), previous.end(), 0.0f);
       for (int b = 0; b < B; ++b)
@@ -108,14 +90,14 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
   const kernels::neurons::Model m = run.model();
   const int k_out = readout ? n : run.output->K();
   const int64_t row = static_cast<int64_t>(B) * n;
-  std::vector<float> grad_current(rows * n, 0.0f);
+  Buffer grad_current = zeroed_buffer(rows * n);
   std::vector<float> grad_spikes(row), flags(row, 0.0f);
   // the model's adjoints and per-sample parameter sums over t (when a parameter is learnable),
   // reduced at the end; no window carries them
   BackwardCarry carry(m, row, 0, common::learns(grads));
 
   for (int t = T - 1; t >= 0; --t) {
-    float* gi_t = grad_current.data() + static_cast<int64_t>(t) * B * n;
+    float* gi_t = grad_current.get() + static_cast<int64_t>(t) * B * n;
     std::fill(grad_spikes.begin(), grad_spikes.end(), 0.0f);
     if (recurrent && t < T - 1)  // gS[t] += gI[t+1] W_rec^T
       gemm_add(gi_t + static_cast<int64_t>(B) * n, false, p.weight_rec, true, grad_spikes.data(), B,
@@ -142,28 +124,28 @@ void dense_backward(const LayerRun& run, const float* grad_output, const LayerGr
   }
   if (!carry.sums.empty()) common::add_parameter_grads(m, carry.sums.data(), B, n, grads);
 
-  const std::vector<float> x = dense_rows(run.input_history(), T, run.input_delay);
+  const Buffer x = dense_rows(run.input_history(), T, run.input_delay);
   if (grads.weight != nullptr)
-    gemm_add(x.data(), true, grad_current.data(), false, grads.weight, c.n_in, rows, n);
+    gemm_add(x.get(), true, grad_current.get(), false, grads.weight, c.n_in, rows, n);
   if (grads.weight_rec != nullptr && recurrent) {
-    const std::vector<float> own_previous = dense_rows(run.own_history(), T, 1);
-    gemm_add(own_previous.data(), true, grad_current.data(), false, grads.weight_rec, n, rows, n);
+    const Buffer own_previous = dense_rows(run.own_history(), T, 1);
+    gemm_add(own_previous.get(), true, grad_current.get(), false, grads.weight_rec, n, rows, n);
   }
   if (grads.bias != nullptr && c.bias)
     for_each_block(n, kColumnBlock, [&](int c0, int c1) {
       for (int64_t r = 0; r < rows; ++r)
-        kernels::add_row(grads.bias + c0, grad_current.data() + r * n + c0, c1 - c0);
+        kernels::add_row(grads.bias + c0, grad_current.get() + r * n + c0, c1 - c0);
     });
   if (grad_input != nullptr) {
-    std::vector<float> grad_x(rows * c.n_in, 0.0f);
-    gemm_add(grad_current.data(), false, p.weight, true, grad_x.data(), rows, n, c.n_in);
+    Buffer grad_x = zeroed_buffer(rows * c.n_in);
+    gemm_add(grad_current.get(), false, p.weight, true, grad_x.get(), rows, n, c.n_in);
     const int k_in = run.input.K;
     for (int t = run.input_delay; t < T; ++t)
       for (int b = 0; b < B; ++b) {
         const int t_in = t - run.input_delay;
         const int32_t* ids = run.input.list(t_in, b);
         float* g_in = grad_input + (static_cast<int64_t>(t_in) * B + b) * k_in;
-        const float* gx = grad_x.data() + (static_cast<int64_t>(t) * B + b) * c.n_in;
+        const float* gx = grad_x.get() + (static_cast<int64_t>(t) * B + b) * c.n_in;
         kernels::add_gathered(g_in, gx, ids, run.input.total(t_in, b));
       }
   }
