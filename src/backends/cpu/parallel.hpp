@@ -22,8 +22,12 @@ namespace saltatory::cpu {
 inline constexpr int kColumnBlock = 256;
 /// Rows per block of a GEMM partition.
 inline constexpr int kRowBlock = 64;
-/// Lists (t, b) per chunk of list-parallel work.
+/// Lists (t, b) per chunk of list-parallel work, at most.
 inline constexpr int64_t kListChunk = 256;
+
+/// Lists per block when `lists` independent lists are shared out: kListChunk, but small enough to
+/// give 16 blocks (a recompute window may hold a single chunk of lists), and at least 8 lists.
+inline int64_t list_block(int64_t lists) { return std::clamp<int64_t>(lists / 16, 8, kListChunk); }
 
 /// Calls f(i) for every i in [begin, end), in parallel.
 template <class F>

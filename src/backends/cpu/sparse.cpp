@@ -38,21 +38,21 @@ void feedforward_currents(const LayerRun& run, Window w) {
   const LayerParams& p = run.params;
   const int n = run.config.n_out;
   const common::SpikeHistory in = run.input_history();
-  for_each_block(
-      static_cast<int64_t>(w.t1 - w.t0) * run.B, kListChunk, [&](int64_t l0, int64_t l1) {
-        for (int64_t list = l0; list < l1; ++list) {
-          const int t = w.t0 + static_cast<int>(list / run.B);
-          const int b = static_cast<int>(list % run.B);
-          float* current = run.v(t, b);
-          if (p.bias != nullptr)
-            std::copy_n(p.bias, n, current);
-          else
-            std::fill_n(current, n, 0.0f);
-          const int t_in = t - run.input_delay;
-          if (in.has(t_in))
-            kernels::gather_rows(current, p.weight, n, in.list(t_in, b), in.spikes(t_in, b), n);
-        }
-      });
+  const int64_t lists = static_cast<int64_t>(w.t1 - w.t0) * run.B;
+  for_each_block(lists, list_block(lists), [&](int64_t l0, int64_t l1) {
+    for (int64_t list = l0; list < l1; ++list) {
+      const int t = w.t0 + static_cast<int>(list / run.B);
+      const int b = static_cast<int>(list % run.B);
+      float* current = run.v(t, b);
+      if (p.bias != nullptr)
+        std::copy_n(p.bias, n, current);
+      else
+        std::fill_n(current, n, 0.0f);
+      const int t_in = t - run.input_delay;
+      if (in.has(t_in))
+        kernels::gather_rows(current, p.weight, n, in.list(t_in, b), in.spikes(t_in, b), n);
+    }
+  });
 }
 
 }  // namespace
@@ -128,7 +128,7 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
   });
 
   if (grad_input != nullptr) {  // phase B: input-entry gradients, independent per list
-    for_each_block(lists, kListChunk, [&](int64_t l0, int64_t l1) {
+    for_each_block(lists, list_block(lists), [&](int64_t l0, int64_t l1) {
       std::vector<float> dots(k_in);
       for (int64_t list = l0; list < l1; ++list) {
         const int t_in = w.t0 + static_cast<int>(list / B) - run.input_delay;
