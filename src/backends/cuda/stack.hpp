@@ -316,7 +316,8 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
         exec.for_each(lists * n, [=] SALTATORY_DEVICE_LAMBDA(int64_t i) { cur[i] = bias[i % n]; });
       }
       const auto x = dense_rows(exec, L.in, T, L.c.n_in, L.delay);
-      // one GEMM per step (as the CPU): the same shape whatever T, so chunks equal the whole
+      // one GEMM per step: the same shape whatever T (cuBLAS may sum in a shape-dependent order),
+      // so chunks equal the whole
       for (int t = 0; t < T; ++t)
         exec.gemm_add(x.data() + static_cast<int64_t>(t) * B * L.c.n_in, false, L.w, false,
                       current.data() + static_cast<int64_t>(t) * B * n, B, L.c.n_in, n);
