@@ -252,9 +252,9 @@ TEST(DenseGemm, EveryTileGivesTheFmaChainInKOrder) {
       }
 }
 
-// With 0/1 spikes as A, a row of C is the bias plus the selected rows of B added in order: the
-// sparse path's gather sum, bit for bit.
-TEST(DenseGemm, SpikeRowsEqualTheGatheredSum) {
+// With 0/1 spikes as A, a row of C is the bias plus the selected rows of B added one after
+// another, bit for bit.
+TEST(DenseGemm, SpikeRowsAddTheSelectedRowsInOrder) {
   std::mt19937 rng(8);
   std::normal_distribution<float> normal;
   const int m = 7, kk = 600, n = 45;

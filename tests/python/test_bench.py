@@ -66,7 +66,7 @@ def test_weight_bytes_count_every_row_touched():
 @pytest.mark.parametrize("library,module", [("snntorch", "torch"), ("jax", "jax"), ("spyx", "spyx")])
 def test_missing_baseline_is_reported_not_fatal(monkeypatch, library, module):
     monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
-    monkeypatch.delenv("JAX_PLATFORMS", raising=False)  # the JAX runners set it
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")  # the JAX runners set it; undone after the test
     w, = wl.workloads(["shd-paper"], tiny=True)
     spec = {"workload": w.name, "sizes": list(w.sizes), "batch": w.batch, "steps": w.steps,
             "input_capacity": w.input_capacity, "output_capacity": w.output_capacity, "loss": w.loss,
@@ -184,7 +184,7 @@ def test_peer_runs_the_same_network(library, monkeypatch):
     x, labels = wl.make_input(w, 0.1)
     gains = wl.calibrate_gains(w, 0.1)
     runner = runners.BASELINES[library]
-    monkeypatch.delenv("JAX_PLATFORMS", raising=False)  # the JAX runners set it
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")  # the JAX runners set it; undone after the test
     runner.check(len(os.sched_getaffinity(0)), "cpu")  # every CPU: this process is the test's
     peer = runner(w, 0.1, gains, "dense", x, labels)
     peer.step()

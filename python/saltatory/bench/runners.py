@@ -8,8 +8,9 @@ A step is forward + loss + backward + optimiser step (Adam, lr 1e-3). Baselines 
 network (weights, decay alpha, per-layer gain folded into their weights, threshold 1, reset to
 zero), the same input spikes (as a dense [T, B, N] tensor), the same loss and the same thread
 count, in their fastest idiomatic CPU form: the feed-forward stack is run layer by layer, one
-``nn.Linear`` GEMM over all T*B rows per layer followed by the neuron's time loop
-(snnTorch ``Leaky`` called per step; Norse's sequence module ``LIF``, which loops internally).
+GEMM over all T*B rows per layer followed by the neuron's time loop (snnTorch ``Leaky`` called
+per step; Norse's sequence module ``LIF``, which loops internally; SpikingJelly's multi-step
+``LIFNode``; a ``lax.scan`` in JAX and in Spyx, each step one jit-compiled function).
 """
 
 from __future__ import annotations
@@ -298,14 +299,14 @@ class _SpikingJellyRunner(_TorchRunner):
 
 def _load_jax(threads: int, device: str, *modules: str) -> None:
     """Imports JAX and ``modules`` (ImportError when missing) on ``device``'s platform, with this
-    process's CPUs cut to ``threads`` before JAX starts: XLA sizes its CPU thread pool by the CPUs
-    a process may use."""
+    process's CPUs cut to ``threads`` first: XLA sizes its CPU thread pool by the CPUs a process
+    may use."""
     os.environ["JAX_PLATFORMS"] = "cpu" if device == "cpu" else "cuda"
-    for module in ("jax", *modules):
-        importlib.import_module(module)
     cpus = sorted(os.sched_getaffinity(0))
     if device == "cpu" and threads < len(cpus):
         os.sched_setaffinity(0, cpus[:threads])
+    for module in ("jax", *modules):
+        importlib.import_module(module)
 
 
 def _spike_counts_loss(w: wl.Workload, spikes, labels):
@@ -346,7 +347,7 @@ class _JaxRunner:
         @spike.defjvp
         def spike_jvp(primals, tangents):
             (v,), (dv,) = primals, tangents
-            return spike(v), dv / (jnp.pi * (1 + (jnp.pi * v) ** 2))
+            return spike(v), dv / (1 + (jnp.pi * v) ** 2)  # snnTorch's ATan(alpha=2)
 
         def lif(current):  # [T, B, N] -> spikes [T, B, N]; the reset is detached
             def advance(v, i):
@@ -395,7 +396,8 @@ class _SpyxRunner(_JaxRunner):
     over time by ``spyx.nn.run`` (a ``lax.scan``), trained by one ``nnx.jit`` step with
     ``nnx.Optimizer`` (optax Adam). Spyx's LIF is another neuron: it spikes on the membrane *before*
     the step's update (``S[t] = H(V[t-1] - 1)``), subtracts the threshold rather than resetting to
-    zero, and does not detach the reset, so its activity differs at the same weights."""
+    zero, and does not detach the reset, so its activity differs at the same weights. Its beta is
+    an ``nnx.Param``; only the weights are trained, as in every other runner."""
 
     @staticmethod
     def check(threads: int, device: str) -> None:
@@ -432,7 +434,8 @@ class _SpyxRunner(_JaxRunner):
         for linear, weight, gain in zip(self.model.linears, wl.weights(w), gains):
             linear.kernel[...] = jnp.asarray(weight * gain * (1 - wl.ALPHA))
         self.initial = jax.tree.map(jnp.copy, nnx.state(self.model))  # values, not the variables
-        self.optimizer = nnx.Optimizer(self.model, optax.adam(1e-3), wrt=nnx.Param)
+        weights = nnx.All(nnx.Param, nnx.PathContains("linears"))  # beta stays fixed, as elsewhere
+        self.optimizer = nnx.Optimizer(self.model, optax.adam(1e-3), wrt=weights)
 
         @nnx.jit
         def train_step(model, optimizer, x, labels):
@@ -440,7 +443,8 @@ class _SpyxRunner(_JaxRunner):
                 spikes = model(x)
                 return _spike_counts_loss(w, spikes[-1], labels), [s.mean() for s in spikes]
 
-            (_, activity), grads = nnx.value_and_grad(loss, has_aux=True)(model)
+            (_, activity), grads = nnx.value_and_grad(
+                loss, argnums=nnx.DiffState(0, weights), has_aux=True)(model)
             optimizer.update(model, grads)
             return activity
 

@@ -1,7 +1,7 @@
 // gemm_add: packs op(A) and op(B) into the tile's layout and runs register tiles over C.
 //   for each block of kKc steps of k (in k order: the fma chains continue across blocks):
 //     pack op(B)[k0:k1, :] into panels of NR columns (zero-padded)
-//     for each MR rows of C (in parallel, blocks of kRowBlock rows): pack op(A)[rows, k0:k1],
+//     for each MR rows of C (in parallel, blocks of kTilesPerBlock tiles): pack op(A)[rows, k0:k1],
 //       then each panel: C[rows, panel] = tile(A, B) (through a zero-padded copy at the edges)
 #include "backends/cpu/gemm.hpp"
 
@@ -58,13 +58,6 @@ std::vector<gemm_tiles::Shape> gemm_shapes() {
 #endif
   shapes.push_back({portable, kPortableRows, kPortableCols});
   return shapes;
-}
-
-const char* gemm_isa() {
-  const gemm_tiles::Tile t = fastest().tile;
-  if (t == gemm_tiles::avx512) return "avx512";
-  if (t == gemm_tiles::avx2) return "avx2";
-  return "portable";
 }
 
 void gemm_add(const float* a, bool a_transposed, const float* b, bool b_transposed, float* c,

@@ -3,7 +3,8 @@
 // Every entry is one chain of fused multiply-adds in k order, so its bits depend on neither the
 // blocking, the thread count, the shape of the call nor the instruction set: the AVX-512 and AVX2
 // tiles and the portable std::fma tile give the same result. With 0/1 spikes as A the products
-// are exact, so a row equals the sparse path's sum of gathered weight rows bit for bit.
+// are exact, so a row is the bias plus the selected weight rows added one after another (the
+// sparse path's gather pairs its rows, so the two agree to rounding).
 #pragma once
 
 #include <cstdint>
@@ -16,9 +17,6 @@ namespace saltatory::cpu {
 /// C += op(A) op(B). `a_transposed`: A is stored [k, m]; `b_transposed`: B is stored [n, k].
 void gemm_add(const float* a, bool a_transposed, const float* b, bool b_transposed, float* c,
               int64_t m, int64_t k, int64_t n);
-
-/// The instruction set of gemm_add's tile on this CPU: "avx512", "avx2" or "portable".
-const char* gemm_isa();
 
 /// The tile shapes this CPU runs, its fastest first and the portable one last.
 std::vector<gemm_tiles::Shape> gemm_shapes();
