@@ -47,8 +47,8 @@ Drops dense_forward(const LayerRun& run) {
   const LayerParams& p = run.params;
   const int n = c.n_out, T = run.T, B = run.B;
   const int64_t rows = static_cast<int64_t>(T) * B;
-  Buffer current = zeroed_buffer(rows * n);
-  if (p.bias != nullptr)
+  Buffer current = p.bias != nullptr ? acquire_buffer(rows * n) : zeroed_buffer(rows * n);
+  if (p.bias != nullptr)  // every row starts from the bias
     for (int64_t r = 0; r < rows; ++r) std::copy_n(p.bias, n, current.get() + r * n);
   const Buffer x = dense_rows(run.input_history(), T, run.input_delay);
   // one GEMM over all T*B rows; an entry's fma chain does not depend on the call's shape, so
