@@ -463,8 +463,8 @@ class State:
 
     Backward treats the state a forward started from as a constant: gradients stop at the chunk's
     first step (truncated BPTT), while the terms in which it meets a parameter (W_rec times its
-    spikes, alpha times its membrane) are kept. The cpu, cuda and ipu-model devices continue
-    sequences; ipu (Poplar) refuses a state."""
+    spikes, alpha times its membrane) are kept. Every device continues sequences (the ipu
+    (Poplar) one is compiled but has never run)."""
 
     def __init__(self, steps: int, states: list, spikes: list):
         self.steps, self.states, self.spikes = int(steps), list(states), list(spikes)

@@ -173,7 +173,7 @@ std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
   Backend& backend = backend_for(config.device);
   if (initial != nullptr) {
     check(backend.continues_state(), op, "explicit state is not implemented on ", backend.name(),
-          " yet (the cpu, cuda and ipu-model backends continue sequences)");
+          " (every backend of this build that continues sequences says so)");
     validate_state(op, config, params, *initial, input.B);
   }
   std::vector<std::vector<float>> thresholds;
@@ -189,7 +189,7 @@ StackState final_state(const StackContext& context) {
   const char* op = "final_state";
   const auto& layers = context.config.layers;
   check(context.last_states.size() == layers.size(), op, "the ", device_name(context.config.device),
-        " backend does not keep the state (the cpu, cuda and ipu-model backends do)");
+        " backend does not keep the state");
   StackState s;
   s.steps = context.first_step + context.T;
   s.B = context.B;

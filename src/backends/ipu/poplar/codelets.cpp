@@ -7,7 +7,8 @@
 //   Forward:    the neuron model's states (kernels/neurons/model.hpp) updated from the current
 //               bias + sum W[ids, slice] (+ W_rec rows); flags of its membrane V: spikes
 //               V > theta1_j, candidates theta2 < V <= theta1_j
-//   Select:     the tiles' flags in tile order, keep_subset by policy -> list; dropped += losses
+//   Select:     the tiles' flags in tile order, keep_subset by policy -> list (the overflow stream
+//               of absolute step step0 + t); dropped += losses
 //   Backward:   the model's adjoints carried, plus surrogate terms of the slice's entries; gI from
 //               them, and the per-sample sums behind its parameter gradients (its direct terms)
 //   EntryLanes: lane partial sums of W[ids_k, slice] . gI[slice];  EntryReduce: lanes -> entries
@@ -112,6 +113,7 @@ class Select : public Vertex {
   InOut<Vector<int>> found;                    // scratch [2 N]
   InOut<Vector<unsigned long long>> priority;  // scratch [K]
   InOut<Vector<int>> dropped;                  // [2]: spikes and candidates lost to capacity
+  Input<Vector<int>> step0;  // [2]: the steps before this call (low, high 32 bits)
   unsigned n_neurons, capacity, policy, seed_lo, seed_hi, t, b;
 
   bool compute() {
@@ -122,7 +124,9 @@ class Select : public Vertex {
       for (int e = 0; e < flags[i][1]; ++e) found[n_neurons + n_cand_found++] = flags[i][2 + n + e];
     }
     const uint64_t layer_seed = (static_cast<uint64_t>(seed_hi) << 32) | seed_lo;
-    const uint64_t stream = k::list_stream(layer_seed, t, b);
+    const uint64_t before = (static_cast<uint64_t>(static_cast<unsigned>(step0[1])) << 32) |
+                            static_cast<unsigned>(step0[0]);
+    const uint64_t stream = k::list_stream(layer_seed, static_cast<int64_t>(before + t), b);
     const auto policy_kind = static_cast<k::OverflowPolicy>(policy);
     auto* prio = reinterpret_cast<uint64_t*>(&priority[0]);
     const int n_spk =
@@ -223,15 +227,15 @@ class EntryReduce : public Vertex {
 
 class WeightGrad : public Vertex {
  public:
-  Input<Vector<int>> lists;  // [T, B, 2 + K] lists that fed this layer
+  Input<Vector<int>> lists;  // [before + T, B, 2 + K] lists that fed this layer (steps -before..)
   Input<Vector<float>> gi;   // [T, B, n] of the slice
   InOut<Vector<float>> dw;   // rows [row0, row1) of [rows, n]: this worker's
-  unsigned n, steps, batch, width, delay, row0, row1;
+  unsigned n, steps, batch, width, delay, before, row0, row1;
 
   bool compute() {
-    for (unsigned t = steps; t-- > delay;)
+    for (unsigned t = steps; t-- > 0 && t + before >= delay;)
       for (unsigned b = 0; b < batch; ++b) {
-        const int* list = &lists[((t - delay) * batch + b) * width];
+        const int* list = &lists[((t + before - delay) * batch + b) * width];
         const float* g = &gi[(t * batch + b) * n];
         for (int e = 0; e < list[0]; ++e) {
           const auto i = static_cast<unsigned>(list[2 + e]);

@@ -9,6 +9,9 @@
 // (V first), each adjoint [B, n], and its per-sample parameter sums [sums(), B, n] (always
 // computed: the training program is built at forward, before backward says what it wants);
 // per layer on its first tile: lists [T, B, 2 + K], entry gradients [T, B, K].
+// Continuing a sequence (an engine built for it): per tile the initial states [B, n] of each
+// variable, per spiking layer its lists of step -1 [B, 2 + K], and the step count before, which the
+// selection's overflow streams continue from; every forward copies out the states of step T - 1.
 // Backward runs the training program (the forward again, then BPTT), so engines hold no state
 // between calls. Entry gradients add the tiles' lane partial sums and weight gradients run per
 // worker over rows: the sums are ordered differently from the CPU's, so results agree with it to
@@ -43,6 +46,7 @@ struct TileTensors {
   Tensor w, w_rec, bias, gi, dw, dw_rec, dbias, flags, lanes, zeros;
   Tensor sums, footprint;
   std::vector<Tensor> neuron, state, adjoint;  ///< the model's parameters, states and adjoints
+  std::vector<Tensor> initial;  ///< continuing: the model's states before step 0, [B, n] each
 };
 
 /// The stream of layer l's per-neuron model parameter i.
@@ -50,10 +54,17 @@ std::string param_stream(size_t l, size_t i) {
   return "p" + std::to_string(i) + "." + std::to_string(l);
 }
 
+/// The stream of state variable k of layer l: "init" (the initial state, in) or "last" (the states
+/// of step T - 1, out).
+std::string state_stream(const char* what, size_t l, size_t k) {
+  return std::string(what) + std::to_string(k) + "." + std::to_string(l);
+}
+
 struct LayerTensors {
   std::vector<TileTensors> tiles;
   unsigned list_tile = 0;
   Tensor list, grad_entries, grad_rec, found, priority, dropped, grad_rows;
+  Tensor before;  ///< continuing: the layer's lists of step -1, [B, 2 + K] (spiking layers)
 };
 
 /// One compiled shape: its engine and the host buffers its streams read and write.
@@ -76,18 +87,26 @@ poplar::Device& device() {
 
 class Emitter {
  public:
-  Emitter(const StackConfig& config, const ipu::Plan& plan, int T, int B, int k_in)
-      : config_(config), plan_(plan), T_(T), B_(B), k_in_(k_in), graph_(device().getTarget()) {
+  Emitter(const StackConfig& config, const ipu::Plan& plan, int T, int B, int k_in, bool continues)
+      : config_(config),
+        plan_(plan),
+        T_(T),
+        B_(B),
+        k_in_(k_in),
+        continues_(continues),
+        graph_(device().getTarget()) {
     graph_.addCodelets(SALTATORY_CODELETS, poplar::CodeletFileType::Auto,
                        std::string("-O2 -ffp-contract=off -I") + SALTATORY_INCLUDE_DIR);
     input_ = variable(poplar::INT, T * B * (2 + k_in), 0, "input");
     grad_input_ = variable(poplar::FLOAT, T * B * k_in, 0, "grad_input");
+    step0_ = variable(poplar::INT, 2, 0, "step0");  // the steps before, low and high 32 bits
     for (size_t l = 0; l < config.layers.size(); ++l) add_layer(l);
     prog::Sequence forward_body, backward_body;
     build_forward(forward_body);
     build_backward(backward_body);
     for (prog::Sequence* seq : {&forward_, &train_}) {
       copy_in(*seq, "input", {input_});
+      copy_in(*seq, "step0", {step0_});
       for (size_t l = 0; l < layers_.size(); ++l) {
         const std::string id = std::to_string(l);
         copy_in(*seq, "w" + id, each(l, &TileTensors::w));
@@ -95,6 +114,10 @@ class Emitter {
         for (size_t i = 0; i < layers_[l].tiles[0].neuron.size(); ++i)
           copy_in(*seq, param_stream(l, i), each(l, &TileTensors::neuron, i));
         copy_in(*seq, "bias" + id, each(l, &TileTensors::bias));
+        for (size_t k = 0; continues_ && k < layers_[l].tiles[0].initial.size(); ++k)
+          copy_in(*seq, state_stream("init", l, k), each(l, &TileTensors::initial, k));
+        if (continues_ && config.layers[l].kind != LayerKind::readout)
+          copy_in(*seq, "before" + id, {layers_[l].before});
         seq->add(prog::Copy(zeros(poplar::INT, 2 * B, layers_[l].list_tile), layers_[l].dropped));
       }
       seq->add(forward_body);
@@ -104,6 +127,12 @@ class Emitter {
       copy_out(forward_, "list" + id, {layers_[l].list});
       copy_out(forward_, "dropped" + id, {layers_[l].dropped});
       copy_out(forward_, "v" + id, each(l, &TileTensors::state, 0));
+      for (size_t k = 0; k < layers_[l].tiles[0].state.size(); ++k) {
+        std::vector<Tensor> last;  // the states of step T - 1, [B, n] per tile
+        for (const TileTensors& tile : layers_[l].tiles)
+          last.push_back(row_block(tile.state[k], T - 1, B, tile.j1 - tile.j0));
+        copy_out(forward_, state_stream("last", l, k), last);
+      }
       const bool readout = config.layers[l].kind == LayerKind::readout;
       copy_in(train_, "g" + id, {readout ? layers_[l].grad_rows : layers_[l].grad_entries});
     }
@@ -193,6 +222,8 @@ class Emitter {
     L.found = variable(poplar::INT, B_ * 2 * c.n_out, L.list_tile, "found" + id);
     L.priority = variable(poplar::UNSIGNED_LONGLONG, std::max(1, B_ * K), L.list_tile, "prio" + id);
     L.dropped = variable(poplar::INT, 2 * B_, L.list_tile, "dropped" + id);  // [B, 2]
+    if (continues_ && !readout)
+      L.before = variable(poplar::INT, B_ * (2 + K), L.list_tile, "before" + id);
     for (int i = 0; i < p.tiles; ++i) {
       const ipu::Plan::TileSlice s = plan_.tile(p.first_tile + i);
       TileTensors& t = L.tiles.emplace_back();
@@ -211,6 +242,8 @@ class Emitter {
             variable(poplar::FLOAT, T_ * B_ * n, t.tile, "s" + std::to_string(k) + tid));
       for (int k = 0; k < model.adjoints(); ++k)
         t.adjoint.push_back(variable(poplar::FLOAT, B_ * n, t.tile, "g" + std::to_string(k) + tid));
+      for (int k = 0; continues_ && k < model.states(); ++k)
+        t.initial.push_back(variable(poplar::FLOAT, B_ * n, t.tile, "i" + std::to_string(k) + tid));
       t.bias = variable(poplar::FLOAT, n, t.tile, "bias" + tid);
       t.gi = variable(poplar::FLOAT, T_ * B_ * n, t.tile, "gi" + tid);
       t.dw = variable(poplar::FLOAT, c.n_in * n, t.tile, "dw" + tid);
@@ -230,16 +263,29 @@ class Emitter {
     }
   }
 
-  Tensor list_at(size_t l, int t, int b) const {  // layer l's list (l = -1: the input) at (t, b)
-    const int K = l == static_cast<size_t>(-1) ? k_in_ : config_.layers[l].capacity;
-    const Tensor& all = l == static_cast<size_t>(-1) ? input_ : layers_[l].list;
-    const size_t w = 2 + K, at = (static_cast<size_t>(t) * B_ + b) * w;
+  /// Layer l's list (l = -1: the input) at (t, b); at t = -1 a continued spiking layer's list of
+  /// step -1 (else any list: the vertex then ignores it).
+  Tensor list_at(size_t l, int t, int b) const {
+    const bool input = l == static_cast<size_t>(-1);
+    const int K = input ? k_in_ : config_.layers[l].capacity;
+    const size_t w = 2 + K;
+    if (t < 0 && continues_ && !input && config_.layers[l].kind != LayerKind::readout)
+      return layers_[l].before.slice(b * w, (b + 1) * w);
+    const Tensor& all = input ? input_ : layers_[l].list;
+    const size_t at = (static_cast<size_t>(std::max(t, 0)) * B_ + b) * w;
     return all.slice(at, at + w);
   }
   static Tensor row(const Tensor& x, int t, int b, int B, size_t n) {
     const size_t at = (static_cast<size_t>(t) * B + b) * n;
     return x.slice(at, at + n);
   }
+  /// The rows of step t, [B, n], of a [T, B, n] tensor.
+  static Tensor row_block(const Tensor& x, int t, int B, size_t n) {
+    const size_t at = static_cast<size_t>(t) * B * n;
+    return x.slice(at, at + B * n);
+  }
+  /// Whether step t - 1 exists: t > 0, or any t when continuing.
+  bool has_prev(int t) const { return t > 0 || continues_; }
   template <class V>
   void set(poplar::VertexRef v, const char* field, V value) {
     graph_.setInitialValue(v[field], value);
@@ -249,11 +295,15 @@ class Emitter {
     graph_.setFieldSize(v[field], tensors.size());
     for (size_t i = 0; i < tensors.size(); ++i) graph_.connect(v[field][i], tensors[i]);
   }
-  /// Row (t, b) of each of a tile's state variables (the zeros at t < 0).
-  static std::vector<Tensor> state_rows(const TileTensors& tile, int t, int b, int B) {
+  /// Row (t, b) of each of a tile's state variables; at t = -1 the initial state's (continuing)
+  /// or zeros.
+  std::vector<Tensor> state_rows(const TileTensors& tile, int t, int b) const {
     std::vector<Tensor> out;
     const size_t n = tile.j1 - tile.j0;
-    for (const Tensor& x : tile.state) out.push_back(t >= 0 ? row(x, t, b, B, n) : tile.zeros);
+    for (size_t k = 0; k < tile.state.size(); ++k)
+      out.push_back(t >= 0       ? row(tile.state[k], t, b, B_, n)
+                    : continues_ ? row(tile.initial[k], 0, b, B_, n)
+                                 : tile.zeros);
     return out;
   }
   /// The neuron model's fields of a Forward or Backward vertex: its per-neuron parameters
@@ -286,18 +336,18 @@ class Emitter {
                 cs, "Forward",
                 {{"weight", tile.w},
                  {"weight_rec", tile.w_rec},
-                 {"in_list", list_at(below, std::max(t_in, 0), b)},
-                 {"own_prev", readout ? list_at(below, 0, b) : list_at(l, std::max(t - 1, 0), b)},
+                 {"in_list", list_at(below, t_in, b)},
+                 {"own_prev", readout ? list_at(below, 0, b) : list_at(l, t - 1, b)},
                  {"bias", tile.bias},
                  {"flags", tile.flags.slice(b * (2 + 2 * n), (b + 1) * (2 + 2 * n))},
                  {"footprint", tile.footprint.slice(b * n, (b + 1) * n)}});
-            connect_each(v, "state_prev", state_rows(tile, t - 1, b, B_));
-            connect_each(v, "state", state_rows(tile, t, b, B_));
+            connect_each(v, "state_prev", state_rows(tile, t - 1, b));
+            connect_each(v, "state", state_rows(tile, t, b));
             graph_.setTileMapping(v, tile.tile);
             set(v, "n", static_cast<unsigned>(n));
             set(v, "j0", static_cast<unsigned>(tile.j0));
-            set(v, "has_input", static_cast<unsigned>(t_in >= 0));
-            set(v, "has_prev", static_cast<unsigned>(t > 0));
+            set(v, "has_input", static_cast<unsigned>(t_in >= 0 || continues_));
+            set(v, "has_prev", static_cast<unsigned>(has_prev(t)));
             set(v, "recurrent", static_cast<unsigned>(c.kind == LayerKind::recurrent_lif));
             set_model(v, c, tile);
             set(v, "use_bias", static_cast<unsigned>(c.bias));
@@ -320,6 +370,7 @@ class Emitter {
           graph_.connect(v["found"], L.found.slice(b * 2 * c.n_out, (b + 1) * 2 * c.n_out));
           graph_.connect(v["priority"], L.priority.slice(b * c.capacity, (b + 1) * c.capacity));
           graph_.connect(v["dropped"], L.dropped.slice(2 * b, 2 * b + 2));
+          graph_.connect(v["step0"], step0_);
           set(v, "n_neurons", static_cast<unsigned>(c.n_out));
           set(v, "capacity", static_cast<unsigned>(c.capacity));
           set(v, "policy", static_cast<unsigned>(config_.overflow));
@@ -396,20 +447,20 @@ class Emitter {
                  {"grad_rec",
                   recurrent ? L.grad_rec.slice(b * c.capacity, (b + 1) * c.capacity) : tile.zeros},
                  {"gi", row(tile.gi, t, b, B_, n)},
-                 {"list_prev", readout ? list_at(below, 0, b) : list_at(l, std::max(t - 1, 0), b)},
+                 {"list_prev", readout ? list_at(below, 0, b) : list_at(l, t - 1, b)},
                  {"footprint", tile.footprint.slice(b * n, (b + 1) * n)}});
             std::vector<Tensor> adjoints, sums;
             for (const Tensor& x : tile.adjoint) adjoints.push_back(x.slice(b * n, (b + 1) * n));
             for (size_t k = 0; k < tile.sums.numElements() / (B_ * n); ++k)
               sums.push_back(row(tile.sums, static_cast<int>(k), b, B_, n));
             connect_each(v, "adjoints", adjoints);
-            connect_each(v, "state", state_rows(tile, t, b, B_));
-            connect_each(v, "state_prev", state_rows(tile, t - 1, b, B_));
+            connect_each(v, "state", state_rows(tile, t, b));
+            connect_each(v, "state_prev", state_rows(tile, t - 1, b));
             connect_each(v, "sums", sums);
             graph_.setTileMapping(v, tile.tile);
             set(v, "n", static_cast<unsigned>(n));
             set(v, "j0", static_cast<unsigned>(tile.j0));
-            set(v, "first_step", static_cast<unsigned>(t == 0));
+            set(v, "first_step", static_cast<unsigned>(!has_prev(t)));
             set(v, "last_step", static_cast<unsigned>(t == T_ - 1));
             set(v, "recurrent", static_cast<unsigned>(recurrent));
             set_model(v, c, tile);
@@ -441,17 +492,22 @@ class Emitter {
             const unsigned row0 = rows * w / workers, row1 = rows * (w + 1) / workers;
             if (row0 == row1) continue;
             const Tensor& grad = rec ? tile.dw_rec : tile.dw;
-            auto v =
-                graph_.addVertex(dw, "WeightGrad",
-                                 {{"lists", rec ? L.list : (l == 0 ? input_ : layers_[below].list)},
-                                  {"gi", tile.gi},
-                                  {"dw", grad.slice(row0 * n, row1 * n)}});
+            // continuing, the spikes of step -1 feed step 0 (through W_rec, or delayed coupling)
+            const int delay_of_lists = rec ? 1 : delay;
+            const bool before = continues_ && delay_of_lists > 0;
+            const Tensor& fed = rec ? L.list : (l == 0 ? input_ : layers_[below].list);
+            const Tensor& fed_before = rec ? L.before : (l == 0 ? input_ : layers_[below].before);
+            auto v = graph_.addVertex(dw, "WeightGrad",
+                                      {{"lists", before ? poplar::concat(fed_before, fed) : fed},
+                                       {"gi", tile.gi},
+                                       {"dw", grad.slice(row0 * n, row1 * n)}});
             graph_.setTileMapping(v, tile.tile);
             set(v, "n", static_cast<unsigned>(n));
             set(v, "steps", static_cast<unsigned>(T_));
             set(v, "batch", static_cast<unsigned>(B_));
             set(v, "width", static_cast<unsigned>(2 + (rec ? c.capacity : k_below)));
-            set(v, "delay", static_cast<unsigned>(rec ? 1 : delay));
+            set(v, "delay", static_cast<unsigned>(delay_of_lists));
+            set(v, "before", static_cast<unsigned>(before));
             set(v, "row0", row0);
             set(v, "row1", row1);
           }
@@ -470,8 +526,9 @@ class Emitter {
   const StackConfig& config_;
   const ipu::Plan& plan_;
   int T_, B_, k_in_;
+  bool continues_;  ///< the engine continues a sequence from an initial state
   poplar::Graph graph_;
-  Tensor input_, grad_input_;
+  Tensor input_, grad_input_, step0_;
   std::vector<LayerTensors> layers_;
   prog::Sequence forward_, train_;
   std::map<std::string, std::pair<poplar::DataStream, Tensor>> streams_;
@@ -482,6 +539,8 @@ class PoplarContext : public StackContext {
  public:
   std::vector<LayerParams> params;
   SpikeTensor input;
+  /// A copy of the state the forward continued from (null: from rest); backward reads it too.
+  std::unique_ptr<const StackState> initial;
   Compiled* compiled = nullptr;
   ipu::Plan plan;
 };
@@ -490,11 +549,12 @@ class PoplarBackend final : public Backend {
  public:
   std::string name() const override { return "ipu"; }
   bool learns_neuron_parameters() const override { return true; }
+  bool continues_state() const override { return true; }
 
   std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                   const std::vector<LayerParams>& params,
                                                   const SpikeView& input,
-                                                  const StackState*) override {
+                                                  const StackState* initial) override {
     check(config.mode == Mode::sparse, "lif_stack_forward", "ipu runs the sparse method only");
     auto ctx = std::make_shared<PoplarContext>();
     ctx->config = config;
@@ -502,6 +562,7 @@ class PoplarBackend final : public Backend {
     ctx->T = input.T;
     ctx->B = input.B;
     ctx->input = SpikeTensor::from_view(input);
+    if (initial != nullptr) ctx->initial = std::make_unique<const StackState>(*initial);
     ipu::PlanOptions options;
     options.T = input.T;
     options.B = input.B;
@@ -515,7 +576,7 @@ class PoplarBackend final : public Backend {
     StackConfig stored = config;  // the graph keeps every step's membranes
     stored.recompute_segment = 0;
     ctx->plan = ipu::plan_stack(stored, options, t);
-    ctx->compiled = engine_for(config, ctx->plan, input.T, input.B, input.K);
+    ctx->compiled = engine_for(config, ctx->plan, input.T, input.B, input.K, initial != nullptr);
     std::lock_guard<std::mutex> lock(ctx->compiled->mutex);
     fill_inputs(*ctx);
     ctx->compiled->engine->run(0);
@@ -563,11 +624,12 @@ class PoplarBackend final : public Backend {
   }
 
  private:
-  Compiled* engine_for(const StackConfig& config, const ipu::Plan& plan, int T, int B, int k_in) {
+  Compiled* engine_for(const StackConfig& config, const ipu::Plan& plan, int T, int B, int k_in,
+                       bool continues) {
     std::ostringstream key;  // every setting the graph bakes in, floats exactly
     key << std::hexfloat;
     key << T << ' ' << B << ' ' << k_in << ' ' << static_cast<int>(config.coupling) << ' '
-        << static_cast<int>(config.overflow) << ' ' << config.seed;
+        << static_cast<int>(config.overflow) << ' ' << config.seed << ' ' << continues;
     for (const LayerConfig& c : config.layers)
       key << " | " << static_cast<int>(c.kind) << ' ' << c.n_in << ' ' << c.n_out << ' '
           << c.capacity << ' ' << c.theta2 << ' ' << c.gain << ' ' << static_cast<int>(c.surrogate)
@@ -575,7 +637,8 @@ class PoplarBackend final : public Backend {
           << static_cast<int>(c.reset_grad) << ' ' << c.bias << ' ' << static_cast<int>(c.neuron);
     std::lock_guard<std::mutex> lock(mutex_);
     auto& slot = engines_[key.str()];
-    if (!slot) slot = Emitter(config, plan, T, B, k_in).compile();  // plan has no recompute
+    if (!slot)  // the plan has no recompute
+      slot = Emitter(config, plan, T, B, k_in, continues).compile();
     return slot.get();
   }
 
@@ -622,6 +685,24 @@ class PoplarBackend final : public Backend {
         to_tiles(ctx, l, neuron[i], 1, c.floats[param_stream(l, i)]);  // none (a readout's theta1)
       to_tiles(ctx, l, p.bias, 1, c.floats["bias" + id]);
     }
+    const auto steps = static_cast<uint64_t>(ctx.initial != nullptr ? ctx.initial->steps : 0);
+    c.ints["step0"] = {static_cast<int>(steps & 0xFFFFFFFFU), static_cast<int>(steps >> 32)};
+    if (ctx.initial == nullptr) return;
+    for (size_t l = 0; l < ctx.config.layers.size(); ++l) {
+      const LayerConfig& layer = ctx.config.layers[l];
+      const LayerState& s = ctx.initial->layers[l];
+      const int64_t row = static_cast<int64_t>(in.B) * layer.n_out;
+      for (int64_t k = 0; k < static_cast<int64_t>(s.states.size()) / row; ++k)
+        to_tiles(ctx, l, s.states.data() + k * row, in.B, c.floats[state_stream("init", l, k)]);
+      if (layer.kind == LayerKind::readout) continue;
+      std::vector<int>& before = c.ints["before" + std::to_string(l)];
+      const SpikeView last = s.spikes.view();  // one step
+      for (int b = 0; b < in.B; ++b) {
+        int* list = before.data() + static_cast<int64_t>(b) * (2 + layer.capacity);
+        list[0] = list[1] = last.n_spk[b];  // step -1 is read for its spikes only (at most K)
+        std::copy_n(last.ids + static_cast<int64_t>(b) * last.K, last.n_spk[b], list + 2);
+      }
+    }
   }
 
   static void read_outputs(PoplarContext& ctx) {
@@ -650,6 +731,15 @@ class PoplarBackend final : public Backend {
       const std::vector<int>& drops = c.ints["dropped" + id];
       for (size_t i = 0; i < drops.size(); i += 2) dropped += {drops[i], drops[i + 1]};
       ctx.add_dropped(dropped);
+    }
+    for (size_t l = 0; l < ctx.config.layers.size(); ++l) {  // the states of step T - 1
+      const int64_t row = static_cast<int64_t>(B) * ctx.config.layers[l].n_out;
+      const int states = common::layer_model(ctx.config.layers[l], ctx.params[l]).states();
+      std::vector<float>& last = ctx.last_states.emplace_back(states * row);
+      for (int k = 0; k < states; ++k) {
+        const std::vector<float>& tiles = c.floats[state_stream("last", l, k)];
+        tile_major(ctx, l, B, [&](int64_t at, int64_t i) { last[k * row + i] = tiles[at]; });
+      }
     }
   }
 
