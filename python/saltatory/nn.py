@@ -464,7 +464,7 @@ class State:
     Backward treats the state a forward started from as a constant: gradients stop at the chunk's
     first step (truncated BPTT), while the terms in which it meets a parameter (W_rec times its
     spikes, alpha times its membrane) are kept. Every device continues sequences (the ipu
-    (Poplar) one is compiled but has never run)."""
+    (Poplar) one is compiled only against a mock of the SDK and has never run)."""
 
     def __init__(self, steps: int, states: list, spikes: list):
         self.steps, self.states, self.spikes = int(steps), list(states), list(spikes)
@@ -571,7 +571,7 @@ class Sequential:
 
         ``state`` (a ``State``; None: from rest) continues a sequence from where an earlier forward
         left it; with ``return_state`` the call returns ``(output, state)``, the state after its
-        last step. See ``State`` (cpu, cuda and ipu-model devices).
+        last step. See ``State``.
 
         ``grad=False`` is inference: no BPTT context is kept (backward then needs a new forward),
         and the sequence runs in chunks of steps whose neuron states take about 16 MB, each

@@ -950,6 +950,37 @@ TEST_P(EmulatedCudaEqualsCpu, ContinuedFromAStateBitwise) {
 INSTANTIATE_TEST_SUITE_P(Sweep, EmulatedCudaEqualsCpu, ::testing::ValuesIn(sweep()),
                          [](const auto& info) { return info.param.name; });
 
+// Continuing with checkpointing in time that takes effect (B = 64: weight-gradient chunks of 4
+// steps, segments of 4 steps), on the emulated CUDA grid: the continued forward and its backward
+// equal the CPU's, which equal storing every membrane, bit for bit.
+TEST(EmulatedCuda, ContinuedWithRecomputeBitwise) {
+  using kernels::neurons::Neuron;
+  Case recurrent{"recurrent_delayed", 14, 64, 18, {15, 14}, 5, 0.3, 3, true};
+  recurrent.coupling = Coupling::delayed;
+  Case alif = recurrent;
+  alif.neuron = Neuron::alif;
+  alif.coupling = Coupling::same_step;
+  for (const Case& c : {recurrent, alif}) {
+    SCOPED_TRACE(c.neuron == Neuron::alif ? "alif" : "lif, delayed");
+    Net net = make_net(c, Mode::sparse, 41);
+    net.config.overflow = OverflowPolicy::random;
+    net.config.seed = 2;
+    const SpikeTensor input = make_input(c, 41);
+    const SpikeView first = steps_of(input.view(), 0, 5), rest = steps_of(input.view(), 5, c.T);
+    const StackState state = final_state(*lif_stack_forward(net.config, net.params(), first));
+    auto stored = lif_stack_forward(net.config, net.params(), rest, &state);
+    const auto g_out = make_grad_outputs(*stored, 41);
+    const Grads expected = run_backward(*stored, net, g_out);
+    net.config.recompute_segment = 3;  // rounded up to one chunk: 4 steps, windows 4 + 4 + 1
+    auto on_cpu = lif_stack_forward(net.config, net.params(), rest, &state);
+    expect_bitwise_same(*on_cpu, *stored, run_backward(*on_cpu, net, g_out), expected);
+    auto on_cuda = emulated_forward(net.config, net.params(), rest, &state);
+    expect_bitwise_same(*on_cuda, *stored, run_backward(*on_cuda, net, g_out, emulated_backward),
+                        expected);
+    expect_same_state(final_state(*on_cuda), final_state(*stored));
+  }
+}
+
 // On a GPU: the CUDA backend's lists (ids, counts, drops) and readout equal the CPU backend's bit
 // for bit; gradients agree to rounding (the sigmoid surrogate's expf differs between the CUDA and
 // C libraries by an ulp or two; every other operation rounds as on the CPU).

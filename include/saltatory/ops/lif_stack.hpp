@@ -154,7 +154,7 @@ class StackContext {
 };
 
 /// Runs the stack forward over all T steps, from rest or continuing from `initial` (which must fit
-/// the stack and batch; not on the Poplar backend). Validates shapes, parameters, input spikes and the state.
+/// the stack and batch). Validates shapes, parameters, input spikes and the state.
 std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
                                                 const std::vector<LayerParams>& params,
                                                 const SpikeView& input,

@@ -1,7 +1,7 @@
 // Poplar codelets of the ipu device: thin poplar::Vertex wrappers whose compute() calls the shared
 // kernels/ math, one vertex per tile and sample (as the ipu-model interpreter runs them). Compiled
 // for the IPU by graph.addCodelets (popc) at run time; only with the Poplar SDK, which this
-// project's machines lack, so this file has never been compiled here.
+// project's machines lack, so here it is compiled only against the SDK mock (tests/poplar_mock).
 // Lists on the device are [n_spk, n_tot, ids...]; flags of a tile are [n_spikes, n_candidates,
 // spike ids (n), candidate ids (n)], ids global.
 //   Forward:    the neuron model's states (kernels/neurons/model.hpp) updated from the current
@@ -145,7 +145,7 @@ class Backward : public Vertex {
  public:
   Vector<InOut<Vector<float>>> adjoints;    // the model's adjoints, [n] each, carried from t + 1
   Vector<Input<Vector<float>>> state;       // the model's states of t of the slice, [n] each
-  Vector<Input<Vector<float>>> state_prev;  // ... of t - 1 (zeros at t = 0)
+  Vector<Input<Vector<float>>> state_prev;  // ... of t - 1 (no_prev: none)
   Vector<Input<Vector<float>>> neuron;      // the model's per-neuron parameters, [n] each
   Input<Vector<int>> list;                  // this layer's list of t (spiking layers)
   Input<Vector<float>> grad_entries;        // [K] entry gradients, or [n] readout rows (slice)
@@ -157,7 +157,7 @@ class Backward : public Vertex {
   Vector<InOut<Vector<float>>> sums;
   Output<Vector<float>> footprint;  // [n] scratch: where the slice's spikes of t (carry), then of
                                     // t - 1 (parameter sums) were emitted
-  unsigned n, j0, first_step, last_step, readout, recurrent, neuron_model, reset, reset_grad,
+  unsigned n, j0, no_prev, last_step, readout, recurrent, neuron_model, reset, reset_grad,
       surrogate;
   float gain, theta2, beta;
 
@@ -166,7 +166,7 @@ class Backward : public Vertex {
         model(neuron_model, neuron, theta2, gain, beta, surrogate, reset, reset_grad, readout);
     const k::SerialBlock one;
     const k::neurons::Rows g = rows(adjoints), at = rows(state),
-                           prev = rows(state_prev, first_step != 0), sum_rows = rows(sums);
+                           prev = rows(state_prev, no_prev != 0), sum_rows = rows(sums);
     if (!last_step) {  // r[t+1] of the spike reset's mask: S[t] emitted
       mark_spikes(&footprint[0], &list[0], j0, n, m.carry_reads_emitted());
       k::neurons::carry_row(one, m, g, at, &footprint[0], n);
@@ -182,7 +182,7 @@ class Backward : public Vertex {
     }
     k::neurons::current_grad_row(one, m, &gi[0], g, n);  // completes the adjoints of t
     // r[t] of the spike reset: S[t-1] emitted
-    mark_spikes(&footprint[0], &list_prev[0], j0, n, !first_step && m.update_reads_emitted());
+    mark_spikes(&footprint[0], &list_prev[0], j0, n, !no_prev && m.update_reads_emitted());
     k::neurons::parameter_grad_row(one, m, sum_rows, g, prev, &footprint[0], at, n);
     return true;
   }

@@ -1,6 +1,7 @@
 // The ipu device: emits a poplar::Graph from the tile plan (include/saltatory/ipu/plan.hpp), one
 // engine per shape, and runs it on an attached IPU. Built only with the Poplar SDK; this project's
-// machines have none, so this file has never been compiled or run here. Kept mechanical: the
+// machines have none, so this file is compiled here only against a declarations-only mock of the
+// SDK (tests/poplar_mock) and has never run. Kept mechanical: the
 // compute sets are those the ipu-model interpreter executes, unrolled over T, one vertex per tile
 // and sample (codelets.cpp).
 // Device tensors, per layer and tile (neurons [j0, j1), n of them): W [n_in, n], W_rec [N, n],
@@ -64,12 +65,13 @@ struct LayerTensors {
   std::vector<TileTensors> tiles;
   unsigned list_tile = 0;
   Tensor list, grad_entries, grad_rec, found, priority, dropped, grad_rows;
-  Tensor before;  ///< continuing: the layer's lists of step -1, [B, 2 + K] (spiking layers)
+  /// Continuing (spiking layers): the lists of step -1, [B, 2 + K], and those followed by `list`,
+  /// one variable [(1 + T) B (2 + K)] whose first B lists are `before`.
+  Tensor before, with_before;
 };
 
 /// One compiled shape: its engine and the host buffers its streams read and write.
 struct Compiled {
-  std::mutex mutex;  // one run at a time: fill the buffers, run, read them
   std::unique_ptr<poplar::Engine> engine;
   std::map<std::string, std::vector<float>> floats;
   std::map<std::string, std::vector<int>> ints;
@@ -148,7 +150,7 @@ class Emitter {
     }
   }
 
-  /// An engine with programs 0 (forward) and 1 (forward and backward), loaded on the device.
+  /// An engine with programs 0 (forward) and 1 (forward and backward), loaded when it runs.
   std::unique_ptr<Compiled> compile() {
     auto c = std::make_unique<Compiled>();
     c->engine =
@@ -162,7 +164,6 @@ class Emitter {
         c->engine->connectStream(name, c->floats[name].data());
       }
     }
-    c->engine->load(device());
     return c;
   }
 
@@ -216,14 +217,19 @@ class Emitter {
     LayerTensors& L = layers_.emplace_back();
     L.list_tile = static_cast<unsigned>(p.first_tile);
     const std::string id = std::to_string(l);
-    L.list = variable(poplar::INT, T_ * B_ * (2 + K), L.list_tile, "list" + id);
+    const size_t width = 2 + K, step = static_cast<size_t>(B_) * width;
+    if (continues_ && !readout) {
+      L.with_before = variable(poplar::INT, (T_ + 1) * step, L.list_tile, "list" + id);
+      L.before = L.with_before.slice(0, step);
+      L.list = L.with_before.slice(step, (T_ + 1) * step);
+    } else {
+      L.list = variable(poplar::INT, T_ * step, L.list_tile, "list" + id);
+    }
     L.grad_entries = variable(poplar::FLOAT, std::max(1, T_ * B_ * K), L.list_tile, "gs" + id);
     L.grad_rec = variable(poplar::FLOAT, std::max(1, B_ * K), L.list_tile, "grec" + id);
     L.found = variable(poplar::INT, B_ * 2 * c.n_out, L.list_tile, "found" + id);
     L.priority = variable(poplar::UNSIGNED_LONGLONG, std::max(1, B_ * K), L.list_tile, "prio" + id);
     L.dropped = variable(poplar::INT, 2 * B_, L.list_tile, "dropped" + id);  // [B, 2]
-    if (continues_ && !readout)
-      L.before = variable(poplar::INT, B_ * (2 + K), L.list_tile, "before" + id);
     for (int i = 0; i < p.tiles; ++i) {
       const ipu::Plan::TileSlice s = plan_.tile(p.first_tile + i);
       TileTensors& t = L.tiles.emplace_back();
@@ -346,7 +352,7 @@ class Emitter {
             graph_.setTileMapping(v, tile.tile);
             set(v, "n", static_cast<unsigned>(n));
             set(v, "j0", static_cast<unsigned>(tile.j0));
-            set(v, "has_input", static_cast<unsigned>(t_in >= 0 || continues_));
+            set(v, "has_input", static_cast<unsigned>(t_in >= 0 || (continues_ && l > 0)));
             set(v, "has_prev", static_cast<unsigned>(has_prev(t)));
             set(v, "recurrent", static_cast<unsigned>(c.kind == LayerKind::recurrent_lif));
             set_model(v, c, tile);
@@ -460,7 +466,7 @@ class Emitter {
             graph_.setTileMapping(v, tile.tile);
             set(v, "n", static_cast<unsigned>(n));
             set(v, "j0", static_cast<unsigned>(tile.j0));
-            set(v, "first_step", static_cast<unsigned>(!has_prev(t)));
+            set(v, "no_prev", static_cast<unsigned>(!has_prev(t)));
             set(v, "last_step", static_cast<unsigned>(t == T_ - 1));
             set(v, "recurrent", static_cast<unsigned>(recurrent));
             set_model(v, c, tile);
@@ -496,9 +502,10 @@ class Emitter {
             const int delay_of_lists = rec ? 1 : delay;
             const bool before = continues_ && delay_of_lists > 0;
             const Tensor& fed = rec ? L.list : (l == 0 ? input_ : layers_[below].list);
-            const Tensor& fed_before = rec ? L.before : (l == 0 ? input_ : layers_[below].before);
+            const Tensor& fed_with_before =
+                rec ? L.with_before : (l == 0 ? input_ : layers_[below].with_before);
             auto v = graph_.addVertex(dw, "WeightGrad",
-                                      {{"lists", before ? poplar::concat(fed_before, fed) : fed},
+                                      {{"lists", before ? fed_with_before : fed},
                                        {"gi", tile.gi},
                                        {"dw", grad.slice(row0 * n, row1 * n)}});
             graph_.setTileMapping(v, tile.tile);
@@ -577,9 +584,9 @@ class PoplarBackend final : public Backend {
     stored.recompute_segment = 0;
     ctx->plan = ipu::plan_stack(stored, options, t);
     ctx->compiled = engine_for(config, ctx->plan, input.T, input.B, input.K, initial != nullptr);
-    std::lock_guard<std::mutex> lock(ctx->compiled->mutex);
+    std::lock_guard<std::mutex> lock(device_mutex_);
     fill_inputs(*ctx);
-    ctx->compiled->engine->run(0);
+    run(*ctx->compiled, 0);
     read_outputs(*ctx);
     return ctx;
   }
@@ -588,7 +595,7 @@ class PoplarBackend final : public Backend {
                           const std::vector<LayerGrads>& grads, float* grad_input) override {
     auto& ctx = dynamic_cast<PoplarContext&>(context);
     Compiled& c = *ctx.compiled;
-    std::lock_guard<std::mutex> lock(c.mutex);
+    std::lock_guard<std::mutex> lock(device_mutex_);
     fill_inputs(ctx);
     const int64_t lists = static_cast<int64_t>(ctx.T) * ctx.B;
     for (size_t l = 0; l < ctx.config.layers.size(); ++l) {
@@ -601,7 +608,7 @@ class PoplarBackend final : public Backend {
       else
         std::fill(g.begin(), g.end(), 0.0f);
     }
-    c.engine->run(1);
+    run(c, 1);
     for (size_t l = 0; l < ctx.config.layers.size(); ++l) {
       const LayerConfig& layer = ctx.config.layers[l];
       const std::string id = std::to_string(l);
@@ -624,6 +631,17 @@ class PoplarBackend final : public Backend {
   }
 
  private:
+  /// Runs program `program` of c, loading c on the device first when another engine is loaded
+  /// (loading one engine displaces the last: a continued sequence alternates two). Callers hold
+  /// device_mutex_.
+  void run(Compiled& c, unsigned program) {
+    if (loaded_ != &c) {
+      c.engine->load(device());
+      loaded_ = &c;
+    }
+    c.engine->run(program);
+  }
+
   Compiled* engine_for(const StackConfig& config, const ipu::Plan& plan, int T, int B, int k_in,
                        bool continues) {
     std::ostringstream key;  // every setting the graph bakes in, floats exactly
@@ -686,7 +704,9 @@ class PoplarBackend final : public Backend {
       to_tiles(ctx, l, p.bias, 1, c.floats["bias" + id]);
     }
     const auto steps = static_cast<uint64_t>(ctx.initial != nullptr ? ctx.initial->steps : 0);
-    c.ints["step0"] = {static_cast<int>(steps & 0xFFFFFFFFU), static_cast<int>(steps >> 32)};
+    std::vector<int>& step0 = c.ints["step0"];  // written in place: the engine holds its data()
+    step0[0] = static_cast<int>(steps & 0xFFFFFFFFU);
+    step0[1] = static_cast<int>(steps >> 32);
     if (ctx.initial == nullptr) return;
     for (size_t l = 0; l < ctx.config.layers.size(); ++l) {
       const LayerConfig& layer = ctx.config.layers[l];
@@ -743,8 +763,11 @@ class PoplarBackend final : public Backend {
     }
   }
 
-  std::mutex mutex_;
+  std::mutex mutex_;  ///< guards engines_
   std::map<std::string, std::unique_ptr<Compiled>> engines_;
+  /// One run on the device at a time (fill the buffers, run, read them), and the engine loaded.
+  std::mutex device_mutex_;
+  Compiled* loaded_ = nullptr;
 };
 
 }  // namespace
