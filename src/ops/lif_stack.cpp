@@ -173,7 +173,7 @@ std::shared_ptr<StackContext> lif_stack_forward(const StackConfig& config,
   Backend& backend = backend_for(config.device);
   if (initial != nullptr) {
     check(backend.continues_state(), op, "explicit state is not implemented on ", backend.name(),
-          " (every backend of this build that continues sequences says so)");
+          " (its Backend::continues_state() is false)");
     validate_state(op, config, params, *initial, input.B);
   }
   std::vector<std::vector<float>> thresholds;

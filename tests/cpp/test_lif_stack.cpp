@@ -973,7 +973,9 @@ TEST(EmulatedCuda, ContinuedWithRecomputeBitwise) {
     const Grads expected = run_backward(*stored, net, g_out);
     net.config.recompute_segment = 3;  // rounded up to one chunk: 4 steps, windows 4 + 4 + 1
     auto on_cpu = lif_stack_forward(net.config, net.params(), rest, &state);
+    ASSERT_TRUE(on_cpu->stored_states(0).empty());  // the membranes are recomputed, not kept
     expect_bitwise_same(*on_cpu, *stored, run_backward(*on_cpu, net, g_out), expected);
+    expect_same_state(final_state(*on_cpu), final_state(*stored));
     auto on_cuda = emulated_forward(net.config, net.params(), rest, &state);
     expect_bitwise_same(*on_cuda, *stored, run_backward(*on_cuda, net, g_out, emulated_backward),
                         expected);
