@@ -61,6 +61,14 @@ std::string state_stream(const char* what, size_t l, size_t k) {
   return std::string(what) + std::to_string(k) + "." + std::to_string(l);
 }
 
+/// One list in the device's layout [n_spk, n_tot, ids...] (the first n_tot ids; vertices read no
+/// further).
+void pack_list(int* out, int n_spk, int n_tot, const int32_t* ids) {
+  out[0] = n_spk;
+  out[1] = n_tot;
+  std::copy_n(ids, n_tot, out + 2);
+}
+
 struct LayerTensors {
   std::vector<TileTensors> tiles;
   unsigned list_tile = 0;
@@ -685,12 +693,8 @@ class PoplarBackend final : public Backend {
     Compiled& c = *ctx.compiled;
     const SpikeView in = ctx.input.view();
     std::vector<int>& lists = c.ints["input"];
-    for (int64_t r = 0; r < static_cast<int64_t>(in.T) * in.B; ++r) {
-      int* list = lists.data() + r * (2 + in.K);
-      list[0] = in.n_spk[r];
-      list[1] = in.n_tot[r];
-      std::copy_n(in.ids + r * in.K, in.K, list + 2);
-    }
+    for (int64_t r = 0; r < static_cast<int64_t>(in.T) * in.B; ++r)
+      pack_list(lists.data() + r * (2 + in.K), in.n_spk[r], in.n_tot[r], in.ids + r * in.K);
     for (size_t l = 0; l < ctx.config.layers.size(); ++l) {
       const LayerConfig& layer = ctx.config.layers[l];
       const LayerParams& p = ctx.params[l];
@@ -717,11 +721,9 @@ class PoplarBackend final : public Backend {
       if (layer.kind == LayerKind::readout) continue;
       std::vector<int>& before = c.ints["before" + std::to_string(l)];
       const SpikeView last = s.spikes.view();  // one step
-      for (int b = 0; b < in.B; ++b) {
-        int* list = before.data() + static_cast<int64_t>(b) * (2 + layer.capacity);
-        list[0] = list[1] = last.n_spk[b];  // step -1 is read for its spikes only (at most K)
-        std::copy_n(last.ids + static_cast<int64_t>(b) * last.K, last.n_spk[b], list + 2);
-      }
+      for (int b = 0; b < in.B; ++b)           // step -1 is read for its spikes only (at most K)
+        pack_list(before.data() + static_cast<int64_t>(b) * (2 + layer.capacity), last.n_spk[b],
+                  last.n_spk[b], last.ids + static_cast<int64_t>(b) * last.K);
     }
   }
 
