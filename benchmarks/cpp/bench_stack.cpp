@@ -5,6 +5,9 @@
 // ShdPaperStepLearnable/<a> is ShdPaperStep/<a>/0 with learnable neuron parameters: per-neuron
 // thresholds theta1 (all 1.0, the default) and gradient buffers for alpha and theta1, so backward
 // also computes dL/dalpha and dL/dtheta1 (benchmarks/ab_step.py compares the two).
+// ShdPaperStepNeuron/<a>/<model> is ShdPaperStep/<a>/0 with the hidden layers' neuron model
+// (0 LIF, 1 CUBA, 2 ALIF, 3 adLIF) at the Python classes' defaults (alpha_syn 0.9, rho 0.98, b 1.8,
+// a 0.5), fixed parameters: the per-neuron cost of each model against the LIF's.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -26,11 +29,14 @@ struct ShdStack {
   std::vector<std::vector<float>> weights, grads, alphas;
   // Learnable neuron parameters only: per-neuron thresholds and the alpha and theta1 gradients.
   std::vector<std::vector<float>> thresholds, alpha_grads, threshold_grads;
+  // The other models' parameters: alpha_syn, rho, b, a per hidden layer.
+  std::vector<std::vector<float>> model_params;
   std::vector<sl::LayerParams> params;
   std::vector<sl::LayerGrads> grad_refs;
   sl::SpikeTensor input{T, B, K_in, 700};
 
-  ShdStack(double activity, sl::Mode mode, bool learnable = false) {
+  ShdStack(double activity, sl::Mode mode, bool learnable = false,
+           sl::kernels::neurons::Neuron neuron = sl::kernels::neurons::Neuron::lif) {
     std::mt19937 rng(11);
     config.mode = mode;
     for (size_t l = 0; l + 1 < sizes.size(); ++l) {
@@ -41,6 +47,7 @@ struct ShdStack {
           l + 2 == sizes.size()
               ? 2
               : std::max(2, 2 * static_cast<int>(std::floor(activity * sizes[l + 1] / 2)));
+      if (l + 2 < sizes.size()) layer.neuron = neuron;
       config.layers.push_back(layer);
       const float a = 2.0f * std::sqrt(6.0f / layer.n_in);
       std::uniform_real_distribution<float> u(-a, a);
@@ -51,6 +58,17 @@ struct ShdStack {
     }
     for (size_t l = 0; l < weights.size(); ++l) {
       params.push_back({.weight = weights[l].data(), .alpha = alphas[l].data()});
+      if (l + 1 < weights.size()) {  // hidden: the parameters of the model
+        const auto n_out = static_cast<size_t>(config.layers[l].n_out);
+        for (float value : {0.9f, 0.98f, 1.8f, 0.5f}) model_params.emplace_back(n_out, value);
+        const size_t at = model_params.size() - 4;
+        using sl::kernels::neurons::Neuron;
+        const bool adaptive = neuron == Neuron::alif || neuron == Neuron::adlif;
+        if (neuron == Neuron::cuba) params.back().alpha_syn = model_params[at].data();
+        if (adaptive) params.back().rho = model_params[at + 1].data();
+        if (adaptive) params.back().b = model_params[at + 2].data();
+        if (neuron == Neuron::adlif) params.back().a = model_params[at + 3].data();
+      }
       grad_refs.push_back({.weight = grads[l].data()});
       if (learnable) {
         const auto n_out = static_cast<size_t>(config.layers[l].n_out);
@@ -111,5 +129,17 @@ void ShdPaperStepLearnable(benchmark::State& state) {
   RunSteps(state, stack, grad_out);
 }
 BENCHMARK(ShdPaperStepLearnable)->Arg(10)->Arg(50)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Sparse mode only; args: activity a in per mille, the hidden neuron model (0-3, as Neuron).
+void ShdPaperStepNeuron(benchmark::State& state) {
+  ShdStack stack(state.range(0) / 1000.0, sl::Mode::sparse, /*learnable=*/false,
+                 static_cast<sl::kernels::neurons::Neuron>(state.range(1)));
+  std::vector<float> grad_out(static_cast<size_t>(ShdStack::T) * ShdStack::B * 2, 0.01f);
+  RunSteps(state, stack, grad_out);
+}
+BENCHMARK(ShdPaperStepNeuron)
+    ->ArgsProduct({{10, 50}, {0, 1, 2, 3}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace

@@ -52,20 +52,21 @@ SALTATORY_HD void update_row(Blk&& blk, const Adlif& m, Rows now, Rows prev, con
                              const float* current, int n) {
   const Lif& lif = m.membrane;
   float *v = now[0], *w = now[1];
-  for (int j = blk.rank(); j < n; j += blk.size()) {
-    if (!prev) {
+  if (!prev) {  // w[0] = 0
+    for (int j = blk.rank(); j < n; j += blk.size()) {
       v[j] = lif_step(0.0f, 0.0f, lif.alpha[j], lif.gain, current[j]);
       w[j] = 0.0f;
-      continue;
     }
-    const float v_prev = prev[0][j];
+    return;
+  }
+  const float *v_prev = prev[0], *w_prev = prev[1];
+  for_zero_reset(blk, lif, emitted, n, [&](int j, auto reset) {
     const float adapt =
-        m.rho[j] * prev[1][j] + (1.0f - m.rho[j]) * (m.a[j] * v_prev + m.b[j] * emitted[j]);
-    v[j] = lif_step(v_prev, lif.zero_reset(j, v_prev, emitted[j]), lif.alpha[j], lif.gain,
-                    current[j]) -
+        m.rho[j] * w_prev[j] + (1.0f - m.rho[j]) * (m.a[j] * v_prev[j] + m.b[j] * emitted[j]);
+    v[j] = lif_step(v_prev[j], reset(v_prev[j]), lif.alpha[j], lif.gain, current[j]) -
            (1.0f - lif.alpha[j]) * adapt;
     w[j] = adapt;
-  }
+  });
 }
 
 /// The LIF's carry of gV plus the membrane's share (1 - rho) a gw[t+1]; f = (1 - rho) b gw[t+1];
@@ -75,6 +76,7 @@ SALTATORY_HD void carry_row(Blk&& blk, const Adlif& m, Rows g, Rows at, const fl
                             int n) {
   carry_row(blk, m.membrane, g, at, emitted, n);
   float *gv = g[0], *gw = g[1], *f = g[2];
+  SALTATORY_NO_ALIAS
   for (int j = blk.rank(); j < n; j += blk.size()) {
     const float share = (1.0f - m.rho[j]) * gw[j];
     gv[j] += share * m.a[j];
@@ -113,19 +115,20 @@ SALTATORY_HD void parameter_grad_row(Blk&& blk, const Adlif& m, Rows sums, Rows 
                                      const float* emitted, Rows now, int n) {
   const Lif& lif = m.membrane;
   const float *gv = g[0], *gw = g[1], *v = now[0];
-  for (int j = blk.rank(); j < n; j += blk.size()) {
-    if (!prev) {  // V[-1] = 0, w[-1] = 0: P = leak = 0, w[0] = 0
-      sums[1][j] += gv[j] * v[j];
-      continue;
-    }
-    const float v_prev = prev[0][j], w_prev = prev[1][j], e = emitted[j];
-    const float p = v_prev * (1.0f - lif.zero_reset(j, v_prev, e));
+  if (!prev) {  // V[-1] = 0, w[-1] = 0: P = leak = 0, w[0] = 0
+    for (int j = blk.rank(); j < n; j += blk.size()) sums[1][j] += gv[j] * v[j];
+    return;
+  }
+  const float *v_prev = prev[0], *w_prev = prev[1];
+  for_zero_reset(blk, lif, emitted, n, [&](int j, auto reset) {
+    const float e = emitted[j];
+    const float p = v_prev[j] * (1.0f - reset(v_prev[j]));
     sums[0][j] += gv[j] * p;
     sums[1][j] += gv[j] * (v[j] - lif.alpha[j] * p);
-    sums[3][j] += gw[j] * (w_prev - (m.a[j] * v_prev + m.b[j] * e));
+    sums[3][j] += gw[j] * (w_prev[j] - (m.a[j] * v_prev[j] + m.b[j] * e));
     sums[4][j] += gw[j] * (1.0f - m.rho[j]) * e;
-    sums[5][j] += gw[j] * (1.0f - m.rho[j]) * v_prev;
-  }
+    sums[5][j] += gw[j] * (1.0f - m.rho[j]) * v_prev[j];
+  });
 }
 
 /// dL/dalpha_j, dL/dtheta1_j, dL/drho_j, dL/db_j and dL/da_j into grads by slot.

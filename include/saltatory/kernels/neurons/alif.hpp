@@ -52,19 +52,21 @@ SALTATORY_HD void update_row(Blk&& blk, const Alif& m, Rows now, Rows prev, cons
                              const float* current, int n) {
   const Lif& lif = m.membrane;
   float *u = now[0], *a = now[1];
-  for (int j = blk.rank(); j < n; j += blk.size()) {
-    float v, adapt = 0.0f;
-    if (!prev) {
-      v = lif_step(0.0f, 0.0f, lif.alpha[j], lif.gain, current[j]);
-    } else {
-      const float u_prev = prev[0][j], a_prev = prev[1][j];
-      const float r = lif.zero_reset(j, u_prev, emitted[j]);
-      v = lif_step(u_prev + m.b[j] * a_prev, r, lif.alpha[j], lif.gain, current[j]);
-      adapt = m.rho[j] * a_prev + (1.0f - m.rho[j]) * emitted[j];
+  if (!prev) {  // a[0] = 0: u = V
+    for (int j = blk.rank(); j < n; j += blk.size()) {
+      a[j] = 0.0f;
+      u[j] = lif_step(0.0f, 0.0f, lif.alpha[j], lif.gain, current[j]);
     }
+    return;
+  }
+  const float *u_prev = prev[0], *a_prev = prev[1];
+  for_zero_reset(blk, lif, emitted, n, [&](int j, auto reset) {
+    const float v = lif_step(u_prev[j] + m.b[j] * a_prev[j], reset(u_prev[j]), lif.alpha[j],
+                             lif.gain, current[j]);
+    const float adapt = m.rho[j] * a_prev[j] + (1.0f - m.rho[j]) * emitted[j];
     a[j] = adapt;
     u[j] = v - m.b[j] * adapt;
-  }
+  });
 }
 
 /// The LIF's carry of gV (its reset decided on u); f = (1 - rho) ga[t+1], then ga *= rho.
@@ -113,20 +115,19 @@ template <class Blk>
 SALTATORY_HD void parameter_grad_row(Blk&& blk, const Alif& m, Rows sums, Rows g, Rows prev,
                                      const float* emitted, Rows now, int n) {
   const Lif& lif = m.membrane;
-  const float *gv = g[0], *ga = g[1];
-  for (int j = blk.rank(); j < n; j += blk.size()) {
-    const float v = now[0][j] + m.b[j] * now[1][j];
-    if (!prev) {  // V[-1] = 0: P = leak = 0; a[0] = 0
-      sums[1][j] += gv[j] * v;
-      continue;
-    }
-    const float u_prev = prev[0][j], a_prev = prev[1][j];
-    const float r = lif.zero_reset(j, u_prev, emitted[j]);
-    const float p = (u_prev + m.b[j] * a_prev) * (1.0f - r);
+  const float *gv = g[0], *ga = g[1], *u = now[0], *a = now[1];
+  if (!prev) {  // V[-1] = 0: P = leak = 0; a[0] = 0
+    for (int j = blk.rank(); j < n; j += blk.size()) sums[1][j] += gv[j] * (u[j] + m.b[j] * a[j]);
+    return;
+  }
+  const float *u_prev = prev[0], *a_prev = prev[1];
+  for_zero_reset(blk, lif, emitted, n, [&](int j, auto reset) {
+    const float v = u[j] + m.b[j] * a[j];
+    const float p = (u_prev[j] + m.b[j] * a_prev[j]) * (1.0f - reset(u_prev[j]));
     sums[0][j] += gv[j] * p;
     sums[1][j] += gv[j] * (v - lif.alpha[j] * p);
-    sums[3][j] += ga[j] * (a_prev - emitted[j]);
-  }
+    sums[3][j] += ga[j] * (a_prev[j] - emitted[j]);
+  });
 }
 
 /// dL/dalpha_j, dL/dtheta1_j, dL/drho_j and dL/db_j into grads {alpha, theta1, rho, b}.

@@ -53,10 +53,6 @@ struct Lif : Settings {
   SALTATORY_HD float state_reset(int j, float v_prev) const {
     return kernels::state_reset(v_prev, theta1[j]);
   }
-  /// r[t] of a zero reset of neuron j: by V[t-1] (state) or the footprint of S[t-1] (spike).
-  SALTATORY_HD float zero_reset(int j, float v_prev, float emitted) const {
-    return reset == ResetMode::spike ? emitted : state_reset(j, v_prev);
-  }
   /// Which list V[t] of neuron j belongs to.
   SALTATORY_HD Flag flag(int j, float v) const { return flag_of(v, theta1[j], theta2); }
   /// dS/dV of a listed entry of neuron j at membrane v.
@@ -169,6 +165,25 @@ SALTATORY_HD void dense_state_grad_row(Blk&& blk, const Lif& m, Rows g, Rows at,
       gv[j] += term;
       if (dtheta1 != nullptr) dtheta1[j] -= term;
     }
+}
+
+/// body(j, reset) over the block's neurons j < n, where reset(v_prev) is r[t] of neuron j's zero
+/// reset from V[t-1] (the state reset) or the footprint `emitted` of S[t-1] (the spike reset): one
+/// loop per reset mode, so that no branch is left per neuron and the loop vectorises. The loop of
+/// the update and parameter rows of units that reset as the LIF to zero.
+template <class Blk, class Body>
+SALTATORY_HD void for_zero_reset(Blk&& blk, const Lif& m, const float* emitted, int n,
+                                 Body&& body) {
+  const int first = blk.rank(), step = blk.size();
+  if (m.reset == ResetMode::spike) {
+    SALTATORY_NO_ALIAS
+    for (int j = first; j < n; j += step) body(j, [&](float) { return emitted[j]; });
+  } else {
+    const float* theta1 = m.theta1;
+    SALTATORY_NO_ALIAS
+    for (int j = first; j < n; j += step)
+      body(j, [&](float v_prev) { return kernels::state_reset(v_prev, theta1[j]); });
+  }
 }
 
 /// The surrogate terms of a list's entries k < n_tot of neurons [j0, j1) (the rows hold that slice),
