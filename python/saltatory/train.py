@@ -10,7 +10,9 @@
 
 Network: input -> spiking hidden layers (LIF; with --neuron cuba current-based CubaLIF, with
 --neuron alif / adlif AdaptiveLIF with threshold / current adaptation; with --recurrent their
-recurrent forms) with capacity = activity * width -> leaky readout; membrane cross-entropy; Adam. Shows a progress bar (loss, accuracy, samples/s),
+recurrent forms; with --learn-neuron their decays and adaptation learnable) with capacity =
+activity * width -> leaky readout; membrane cross-entropy; Adam (with --lr-schedule cosine, its
+learning rate annealed over the epochs). Shows a progress bar (loss, accuracy, samples/s),
 evaluates every epoch, writes plots and summary.json to --out, and ends with a summary line.
 A resumed run reproduces the uninterrupted one bit for bit on the CPU.
 """
@@ -35,9 +37,8 @@ _DATASETS = ("fashion-mnist", "nmnist-dir", "shd-file", "fsdd-dir", "randman")
 _DEFAULTS = {"fashion-mnist": (50, None, data.fashion_mnist.DEFAULT_ROOT), "randman": (50, None, None),
              "nmnist-dir": (100, 3.0, None), "shd-file": (100, 10.0, None), "fsdd-dir": (100, 10.0, None)}
 #: the arguments that fix the network's shape: a checkpoint must match them
-_ARCHITECTURE = ("dataset", "hidden", "recurrent", "neuron", "coupling", "mode", "steps", "activity",
-                 "capacity",
-                 "channels")
+_ARCHITECTURE = ("dataset", "hidden", "recurrent", "neuron", "learn_neuron", "coupling", "mode", "steps",
+                 "activity", "capacity", "channels")
 _INT_MAX = 2**31 - 1  # counts reach the C++ core as int
 #: --neuron: the hidden layer classes (feed-forward, recurrent) and their model options
 _NEURONS = {"lif": ((sal.LIF, sal.RecurrentLIF), lambda args: {}),
@@ -45,6 +46,10 @@ _NEURONS = {"lif": ((sal.LIF, sal.RecurrentLIF), lambda args: {}),
             "alif": ((sal.AdaptiveLIF, sal.RecurrentAdaptiveLIF), lambda args: {}),
             "adlif": ((sal.AdaptiveLIF, sal.RecurrentAdaptiveLIF),
                       lambda args: {"adaptation": "current"})}
+#: --learn-neuron: the learning flags of each model (its decays and adaptation; thresholds stay)
+_LEARNED = {"lif": {"learn_alpha": True}, "cuba": {"learn_alpha": True, "learn_alpha_syn": True},
+            "alif": {"learn_alpha": True, "learn_adaptation": True},
+            "adlif": {"learn_alpha": True, "learn_adaptation": True}}
 
 
 def _checked(convert, valid, what: str):
@@ -98,6 +103,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="hidden neuron model: lif (default), cuba (current-based, a synaptic "
                         "current with decay --alpha-syn), alif (adaptive threshold, LSNN) or "
                         "adlif (adaptation current)")
+    p.add_argument("--learn-neuron", action="store_true",
+                   help="learn the hidden neurons' per-neuron decays and adaptation: alpha (every "
+                        "model), alpha_syn (cuba), rho, b and a (alif, adlif); thresholds stay fixed")
     p.add_argument("--alpha-syn", type=_real(lambda x: 0 <= x < 1, "a number in [0, 1)"), default=0.9,
                    help="synaptic decay of --neuron cuba (default 0.9)")
     p.add_argument("--coupling", choices=["same_step", "delayed"], default="same_step")
@@ -118,6 +126,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=_count(1), default=2)
     p.add_argument("--batch-size", type=_count(1), default=64)
     p.add_argument("--lr", type=_real(lambda x: x > 0, "a number > 0"), default=5e-3)
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="cosine: epoch e (from 0) trains at lr (1 + cos(pi e / epochs)) / 2, as "
+                        "torch's CosineAnnealingLR(T_max=epochs) stepped once per epoch")
     p.add_argument("--train-samples", type=_count(0), default=None,
                    help="use this many training samples (Fashion-MNIST default 20000; 0 = all)")
     p.add_argument("--test-samples", type=_count(0), default=None,
@@ -239,12 +250,21 @@ def build_network(args, n_in: int, n_classes: int) -> sal.Sequential:
     kind = classes[1] if args.recurrent else classes[0]
     for i, hidden in enumerate(args.hidden):
         capacity = args.capacity or max(2, 2 * int(args.activity * hidden / 2))
-        layers.append(kind(width, hidden, capacity, seed=(args.seed + i) % 2**64, **options(args)))
+        learned = _LEARNED[args.neuron] if args.learn_neuron else {}
+        layers.append(kind(width, hidden, capacity, seed=(args.seed + i) % 2**64, **options(args),
+                           **learned))
         width = hidden
     layers.append(sal.Readout(width, n_classes, seed=(args.seed + len(args.hidden)) % 2**64))
     return sal.Sequential(*layers, coupling=args.coupling, mode=args.mode, device=args.device,
                           overflow=args.overflow, seed=args.seed,
                           recompute_segment=args.recompute_segment)
+
+
+def epoch_lr(args, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (from 0) under ``args.lr_schedule``."""
+    if args.lr_schedule == "cosine":
+        return args.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / args.epochs))
+    return args.lr
 
 
 def evaluate(net: sal.Sequential, loader: data.Loader, ddp=None) -> float:
@@ -354,19 +374,20 @@ def main(argv=None) -> dict:
             raise SystemExit(f"saltatory.train: {checkpoint} is not visible on every rank; "
                              f"--checkpoint-dir must be on a file system all nodes share")
     if found:
-        try:
+        try:  # the network it was made with is checked first, then it is loaded
+            saved = sal.read_checkpoint(checkpoint)[1]["extra"].get("architecture")
+            if isinstance(saved, dict):  # checkpoints from before --neuron trained the LIF
+                saved.setdefault("neuron", "lif")
+                saved.setdefault("learn_neuron", False)  # and before --learn-neuron, fixed neurons
+            if saved != json.loads(json.dumps(architecture)):
+                raise SystemExit(f"saltatory.train: {checkpoint} was made with {saved}, this run has "
+                                 f"{architecture}")
             meta = sal.load_checkpoint(checkpoint, net, opt, rng=rng, schedule=schedule)
         except OSError as exc:
             raise SystemExit(f"saltatory.train: cannot resume from {checkpoint}: {exc.strerror}") from None
         except sal.CheckpointError as exc:
             raise SystemExit(f"saltatory.train: cannot resume: {exc}") from None
         extra = meta["extra"]
-        saved = extra.get("architecture")
-        if isinstance(saved, dict):  # checkpoints from before --neuron trained the LIF
-            saved.setdefault("neuron", "lif")
-        if saved != json.loads(json.dumps(architecture)):
-            raise SystemExit(f"saltatory.train: {checkpoint} was made with {saved}, this run has "
-                             f"{architecture}")
         history, trace, first_epoch = extra.get("history"), extra.get("trace"), meta["epoch"]
         if not (isinstance(history, list) and isinstance(trace, dict)
                 and all(isinstance(trace.get(k), list) for k in ("loss", "activity"))):
@@ -387,8 +408,9 @@ def main(argv=None) -> dict:
     previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         for epoch in range(first_epoch, args.epochs):
+            opt.lr = epoch_lr(args, epoch)
             record = train_epoch(net, opt, train_loader, epoch, trace, schedule, not args.no_progress, ddp)
-            record["test_acc"] = evaluate(net, test_loader, ddp)
+            record["test_acc"], record["lr"] = evaluate(net, test_loader, ddp), opt.lr
             history.append(record)
             if checkpoint and rank == 0:  # saved before the epoch's line, which thus vouches for it
                 _remove_stale_temporaries(checkpoint)

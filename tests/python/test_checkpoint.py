@@ -495,6 +495,28 @@ def test_train_resume_reproduces_uninterrupted_run(tmp_path: Path) -> None:
     assert all(len(h["dropped_hidden"]) == 1 for h in summary["history"])  # one spiking layer
 
 
+def test_train_resume_with_a_cosine_schedule_and_learned_neurons(tmp_path: Path) -> None:
+    """Epoch e trains at lr (1 + cos(pi e / E)) / 2 whether or not the run was resumed, and the
+    learned decays and adaptation travel in the checkpoint."""
+    options = ["--epochs", "3", "--lr-schedule", "cosine", "--learn-neuron", "--neuron", "adlif",
+               "--recurrent", "--no-plots"]
+    straight = _run(tmp_path, *options, "--checkpoint-dir", str(tmp_path / "a"))
+    _run(tmp_path, *options[2:], "--epochs", "1", "--checkpoint-dir", str(tmp_path / "b"))
+    resumed = _run(tmp_path, *options, "--checkpoint-dir", str(tmp_path / "b"), "--resume")
+    expected = [np.float32(5e-3 * 0.5 * (1 + np.cos(np.pi * e / 3))) for e in range(3)]
+    assert [np.float32(h["lr"]) for h in straight["history"]] == expected
+    assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in straight["history"]]
+    a, _ = sal.read_checkpoint(tmp_path / "a" / "last.ckpt")
+    b, _ = sal.read_checkpoint(tmp_path / "b" / "last.ckpt")
+    assert {"net/layers.0.alpha", "net/layers.0.rho", "net/layers.0.b", "net/layers.0.a"} <= a.keys()
+    assert not np.all(a["net/layers.0.rho"] == a["net/layers.0.rho"][0])  # learned per neuron
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    with pytest.raises(SystemExit, match="was made with"):  # fixed neurons cannot resume it
+        _run(tmp_path, *[o for o in options if o != "--learn-neuron"], "--checkpoint-dir",
+             str(tmp_path / "b"), "--resume")
+
+
 def test_train_refuses_a_checkpoint_of_another_network(tmp_path: Path) -> None:
     _run(tmp_path, "--epochs", "1", "--checkpoint-dir", str(tmp_path / "c"), "--no-plots")
     with pytest.raises(SystemExit, match="was made with"):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import saltatory as sal
@@ -79,6 +80,24 @@ def test_the_largest_seed_and_segment_train(tmp_path: Path) -> None:
     summary = _run(tmp_path, "--seed", str(2**64 - 1), "--hidden", "8", "8", "--epochs", "1",
                    "--recompute-segment", str(INT_MAX))
     assert len(summary["history"]) == 1
+
+
+@pytest.mark.parametrize(("neuron", "learned"), [
+    ("lif", {"alpha"}), ("cuba", {"alpha", "alpha_syn"}), ("alif", {"alpha", "rho", "b"}),
+    ("adlif", {"alpha", "rho", "b", "a"})])
+def test_learn_neuron_makes_the_decays_and_adaptation_parameters(neuron: str, learned: set) -> None:
+    def hidden_parameters(*extra: str) -> set:
+        args = train.parse_args(["--dataset", "randman", "--neuron", neuron, "--recurrent", *extra])
+        names = [name for name, _ in train.build_network(args, 10, 3).named_parameters()]
+        return {name.split(".")[-1] for name in names if name.startswith("layers.0.")}
+
+    assert hidden_parameters() == {"weight", "weight_rec"}
+    assert hidden_parameters("--learn-neuron") == {"weight", "weight_rec", *learned}  # no theta1
+
+
+def test_a_constant_learning_rate_stays(tmp_path: Path) -> None:
+    summary = _run(tmp_path, "--epochs", "2", "--lr", "0.01")
+    assert [h["lr"] for h in summary["history"]] == [np.float32(0.01)] * 2
 
 
 # --- output folders -----------------------------------------------------------------------------
