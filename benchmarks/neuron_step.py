@@ -27,20 +27,22 @@ from saltatory.bench import report, runners
 from saltatory.bench import workloads as wl
 
 
-def main() -> None:
+def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("records", help="saltatory-bench's --json output, with sparse LIF records")
     ap.add_argument("--rounds", type=int, default=15, help="timed rounds (default 15)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     ap.add_argument("--out", help="write the medians and ratios here as JSON")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     sal.set_num_threads(args.threads)
     with open(args.records) as f:
         records = [r for r in json.load(f) if r.get("mode") == "sparse" and r.get("library") == "saltatory"]
     results = []
-    for (name, activity) in sorted({(r["workload"], r["activity"]) for r in records}):
-        w = wl.workloads([name])[0]
-        point = [r for r in records if (r["workload"], r["activity"]) == (name, activity)]
+    for (name, sizes, activity) in sorted({(r["workload"], tuple(r["sizes"]), r["activity"]) for r in records}):
+        point = [r for r in records if (r["workload"], tuple(r["sizes"]), r["activity"]) == (name, sizes, activity)]
+        first = point[0]  # the workload as the records ran it (--tiny shrinks it)
+        w = wl.Workload(name, sizes, first["batch"], first["steps"], first["input_capacity"],
+                        first["output_capacity"], first["loss"])
         if "lif" not in {r.get("neuron", "lif") for r in point}:
             raise SystemExit(f"neuron_step: {args.records} has no LIF record at {name}, a={activity}")
         x, labels = wl.make_input(w, activity)
@@ -73,6 +75,7 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
+    return results
 
 
 if __name__ == "__main__":

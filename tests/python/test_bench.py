@@ -1,10 +1,12 @@
 """The benchmark program: its workloads, roofline accounting and a tiny end-to-end smoke run (the
 timings themselves are never asserted)."""
 
+import importlib.util
 import json
 import math
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,8 @@ import pytest
 from saltatory import _core
 from saltatory.bench import main, parse_args, plan, runners
 from saltatory.bench import workloads as wl
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_fixed_workloads_and_paper_capacities():
@@ -119,6 +123,15 @@ def test_neuron_models_get_rows_of_their_own(tmp_path, capsys):
         assert "error" not in r, r.get("error")
         assert r["vs_saltatory_dense"] == pytest.approx(r["samples_per_s"] / by[(neuron, "dense")]["samples_per_s"])
     assert "saltatory-sparse[alif]" in capsys.readouterr().out
+    # benchmarks/neuron_step.py times the same models interleaved from these records' gains
+    spec = importlib.util.spec_from_file_location("neuron_step", REPO / "benchmarks" / "neuron_step.py")
+    neuron_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(neuron_step)
+    steps = neuron_step.main([str(out), "--rounds", "2", "--threads", "1"])
+    assert {r["neuron"] for r in steps} == {"lif", "alif"}
+    assert all(len(r["samples"]) == 2 and r["step_s"] > 0 for r in steps)
+    assert [r["x_lif"] for r in steps if r["neuron"] == "lif"] == [1.0]
+    assert "x LIF step" in capsys.readouterr().out
 
 
 def test_probes_measure_positive_rates():
