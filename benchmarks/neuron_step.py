@@ -34,6 +34,8 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     ap.add_argument("--out", help="write the medians and ratios here as JSON")
     args = ap.parse_args(argv)
+    if args.rounds < 1 or args.threads < 0:
+        ap.error("--rounds must be at least 1 and --threads at least 0")
     sal.set_num_threads(args.threads)
     with open(args.records) as f:
         records = [r for r in json.load(f) if r.get("mode") == "sparse" and r.get("library") == "saltatory"]
@@ -43,8 +45,11 @@ def main(argv=None) -> list[dict]:
         first = point[0]  # the workload as the records ran it (--tiny shrinks it)
         w = wl.Workload(name, sizes, first["batch"], first["steps"], first["input_capacity"],
                         first["output_capacity"], first["loss"])
-        if "lif" not in {r.get("neuron", "lif") for r in point}:
-            raise SystemExit(f"neuron_step: {args.records} has no LIF record at {name}, a={activity}")
+        neurons = [r.get("neuron", "lif") for r in point]
+        if "lif" not in neurons or len(set(neurons)) != len(neurons):
+            raise SystemExit(f"neuron_step: {args.records} needs one sparse record per neuron model, "
+                             f"the LIF among them, at {name}, a={activity}; it has {neurons} (run "
+                             "saltatory-bench with one --threads value)")
         x, labels = wl.make_input(w, activity)
         runs = {r.get("neuron", "lif"): runners._SaltatoryRunner(w, activity, r["gains"], "sparse", x, labels,
                                                                   neuron=r.get("neuron", "lif"))
@@ -54,8 +59,10 @@ def main(argv=None) -> list[dict]:
                 run.restore()
                 run.step()
         times = {neuron: [] for neuron in runs}
-        for _ in range(args.rounds):
-            for neuron, run in runs.items():
+        order = list(runs)
+        for round_ in range(args.rounds):  # the order rotates, so no model always runs first
+            for neuron in order[round_ % len(order):] + order[:round_ % len(order)]:
+                run = runs[neuron]
                 run.restore()  # every step from the initial weights, as saltatory-bench's
                 start = time.perf_counter()
                 run.step()

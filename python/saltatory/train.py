@@ -105,7 +105,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "adlif (adaptation current)")
     p.add_argument("--learn-neuron", action="store_true",
                    help="learn the hidden neurons' per-neuron decays and adaptation: alpha (every "
-                        "model), alpha_syn (cuba), rho, b and a (alif, adlif); thresholds stay fixed")
+                        "model), alpha_syn (cuba), rho and b (alif), rho, b and a (adlif); thresholds "
+                        "stay fixed")
     p.add_argument("--alpha-syn", type=_real(lambda x: 0 <= x < 1, "a number in [0, 1)"), default=0.9,
                    help="synaptic decay of --neuron cuba (default 0.9)")
     p.add_argument("--coupling", choices=["same_step", "delayed"], default="same_step")
@@ -261,10 +262,15 @@ def build_network(args, n_in: int, n_classes: int) -> sal.Sequential:
 
 
 def epoch_lr(args, epoch: int) -> float:
-    """The learning rate of epoch ``epoch`` (from 0) under ``args.lr_schedule``."""
-    if args.lr_schedule == "cosine":
-        return args.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / args.epochs))
-    return args.lr
+    """The learning rate of epoch ``epoch`` (from 0) of ``--lr-schedule cosine`` over the parsed
+    ``args``' lr and epochs."""
+    return args.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / args.epochs))
+
+
+def _lr_schedule(args) -> list:
+    """What fixes the learning rate of every epoch, as a checkpoint keeps it: a cosine schedule's
+    lr and epochs; a constant rate is the optimiser's own (restored with it, as before schedules)."""
+    return ["cosine", args.lr, args.epochs] if args.lr_schedule == "cosine" else ["constant"]
 
 
 def evaluate(net: sal.Sequential, loader: data.Loader, ddp=None) -> float:
@@ -374,14 +380,22 @@ def main(argv=None) -> dict:
             raise SystemExit(f"saltatory.train: {checkpoint} is not visible on every rank; "
                              f"--checkpoint-dir must be on a file system all nodes share")
     if found:
-        try:  # the network it was made with is checked first, then it is loaded
-            saved = sal.read_checkpoint(checkpoint)[1]["extra"].get("architecture")
+        try:  # the network and schedule it was made with are checked first, then it is loaded
+            saved_extra = sal.read_checkpoint(checkpoint)[1].get("extra")
+            if not isinstance(saved_extra, dict):
+                raise sal.CheckpointError(f"{checkpoint}: meta needs an object extra")
+            saved = saved_extra.get("architecture")
             if isinstance(saved, dict):  # checkpoints from before --neuron trained the LIF
                 saved.setdefault("neuron", "lif")
                 saved.setdefault("learn_neuron", False)  # and before --learn-neuron, fixed neurons
             if saved != json.loads(json.dumps(architecture)):
                 raise SystemExit(f"saltatory.train: {checkpoint} was made with {saved}, this run has "
                                  f"{architecture}")
+            saved_schedule = saved_extra.get("lr_schedule", ["constant"])  # before schedules
+            if saved_schedule != json.loads(json.dumps(_lr_schedule(args))):
+                raise SystemExit(f"saltatory.train: {checkpoint} was made with the learning-rate "
+                                 f"schedule {saved_schedule} ([name, lr, epochs]), this run has "
+                                 f"{_lr_schedule(args)}")
             meta = sal.load_checkpoint(checkpoint, net, opt, rng=rng, schedule=schedule)
         except OSError as exc:
             raise SystemExit(f"saltatory.train: cannot resume from {checkpoint}: {exc.strerror}") from None
@@ -408,7 +422,8 @@ def main(argv=None) -> dict:
     previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         for epoch in range(first_epoch, args.epochs):
-            opt.lr = epoch_lr(args, epoch)
+            if args.lr_schedule == "cosine":
+                opt.lr = epoch_lr(args, epoch)
             record = train_epoch(net, opt, train_loader, epoch, trace, schedule, not args.no_progress, ddp)
             record["test_acc"], record["lr"] = evaluate(net, test_loader, ddp), opt.lr
             history.append(record)
@@ -416,7 +431,7 @@ def main(argv=None) -> dict:
                 _remove_stale_temporaries(checkpoint)
                 sal.save_checkpoint(checkpoint, net, opt, epoch=epoch + 1, rng=rng, schedule=schedule,
                                     extra={"architecture": architecture, "history": history,
-                                           "trace": trace})
+                                           "trace": trace, "lr_schedule": _lr_schedule(args)})
             say(f"epoch {epoch + 1}: loss {record['loss']:.4f}  train acc {record['train_acc']:.4f}  "
                 f"test acc {record['test_acc']:.4f}  {record['samples_per_s']:.0f} samples/s  "
                 f"hidden activity {record['activity'][0]:.4f}  dropped spikes: input "

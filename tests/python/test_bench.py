@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import saltatory as sal
 from saltatory import _core
 from saltatory.bench import main, parse_args, plan, runners
 from saltatory.bench import workloads as wl
@@ -127,7 +128,10 @@ def test_neuron_models_get_rows_of_their_own(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("neuron_step", REPO / "benchmarks" / "neuron_step.py")
     neuron_step = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(neuron_step)
-    steps = neuron_step.main([str(out), "--rounds", "2", "--threads", "1"])
+    try:
+        steps = neuron_step.main([str(out), "--rounds", "2", "--threads", "1"])
+    finally:
+        sal.set_num_threads(0)  # the default, for the tests after this one
     assert {r["neuron"] for r in steps} == {"lif", "alif"}
     assert all(len(r["samples"]) == 2 and r["step_s"] > 0 for r in steps)
     assert [r["x_lif"] for r in steps if r["neuron"] == "lif"] == [1.0]

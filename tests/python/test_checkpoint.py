@@ -495,26 +495,62 @@ def test_train_resume_reproduces_uninterrupted_run(tmp_path: Path) -> None:
     assert all(len(h["dropped_hidden"]) == 1 for h in summary["history"])  # one spiking layer
 
 
-def test_train_resume_with_a_cosine_schedule_and_learned_neurons(tmp_path: Path) -> None:
-    """Epoch e trains at lr (1 + cos(pi e / E)) / 2 whether or not the run was resumed, and the
-    learned decays and adaptation travel in the checkpoint."""
+def test_train_resume_with_a_cosine_schedule_and_learned_neurons(tmp_path: Path, monkeypatch) -> None:
+    """Epoch e of E trains at lr (1 + cos(pi e / E)) / 2 whether or not the run was interrupted and
+    resumed mid-schedule, and the learned decays and adaptation travel in the checkpoint."""
     options = ["--epochs", "3", "--lr-schedule", "cosine", "--learn-neuron", "--neuron", "adlif",
                "--recurrent", "--no-plots"]
     straight = _run(tmp_path, *options, "--checkpoint-dir", str(tmp_path / "a"))
-    _run(tmp_path, *options[2:], "--epochs", "1", "--checkpoint-dir", str(tmp_path / "b"))
+    one_epoch = train.train_epoch
+
+    def interrupted(net, opt, loader, epoch, *args, **kwargs):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return one_epoch(net, opt, loader, epoch, *args, **kwargs)
+
+    with monkeypatch.context() as patch:  # Ctrl-C during epoch 2 keeps the checkpoint of epoch 1
+        patch.setattr(train, "train_epoch", interrupted)
+        with pytest.raises(SystemExit, match="interrupted during epoch 2"):
+            _run(tmp_path, *options, "--checkpoint-dir", str(tmp_path / "b"))
     resumed = _run(tmp_path, *options, "--checkpoint-dir", str(tmp_path / "b"), "--resume")
     expected = [np.float32(5e-3 * 0.5 * (1 + np.cos(np.pi * e / 3))) for e in range(3)]
     assert [np.float32(h["lr"]) for h in straight["history"]] == expected
     assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in straight["history"]]
+    assert [h["test_acc"] for h in resumed["history"]] == [h["test_acc"] for h in straight["history"]]
     a, _ = sal.read_checkpoint(tmp_path / "a" / "last.ckpt")
     b, _ = sal.read_checkpoint(tmp_path / "b" / "last.ckpt")
-    assert {"net/layers.0.alpha", "net/layers.0.rho", "net/layers.0.b", "net/layers.0.a"} <= a.keys()
-    assert not np.all(a["net/layers.0.rho"] == a["net/layers.0.rho"][0])  # learned per neuron
+    assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    for name in ("alpha", "rho", "b", "a"):  # learned: no longer one value for every neuron
+        assert np.ptp(a[f"net/layers.0.{name}"]) > 0, name
     with pytest.raises(SystemExit, match="was made with"):  # fixed neurons cannot resume it
         _run(tmp_path, *[o for o in options if o != "--learn-neuron"], "--checkpoint-dir",
              str(tmp_path / "b"), "--resume")
+    for other in (["--epochs", "4"], ["--lr", "0.01"], ["--lr-schedule", "constant"]):
+        with pytest.raises(SystemExit, match="learning-rate schedule"):  # another schedule
+            _run(tmp_path, *options, *other, "--checkpoint-dir", str(tmp_path / "b"), "--resume")
+
+
+def test_train_resumes_a_checkpoint_from_before_the_neuron_options(tmp_path: Path) -> None:
+    """A checkpoint whose architecture predates --neuron and --learn-neuron, and whose extra has
+    no learning-rate schedule, resumes as the LIF with fixed neurons and a constant rate."""
+    _run(tmp_path, "--epochs", "1", "--checkpoint-dir", str(tmp_path / "c"), "--no-plots")
+    arrays, meta = sal.read_checkpoint(tmp_path / "c" / "last.ckpt")
+    del meta["extra"]["architecture"]["neuron"], meta["extra"]["architecture"]["learn_neuron"]
+    del meta["extra"]["lr_schedule"]
+    forge(tmp_path / "c" / "last.ckpt", arrays, meta)
+    resumed = _run(tmp_path, "--epochs", "2", "--checkpoint-dir", str(tmp_path / "c"), "--resume",
+                   "--no-plots")
+    assert len(resumed["history"]) == 2
+
+
+def test_train_refuses_a_checkpoint_whose_extra_is_not_an_object(tmp_path: Path) -> None:
+    args = train.parse_args(["--dataset", "randman", "--steps", "20", "--hidden", "32"])
+    (tmp_path / "c").mkdir()
+    sal.save_checkpoint(tmp_path / "c" / "last.ckpt", train.build_network(args, 100, 10), extra=[1])
+    with pytest.raises(SystemExit, match="cannot resume: .*object extra"):
+        _run(tmp_path, "--epochs", "2", "--checkpoint-dir", str(tmp_path / "c"), "--resume", "--no-plots")
 
 
 def test_train_refuses_a_checkpoint_of_another_network(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@
 #define SALTATORY_HD inline
 #endif
 
-// Before a host loop whose arrays do not overlap: GCC then vectorises it without runtime alias
+// Before a host loop whose arrays do not overlap, except where iteration j reads and then writes
+// element j of the same array (an update in place): GCC then vectorises it without runtime alias
 // checks (it does not version a loop whose select reads several arrays).
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDA_ARCH__)
 #define SALTATORY_NO_ALIAS _Pragma("GCC ivdep")
