@@ -45,15 +45,14 @@ def main(argv=None) -> list[dict]:
         first = point[0]  # the workload as the records ran it (--tiny shrinks it)
         w = wl.Workload(name, sizes, first["batch"], first["steps"], first["input_capacity"],
                         first["output_capacity"], first["loss"])
-        neurons = [r.get("neuron", "lif") for r in point]
+        neurons = [r.get("neuron", "lif") for r in point]  # records before --neurons ran the LIF
         if "lif" not in neurons or len(set(neurons)) != len(neurons):
             raise SystemExit(f"neuron_step: {args.records} needs one sparse record per neuron model, "
                              f"the LIF among them, at {name}, a={activity}; it has {neurons} (run "
                              "saltatory-bench with one --threads value)")
         x, labels = wl.make_input(w, activity)
-        runs = {r.get("neuron", "lif"): runners._SaltatoryRunner(w, activity, r["gains"], "sparse", x, labels,
-                                                                  neuron=r.get("neuron", "lif"))
-                for r in point}
+        runs = {neuron: runners._SaltatoryRunner(w, activity, r["gains"], "sparse", x, labels, neuron=neuron)
+                for neuron, r in zip(neurons, point)}
         for run in runs.values():  # warm-up: first-touch allocations
             for _ in range(2):
                 run.restore()

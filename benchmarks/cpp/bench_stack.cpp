@@ -29,7 +29,7 @@ struct ShdStack {
   std::vector<std::vector<float>> weights, grads, alphas;
   // Learnable neuron parameters only: per-neuron thresholds and the alpha and theta1 gradients.
   std::vector<std::vector<float>> thresholds, alpha_grads, threshold_grads;
-  // The other models' parameters: alpha_syn, rho, b, a per hidden layer.
+  // The other models' per-neuron parameters (alpha_syn, rho, b, a), those each hidden layer's reads.
   std::vector<std::vector<float>> model_params;
   std::vector<sl::LayerParams> params;
   std::vector<sl::LayerGrads> grad_refs;
@@ -60,14 +60,17 @@ struct ShdStack {
       params.push_back({.weight = weights[l].data(), .alpha = alphas[l].data()});
       if (l + 1 < weights.size()) {  // hidden: the parameters of the model
         const auto n_out = static_cast<size_t>(config.layers[l].n_out);
-        for (float value : {0.9f, 0.98f, 1.8f, 0.5f}) model_params.emplace_back(n_out, value);
-        const size_t at = model_params.size() - 4;
+        const auto per_neuron = [&](float value) {
+          return model_params.emplace_back(n_out, value).data();
+        };
         using sl::kernels::neurons::Neuron;
-        const bool adaptive = neuron == Neuron::alif || neuron == Neuron::adlif;
-        if (neuron == Neuron::cuba) params.back().alpha_syn = model_params[at].data();
-        if (adaptive) params.back().rho = model_params[at + 1].data();
-        if (adaptive) params.back().b = model_params[at + 2].data();
-        if (neuron == Neuron::adlif) params.back().a = model_params[at + 3].data();
+        sl::LayerParams& p = params.back();
+        if (neuron == Neuron::cuba) p.alpha_syn = per_neuron(0.9f);
+        if (neuron == Neuron::alif || neuron == Neuron::adlif) {
+          p.rho = per_neuron(0.98f);
+          p.b = per_neuron(1.8f);
+        }
+        if (neuron == Neuron::adlif) p.a = per_neuron(0.5f);
       }
       grad_refs.push_back({.weight = grads[l].data()});
       if (learnable) {

@@ -273,6 +273,11 @@ def _lr_schedule(args) -> list:
     return ["cosine", args.lr, args.epochs] if args.lr_schedule == "cosine" else ["constant"]
 
 
+def _as_saved(value):
+    """``value`` as a checkpoint's JSON gives it back (tuples as lists), for comparison."""
+    return json.loads(json.dumps(value))
+
+
 def evaluate(net: sal.Sequential, loader: data.Loader, ddp=None) -> float:
     """Accuracy of ``net`` over epoch 0 of ``loader``; with ``ddp`` every rank evaluates its
     ``ddp.shard`` of the test set and the result covers all ranks."""
@@ -388,11 +393,11 @@ def main(argv=None) -> dict:
             if isinstance(saved, dict):  # checkpoints from before --neuron trained the LIF
                 saved.setdefault("neuron", "lif")
                 saved.setdefault("learn_neuron", False)  # and before --learn-neuron, fixed neurons
-            if saved != json.loads(json.dumps(architecture)):
+            if saved != _as_saved(architecture):
                 raise SystemExit(f"saltatory.train: {checkpoint} was made with {saved}, this run has "
                                  f"{architecture}")
             saved_schedule = saved_extra.get("lr_schedule", ["constant"])  # before schedules
-            if saved_schedule != json.loads(json.dumps(_lr_schedule(args))):
+            if saved_schedule != _as_saved(_lr_schedule(args)):
                 raise SystemExit(f"saltatory.train: {checkpoint} was made with the learning-rate "
                                  f"schedule {saved_schedule} ([name, lr, epochs]), this run has "
                                  f"{_lr_schedule(args)}")
