@@ -8,6 +8,8 @@
 // ShdPaperStepNeuron/<a>/<model> is ShdPaperStep/<a>/0 with the hidden layers' neuron model
 // (0 LIF, 1 CUBA, 2 ALIF, 3 adLIF) at the Python classes' defaults (alpha_syn 0.9, rho 0.98, b 1.8,
 // a 0.5), fixed parameters: the per-neuron cost of each model against the LIF's.
+// SingleLayerStep/<a>/<n>/<segment> is saltatory-bench's single-layer workload (one n -> n LIF
+// layer, B = 16, T = 500) storing every membrane (segment 0) or recomputing them.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -142,6 +144,53 @@ void ShdPaperStepNeuron(benchmark::State& state) {
 }
 BENCHMARK(ShdPaperStepNeuron)
     ->ArgsProduct({{10, 50}, {0, 1, 2, 3}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// One feed-forward LIF layer n -> n, B = 16, T = 500 (saltatory-bench's single-layer), on random
+// input lists of a n spikes; args: activity a in per mille, n, recompute segment (0: store every
+// membrane; 16: saltatory-bench's "auto" for T = 500; 128). Counters: the measured output
+// activity and samples per second. The C++ side of checkpointing in time's cost on single-layer.
+void SingleLayerStep(benchmark::State& state) {
+  constexpr int T = 500, B = 16;
+  const double activity = state.range(0) / 1000.0;
+  const int n = static_cast<int>(state.range(1)), k_in = static_cast<int>(activity * n);
+  std::mt19937 rng(5);
+  sl::StackConfig config;
+  config.recompute_segment = static_cast<int>(state.range(2));
+  sl::LayerConfig layer;
+  layer.n_in = layer.n_out = n;
+  layer.capacity = std::max(2, 2 * static_cast<int>(std::floor(activity * n / 2)));
+  config.layers.push_back(layer);
+  const float a = 2.0f * std::sqrt(6.0f / n);
+  std::uniform_real_distribution<float> u(-a, a);
+  std::vector<float> weight(static_cast<size_t>(n) * n), grad(weight.size()), alpha(n, 0.95f);
+  for (float& w : weight) w = u(rng) + 0.001f;
+  const std::vector<sl::LayerParams> params{{.weight = weight.data(), .alpha = alpha.data()}};
+  const std::vector<sl::LayerGrads> grads{{.weight = grad.data()}};
+  sl::SpikeTensor input{T, B, k_in, n};
+  std::vector<int32_t> all(n);
+  std::iota(all.begin(), all.end(), 0);
+  for (int t = 0; t < T; ++t)
+    for (int b = 0; b < B; ++b) {
+      std::shuffle(all.begin(), all.end(), rng);
+      std::sort(all.begin(), all.begin() + k_in);
+      std::copy_n(all.begin(), k_in, input.list(t, b));
+      input.n_spk(t, b) = input.n_tot(t, b) = k_in;
+    }
+  const std::vector<float> grad_out(static_cast<size_t>(T) * B * layer.capacity, 1.0f);
+  double out_activity = 0.0;
+  for (auto _ : state) {
+    auto ctx = sl::lif_stack_forward(config, params, input.view());
+    sl::lif_stack_backward(*ctx, {grad_out.data()}, grads);
+    out_activity = static_cast<double>(ctx->spikes[0].total_spikes()) / (T * B * double(n));
+  }
+  state.counters["activity"] = out_activity;
+  state.counters["samples_per_s"] =
+      benchmark::Counter(state.iterations() * B, benchmark::Counter::kIsRate);
+}
+BENCHMARK(SingleLayerStep)
+    ->ArgsProduct({{10, 50}, {4096, 8192}, {0, 16, 128}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
