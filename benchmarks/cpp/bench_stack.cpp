@@ -8,8 +8,8 @@
 // ShdPaperStepNeuron/<a>/<model> is ShdPaperStep/<a>/0 with the hidden layers' neuron model
 // (0 LIF, 1 CUBA, 2 ALIF, 3 adLIF) at the Python classes' defaults (alpha_syn 0.9, rho 0.98, b 1.8,
 // a 0.5), fixed parameters: the per-neuron cost of each model against the LIF's.
-// SingleLayerStep/<a>/<n>/<segment> is saltatory-bench's single-layer workload (one n -> n LIF
-// layer, B = 16, T = 500) storing every membrane (segment 0) or recomputing them.
+// SingleLayerStep/<a>/<n>/<segment> is the shape of saltatory-bench's single-layer workload (one
+// n -> n LIF layer, B = 16, T = 500) storing every membrane (segment 0) or recomputing them.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -147,7 +147,8 @@ BENCHMARK(ShdPaperStepNeuron)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-// One feed-forward LIF layer n -> n, B = 16, T = 500 (saltatory-bench's single-layer), on random
+// One feed-forward LIF layer n -> n, B = 16, T = 500 (the shape of saltatory-bench's single-layer,
+// but with the default gain, not its calibrated one, and no loss or optimiser step), on random
 // input lists of a n spikes; args: activity a in per mille, n, recompute segment (0: store every
 // membrane; 16: saltatory-bench's "auto" for T = 500; 128). Counters: the measured output
 // activity and samples per second. The C++ side of checkpointing in time's cost on single-layer.
