@@ -24,6 +24,21 @@ namespace sl = saltatory;
 
 namespace {
 
+// Fills every list (t, b) of `input` with K distinct random neuron ids of its N, ascending: all
+// spikes, no candidates.
+void fill_random_lists(sl::SpikeTensor& input, std::mt19937& rng) {
+  std::vector<int32_t> all(input.N());
+  std::iota(all.begin(), all.end(), 0);
+  const int k = input.K();
+  for (int t = 0; t < input.T(); ++t)
+    for (int b = 0; b < input.B(); ++b) {
+      std::shuffle(all.begin(), all.end(), rng);
+      std::sort(all.begin(), all.begin() + k);
+      std::copy_n(all.begin(), k, input.list(t, b));
+      input.n_spk(t, b) = input.n_tot(t, b) = k;
+    }
+}
+
 struct ShdStack {
   static constexpr int T = 100, B = 48, K_in = 48;
   const std::vector<int> sizes = {700, 974, 974, 974, 20};
@@ -85,15 +100,7 @@ struct ShdStack {
         grad_refs.back().theta1 = threshold_grads.back().data();
       }
     }
-    std::vector<int32_t> all(700);
-    std::iota(all.begin(), all.end(), 0);
-    for (int t = 0; t < T; ++t)
-      for (int b = 0; b < B; ++b) {
-        std::shuffle(all.begin(), all.end(), rng);
-        std::sort(all.begin(), all.begin() + K_in);
-        std::copy_n(all.begin(), K_in, input.list(t, b));
-        input.n_spk(t, b) = input.n_tot(t, b) = K_in;
-      }
+    fill_random_lists(input, rng);
   }
 };
 
@@ -170,15 +177,7 @@ void SingleLayerStep(benchmark::State& state) {
   const std::vector<sl::LayerParams> params{{.weight = weight.data(), .alpha = alpha.data()}};
   const std::vector<sl::LayerGrads> grads{{.weight = grad.data()}};
   sl::SpikeTensor input{T, B, k_in, n};
-  std::vector<int32_t> all(n);
-  std::iota(all.begin(), all.end(), 0);
-  for (int t = 0; t < T; ++t)
-    for (int b = 0; b < B; ++b) {
-      std::shuffle(all.begin(), all.end(), rng);
-      std::sort(all.begin(), all.begin() + k_in);
-      std::copy_n(all.begin(), k_in, input.list(t, b));
-      input.n_spk(t, b) = input.n_tot(t, b) = k_in;
-    }
+  fill_random_lists(input, rng);
   const std::vector<float> grad_out(static_cast<size_t>(T) * B * layer.capacity, 1.0f);
   double out_activity = 0.0;
   for (auto _ : state) {
