@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "backends/common/model.hpp"
+#include "backends/cpu/cpu_backend.hpp"
 #include "backends/cuda/stack.hpp"
 #include "emulated_exec.hpp"
 #include "saltatory/core/device.hpp"
@@ -200,8 +202,9 @@ void op_backward(StackContext& ctx, const std::vector<const float*>& g_out,
   lif_stack_backward(ctx, g_out, grads, grad_input);
 }
 
+/// With `learn_neurons` false, only the weights, biases and input get gradients.
 Grads run_backward(StackContext& ctx, const Net& net, const std::vector<std::vector<float>>& g_out,
-                   BackwardFn backward = op_backward) {
+                   BackwardFn backward = op_backward, bool learn_neurons = true) {
   Grads g;
   std::vector<LayerGrads> buffers;
   for (size_t l = 0; l < net.w.size(); ++l) {
@@ -217,10 +220,15 @@ Grads run_backward(StackContext& ctx, const Net& net, const std::vector<std::vec
     g.a.emplace_back(net.a[l].size(), 0.0f);
   }
   const auto or_null = [](std::vector<float>& x) { return x.empty() ? nullptr : x.data(); };
-  for (size_t l = 0; l < net.w.size(); ++l)
+  for (size_t l = 0; l < net.w.size(); ++l) {
     buffers.push_back({g.w[l].data(), or_null(g.w_rec[l]), or_null(g.bias[l]), g.alpha[l].data(),
                        or_null(g.theta1[l]), or_null(g.alpha_syn[l]), or_null(g.rho[l]),
                        or_null(g.b[l]), or_null(g.a[l])});
+    if (!learn_neurons)
+      for (float** p : {&buffers.back().alpha, &buffers.back().theta1, &buffers.back().alpha_syn,
+                        &buffers.back().rho, &buffers.back().b, &buffers.back().a})
+        *p = nullptr;
+  }
   std::vector<const float*> outs;
   outs.reserve(g_out.size());
   for (const auto& x : g_out) outs.push_back(x.data());
@@ -506,6 +514,38 @@ TEST_P(RecomputeEqualsStored, BitwiseSameSpikesAndGradients) {
       net.config.recompute_segment = segment;
       auto ctx = lif_stack_forward(net.config, net.params(), stored.input.view());
       expect_bitwise_same(*ctx, *stored.ctx, run_backward(*ctx, net, stored.g_out), stored.grads);
+    }
+  }
+}
+
+// With no learnable neuron parameter, backward needs only the membrane at the list entries,
+// which the forward keeps, and the CPU recomputes nothing: for every model whose carry reads no
+// state (all but the mask gradient with state reset). The gradients are bitwise the stored path's,
+// and stay so with the states kept at the window ends, which a recomputation would start from,
+// overwritten with NaN. The others recompute and equal the stored path too.
+TEST_P(RecomputeEqualsStored, FromListedMembranesWithoutNeuronGradients) {
+  Case c = GetParam();
+  const bool carry_reads_states = c.reset == ResetMode::state && c.reset_grad == ResetGrad::mask;
+  for (int B : {64, 256}) {
+    c.B = B;
+    CpuRun stored = cpu_run(c, 11, 3);
+    Net& net = stored.net;
+    const auto again = lif_stack_forward(net.config, net.params(), stored.input.view());
+    const Grads expected = run_backward(*again, net, stored.g_out, op_backward, false);
+    for (int segment : {1, 5, c.T - 1}) {
+      SCOPED_TRACE("B " + std::to_string(B) + ", segment " + std::to_string(segment));
+      net.config.recompute_segment = segment;
+      auto ctx = lif_stack_forward(net.config, net.params(), stored.input.view());
+      auto& cpu = dynamic_cast<cpu::CpuContext&>(*ctx);
+      const int windows = (c.T + cpu.window - 1) / cpu.window;
+      for (size_t l = 0; l < cpu.spikes.size() && !carry_reads_states; ++l) {
+        const int states = common::layer_model(cpu.config.layers[l], cpu.params[l]).states();
+        std::fill_n(cpu.state[l].get(),
+                    static_cast<int64_t>(states) * (windows - 1) * B * cpu.config.layers[l].n_out,
+                    std::numeric_limits<float>::quiet_NaN());
+      }
+      expect_bitwise_same(*ctx, *stored.ctx,
+                          run_backward(*ctx, net, stored.g_out, op_backward, false), expected);
     }
   }
 }

@@ -126,6 +126,16 @@ SALTATORY_HD void scatter_value(float* dense, const int32_t* ids, int n, float v
   for (int k = 0; k < n; ++k) dense[ids[k]] = value;
 }
 
+/// values[k] = dense[ids_k] for k < n: a row's values at a list's entries.
+SALTATORY_HD void gather_values(float* values, const float* dense, const int32_t* ids, int n) {
+  for (int k = 0; k < n; ++k) values[k] = dense[ids[k]];
+}
+
+/// dense[ids_k] = values[k] for k < n: the inverse of gather_values on the list's neurons.
+SALTATORY_HD void scatter_values(float* dense, const int32_t* ids, const float* values, int n) {
+  for (int k = 0; k < n; ++k) dense[ids[k]] = values[k];
+}
+
 /// gs[k] += g_dense[ids_k] for k < n: the gradient of sparse-to-dense, accumulated.
 SALTATORY_HD void add_gathered(float* gs, const float* g_dense, const int32_t* ids, int n) {
   for (int k = 0; k < n; ++k) gs[k] += g_dense[ids[k]];

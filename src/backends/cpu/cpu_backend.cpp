@@ -1,8 +1,11 @@
 // The CPU stack driver: layer l consumes layer l-1's lists (same step, or t-1 when delayed);
 // backward runs the layers top-down, each turning gradients of its output entries into gradients
 // of its input entries. Sparse mode runs time in windows: the whole sequence when the neuron
-// model's states are stored, or recompute segments of S steps, whose states backward recomputes
-// from the lists and the states kept at the end of each window (checkpointing in time). Also the
+// model's states are stored, or recompute segments of S steps (checkpointing in time). Then the
+// forward keeps the lists, the states at the end of each window and the membrane at every list
+// entry; backward reads only those entries when they are all it needs (no learnable neuron
+// parameter, and a carry that reads no state), and otherwise recomputes each window's states from
+// the lists and the states kept at the end of the window before. Also the
 // per-row calls of the neuron model shared by both modes (kernels/neurons/model.hpp): the update
 // and selection, the adjoints' carry and the parameter sums, each with the footprint of the
 // emitted spikes it reads.
@@ -48,17 +51,21 @@ class CpuBackend final : public Backend {
       if (!readout)
         ctx->spikes.emplace_back(input.T, input.B, dense ? c.n_out : c.capacity, c.n_out);
       Drops dropped;
+      ctx->listed.emplace_back();
       if (!recomputes(*ctx, l)) {
         ctx->state.push_back(acquire_buffer(states * steps));
         const LayerRun run = layer_run(*ctx, l, ctx->state.back().get(), steps, 0);
         dropped = dense ? dense_forward(run) : sparse_forward(run, {0, ctx->T}, true);
         keep_last_states(*ctx, run);
-      } else {  // window by window, keeping the states at the end of every window but the last
+      } else {  // window by window, keeping the states at the end of every window but the last,
+                // and the membrane at every list entry
         const int64_t kept = (windows(*ctx) - 1) * row;
         ctx->state.push_back(acquire_buffer(states * kept));
+        ctx->listed.back() = acquire_buffer(static_cast<int64_t>(ctx->T) * ctx->B * c.capacity);
         const Buffer buffer = acquire_buffer(states * (ctx->window + 1) * row);
         for (int k = 0; k < windows(*ctx); ++k) {
-          const LayerRun run = window_run(*ctx, l, buffer.get(), k);
+          LayerRun run = window_run(*ctx, l, buffer.get(), k);
+          run.listed = ctx->listed.back().get();
           const Window w = window(*ctx, k);
           dropped += sparse_forward(run, w, true);
           if (k + 1 < windows(*ctx))
@@ -91,19 +98,24 @@ class CpuBackend final : public Backend {
             dense_backward(layer_run(ctx, l, stored, ctx.T * row, 0), grad_out, grads[l], below);
             return;
           }
-          // window by window, latest first, recomputing the states if they were not kept
+          // window by window, latest first. States that were not kept are recomputed, unless
+          // backward needs only the membrane at the list entries: no learnable parameter, and a
+          // carry that reads no state (kernels/neurons/model.hpp).
           const LayerGrads& g = grads[l];
           const kernels::neurons::Model model = common::layer_model(c, ctx.params[l]);
-          BackwardCarry carry(model, row, readout ? 0 : ctx.B * ctx.spikes[l].K(),
-                              common::learns(g));
+          const bool learns = common::learns(g);
+          BackwardCarry carry(model, row, readout ? 0 : ctx.B * ctx.spikes[l].K(), learns);
           const Buffer grad_current = acquire_buffer(ctx.window * row);
-          const Buffer buffer = recomputes(ctx, l)
+          const bool from_listed = recomputes(ctx, l) && !learns && !model.carry_reads_states();
+          const Buffer buffer = recomputes(ctx, l) && !from_listed
                                     ? acquire_buffer(model.states() * (ctx.window + 1) * row)
                                     : Buffer();
           for (int k = windows(ctx); k-- > 0;) {
             const Window w = window(ctx, k);
-            const LayerRun run = buffer ? window_run(ctx, l, buffer.get(), k)
-                                        : layer_run(ctx, l, stored, ctx.T * row, 0);
+            LayerRun run = buffer
+                               ? window_run(ctx, l, buffer.get(), k)
+                               : layer_run(ctx, l, from_listed ? nullptr : stored, ctx.T * row, 0);
+            if (from_listed) run.listed = ctx.listed[l].get();
             if (buffer) sparse_forward(run, w, false);
             sparse_backward(run, w, grad_out, grads[l], below, carry, grad_current.get());
           }
@@ -208,6 +220,9 @@ Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
                                     out.list(t, b), scratch.found.data(), scratch.priority.data());
   out.n_spk(t, b) = counts.n_spk;
   out.n_tot(t, b) = counts.n_tot;
+  if (run.listed != nullptr)
+    kernels::gather_values(run.listed + (static_cast<int64_t>(t) * run.B + b) * out.K(), v,
+                           out.list(t, b), counts.n_tot);
   return counts.dropped;
 }
 

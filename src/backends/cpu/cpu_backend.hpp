@@ -37,6 +37,10 @@ struct LayerRun {
   const LayerState* initial = nullptr;
   SpikeView input_before{};
   int64_t steps_before = 0;  ///< the absolute step of step 0 (the overflow streams continue)
+  /// The membrane at every entry of this layer's lists, [T, B, K] (null: not kept). The forward's
+  /// selection writes it. A backward that reads nothing else of the states is given it and no
+  /// state buffer (`state` null), and reads it in place of the states.
+  float* listed = nullptr;
   /// The layer's neuron model (made once: the step loops ask for it per row).
   kernels::neurons::Model neuron_model = common::layer_model(config, params);
 
@@ -55,6 +59,7 @@ struct LayerRun {
   }
   /// The state rows of (t, b); before the buffer's first step, the initial state's.
   kernels::neurons::Rows states(int t, int b) const {
+    if (state == nullptr) return {};  // not kept: backward reads `listed`
     if (t < first_step)
       return kernels::neurons::Rows::strided(
           const_cast<float*>(initial->states.data()) + static_cast<int64_t>(b) * config.n_out,
@@ -111,6 +116,9 @@ class CpuContext : public StackContext {
   /// last step of every window but the last, [states(), windows - 1, B, N]. Uninitialised until
   /// the forward writes every element.
   std::vector<Buffer> state;
+  /// Per spiking layer whose states are recomputed, its membrane at every list entry [T, B, K]
+  /// (LayerRun::listed); empty for the others.
+  std::vector<Buffer> listed;
   /// A copy of the state the forward continued from (null: from rest); backward reads it too.
   std::unique_ptr<const StackState> initial;
 

@@ -6,7 +6,8 @@
 //     I += sum_{k<n_spk(S[t-1])} W_rec[ids_k, :];  states[t] = the neuron model's update_row
 //     S[t] = select(V[t], theta1, theta2, K)
 //   backward phase A, per b in parallel, t = t1-1..t0 (the model's adjoints and gRec carried
-//   between windows): its carry_row, state_grad_row over the entries of S[t] with gradients
+//   between windows; V[t] from the states, or only at the entries of S[t] from the values the
+//   forward kept there): its carry_row, state_grad_row over the entries of S[t] with gradients
 //     gS[t,k] + gRec[k], current_grad_row (gI[t]) and parameter_grad_row
 //     gRec[k] = W_rec[ids_k, :] . gI[t]   k < n_tot(S[t-1])   (feeds step t-1)
 //   backward phase B, per list chunk in parallel:
@@ -22,6 +23,7 @@
 #include "saltatory/kernels/sparse.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <memory>
 
 #include "backends/common/spikes_by_neuron.hpp"
@@ -32,6 +34,9 @@
 namespace saltatory::cpu {
 
 namespace {
+
+/// What a backward from the listed membranes sees of V off the list entries.
+constexpr float kNotListed = std::numeric_limits<float>::quiet_NaN();
 
 /// Phase 1: the feed-forward current of every list of the window, written into its membrane row.
 void feedforward_currents(const LayerRun& run, Window w) {
@@ -99,6 +104,8 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
     const kernels::neurons::Rows g = carry.adjoint_rows(b, n), sums = carry.sum_rows(b, n);
     float* grad_rec = recurrent ? carry.grad_rec.data() + b * k_out : nullptr;
     std::vector<float> flags(n, 0.0f);
+    // from `listed`: V[t] at the entries of S[t], NaN elsewhere (a read there would show)
+    std::vector<float> membrane(run.listed != nullptr ? n : 0, kNotListed);
     for (int t = w.t1 - 1; t >= w.t0; --t) {
       const int64_t list = static_cast<int64_t>(t) * B + b;
       if (t < T - 1) carry_adjoints(run, t, static_cast<int>(b), g, flags.data());
@@ -106,12 +113,17 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
       if (readout) {
         kernels::add_row(g[0], g_out, n);
       } else {
-        const kernels::neurons::Rows at = run.states(t, static_cast<int>(b));
         const int32_t* ids = run.output->list(t, b);
         const int n_tot = run.output->n_tot(t, b);
+        kernels::neurons::Rows at = run.states(t, static_cast<int>(b));
+        if (run.listed != nullptr) {
+          kernels::scatter_values(membrane.data(), ids, run.listed + list * k_out, n_tot);
+          at = kernels::neurons::Rows::strided(membrane.data(), n, 1);
+        }
         kernels::neurons::state_grad_row(one, m, g, at, ids, g_out, n_tot, 0, n, sums);
         if (recurrent && t < T - 1)
           kernels::neurons::state_grad_row(one, m, g, at, ids, grad_rec, n_tot, 0, n, sums);
+        if (run.listed != nullptr) kernels::scatter_value(membrane.data(), ids, n_tot, kNotListed);
       }
       float* gi = grad_current + (static_cast<int64_t>(t - w.t0) * B + b) * n;
       kernels::neurons::current_grad_row(one, m, gi, g, n);  // completes the adjoints of t

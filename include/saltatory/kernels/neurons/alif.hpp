@@ -42,6 +42,7 @@ struct Alif {
     return {Lif::of(p, s), p[p_rho], p[p_b]};
   }
   SALTATORY_HD bool carry_reads_emitted() const { return membrane.carry_reads_emitted(); }
+  SALTATORY_HD bool carry_reads_states() const { return membrane.carry_reads_states(); }
   /// The adaptation reads which spikes were emitted.
   SALTATORY_HD bool update_reads_emitted() const { return true; }
 };

@@ -31,6 +31,7 @@ struct Cuba {
     return {Lif::of(p, s), p[p_alpha_syn]};
   }
   SALTATORY_HD bool carry_reads_emitted() const { return membrane.carry_reads_emitted(); }
+  SALTATORY_HD bool carry_reads_states() const { return membrane.carry_reads_states(); }
   SALTATORY_HD bool update_reads_emitted() const { return membrane.update_reads_emitted(); }
 };
 

@@ -75,6 +75,10 @@ struct Lif : Settings {
   }
   /// Whether the update reads which spikes were emitted (spike reset).
   SALTATORY_HD bool update_reads_emitted() const { return !readout && reset == ResetMode::spike; }
+  /// Whether the carry reads the states (the mask gradient with state reset: r[t+1] from V[t]).
+  SALTATORY_HD bool carry_reads_states() const {
+    return !readout && reset_grad == ResetGrad::mask && reset == ResetMode::state;
+  }
 };
 
 /// V[t] of one row of n neurons from the input current (`current` may be V[t] itself). `prev`

@@ -73,6 +73,12 @@ struct Model {
   SALTATORY_HD bool carry_reads_emitted() const {
     return visit([](const auto& u) { return u.carry_reads_emitted(); });
   }
+  /// Whether the carry reads the states of t. Without it, and without parameter sums, backward
+  /// reads the states only through state_grad_row, which reads row 0 (the membrane) at the listed
+  /// entries and nowhere else: so those values are all that backward needs of the forward.
+  SALTATORY_HD bool carry_reads_states() const {
+    return visit([](const auto& u) { return u.carry_reads_states(); });
+  }
   /// Whether the update reads which spikes of t-1 were emitted.
   SALTATORY_HD bool update_reads_emitted() const {
     return visit([](const auto& u) { return u.update_reads_emitted(); });
