@@ -713,14 +713,16 @@ def test_deterministic_across_thread_counts(mode: str) -> None:
 
 
 @pytest.mark.parametrize("segment", [1, 3, "auto", 29, 100])
-def test_recompute_segment_gives_bitwise_the_stored_gradients(segment) -> None:
+@pytest.mark.parametrize("learn", [False, True])  # backward from the kept entries, or recomputing
+def test_recompute_segment_gives_bitwise_the_stored_gradients(segment, learn) -> None:
     rng = np.random.default_rng(5)
     x = SpikeTensor.from_dense((rng.random((30, 128, 40)) < 0.2).astype(np.float32))
     labels = rng.integers(0, 5, 128).astype(np.int32)
 
     def run(recompute_segment):
-        net = Sequential(LIF(40, 48, 8, seed=1), RecurrentLIF(48, 32, 6, bias=True, seed=2),
-                             Readout(32, 5, seed=3), recompute_segment=recompute_segment)
+        net = Sequential(LIF(40, 48, 8, seed=1, learn_alpha=learn, learn_threshold=learn),
+                         RecurrentLIF(48, 32, 6, bias=True, seed=2),
+                         Readout(32, 5, seed=3), recompute_segment=recompute_segment)
         out = net(x)
         _, grad = saltatory.losses.membrane_cross_entropy(out, labels)
         grad_in = net.backward(grad, input_grad=True)
