@@ -1011,11 +1011,17 @@ TEST(EmulatedCuda, ContinuedWithRecomputeBitwise) {
     auto stored = lif_stack_forward(net.config, net.params(), rest, &state);
     const auto g_out = make_grad_outputs(*stored, 41);
     const Grads expected = run_backward(*stored, net, g_out);
+    // without neuron gradients the CPU reads the kept entries instead of recomputing
+    const Grads expected_fixed = run_backward(
+        *lif_stack_forward(net.config, net.params(), rest, &state), net, g_out, op_backward, false);
     net.config.recompute_segment = 3;  // rounded up to one chunk: 4 steps, windows 4 + 4 + 1
     auto on_cpu = lif_stack_forward(net.config, net.params(), rest, &state);
     ASSERT_TRUE(on_cpu->stored_states(0).empty());  // the membranes are recomputed, not kept
     expect_bitwise_same(*on_cpu, *stored, run_backward(*on_cpu, net, g_out), expected);
     expect_same_state(final_state(*on_cpu), final_state(*stored));
+    auto fixed = lif_stack_forward(net.config, net.params(), rest, &state);
+    expect_bitwise_same(*fixed, *stored, run_backward(*fixed, net, g_out, op_backward, false),
+                        expected_fixed);
     auto on_cuda = emulated_forward(net.config, net.params(), rest, &state);
     expect_bitwise_same(*on_cuda, *stored, run_backward(*on_cuda, net, g_out, emulated_backward),
                         expected);

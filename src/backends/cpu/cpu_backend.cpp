@@ -61,7 +61,8 @@ class CpuBackend final : public Backend {
                 // and the membrane at every list entry
         const int64_t kept = (windows(*ctx) - 1) * row;
         ctx->state.push_back(acquire_buffer(states * kept));
-        ctx->listed.back() = acquire_buffer(static_cast<int64_t>(ctx->T) * ctx->B * c.capacity);
+        if (!common::layer_model(c, params[l]).carry_reads_states())  // else never read
+          ctx->listed.back() = acquire_buffer(static_cast<int64_t>(ctx->T) * ctx->B * c.capacity);
         const Buffer buffer = acquire_buffer(states * (ctx->window + 1) * row);
         for (int k = 0; k < windows(*ctx); ++k) {
           LayerRun run = window_run(*ctx, l, buffer.get(), k);

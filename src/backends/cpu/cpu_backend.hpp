@@ -116,8 +116,8 @@ class CpuContext : public StackContext {
   /// last step of every window but the last, [states(), windows - 1, B, N]. Uninitialised until
   /// the forward writes every element.
   std::vector<Buffer> state;
-  /// Per spiking layer whose states are recomputed, its membrane at every list entry [T, B, K]
-  /// (LayerRun::listed); empty for the others.
+  /// Per spiking layer whose states are recomputed and whose model's carry reads no state, its
+  /// membrane at every list entry [T, B, K] (LayerRun::listed); empty for the others.
   std::vector<Buffer> listed;
   /// A copy of the state the forward continued from (null: from rest); backward reads it too.
   std::unique_ptr<const StackState> initial;
