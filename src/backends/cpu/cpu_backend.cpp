@@ -100,14 +100,14 @@ class CpuBackend final : public Backend {
             return;
           }
           // window by window, latest first. States that were not kept are recomputed, unless
-          // backward needs only the membrane at the list entries: no learnable parameter, and a
-          // carry that reads no state (kernels/neurons/model.hpp).
+          // backward needs only the membrane at the list entries: no learnable parameter, and the
+          // entries were kept (a carry that reads no state, kernels/neurons/model.hpp).
           const LayerGrads& g = grads[l];
           const kernels::neurons::Model model = common::layer_model(c, ctx.params[l]);
           const bool learns = common::learns(g);
           BackwardCarry carry(model, row, readout ? 0 : ctx.B * ctx.spikes[l].K(), learns);
           const Buffer grad_current = acquire_buffer(ctx.window * row);
-          const bool from_listed = recomputes(ctx, l) && !learns && !model.carry_reads_states();
+          const bool from_listed = ctx.listed[l] && !learns;
           const Buffer buffer = recomputes(ctx, l) && !from_listed
                                     ? acquire_buffer(model.states() * (ctx.window + 1) * row)
                                     : Buffer();
