@@ -516,10 +516,10 @@ class Sequential:
     - recompute_segment: BPTT memory (checkpointing in time, sparse mode). 0 (default) stores every
       membrane [T, B, N] for backward. S > 0 keeps only the spike lists, the membrane at their
       entries and one membrane every S steps: memory falls from O(T N) to O(T K + (S + T / S) N)
-      per layer. On the CPU, a backward with no learnable neuron parameter reads the entries'
-      membranes and recomputes nothing, unless reset_grad="mask" with reset="state" (whose carry
-      reads every membrane); otherwise (and on "cuda") backward recomputes the membranes S steps at
-      a time, for about one extra forward. "auto" picks
+      per layer. A backward with no learnable neuron parameter reads the entries' membranes and
+      recomputes nothing, unless reset_grad="mask" with reset="state" (whose carry reads every
+      membrane); otherwise backward recomputes the membranes S steps at a time, for about one extra
+      forward. "auto" picks
       S = ceil(sqrt(T / 2)), which minimises the membrane memory. Gradients are bitwise the same.
       The CPU rounds S up to a multiple of max(1, 256 // B) steps (its weight-gradient chunk), so
       with small batches and short sequences it may end up storing everything. "cuda" rounds as the

@@ -936,6 +936,34 @@ TEST_P(EmulatedCudaEqualsCpu, BitwiseSameSpikesAndGradients) {
                            emulated_backward);
 }
 
+// Under checkpointing in time with no learnable neuron parameter, the CUDA driver reads the
+// membranes its forward kept at the list entries and recomputes nothing, as the CPU does: the
+// gradients are bitwise the CPU's with the states kept at the window ends, which a recomputation
+// would start from, overwritten with NaN (for every model whose carry reads no state; the others
+// keep no entries and recompute).
+TEST_P(EmulatedCudaEqualsCpu, FromListedMembranesWithoutNeuronGradients) {
+  Case c = GetParam();
+  const bool carry_reads_states = c.reset == ResetMode::state && c.reset_grad == ResetGrad::mask;
+  for (int B : {c.B, 64}) {
+    SCOPED_TRACE("B " + std::to_string(B));
+    c.B = B;
+    CpuRun cpu = cpu_run(c, 29, 4);
+    const auto again = lif_stack_forward(cpu.net.config, cpu.net.params(), cpu.input.view());
+    const Grads expected = run_backward(*again, cpu.net, cpu.g_out, op_backward, false);
+    cpu.net.config.recompute_segment = 3;
+    auto ctx = emulated_forward(cpu.net.config, cpu.net.params(), cpu.input.view());
+    auto& device = dynamic_cast<cuda::DeviceContext<test_support::EmulatedExec>&>(*ctx);
+    for (size_t l = 0; l < device.data.size(); ++l) {
+      auto& d = device.data[l];
+      EXPECT_EQ(d.listed.size() > 0, !carry_reads_states && device.recomputes(l)) << "layer " << l;
+      if (d.listed.size() > 0)
+        std::fill_n(d.v.data(), d.v.size(), std::numeric_limits<float>::quiet_NaN());
+    }
+    expect_bitwise_same(*ctx, *cpu.ctx,
+                        run_backward(*ctx, cpu.net, cpu.g_out, emulated_backward, false), expected);
+  }
+}
+
 // Continuing from a state (the CPU's after part of the input), the CUDA driver's sparse forward
 // and truncated backward equal the CPU's bit for bit. Dense mode (whose GEMMs are the executor's,
 // not the CPU's) is held to its own whole-sequence run: its chunks, each from the state the

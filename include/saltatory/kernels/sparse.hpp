@@ -11,6 +11,8 @@
 // partial sums (lane = column mod kDotLanes) and reduces them pairwise.
 #pragma once
 
+#include <limits>
+
 #include "saltatory/kernels/common.hpp"
 #include "saltatory/kernels/surrogate.hpp"
 
@@ -120,6 +122,10 @@ SALTATORY_HD void dot_row_lanes(float* lane, const float* __restrict row, const 
                                 int c0, int c1) {
   for (int c = c0; c < c1; ++c) lane[c % kDotLanes] += row[c - c0] * g[c - c0];
 }
+
+/// What a backward from the membranes kept at the list entries holds in V off the entries (a NaN,
+/// so that a read there would show in the gradients).
+inline constexpr float kNotListed = std::numeric_limits<float>::quiet_NaN();
 
 /// dense[ids_k] = value for k < n: writes (value 1) or clears (value 0) a list's footprint.
 SALTATORY_HD void scatter_value(float* dense, const int32_t* ids, int n, float value) {

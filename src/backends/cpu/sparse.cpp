@@ -23,7 +23,6 @@
 #include "saltatory/kernels/sparse.hpp"
 
 #include <algorithm>
-#include <limits>
 #include <memory>
 
 #include "backends/common/spikes_by_neuron.hpp"
@@ -34,9 +33,6 @@
 namespace saltatory::cpu {
 
 namespace {
-
-/// What a backward from the listed membranes sees of V off the list entries.
-constexpr float kNotListed = std::numeric_limits<float>::quiet_NaN();
 
 /// Phase 1: the feed-forward current of every list of the window, written into its membrane row.
 void feedforward_currents(const LayerRun& run, Window w) {
@@ -105,7 +101,7 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
     float* grad_rec = recurrent ? carry.grad_rec.data() + b * k_out : nullptr;
     std::vector<float> flags(n, 0.0f);
     // from `listed`: V[t] at the entries of S[t], NaN elsewhere (a read there would show)
-    std::vector<float> membrane(run.listed != nullptr ? n : 0, kNotListed);
+    std::vector<float> membrane(run.listed != nullptr ? n : 0, kernels::kNotListed);
     for (int t = w.t1 - 1; t >= w.t0; --t) {
       const int64_t list = static_cast<int64_t>(t) * B + b;
       if (t < T - 1) carry_adjoints(run, t, static_cast<int>(b), g, flags.data());
@@ -123,7 +119,8 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
         kernels::neurons::state_grad_row(one, m, g, at, ids, g_out, n_tot, 0, n, sums);
         if (recurrent && t < T - 1)
           kernels::neurons::state_grad_row(one, m, g, at, ids, grad_rec, n_tot, 0, n, sums);
-        if (run.listed != nullptr) kernels::scatter_value(membrane.data(), ids, n_tot, kNotListed);
+        if (run.listed != nullptr)
+          kernels::scatter_value(membrane.data(), ids, n_tot, kernels::kNotListed);
       }
       float* gi = grad_current + (static_cast<int64_t>(t - w.t0) * B + b) * n;
       kernels::neurons::current_grad_row(one, m, gi, g, n);  // completes the adjoints of t

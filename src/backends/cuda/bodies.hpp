@@ -10,7 +10,8 @@
 //     states[t] = the neuron model's update_row (kernels/neurons/model.hpp);  S[t] = two-threshold
 //     selection of the membrane, in id order by block-wide prefix sums over tiles of `size` neurons
 //   backward step (one block per sample b, t = T-1..0): the model's carry_row, its state_grad_row
-//     over the entries with gradients gS[k] + gRec[k], current_grad_row (gI), parameter_grad_row;
+//     over the entries with gradients gS[k] + gRec[k] (V[t] from the states, or only at the entries
+//     from the values the forward kept there), current_grad_row (gI), parameter_grad_row;
 //     gRec[k] = W_rec[ids_k, :] . gI   k < n_tot(S[t-1])
 //   element bodies (one thread per index): input-entry gradients, the spikes-by-neuron grouping
 //   of the weight gradient (keys chunk * N_in + i, stably sorted), dW columns, dbias columns.
@@ -64,7 +65,7 @@ struct Layer {
   Lists out;      ///< own lists (ids null for a readout)
   /// The model's state rows of steps v_first, v_first + 1, ... (each [B, n]), one block per state
   /// variable, `state_stride` floats apart; the first is V.
-  float* v = nullptr;
+  float* v = nullptr;  ///< null: a backward that reads `listed` instead
   int64_t state_stride = 0;
   int v_first = 0;  ///< 0 for a whole-sequence buffer, t0 - 1 for a window's
   int T = 0;
@@ -75,6 +76,9 @@ struct Layer {
   /// the absolute step of step 0 (the overflow streams continue from it).
   const float* initial = nullptr;
   int64_t first_step = 0;
+  /// V at every entry of the own lists [T, B, K], or null: a selecting forward keeps it there,
+  /// and a backward with no learnable neuron parameter reads it instead of the states
+  float* listed = nullptr;
 
   SALTATORY_HD bool readout() const { return c.kind == LayerKind::readout; }
   /// The layer's neuron model over device memory.
@@ -88,6 +92,7 @@ struct Layer {
   SALTATORY_HD float* vrow(int t, int b) const { return row(v, t, b, v_first); }
   /// The state rows of (t, b); before the buffer's first step, the initial state's.
   SALTATORY_HD kernels::neurons::Rows states(int t, int b) const {
+    if (v == nullptr) return {};  // not kept: backward reads `listed`
     if (t < v_first)
       return kernels::neurons::Rows::strided(
           const_cast<float*>(initial) + static_cast<int64_t>(b) * c.n_out,
@@ -100,12 +105,14 @@ struct Layer {
 
 /// Per-sample scratch of the step bodies (device memory, one slice per sample).
 struct Scratch {
-  float* flags;             ///< [B, n], zero between uses (spike reset footprint)
-  int32_t* found;           ///< [B, 2 n] (selection compaction)
-  uint64_t* priority;       ///< [B, K] (random overflow policy)
-  float* adjoints;          ///< [adjoints(), B, n] the model's carried adjoints
-  float* grad_rec;          ///< [B, K] gradients of S[t-1]'s entries through W_rec
-  float* sums = nullptr;    ///< [sums(), B, n] the model's per-sample parameter sums, or null
+  float* flags;           ///< [B, n], zero between uses (spike reset footprint)
+  int32_t* found;         ///< [B, 2 n] (selection compaction)
+  uint64_t* priority;     ///< [B, K] (random overflow policy)
+  float* adjoints;        ///< [adjoints(), B, n] the model's carried adjoints
+  float* grad_rec;        ///< [B, K] gradients of S[t-1]'s entries through W_rec
+  float* sums = nullptr;  ///< [sums(), B, n] the model's per-sample parameter sums, or null
+  /// [B, n], NaN between uses: V[t] at the entries of S[t] (a backward from Layer::listed)
+  float* membrane = nullptr;
   int64_t sample_rows = 0;  ///< B n: the stride between the variables of adjoints and sums
 
   /// Sample b's adjoint and sum rows of model m.
@@ -232,8 +239,15 @@ SALTATORY_HD kernels::Drops forward_step(Blk& blk, const Layer& L, int t, int b,
     blk.sync();
   }
   if (L.readout() || !select) return {};
-  return select_list(blk, L, t, b, now[0], s.found + static_cast<int64_t>(b) * 2 * n,
-                     s.priority + static_cast<int64_t>(b) * L.out.K);
+  const kernels::Drops dropped =
+      select_list(blk, L, t, b, now[0], s.found + static_cast<int64_t>(b) * 2 * n,
+                  s.priority + static_cast<int64_t>(b) * L.out.K);
+  if (L.listed != nullptr) {  // V at the new list's entries (select_list ended on a sync)
+    const int64_t list = L.out.at(t, b);
+    for (int k = blk.rank(); k < L.out.n_tot[list]; k += blk.size())
+      kernels::gather_values(L.listed + list * L.out.K + k, now[0], L.out.list(t, b) + k, 1);
+  }
+  return dropped;
 }
 
 /// The model's adjoints of sample b carried from step t + 1 to step t (t < T - 1).
@@ -296,13 +310,27 @@ SALTATORY_HD void backward_sample(Blk& blk, const Layer& L, int b, int t0, int t
     if (L.readout()) {
       for (int j = blk.rank(); j < n; j += blk.size()) kernels::add_row(g[0] + j, go + j, 1);
     } else {
-      const kernels::neurons::Rows at = L.states(t, b);
+      kernels::neurons::Rows at = L.states(t, b);
       const int32_t* ids = L.out.list(t, b);
       const int n_tot = L.out.n_tot[L.out.at(t, b)];
+      float* membrane = nullptr;
+      if (L.listed != nullptr) {  // V[t] at the entries of S[t], NaN elsewhere
+        membrane = s.membrane + static_cast<int64_t>(b) * n;
+        const float* kept = L.listed + L.out.at(t, b) * L.out.K;
+        for (int k = blk.rank(); k < n_tot; k += blk.size())
+          kernels::scatter_values(membrane, ids + k, kept + k, 1);
+        blk.sync();
+        at = kernels::neurons::Rows::strided(membrane, n, 1);
+      }
       // ids are distinct, so each entry's neuron is updated by one thread, in the CPU's order
       kernels::neurons::state_grad_row(blk, m, g, at, ids, go, n_tot, 0, n, sums);
       if (L.recurrent() && t < L.T - 1)
         kernels::neurons::state_grad_row(blk, m, g, at, ids, grad_rec, n_tot, 0, n, sums);
+      if (L.listed != nullptr) {
+        blk.sync();
+        for (int k = blk.rank(); k < n_tot; k += blk.size())
+          kernels::scatter_value(membrane, ids + k, 1, kernels::kNotListed);
+      }
     }
     blk.sync();
     float* gi = L.row(grad_current, t, b, t0);

@@ -2,14 +2,16 @@
 // on the GPU (CudaExec, cuda_backend.cu) and, in tests, on the CPU (an emulated grid). Every
 // tensor stays in the executor's memory from the input upload to the gradient download.
 //   forward, per layer: sparse mode runs one block per sample over all T steps (forward_step), or
-//     window by window under checkpointing in time (keeping V at the end of each window);
+//     window by window under checkpointing in time (keeping the states at the end of each window,
+//     and V at every list entry when the model's carry reads no state);
 //     dense mode forms I = X W + bias with one GEMM, adds S[t-1] W_rec per step by GEMM, and runs
 //     the same step body with capacity N
 //   backward, top-down, sparse window by window (recomputing a window's membranes when they were
-//     not kept): phase A (backward_sample, or dense_backward_step with GEMMs for the
-//     recurrent term), input-entry gradients, and weight gradients: sparse mode groups the feeding
-//     spikes by (chunk, neuron) with a stable sort and gathers gI rows per (neuron, column), in the
-//     CPU's order (no atomics); dense mode uses GEMMs.
+//     not kept, unless no neuron parameter learns and V was kept at the entries): phase A
+//     (backward_sample, or dense_backward_step with GEMMs for the recurrent term), input-entry
+//     gradients, and weight gradients: sparse mode groups the feeding spikes by (chunk, neuron)
+//     with a stable sort and gathers gI rows per (neuron, column), in the CPU's order (no
+//     atomics); dense mode uses GEMMs.
 // Exec provides: Block; Array<T> (owning, zero-filled); upload, download, fill_bytes; blocks(grid,
 // f(Block&, b)); for_each(n, f(i)); exclusive_sum; sort_pairs (stable); gemm_add (row-major, as
 // the CPU's: C[m, n] += op(A) op(B)).
@@ -48,6 +50,9 @@ class DeviceContext final : public StackContext {
     /// The model's states [states(), T, B, n] when stored; else the states at the end of every
     /// window but the last, [states(), windows - 1, B, n]
     Array<float> v;
+    /// V at every entry of the lists [T, B, K] when the states are recomputed and the model's
+    /// carry reads none (Layer::listed); else empty
+    Array<float> listed;
     Array<int32_t> ids, n_spk, n_tot;
     /// The initial state (empty from rest): the model's states [states(), B, n] and the spikes of
     /// step -1, [B, K] (repacked to the layer's list width) with counts [B].
@@ -61,6 +66,7 @@ class DeviceContext final : public StackContext {
   Array<float> flags;        ///< Scratch::flags, zero between uses
   Array<int32_t> found;      ///< Scratch::found
   Array<uint64_t> priority;  ///< Scratch::priority
+  Array<float> membrane;  ///< Scratch::membrane, NaN between uses (empty: no layer keeps `listed`)
 
   /// The kernels' view of layer l.
   Layer layer(size_t l) const {
@@ -87,6 +93,7 @@ class DeviceContext final : public StackContext {
     L.seed = kernels::layer_seed(config.seed, l);
     L.initial = d.initial.size() > 0 ? d.initial.data() : nullptr;
     L.first_step = first_step;
+    L.listed = d.listed.size() > 0 ? d.listed.data() : nullptr;
     return L;
   }
   /// Layer l's own lists (a spiking layer), with the initial state's of step -1.
@@ -116,7 +123,9 @@ class DeviceContext final : public StackContext {
     return n;
   }
   Scratch scratch(float* adjoints = nullptr, float* grad_rec = nullptr) const {
-    return {flags.data(), found.data(), priority.data(), adjoints, grad_rec};
+    Scratch s{flags.data(), found.data(), priority.data(), adjoints, grad_rec};
+    s.membrane = membrane.size() > 0 ? membrane.data() : nullptr;
+    return s;
   }
 };
 
@@ -271,6 +280,8 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
     if (c.kind == LayerKind::readout) continue;
     const int K = ctx->list_capacity(l);
     widest_capacity = std::max(widest_capacity, K);
+    if (!dense && ctx->recomputes(l) && !model.carry_reads_states())  // else never read
+      d.listed = ArrayOf<Exec, float>(lists * K);
     d.ids = ArrayOf<Exec, int32_t>(lists * K);
     exec.fill_bytes(d.ids.data(), 0xFF, d.ids.size() * sizeof(int32_t));  // padding ids are -1
     d.n_spk = ArrayOf<Exec, int32_t>(lists);
@@ -283,6 +294,11 @@ std::shared_ptr<DeviceContext<Exec>> stack_forward(Exec& exec, const StackConfig
   ctx->flags = ArrayOf<Exec, float>(static_cast<size_t>(B) * widest);
   ctx->found = ArrayOf<Exec, int32_t>(static_cast<size_t>(B) * 2 * widest);
   ctx->priority = ArrayOf<Exec, uint64_t>(static_cast<size_t>(B) * widest_capacity);
+  if (std::any_of(ctx->data.begin(), ctx->data.end(),
+                  [](const auto& d) { return d.listed.size() > 0; })) {
+    ctx->membrane = ArrayOf<Exec, float>(static_cast<size_t>(B) * widest);
+    exec.fill_bytes(ctx->membrane.data(), 0xFF, ctx->membrane.size() * sizeof(float));  // NaN
+  }
 
   ArrayOf<Exec, kernels::Drops> dropped(B);
   for (size_t l = 0; l < config.layers.size(); ++l) {
@@ -472,14 +488,22 @@ void layer_backward(Exec& exec, DeviceContext<Exec>& ctx, size_t l, const float*
   float* dbias = db.data();
 
   if (ctx.config.mode == Mode::sparse) {
+    // States that were not kept are recomputed, unless backward needs only the membrane at the
+    // list entries: no learnable parameter, and the forward kept the entries (Layer::listed).
+    const bool from_listed = L.listed != nullptr && !common::learns(grads);
+    const bool recompute = ctx.recomputes(l) && !from_listed;
     F32 grad_current(ctx.window * row);
-    F32 buffer(ctx.recomputes(l) ? model.states() * (ctx.window + 1) * row : 0);
+    F32 buffer(recompute ? model.states() * (ctx.window + 1) * row : 0);
     float* gI = grad_current.data();
     for (int k = ctx.windows(); k-- > 0;) {
       const int t0 = ctx.steps(k).first, t1 = ctx.steps(k).second;
       const int64_t lists = static_cast<int64_t>(t1 - t0) * B;
-      const Layer Lw = ctx.recomputes(l) ? window_layer(exec, ctx, l, buffer.data(), k) : L;
-      if (ctx.recomputes(l)) forward_window(exec, Lw, t0, t1, s, nullptr, false);
+      Layer Lw = recompute ? window_layer(exec, ctx, l, buffer.data(), k) : L;
+      if (from_listed)
+        Lw.v = nullptr;  // only the window ends are kept: read nothing of them
+      else
+        Lw.listed = nullptr;
+      if (recompute) forward_window(exec, Lw, t0, t1, s, nullptr, false);
       exec.blocks(B, [=] SALTATORY_DEVICE_LAMBDA(Block & blk, int b) {
         backward_sample(blk, Lw, b, t0, t1, grad_out, gI, s);
       });
