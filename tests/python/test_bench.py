@@ -83,7 +83,7 @@ def test_missing_baseline_is_reported_not_fatal(monkeypatch, library, module):
 
 def test_cli_rejects_bad_options():
     for argv in (["--libraries", "tensorflow"], ["--activities", "0"], ["--threads", "0"],
-                 ["--device", "tpu"], ["--neurons", "lif,hodgkin"]):
+                 ["--device", "tpu"], ["--neurons", "lif,hodgkin"], ["--rounds", "0"]):
         with pytest.raises(SystemExit):
             parse_args(argv)
 
@@ -236,6 +236,45 @@ def test_ratios_name_the_fastest_peer():
     assert sparse["peer"] == "jax" and sparse["vs_peer"] == 4.0 and sparse["vs_snntorch"] == 8.0
     assert records[1]["vs_peer"] == pytest.approx(1 / 3) and "peer" not in records[3]
     assert "jax" in report.table(records).splitlines()[2]
+
+
+def test_rounds_interleave_the_records_and_report_the_median_round(monkeypatch, capsys):
+    """--rounds: every round runs the records in the reverse order of the one before; each record
+    is its median round (step time), with every round's step time and the largest peak memory;
+    recompute's step time over stored is the median of the rounds' ratios, not the ratio of
+    medians; a failure in any round is the record's error."""
+    import saltatory.bench as bench
+    from saltatory.bench import report
+
+    point = {"workload": "single-layer", "sizes": [8, 8], "activity": 0.05, "threads": 2,
+             "neuron": "lif"}
+    specs = [{**point, "library": "saltatory", "mode": mode} for mode in ("sparse", "recompute")]
+    specs.append({**point, "library": "jax", "mode": "dense"})
+    step = {"sparse": [1.0, 3.0, 2.0], "recompute": [1.2, 3.3, 1.8]}  # by round
+    calls = []
+
+    def fake_worker(spec):
+        r = sum(1 for c in calls if c == spec["mode"])
+        calls.append(spec["mode"])
+        if spec["library"] == "jax":
+            return {"error": "jax is not installed"} if r == 1 else {"step_s": 1.0, "peak_mem_bytes": 1}
+        return {"step_s": step[spec["mode"]][r], "peak_mem_bytes": 100 * (r + 1), "samples_per_s": 8 / step[spec["mode"]][r]}
+
+    monkeypatch.setattr(bench, "run_worker", fake_worker)
+    merged = bench.run_rounds(specs, 3)
+    assert calls == ["sparse", "recompute", "dense", "dense", "recompute", "sparse",
+                     "sparse", "recompute", "dense"]
+    sparse, recompute, jax = merged
+    assert sparse["step_s"] == 2.0 and sparse["round_step_s"] == [1.0, 3.0, 2.0]
+    assert recompute["step_s"] == 1.8 and recompute["peak_mem_bytes"] == 300
+    assert jax == {"error": "jax is not installed"}
+    records = [{**spec, **result} for spec, result in zip(specs, merged)]
+    report.add_ratios(records)
+    assert records[1]["round_vs_stored_time"] == pytest.approx([1.2, 1.1, 0.9])
+    assert records[1]["vs_stored_time"] == pytest.approx(1.1)  # the ratio of medians is 0.9
+    summary = report.rounds_summary(records)
+    assert "1.20, 1.10, 0.90 by round (median 1.10)" in summary
+    assert "moved by 200 %" in summary  # the upper median of 200 % (sparse) and 175 % (recompute)
 
 
 def test_cuda_device_needs_a_gpu_or_runs_every_library_there(tmp_path, capsys):

@@ -52,6 +52,10 @@ def parse_args(argv=None):
                    help="thread counts of the sparse runs (baselines use the largest)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5, help="timed steps; the median is reported")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every record this many times, interleaved (each round runs the records "
+                        "in the reverse order of the one before), and report the median round: on a "
+                        "noisy machine the ratios then come from runs close together in time")
     p.add_argument("--max-seconds", type=float, default=60.0,
                    help="stop timing a record after this many seconds of timed steps (at least one)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
@@ -76,8 +80,8 @@ def parse_args(argv=None):
                 "no CUDA device found" if build_info()["cuda"] else "this build has no CUDA backend"))
     if any(not 0 < a <= 1 for a in args.activities + args.baseline_at):
         p.error("activities must lie in (0, 1]")
-    if any(t < 1 for t in args.threads) or args.repeats < 1 or args.warmup < 0:
-        p.error("threads and repeats must be at least 1, warmup at least 0")
+    if any(t < 1 for t in args.threads) or args.repeats < 1 or args.rounds < 1 or args.warmup < 0:
+        p.error("threads, repeats and rounds must be at least 1, warmup at least 0")
     return args
 
 
@@ -119,6 +123,40 @@ def run_worker(spec: dict) -> dict:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {"error": f"worker failed (exit {proc.returncode}): {' | '.join(tail)}"}
     return json.loads(lines[-1])
+
+
+def run_rounds(specs: list[dict], rounds: int) -> list[dict]:
+    """Runs every spec ``rounds`` times, interleaved: round r runs them in the order of round r - 1
+    reversed, so that a slow drift of the machine falls on every record alike. Each result is the
+    record's median round (its step time the median of the rounds' median step times, its peak
+    memory the largest) with ``round_step_s``, every round's step time, in spec order; a record
+    that failed in any round keeps that round's error."""
+    results: list[list[dict]] = [[] for _ in specs]
+    for r in range(rounds):
+        order = range(len(specs)) if r % 2 == 0 else reversed(range(len(specs)))
+        for n, i in enumerate(order, 1):
+            spec = specs[i]
+            label = (f"{spec['workload']} {spec['sizes']} a={spec['activity']} {report._name(spec)} "
+                     f"x{spec['threads']}")
+            where = f"round {r + 1}/{rounds} " if rounds > 1 else ""
+            print(f"[{where}{n}/{len(specs)}] {label}", flush=True)
+            results[i].append(run_worker(spec))
+            if "error" in results[i][-1]:
+                print(f"    skipped: {results[i][-1]['error']}", flush=True)
+    return [merge_rounds(spec, runs) for spec, runs in zip(specs, results)]
+
+
+def merge_rounds(spec: dict, runs: list[dict]) -> dict:
+    """One record from the results of its rounds (see ``run_rounds``)."""
+    failed = [run for run in runs if "error" in run]
+    if failed:
+        return failed[0]
+    ordered = sorted(runs, key=lambda run: run["step_s"])
+    merged = dict(ordered[(len(ordered) - 1) // 2])  # the median round (the lower of two)
+    merged["round_step_s"] = [run["step_s"] for run in runs]
+    peaks = [run["peak_mem_bytes"] for run in runs if run.get("peak_mem_bytes") is not None]
+    merged["peak_mem_bytes"] = max(peaks) if peaks else None
+    return merged
 
 
 def probe(specs: list[dict]) -> dict:
@@ -166,11 +204,7 @@ def main(argv=None) -> int:
     probes = probe(specs) if args.device == "cpu" else {}  # the roofline probe measures the CPU
     env = environment()
     records = []
-    for i, spec in enumerate(specs, 1):
-        label = (f"{spec['workload']} {spec['sizes']} a={spec['activity']} {report._name(spec)} "
-                 f"x{spec['threads']}")
-        print(f"[{i}/{len(specs)}] {label}", flush=True)
-        result = run_worker(spec)
+    for spec, result in zip(specs, run_rounds(specs, args.rounds)):
         record = {k: v for k, v in spec.items() if k not in ("warmup", "max_seconds")}
         record.update(result)
         record.update(probes.get((tuple(spec["sizes"]), spec["threads"]), {}))
@@ -180,10 +214,10 @@ def main(argv=None) -> int:
             record["bound_s"] = bound_s
             record["bound_fraction"] = bound_s / record["step_s"]
         records.append(record)
-        if "error" in record:
-            print(f"    skipped: {record['error']}", flush=True)
     report.add_ratios(records)
     print(report.table(records))
+    if args.rounds > 1:
+        print(report.rounds_summary(records))
     if any(r.get("vs_stored_memory") for r in records):
         print(report.memory_table(records))
     if probes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 
 
 def cpu_model() -> str:
@@ -61,7 +62,11 @@ def add_ratios(records: list[dict]) -> None:
         if r["library"] == "saltatory" and r["mode"] == "recompute" and stored is not None:
             if r.get("peak_mem_bytes") and stored.get("peak_mem_bytes"):
                 r["vs_stored_memory"] = stored["peak_mem_bytes"] / r["peak_mem_bytes"]
-            r["vs_stored_time"] = r["step_s"] / stored["step_s"]
+            # per round (the two ran next to each other in each), then the median of those
+            rounds = zip(r.get("round_step_s", []), stored.get("round_step_s", []))
+            r["round_vs_stored_time"] = [mine / theirs for mine, theirs in rounds]
+            r["vs_stored_time"] = (statistics.median(r["round_vs_stored_time"])
+                                   if r["round_vs_stored_time"] else r["step_s"] / stored["step_s"])
         if r["library"] == "saltatory" and r["mode"] == "sparse" and r["threads"] > 1:
             one = by_key.get((_point(r), "saltatory", "sparse", 1))
             if one is not None:
@@ -116,7 +121,26 @@ def memory_table(records: list[dict]) -> str:
                      f"{_fmt(None if r.get('peak_mem_bytes') is None else r['peak_mem_bytes'] / 2**20, '12.1f')} "
                      f"{_fmt(r.get('vs_stored_memory'), '9.2f')} {r['vs_stored_time']:>11.2f}")
     lines.append("memory /: stored peak over recompute peak (higher is better); step time x: recompute "
-                 "step time over stored (lower is better)")
+                 "step time over stored (lower is better; with --rounds, the median of the rounds' ratios)")
+    return "\n".join(lines)
+
+
+def rounds_summary(records: list[dict]) -> str:
+    """How much each record's step time moved between rounds, and the recompute records' step time
+    over the stored path's in each round, whose median is their ``vs_stored_time``."""
+    ok = [r for r in records if "error" not in r and len(r.get("round_step_s", [])) > 1]
+    if not ok:
+        return "rounds: no record ran in more than one round"
+    spreads = sorted(max(r["round_step_s"]) / min(r["round_step_s"]) - 1 for r in ok)
+    lines = [f"rounds: {len(ok[0]['round_step_s'])}, interleaved; a record's step time moved by "
+             f"{100 * spreads[len(spreads) // 2]:.0f} % between its fastest and slowest round "
+             f"(median over records; at most {100 * spreads[-1]:.0f} %)"]
+    for r in ok:
+        if r.get("round_vs_stored_time"):
+            ratios = ", ".join(f"{x:.2f}" for x in r["round_vs_stored_time"])
+            lines.append(f"  recompute x stored, {r['workload']} {'-'.join(map(str, r['sizes']))} "
+                         f"a={r['activity']} x{r['threads']}: {ratios} by round (median "
+                         f"{r['vs_stored_time']:.2f})")
     return "\n".join(lines)
 
 
