@@ -154,21 +154,33 @@ BENCHMARK(ShdPaperStepNeuron)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-// One feed-forward LIF layer n -> n, B = 16, T = 500 (the shape of saltatory-bench's single-layer,
-// but with the default gain, not its calibrated one, and no loss or optimiser step), on random
-// input lists of a n spikes; args: activity a in per mille, n, recompute segment (0: store every
-// membrane; 16: saltatory-bench's "auto" for T = 500; 128). Counters: the measured output
-// activity and samples per second. The C++ side of checkpointing in time's cost on single-layer.
+// The input gain that saltatory-bench's calibration gave single-layer at (a in per mille, n), for
+// its own draw of the same weight distribution (the `gains` of
+// benchmarks/results/recompute-single-rounds.json); the default gain elsewhere.
+float single_layer_gain(int64_t per_mille, int64_t n) {
+  if (n == 4096) return per_mille == 10 ? 10.37f : per_mille == 50 ? 6.78f : 10.0f;
+  if (n == 8192) return per_mille == 10 ? 7.71f : per_mille == 50 ? 3.93f : 10.0f;
+  return 10.0f;
+}
+
+// One feed-forward LIF layer n -> n, B = 16, T = 500 (saltatory-bench's single-layer: its gains,
+// its input and list capacities 2 floor(a n / 2), but no loss or optimiser step), on random input
+// lists; args: activity a in per mille, n, recompute segment (0: store every membrane; 16:
+// saltatory-bench's "auto" for T = 500; 128). Counters: the measured output activity, the
+// fraction of spikes dropped to capacity and samples per second. The C++ side of checkpointing in
+// time's cost on single-layer.
 void SingleLayerStep(benchmark::State& state) {
   constexpr int T = 500, B = 16;
   const double activity = state.range(0) / 1000.0;
-  const int n = static_cast<int>(state.range(1)), k_in = static_cast<int>(activity * n);
+  const int n = static_cast<int>(state.range(1));
+  const int capacity = std::max(2, 2 * static_cast<int>(std::floor(activity * n / 2)));
   std::mt19937 rng(5);
   sl::StackConfig config;
   config.recompute_segment = static_cast<int>(state.range(2));
   sl::LayerConfig layer;
   layer.n_in = layer.n_out = n;
-  layer.capacity = std::max(2, 2 * static_cast<int>(std::floor(activity * n / 2)));
+  layer.capacity = capacity;
+  layer.gain = single_layer_gain(state.range(0), n);
   config.layers.push_back(layer);
   const float a = 2.0f * std::sqrt(6.0f / n);
   std::uniform_real_distribution<float> u(-a, a);
@@ -176,16 +188,20 @@ void SingleLayerStep(benchmark::State& state) {
   for (float& w : weight) w = u(rng) + 0.001f;
   const std::vector<sl::LayerParams> params{{.weight = weight.data(), .alpha = alpha.data()}};
   const std::vector<sl::LayerGrads> grads{{.weight = grad.data()}};
-  sl::SpikeTensor input{T, B, k_in, n};
+  sl::SpikeTensor input{T, B, capacity, n};
   fill_random_lists(input, rng);
   const std::vector<float> grad_out(static_cast<size_t>(T) * B * layer.capacity, 1.0f);
-  double out_activity = 0.0;
+  double out_activity = 0.0, dropped = 0.0;
   for (auto _ : state) {
     auto ctx = sl::lif_stack_forward(config, params, input.view());
     sl::lif_stack_backward(*ctx, {grad_out.data()}, grads);
-    out_activity = static_cast<double>(ctx->spikes[0].total_spikes()) / (T * B * double(n));
+    const auto spikes = static_cast<double>(ctx->spikes[0].total_spikes());
+    out_activity = spikes / (T * B * double(n));
+    const auto drops = static_cast<double>(ctx->dropped[0]);
+    dropped = drops / std::max(1.0, spikes + drops);
   }
   state.counters["activity"] = out_activity;
+  state.counters["dropped"] = dropped;
   state.counters["samples_per_s"] =
       benchmark::Counter(state.iterations() * B, benchmark::Counter::kIsRate);
 }

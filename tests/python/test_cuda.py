@@ -167,11 +167,16 @@ def test_cuda_trains_like_the_cpu() -> None:
 
 
 @needs_gpu
-def test_cuda_recompute_equals_stored() -> None:
+@pytest.mark.parametrize("learn", [False, True])
+def test_cuda_recompute_equals_stored(learn) -> None:
+    """Checkpointing in time on the GPU gives bitwise the stored path's gradients: from the
+    membranes kept at the list entries (fixed neuron parameters) or recomputed (learnable)."""
     x = _input(5, T=40, B=64)
     results = []
+    options = {"learn_alpha": True, "learn_threshold": True} if learn else {}
     for segment in (0, 5):
-        net = sal.Sequential(sal.LIF(30, 26, 6, seed=1), sal.RecurrentLIF(26, 18, 5, seed=2),
+        net = sal.Sequential(sal.LIF(30, 26, 6, seed=1, **options),
+                             sal.RecurrentLIF(26, 18, 5, seed=2, **options),
                              sal.Readout(18, 4, seed=3), device="cuda", recompute_segment=segment)
         out = net(x)
         _, grad = sal.losses.membrane_cross_entropy(out, np.arange(64, dtype=np.int32) % 4)
