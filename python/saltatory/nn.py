@@ -513,9 +513,10 @@ class Sequential:
     - device: "cpu", "cuda" (the CUDA backend; input spikes may then also be CUDA tensors, see
       SpikeTensor) or "ipu-model" (the IPU tile plan, interpreted on the host); see
       ``available_devices()``.
-    - recompute_segment: BPTT memory (checkpointing in time, sparse mode). 0 (default) stores every
-      membrane [T, B, N] for backward. S > 0 keeps only the spike lists, the membrane at their
-      entries and one membrane every S steps: memory falls from O(T N) to O(T K + (S + T / S) N)
+    - recompute_segment: BPTT memory (checkpointing in time, sparse mode on "cpu" and "cuda";
+      "ipu-model" stores every membrane). 0 (default) stores every membrane [T, B, N] for
+      backward. S > 0 keeps only the spike lists, the membrane at their entries (unless
+      reset_grad="mask" with reset="state") and one membrane every S steps: memory falls from O(T N) to O(T K + (S + T / S) N)
       per layer. A backward with no learnable neuron parameter reads the entries' membranes and
       recomputes nothing, unless reset_grad="mask" with reset="state" (whose carry reads every
       membrane); otherwise backward recomputes the membranes S steps at a time, for about one extra

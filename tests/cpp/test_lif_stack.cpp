@@ -940,28 +940,28 @@ TEST_P(EmulatedCudaEqualsCpu, BitwiseSameSpikesAndGradients) {
 // membranes its forward kept at the list entries and recomputes nothing, as the CPU does: the
 // gradients are bitwise the CPU's with the states kept at the window ends, which a recomputation
 // would start from, overwritten with NaN (for every model whose carry reads no state; the others
-// keep no entries and recompute).
+// keep no entries and recompute). B = 64: windows of 4 steps.
 TEST_P(EmulatedCudaEqualsCpu, FromListedMembranesWithoutNeuronGradients) {
   Case c = GetParam();
+  if (c.T <= 4) GTEST_SKIP() << "a single window of 4 steps";
   const bool carry_reads_states = c.reset == ResetMode::state && c.reset_grad == ResetGrad::mask;
-  for (int B : {c.B, 64}) {
-    SCOPED_TRACE("B " + std::to_string(B));
-    c.B = B;
-    CpuRun cpu = cpu_run(c, 29, 4);
-    const auto again = lif_stack_forward(cpu.net.config, cpu.net.params(), cpu.input.view());
-    const Grads expected = run_backward(*again, cpu.net, cpu.g_out, op_backward, false);
-    cpu.net.config.recompute_segment = 3;
-    auto ctx = emulated_forward(cpu.net.config, cpu.net.params(), cpu.input.view());
-    auto& device = dynamic_cast<cuda::DeviceContext<test_support::EmulatedExec>&>(*ctx);
-    for (size_t l = 0; l < device.data.size(); ++l) {
-      auto& d = device.data[l];
-      EXPECT_EQ(d.listed.size() > 0, !carry_reads_states && device.recomputes(l)) << "layer " << l;
-      if (d.listed.size() > 0)
-        std::fill_n(d.v.data(), d.v.size(), std::numeric_limits<float>::quiet_NaN());
-    }
-    expect_bitwise_same(*ctx, *cpu.ctx,
-                        run_backward(*ctx, cpu.net, cpu.g_out, emulated_backward, false), expected);
+  c.B = 64;
+  CpuRun cpu = cpu_run(c, 29, 4);
+  const auto again = lif_stack_forward(cpu.net.config, cpu.net.params(), cpu.input.view());
+  const Grads expected = run_backward(*again, cpu.net, cpu.g_out, op_backward, false);
+  cpu.net.config.recompute_segment = 3;
+  auto ctx = emulated_forward(cpu.net.config, cpu.net.params(), cpu.input.view());
+  auto& device = dynamic_cast<cuda::DeviceContext<test_support::EmulatedExec>&>(*ctx);
+  ASSERT_LT(device.window, c.T);  // checkpointing in time takes effect
+  for (size_t l = 0; l < device.data.size(); ++l) {
+    auto& d = device.data[l];
+    const bool readout = device.config.layers[l].kind == LayerKind::readout;
+    EXPECT_EQ(d.listed.size() > 0, !carry_reads_states && !readout) << "layer " << l;
+    if (d.listed.size() > 0)
+      std::fill_n(d.v.data(), d.v.size(), std::numeric_limits<float>::quiet_NaN());
   }
+  expect_bitwise_same(*ctx, *cpu.ctx,
+                      run_backward(*ctx, cpu.net, cpu.g_out, emulated_backward, false), expected);
 }
 
 // Continuing from a state (the CPU's after part of the input), the CUDA driver's sparse forward

@@ -242,7 +242,7 @@ def test_rounds_interleave_the_records_and_report_the_median_round(monkeypatch, 
     """--rounds: every round runs the records in the reverse order of the one before; each record
     is its median round (step time), with every round's step time and the largest peak memory;
     recompute's step time over stored is the median of the rounds' ratios, not the ratio of
-    medians; a failure in any round is the record's error."""
+    medians; a failure is the record's error, and the record is not run again."""
     import saltatory.bench as bench
     from saltatory.bench import report
 
@@ -263,18 +263,18 @@ def test_rounds_interleave_the_records_and_report_the_median_round(monkeypatch, 
     monkeypatch.setattr(bench, "run_worker", fake_worker)
     merged = bench.run_rounds(specs, 3)
     assert calls == ["sparse", "recompute", "dense", "dense", "recompute", "sparse",
-                     "sparse", "recompute", "dense"]
+                     "sparse", "recompute"]  # jax failed in round 2
     sparse, recompute, jax = merged
     assert sparse["step_s"] == 2.0 and sparse["round_step_s"] == [1.0, 3.0, 2.0]
     assert recompute["step_s"] == 1.8 and recompute["peak_mem_bytes"] == 300
-    assert jax == {"error": "jax is not installed"}
+    assert jax == {"error": "jax is not installed (round 2)"}
     records = [{**spec, **result} for spec, result in zip(specs, merged)]
     report.add_ratios(records)
     assert records[1]["round_vs_stored_time"] == pytest.approx([1.2, 1.1, 0.9])
     assert records[1]["vs_stored_time"] == pytest.approx(1.1)  # the ratio of medians is 0.9
     summary = report.rounds_summary(records)
     assert "1.20, 1.10, 0.90 by round (median 1.10)" in summary
-    assert "moved by 200 %" in summary  # the upper median of 200 % (sparse) and 175 % (recompute)
+    assert "moved by 188 %" in summary and "at most 200 %" in summary  # sparse 200 %, recompute 175 %
 
 
 def test_cuda_device_needs_a_gpu_or_runs_every_library_there(tmp_path, capsys):

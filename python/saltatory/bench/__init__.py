@@ -129,19 +129,23 @@ def run_rounds(specs: list[dict], rounds: int) -> list[dict]:
     """Runs every spec ``rounds`` times, interleaved: round r runs them in the order of round r - 1
     reversed, so that a slow drift of the machine falls on every record alike. Each result is the
     record's median round (its step time the median of the rounds' median step times, its peak
-    memory the largest) with ``round_step_s``, every round's step time, in spec order; a record
-    that failed in any round keeps that round's error."""
+    memory the largest) with ``round_step_s``, every round's step time, in round order; a record
+    that fails keeps that round's error and is not run again."""
     results: list[list[dict]] = [[] for _ in specs]
     for r in range(rounds):
         order = range(len(specs)) if r % 2 == 0 else reversed(range(len(specs)))
         for n, i in enumerate(order, 1):
             spec = specs[i]
+            if any("error" in run for run in results[i]):
+                continue
             label = (f"{spec['workload']} {spec['sizes']} a={spec['activity']} {report._name(spec)} "
                      f"x{spec['threads']}")
             where = f"round {r + 1}/{rounds} " if rounds > 1 else ""
             print(f"[{where}{n}/{len(specs)}] {label}", flush=True)
             results[i].append(run_worker(spec))
             if "error" in results[i][-1]:
+                if rounds > 1:
+                    results[i][-1]["error"] += f" (round {r + 1})"
                 print(f"    skipped: {results[i][-1]['error']}", flush=True)
     return [merge_rounds(spec, runs) for spec, runs in zip(specs, results)]
 

@@ -131,10 +131,10 @@ def rounds_summary(records: list[dict]) -> str:
     ok = [r for r in records if "error" not in r and len(r.get("round_step_s", [])) > 1]
     if not ok:
         return "rounds: no record ran in more than one round"
-    spreads = sorted(max(r["round_step_s"]) / min(r["round_step_s"]) - 1 for r in ok)
+    spreads = [max(r["round_step_s"]) / min(r["round_step_s"]) - 1 for r in ok]
     lines = [f"rounds: {len(ok[0]['round_step_s'])}, interleaved; a record's step time moved by "
-             f"{100 * spreads[len(spreads) // 2]:.0f} % between its fastest and slowest round "
-             f"(median over records; at most {100 * spreads[-1]:.0f} %)"]
+             f"{100 * statistics.median(spreads):.0f} % between its fastest and slowest round "
+             f"(median over records; at most {100 * max(spreads):.0f} %)"]
     for r in ok:
         if r.get("round_vs_stored_time"):
             ratios = ", ".join(f"{x:.2f}" for x in r["round_vs_stored_time"])
