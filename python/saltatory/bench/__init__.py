@@ -134,23 +134,23 @@ def run_rounds(specs: list[dict], rounds: int) -> list[dict]:
     results: list[list[dict]] = [[] for _ in specs]
     for r in range(rounds):
         order = range(len(specs)) if r % 2 == 0 else reversed(range(len(specs)))
+        where = f"round {r + 1}/{rounds} " if rounds > 1 else ""
         for n, i in enumerate(order, 1):
             spec = specs[i]
             if any("error" in run for run in results[i]):
                 continue
             label = (f"{spec['workload']} {spec['sizes']} a={spec['activity']} {report._name(spec)} "
                      f"x{spec['threads']}")
-            where = f"round {r + 1}/{rounds} " if rounds > 1 else ""
             print(f"[{where}{n}/{len(specs)}] {label}", flush=True)
             results[i].append(run_worker(spec))
             if "error" in results[i][-1]:
                 if rounds > 1:
                     results[i][-1]["error"] += f" (round {r + 1})"
                 print(f"    skipped: {results[i][-1]['error']}", flush=True)
-    return [merge_rounds(spec, runs) for spec, runs in zip(specs, results)]
+    return [merge_rounds(runs) for runs in results]
 
 
-def merge_rounds(spec: dict, runs: list[dict]) -> dict:
+def merge_rounds(runs: list[dict]) -> dict:
     """One record from the results of its rounds (see ``run_rounds``)."""
     failed = [run for run in runs if "error" in run]
     if failed:
