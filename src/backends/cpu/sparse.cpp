@@ -153,10 +153,10 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
   }
 
   // phase C: dW[i, cols] += the gI rows of the lists that i fed, chunk by chunk, latest first; a
-  // chunk's gI block stays in cache while every input neuron gathers its rows from it. The dW
-  // rows, a row stride apart, defeat the hardware prefetcher: ask for row i + kAhead while row i
-  // gathers. (Without it, a window of one chunk, checkpointing in time's usual case, spent 1.3x
-  // the stored path's phase C on single-layer: there each dW row comes from beyond L2 per chunk.)
+  // chunk's gI block stays in cache while every input neuron gathers its rows from it. dW rows
+  // lie a row stride apart, which the hardware prefetcher does not follow: ask for row i + kAhead
+  // while row i gathers. That matters when a window is one chunk (checkpointing in time's usual
+  // case), which walks all of dW per chunk rather than one column block through every chunk.
   constexpr int kAhead = 4;
   const auto weight_grad = [&](float* dw, const common::SpikeHistory& spikes, int delay) {
     const common::SpikesByNeuron by_neuron(spikes, w, delay, common::scatter_chunk_steps(B));
