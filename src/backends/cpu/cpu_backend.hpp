@@ -53,7 +53,7 @@ struct LayerRun {
     return {output->view(), initial != nullptr ? initial->spikes.view() : SpikeView{}};
   }
 
-  /// V[t, b, :]
+  /// V[t, b, :]; forward only (a backward that reads `listed` has no state buffer)
   float* v(int t, int b) const {
     return state + (static_cast<int64_t>(t - first_step) * B + b) * config.n_out;
   }
