@@ -163,14 +163,10 @@ Drops update_and_select(const LayerRun& run, int t, int b, const float* current,
 /// for mask); `flags` is n zeros of scratch (left zero).
 void carry_adjoints(const LayerRun& run, int t, int b, kernels::neurons::Rows g, float* flags);
 
-/// Asks the cache for the n floats at `row`, to be read (or also written, `for_write`).
-inline void prefetch_row(const float* row, int n, bool for_write = false) {
+/// Asks the cache for n floats from `row`, one request per 64 bytes.
+inline void prefetch_row(const float* row, int n) {
   constexpr int kLine = 64 / sizeof(float);
-  for (int j = 0; j < n; j += kLine)
-    if (for_write)
-      __builtin_prefetch(row + j, 1);
-    else
-      __builtin_prefetch(row + j);
+  for (int j = 0; j < n; j += kLine) __builtin_prefetch(row + j);
 }
 
 /// Asks the cache for the n floats of every row of `rows` (a stride back in time defeats the

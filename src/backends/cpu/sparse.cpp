@@ -165,7 +165,7 @@ void sparse_backward(const LayerRun& run, Window w, const float* grad_output,
       for (int64_t chunk = by_neuron.chunks(); chunk-- > 0;)
         for (int i = 0; i < n_in; ++i) {
           if (i + kAhead < n_in)
-            prefetch_row(dw + static_cast<int64_t>(i + kAhead) * n + c0, c1 - c0, true);
+            prefetch_row(dw + static_cast<int64_t>(i + kAhead) * n + c0, c1 - c0);
           kernels::gather_rows(dw + static_cast<int64_t>(i) * n + c0, grad_current + c0, n,
                                by_neuron.lists(chunk, i), by_neuron.count(chunk, i), c1 - c0);
         }
